@@ -1,0 +1,11 @@
+//! ml-core: everything in ml-connector that decides, and nothing that performs I/O.
+//!
+//! No WASI bindings, no sockets, no files and no clock reads live here. Pure modules
+//! (`webhook`, `mapping`, `money`, `token`, `record`, `crypto`, the API models) take their
+//! inputs — including the current time — as arguments. The jobs that sequence them (`job`)
+//! talk to the outside world only through the [`host::Host`] port, which the component
+//! implements with WASI calls and unit tests implement with an in-memory fake on a
+//! simulated clock.
+
+pub mod http;
+pub mod host;
