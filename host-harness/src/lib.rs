@@ -1,1 +1,30 @@
+//! ml-harness: a wasmtime host for the ml-connector component.
+//!
+//! It runs the same `.wasm` that Spin runs, from the same `spin.toml`: HTTP in and out
+//! (`wasi:http`, outbound limited to the manifest's `allowed_outbound_hosts`), key-value
+//! storage (`wasi:keyvalue` store + atomics over an embedded SQLite file) and configuration
+//! (`wasi:config` from the manifest's variables and `SPIN_VARIABLE_*`). It binds only the
+//! standard interfaces Spin ships, so nothing here is something the component could come to
+//! depend on by accident.
 
+pub mod config;
+pub mod kv;
+pub mod manifest;
+pub mod outbound;
+pub mod server;
+mod state;
+
+pub use state::HostState;
+
+/// Host bindings generated from `wit/world.wit` (world `host-services`).
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "ml:connector/host-services",
+        imports: { default: trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": crate::kv::Bucket,
+            "wasi:keyvalue/atomics.cas": crate::kv::Cas,
+        },
+    });
+}

@@ -1,0 +1,134 @@
+//! The connector's variables (CONTRACT §2), read through the host and validated once per request.
+
+use crate::host::Host;
+
+/// Defaults from the contract.
+pub const DEFAULT_BIGCOMMERCE_API_BASE: &str = "https://api.bigcommerce.com";
+pub const DEFAULT_QBO_API_BASE: &str = "https://quickbooks.api.intuit.com";
+pub const DEFAULT_QBO_OAUTH_BASE: &str = "https://oauth.platform.intuit.com";
+pub const DEFAULT_QBO_AUTHORIZE_URL: &str = "https://appcenter.intuit.com/connect/oauth2";
+pub const DEFAULT_RETRY_BASE_SECONDS: u64 = 60;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// A variable that is required but has no value, or has a value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("variable `{name}` is not set: set it in spin.toml or as SPIN_VARIABLE_{upper}")]
+    Missing { name: &'static str, upper: String },
+    #[error("variable `{name}` is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl SettingsError {
+    fn missing(name: &'static str) -> Self {
+        SettingsError::Missing { name, upper: name.to_ascii_uppercase() }
+    }
+}
+
+/// Reads a variable, treating an empty value as unset (Spin variables cannot be "absent" once declared).
+pub fn optional(host: &mut dyn Host, name: &str) -> Option<String> {
+    host.config(name).filter(|v| !v.trim().is_empty())
+}
+
+/// Reads a required variable.
+pub fn required(host: &mut dyn Host, name: &'static str) -> Result<String, SettingsError> {
+    optional(host, name).ok_or_else(|| SettingsError::missing(name))
+}
+
+fn number<T: std::str::FromStr>(host: &mut dyn Host, name: &'static str, default: T) -> Result<T, SettingsError> {
+    match optional(host, name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| SettingsError::Invalid {
+            name,
+            reason: format!("`{v}` is not a whole number"),
+        }),
+    }
+}
+
+/// Retry knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySettings {
+    pub base_seconds: u64,
+    pub max_attempts: u32,
+}
+
+impl RetrySettings {
+    pub fn read(host: &mut dyn Host) -> Result<Self, SettingsError> {
+        let base_seconds = number(host, "retry_base_seconds", DEFAULT_RETRY_BASE_SECONDS)?;
+        let max_attempts = number(host, "max_attempts", DEFAULT_MAX_ATTEMPTS)?;
+        if max_attempts == 0 {
+            return Err(SettingsError::Invalid { name: "max_attempts", reason: "must be at least 1".into() });
+        }
+        Ok(RetrySettings { base_seconds, max_attempts })
+    }
+}
+
+/// How to reach BigCommerce.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BigCommerceSettings {
+    pub api_base: String,
+    pub store_hash: String,
+    pub access_token: String,
+}
+
+impl std::fmt::Debug for BigCommerceSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BigCommerceSettings")
+            .field("api_base", &self.api_base)
+            .field("store_hash", &self.store_hash)
+            .field("access_token", &"[redacted]")
+            .finish()
+    }
+}
+
+impl BigCommerceSettings {
+    pub fn read(host: &mut dyn Host) -> Result<Self, SettingsError> {
+        Ok(BigCommerceSettings {
+            api_base: trim_base(optional(host, "bigcommerce_api_base").unwrap_or_else(|| DEFAULT_BIGCOMMERCE_API_BASE.into())),
+            store_hash: required(host, "bigcommerce_store_hash")?,
+            access_token: required(host, "bigcommerce_access_token")?,
+        })
+    }
+}
+
+/// How to reach QuickBooks Online.
+#[derive(Clone, PartialEq, Eq)]
+pub struct QuickBooksSettings {
+    pub api_base: String,
+    pub oauth_base: String,
+    pub authorize_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub realm_id: Option<String>,
+    pub bootstrap_refresh_token: Option<String>,
+    pub redirect_uri: Option<String>,
+}
+
+impl std::fmt::Debug for QuickBooksSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuickBooksSettings")
+            .field("api_base", &self.api_base)
+            .field("client_id", &self.client_id)
+            .field("realm_id", &self.realm_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QuickBooksSettings {
+    pub fn read(host: &mut dyn Host) -> Result<Self, SettingsError> {
+        Ok(QuickBooksSettings {
+            api_base: trim_base(optional(host, "qbo_api_base").unwrap_or_else(|| DEFAULT_QBO_API_BASE.into())),
+            oauth_base: trim_base(optional(host, "qbo_oauth_base").unwrap_or_else(|| DEFAULT_QBO_OAUTH_BASE.into())),
+            authorize_url: optional(host, "qbo_authorize_url").unwrap_or_else(|| DEFAULT_QBO_AUTHORIZE_URL.into()),
+            client_id: required(host, "qbo_client_id")?,
+            client_secret: required(host, "qbo_client_secret")?,
+            realm_id: optional(host, "qbo_realm_id"),
+            bootstrap_refresh_token: optional(host, "qbo_refresh_token"),
+            redirect_uri: optional(host, "qbo_redirect_uri"),
+        })
+    }
+}
+
+fn trim_base(s: String) -> String {
+    s.trim().trim_end_matches('/').to_string()
+}
