@@ -7,3 +7,5 @@
 //! so a wrong URL fails a test instead of hanging it.
 
 pub mod control;
+pub mod bigcommerce;
+pub mod quickbooks;

@@ -9,3 +9,17 @@
 
 pub mod http;
 pub mod host;
+pub mod secret;
+pub mod webhook;
+pub mod money;
+pub mod crypto;
+pub mod bigcommerce;
+pub mod token;
+pub mod record;
+pub mod customer;
+pub mod quickbooks;
+pub mod mapping;
+pub mod app;
+pub mod settings;
+pub mod store;
+pub mod connection;

@@ -1,0 +1,335 @@
+//! The connector's key-value layout, built only from operations Spin's store supports.
+//!
+//! Rules that shape it:
+//! - No cursor paging (Spin rejects it), so nothing is ever found by listing keys.
+//! - A compare-and-swap from "absent" is an upsert on Spin's SQLite store, so keys that are
+//!   compare-and-swapped are created with `increment(key, 0)` first (atomic on every host)
+//!   and only ever hold 8-byte counters. JSON values are written by the holder of the
+//!   entity's lease, or are append-only slots whose numbers come from `increment`.
+//!
+//! Layout:
+//! - `rec/{entity}/{id}`: the [`SyncRecord`] (source of truth), written under `lease/{entity}/{id}`.
+//! - `log/{name}/n` + `log/{name}/{i}`: append-only logs (slot numbers from `increment`):
+//!   `records` (one slot per record, for newest-first listing), `parked` (records waiting for
+//!   re-authorization).
+//! - `due/{minute}/n`, `due/{minute}/{i}`, `due/{minute}/done` and `due/cursor`: work that
+//!   becomes due in a given minute, so `retry-due` reads only the minutes that have come.
+//! - `count/{state}`: records per state, adjusted on every transition.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::host::{CasOutcome, Host, KvError};
+use crate::record::{Entity, State, SyncRecord};
+use crate::token::Lease;
+
+/// How long an entity lease lasts if its holder dies.
+pub const ENTITY_LEASE_MS: i64 = 120_000;
+
+fn counter(host: &mut dyn Host, key: &str) -> Result<i64, KvError> {
+    host.kv_increment(key, 0)
+}
+
+fn get_json<T: for<'de> Deserialize<'de>>(host: &mut dyn Host, key: &str) -> Result<Option<T>, KvError> {
+    match host.kv_get(key)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| KvError(format!("stored value at `{key}` is corrupt: {e}"))),
+    }
+}
+
+fn set_json<T: Serialize>(host: &mut dyn Host, key: &str, value: &T) -> Result<(), KvError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| KvError(format!("cannot encode `{key}`: {e}")))?;
+    host.kv_set(key, &bytes)
+}
+
+/// A held lease; release it with [`release`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseGuard {
+    key: String,
+    value: [u8; 8],
+}
+
+/// Tries once to take the lease at `key` for `ttl_ms`. `None` when someone else holds it.
+pub fn try_acquire(host: &mut dyn Host, key: &str, ttl_ms: i64) -> Result<Option<LeaseGuard>, KvError> {
+    let now = host.now();
+    // Creates the key (as a free lease) atomically if it does not exist yet.
+    let current = counter(host, key)?.to_le_bytes();
+    if !crate::token::lease_is_free(&current, now) {
+        return Ok(None);
+    }
+    let mut nonce = [0u8; 2];
+    host.random_bytes(&mut nonce);
+    let value = Lease::encode(now.timestamp_millis() + ttl_ms, u16::from_le_bytes(nonce) | 1);
+    match host.kv_cas(key, &current, &value)? {
+        CasOutcome::Swapped => Ok(Some(LeaseGuard { key: key.to_string(), value })),
+        CasOutcome::Conflict(_) => Ok(None),
+    }
+}
+
+/// Takes the lease, waiting up to `wait_ms` for the current holder.
+pub fn acquire(host: &mut dyn Host, key: &str, ttl_ms: i64, wait_ms: u64) -> Result<Option<LeaseGuard>, KvError> {
+    let mut waited = 0;
+    let mut step = 10;
+    loop {
+        if let Some(g) = try_acquire(host, key, ttl_ms)? {
+            return Ok(Some(g));
+        }
+        if waited >= wait_ms {
+            return Ok(None);
+        }
+        host.sleep_ms(step);
+        waited += step;
+        step = (step * 2).min(200);
+    }
+}
+
+/// Gives a lease back (only if it is still ours).
+pub fn release(host: &mut dyn Host, guard: LeaseGuard) -> Result<(), KvError> {
+    host.kv_cas(&guard.key, &guard.value, &Lease::FREE).map(|_| ())
+}
+
+/// The lease key of an entity.
+pub fn entity_lease_key(entity: Entity, id: &str) -> String {
+    format!("lease/{entity}/{id}")
+}
+
+fn record_key(entity: Entity, id: &str) -> String {
+    format!("rec/{entity}/{id}")
+}
+
+/// Reads a record.
+pub fn load_record(host: &mut dyn Host, entity: Entity, id: &str) -> Result<Option<SyncRecord>, KvError> {
+    get_json(host, &record_key(entity, id))
+}
+
+/// Writes a record (caller holds its lease), keeping the per-state counts and logs in step.
+/// `previous` is the state it had when loaded (`None` for a new record).
+pub fn save_record(host: &mut dyn Host, record: &SyncRecord, previous: Option<State>) -> Result<(), KvError> {
+    set_json(host, &record_key(record.entity, &record.id), record)?;
+    if previous.is_none() {
+        append(host, "log/records", &EntityRef { entity: record.entity, id: record.id.clone() })?;
+    }
+    if previous != Some(record.state) {
+        if let Some(p) = previous {
+            host.kv_increment(&format!("count/{}", p.as_str()), -1)?;
+        }
+        host.kv_increment(&format!("count/{}", record.state.as_str()), 1)?;
+        match record.state {
+            State::Retrying => {
+                if let Some(at) = record.next_attempt_at {
+                    schedule(host, at, &DueEntry::retry(record.entity, &record.id))?;
+                }
+            }
+            State::NeedsReauth => {
+                append(host, "log/parked", &EntityRef { entity: record.entity, id: record.id.clone() })?;
+            }
+            _ => {}
+        }
+    } else if record.state == State::Retrying {
+        // Rescheduled within `retrying`: the new time needs its own entry.
+        if let Some(at) = record.next_attempt_at {
+            schedule(host, at, &DueEntry::retry(record.entity, &record.id))?;
+        }
+    }
+    Ok(())
+}
+
+/// Record counts per state.
+pub fn counts(host: &mut dyn Host) -> Result<Vec<(State, i64)>, KvError> {
+    let states = [State::Pending, State::Retrying, State::Posted, State::Failed, State::NeedsReauth, State::Skipped];
+    states
+        .into_iter()
+        .map(|s| Ok((s, read_counter(host, &format!("count/{}", s.as_str()))?.max(0))))
+        .collect()
+}
+
+fn decode_i64(bytes: &[u8]) -> i64 {
+    <[u8; 8]>::try_from(bytes).map(i64::from_le_bytes).unwrap_or(0)
+}
+
+/// Names an entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityRef {
+    pub entity: Entity,
+    pub id: String,
+}
+
+/// Appends to an append-only log; returns the slot number (1-based).
+pub fn append<T: Serialize>(host: &mut dyn Host, log: &str, value: &T) -> Result<i64, KvError> {
+    let n = host.kv_increment(&format!("{log}/n"), 1)?;
+    set_json(host, &format!("{log}/{n}"), value)?;
+    Ok(n)
+}
+
+/// The number of slots ever appended to `log`.
+pub fn log_len(host: &mut dyn Host, log: &str) -> Result<i64, KvError> {
+    read_counter(host, &format!("{log}/n"))
+}
+
+/// Reads slot `i` of `log` (`None` if its writer died before writing it).
+pub fn log_entry<T: for<'de> Deserialize<'de>>(host: &mut dyn Host, log: &str, i: i64) -> Result<Option<T>, KvError> {
+    get_json(host, &format!("{log}/{i}"))
+}
+
+/// Something to look at once its time has come.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DueEntry {
+    pub entity: Entity,
+    pub id: String,
+    /// The webhook this entry guards (crash after acknowledgement), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventRef>,
+}
+
+/// The parts of a webhook the audit trail keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRef {
+    pub scope: String,
+    pub hash: String,
+}
+
+impl DueEntry {
+    pub fn retry(entity: Entity, id: &str) -> Self {
+        DueEntry { entity, id: id.to_string(), event: None }
+    }
+}
+
+fn minute(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(60)
+}
+
+/// Files `entry` under the minute of `at`.
+pub fn schedule(host: &mut dyn Host, at: DateTime<Utc>, entry: &DueEntry) -> Result<(), KvError> {
+    append(host, &format!("due/{}", minute(at)), entry).map(|_| ())
+}
+
+/// How far back `retry-due` looks the first time it runs.
+const FIRST_LOOKBACK_MINUTES: i64 = 24 * 60;
+
+/// Entries whose minute has come, oldest first, at most `limit`, and a way to mark them done.
+///
+/// Processing is at-least-once: an entry is marked done only after it was handled, so a
+/// crash in between means it is looked at again (harmless: the work itself is idempotent).
+pub fn due_entries(host: &mut dyn Host, now: DateTime<Utc>, limit: usize) -> Result<Vec<(i64, i64, DueEntry)>, KvError> {
+    let now_minute = minute(now);
+    let mut stored = counter(host, "due/cursor")?;
+    let start = if stored == 0 { now_minute - FIRST_LOOKBACK_MINUTES } else { stored };
+    let mut out = Vec::new();
+    let mut contiguous = true;
+    let mut m = start;
+    while m <= now_minute && out.len() < limit {
+        let log = format!("due/{m}");
+        let n = log_len(host, &log)?;
+        let done = read_counter(host, &format!("{log}/done"))?;
+        for i in (done + 1)..=n {
+            if out.len() >= limit {
+                break;
+            }
+            match log_entry::<DueEntry>(host, &log, i)? {
+                Some(e) => out.push((m, i, e)),
+                // A writer died between taking the slot and filling it: nothing to do there.
+                None => mark_due_done(host, m, i)?,
+            }
+        }
+        contiguous &= n == done && m < now_minute;
+        if contiguous {
+            // Every minute up to this one is finished: never read them again.
+            if let CasOutcome::Swapped = host.kv_cas("due/cursor", &stored.to_le_bytes(), &(m + 1).to_le_bytes())? {
+                stored = m + 1;
+            } else {
+                contiguous = false;
+            }
+        }
+        m += 1;
+    }
+    Ok(out)
+}
+
+fn read_counter(host: &mut dyn Host, key: &str) -> Result<i64, KvError> {
+    Ok(host.kv_get(key)?.map(|b| decode_i64(&b)).unwrap_or(0))
+}
+
+/// Marks entry `i` of minute `m` (and everything before it) as handled.
+pub fn mark_due_done(host: &mut dyn Host, m: i64, i: i64) -> Result<(), KvError> {
+    let key = format!("due/{m}/done");
+    loop {
+        let done = counter(host, &key)?;
+        if done >= i {
+            return Ok(());
+        }
+        if let CasOutcome::Swapped = host.kv_cas(&key, &done.to_le_bytes(), &i.to_le_bytes())? {
+            return Ok(());
+        }
+    }
+}
+
+/// Parked records not yet resumed, at most `limit`, with their slot numbers.
+pub fn parked_entries(host: &mut dyn Host, limit: usize) -> Result<Vec<(i64, EntityRef)>, KvError> {
+    let n = log_len(host, "log/parked")?;
+    let done = read_counter(host, "log/parked/done")?;
+    let mut out = Vec::new();
+    for i in (done + 1)..=n {
+        if out.len() >= limit {
+            break;
+        }
+        if let Some(e) = log_entry::<EntityRef>(host, "log/parked", i)? {
+            out.push((i, e));
+        }
+    }
+    Ok(out)
+}
+
+/// Marks parked slots up to `i` as resumed.
+pub fn mark_parked_done(host: &mut dyn Host, i: i64) -> Result<(), KvError> {
+    loop {
+        let done = counter(host, "log/parked/done")?;
+        if done >= i {
+            return Ok(());
+        }
+        if let CasOutcome::Swapped = host.kv_cas("log/parked/done", &done.to_le_bytes(), &i.to_le_bytes())? {
+            return Ok(());
+        }
+    }
+}
+
+/// Newest records first, filtered, reading at most `max_scan` log slots.
+pub fn list_records(
+    host: &mut dyn Host,
+    entity: Option<Entity>,
+    state: Option<State>,
+    limit: usize,
+    max_scan: usize,
+) -> Result<(Vec<Value>, bool), KvError> {
+    let n = log_len(host, "log/records")?;
+    let mut out = Vec::new();
+    let mut scanned = 0;
+    let mut i = n;
+    while i >= 1 && out.len() < limit {
+        if scanned >= max_scan {
+            return Ok((out, true));
+        }
+        scanned += 1;
+        if let Some(r) = log_entry::<EntityRef>(host, "log/records", i)?
+            && entity.is_none_or(|e| e == r.entity)
+            && let Some(rec) = load_record(host, r.entity, &r.id)?
+            && state.is_none_or(|s| s == rec.state)
+        {
+            out.push(rec.summary());
+        }
+        i -= 1;
+    }
+    Ok((out, false))
+}
+
+/// Reads a cached JSON value.
+pub fn cache_get<T: for<'de> Deserialize<'de>>(host: &mut dyn Host, key: &str) -> Result<Option<T>, KvError> {
+    get_json(host, key)
+}
+
+/// Writes a cached JSON value.
+pub fn cache_set<T: Serialize>(host: &mut dyn Host, key: &str, value: &T) -> Result<(), KvError> {
+    set_json(host, key, value)
+}
