@@ -1,1 +1,2 @@
 
+pub mod wit_check;
