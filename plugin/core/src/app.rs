@@ -4,9 +4,13 @@
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use crate::host::Host;
+use crate::host::{Host, LogLevel};
 use crate::http::{HttpResponse, header_value};
+use crate::job;
+use crate::record::{Entity, State};
 use crate::settings::{self, SettingsError};
+use crate::store::{self, EventRef};
+use crate::webhook::{self, EventKind};
 
 /// Largest request body the connector accepts (webhooks, mapping): 64 KiB.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -47,7 +51,10 @@ impl Request {
 
 /// Work a request leaves behind, run after the response is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Work {}
+pub enum Work {
+    /// Sync one entity for the webhook just acknowledged.
+    Sync { entity: Entity, id: String, event: EventRef },
+}
 
 /// A JSON error body: `{"error": code, "message": message}`.
 pub fn error_response(status: u16, code: &str, message: &str) -> HttpResponse {
@@ -76,6 +83,7 @@ pub fn handle(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<Work>
     let path = req.path().trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path };
     let response = match path {
+        "/webhooks/bigcommerce" => return webhook_intake(req, host),
         "/health" => match req.method.as_str() {
             "GET" | "HEAD" => HttpResponse::json(200, &json!({"status": "ok"})),
             _ => method_not_allowed(req, "GET"),
@@ -90,8 +98,15 @@ pub fn handle(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<Work>
 }
 
 /// Runs work left by [`handle`].
-pub fn run(work: Work, _host: &mut dyn Host) {
-    match work {}
+pub fn run(work: Work, host: &mut dyn Host) {
+    match work {
+        Work::Sync { entity, id, event } => {
+            if let Err(e) = job::sync(host, entity, &id, job::Trigger::Event(event)) {
+                // The guard entry filed at intake makes the scheduler pick this up later.
+                host.log(LogLevel::Warn, &format!("{entity} {id}: could not run now ({e}); retry-due will"));
+            }
+        }
+    }
 }
 
 /// `Authorization: Bearer <admin_token>`, compared in constant time.
@@ -115,6 +130,33 @@ fn authorize_admin(req: &Request, host: &mut dyn Host) -> Result<(), HttpRespons
 }
 
 fn admin(req: &Request, path: &str, host: &mut dyn Host) -> HttpResponse {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["admin", "records"] => match req.method.as_str() {
+            "GET" => list_records(req, host),
+            _ => method_not_allowed(req, "GET"),
+        },
+        ["admin", "records", entity, id] => match req.method.as_str() {
+            "GET" => with_entity(entity, id, |e, id| get_record(host, e, id)),
+            _ => method_not_allowed(req, "GET"),
+        },
+        ["admin", "replay", entity, id] => match req.method.as_str() {
+            "POST" => with_entity(entity, id, |e, id| replay(host, e, id)),
+            _ => method_not_allowed(req, "POST"),
+        },
+        ["admin", "retry-due"] => match req.method.as_str() {
+            "POST" => retry_due(host),
+            _ => method_not_allowed(req, "POST"),
+        },
+        ["admin", "preview", "order", id] => match req.method.as_str() {
+            "GET" => preview_order(host, id),
+            _ => method_not_allowed(req, "GET"),
+        },
+        _ => admin_fixed(req, path, host),
+    }
+}
+
+fn admin_fixed(req: &Request, path: &str, host: &mut dyn Host) -> HttpResponse {
     match path {
         "/admin/mapping" => match req.method.as_str() {
             "GET" => get_mapping(host),
@@ -135,7 +177,7 @@ pub fn current_mapping(host: &mut dyn Host) -> Result<Value, HttpResponse> {
             Some(text) => serde_json::from_str(&text).map_err(|e| {
                 error_response(500, "configuration", &format!("variable `mapping` is not valid JSON: {e}"))
             }),
-            None => Ok(mapping_glue::default_json()),
+            None => Ok(serde_json::to_value(crate::mapping::MappingConfig::default()).unwrap_or(Value::Null)),
         },
         Err(e) => Err(error_response(503, "storage", &format!("{e}; retry shortly"))),
     }
@@ -149,7 +191,7 @@ fn get_mapping(host: &mut dyn Host) -> HttpResponse {
 }
 
 fn put_mapping(req: &Request, host: &mut dyn Host) -> HttpResponse {
-    let config = match mapping_glue::parse(&req.body) {
+    let config = match crate::mapping::MappingConfig::parse(&req.body) {
         Ok(c) => c,
         Err(problems) => {
             let list: Vec<Value> =
@@ -164,7 +206,7 @@ fn put_mapping(req: &Request, host: &mut dyn Host) -> HttpResponse {
             );
         }
     };
-    let normalized = config;
+    let normalized = serde_json::to_value(&config).unwrap_or(Value::Null);
     let bytes = serde_json::to_vec(&normalized).unwrap_or_default();
     match host.kv_set(MAPPING_KEY, &bytes) {
         Ok(()) => HttpResponse::json(200, &normalized),
@@ -172,25 +214,145 @@ fn put_mapping(req: &Request, host: &mut dyn Host) -> HttpResponse {
     }
 }
 
-/// Until the mapping engine lands: JSON syntax only. Replaced by `mapping::MappingConfig`.
-mod mapping_glue {
-    use serde_json::Value;
 
-    pub struct Problem {
-        pub path: String,
-        pub message: String,
+fn storage_error(e: &crate::host::KvError) -> HttpResponse {
+    error_response(503, "storage", &format!("{e}; retry shortly"))
+}
+
+fn with_entity(entity: &str, id: &str, f: impl FnOnce(Entity, &str) -> HttpResponse) -> HttpResponse {
+    let Some(e) = Entity::parse(entity) else {
+        return error_response(404, "not_found", &format!("unknown entity `{entity}`: use order or customer"));
+    };
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        return error_response(400, "bad_request", &format!("`{id}` is not a BigCommerce {entity} id (digits only)"));
     }
+    f(e, id)
+}
 
-    pub fn default_json() -> Value {
-        serde_json::json!({"version": 1, "invoice": {"doc_number": "{order_id}", "default_item": "BigCommerce Sales", "rules": []}})
+/// `POST /webhooks/bigcommerce`: authenticate, parse, record durably, acknowledge, then work.
+fn webhook_intake(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<Work>) {
+    if req.method != "POST" {
+        return (method_not_allowed(req, "POST"), None);
     }
-
-    pub fn parse(body: &[u8]) -> Result<Value, Vec<Problem>> {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| vec![Problem { path: "$".into(), message: format!("not valid JSON: {e}") }])?;
-        if v.get("version") != Some(&Value::from(1)) {
-            return Err(vec![Problem { path: "$.version".into(), message: "must be 1".into() }]);
+    let secret = match settings::required(host, "bigcommerce_webhook_secret") {
+        Ok(s) => s,
+        Err(e) => return (settings_error(&e), None),
+    };
+    if let Err(e) = webhook::verify_shared_secret(&req.headers, &secret) {
+        return (e.to_response(), None);
+    }
+    if let Some(client_secret) = settings::optional(host, "bigcommerce_client_secret") {
+        let now = host.now();
+        if let Err(e) = webhook::verify_signature(&req.headers, &req.body, &client_secret, now) {
+            return (e.to_response(), None);
         }
-        Ok(v)
+    }
+    let event = match webhook::parse(&req.body) {
+        Ok(ev) => ev,
+        Err(e) => return (e.to_response(), None),
+    };
+    let (entity, id) = match &event.kind {
+        EventKind::Order { id, .. } => (Entity::Order, id.to_string()),
+        EventKind::Customer { id, .. } => (Entity::Customer, id.to_string()),
+        EventKind::CustomerAddress { customer_id, .. } => (Entity::Customer, customer_id.to_string()),
+        EventKind::Ignored => {
+            return (HttpResponse::json(200, &json!({"status": "ignored", "scope": event.scope})), None);
+        }
+    };
+    let event_ref = EventRef { scope: event.scope.clone(), hash: event.hash.clone() };
+    if let Err(e) = job::accept_event(host, entity, &id, event_ref.clone()) {
+        // Not recorded: make BigCommerce deliver it again.
+        return (storage_error(&e), None);
+    }
+    let body = json!({"status": "accepted", "entity": entity.as_str(), "id": id});
+    (HttpResponse::json(200, &body), Some(Work::Sync { entity, id, event: event_ref }))
+}
+
+fn list_records(req: &Request, host: &mut dyn Host) -> HttpResponse {
+    let state = match req.query_param("status").or_else(|| req.query_param("state")) {
+        None => None,
+        Some(s) => match State::parse(&s) {
+            Some(st) => Some(st),
+            None => {
+                return error_response(
+                    400,
+                    "bad_request",
+                    &format!("unknown status `{s}`: use pending, retrying, posted, failed, needs_reauth or skipped"),
+                );
+            }
+        },
+    };
+    let entity = match req.query_param("entity") {
+        None => None,
+        Some(e) => match Entity::parse(&e) {
+            Some(en) => Some(en),
+            None => return error_response(400, "bad_request", &format!("unknown entity `{e}`: use order or customer")),
+        },
+    };
+    let limit = match req.query_param("limit").map(|l| l.parse::<usize>()) {
+        None => 50,
+        Some(Ok(l)) if (1..=500).contains(&l) => l,
+        Some(_) => return error_response(400, "bad_request", "limit must be a whole number from 1 to 500"),
+    };
+    match store::list_records(host, entity, state, limit, 5_000) {
+        Ok((records, truncated)) => HttpResponse::json(200, &json!({"records": records, "truncated": truncated})),
+        Err(e) => storage_error(&e),
+    }
+}
+
+fn get_record(host: &mut dyn Host, entity: Entity, id: &str) -> HttpResponse {
+    match store::load_record(host, entity, id) {
+        Ok(Some(r)) => HttpResponse::json(200, &serde_json::to_value(&r).unwrap_or(Value::Null)),
+        Ok(None) => error_response(404, "not_found", &format!("no sync record for {entity} {id}")),
+        Err(e) => storage_error(&e),
+    }
+}
+
+fn replay(host: &mut dyn Host, entity: Entity, id: &str) -> HttpResponse {
+    match job::sync(host, entity, id, job::Trigger::Replay) {
+        Ok(job::RunResult::Busy) => error_response(
+            409,
+            "busy",
+            &format!("{entity} {id} is being synced right now; look at its record in a moment"),
+        ),
+        Ok(_) => get_record(host, entity, id),
+        Err(e) => storage_error(&e),
+    }
+}
+
+fn retry_due(host: &mut dyn Host) -> HttpResponse {
+    match job::retry_due(host) {
+        Ok(report) => HttpResponse::json(200, &serde_json::to_value(report).unwrap_or(Value::Null)),
+        Err(e) => storage_error(&e),
+    }
+}
+
+fn preview_order(host: &mut dyn Host, id: &str) -> HttpResponse {
+    let Ok(order_id) = id.parse::<u64>() else {
+        return error_response(400, "bad_request", &format!("`{id}` is not an order id"));
+    };
+    let result = job::upstreams(host).and_then(|up| {
+        let fetched = job::fetch_order(host, &up, order_id)?;
+        job::prepare_order(host, &up, fetched, true)
+    });
+    match result {
+        Ok(p) => HttpResponse::json(
+            200,
+            &json!({"order_id": order_id, "invoice": p.invoice, "total": p.draft_total, "digest": p.digest,
+                    "customer": {"qbo_id": p.customer.0.qbo_id, "display_name": p.customer.0.display_name,
+                                 "matched_by": p.customer.1.as_str()},
+                    "posted": false}),
+        ),
+        Err(f) => {
+            let status = match f.status {
+                Some(404) => 404,
+                _ if f.is_retryable() => 502,
+                _ => 422,
+            };
+            HttpResponse::json(
+                status,
+                &json!({"error": f.reason(), "message": crate::record::explain(&f)}),
+            )
+        }
     }
 }

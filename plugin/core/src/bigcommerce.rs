@@ -704,7 +704,8 @@ pub struct Customer {
 }
 
 /// A catalog product (`/v3/catalog/products/{id}`), for category and brand rules.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// Serializable so the connector can cache it (it reads back through the same lenient fields).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct CatalogProduct {
     pub id: ProductId,

@@ -23,3 +23,9 @@ pub mod app;
 pub mod settings;
 pub mod store;
 pub mod connection;
+pub mod upstream;
+pub mod resolve;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod job;
+pub mod customer_job;

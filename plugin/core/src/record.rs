@@ -710,6 +710,9 @@ fn epoch() -> DateTime<Utc> {
     DateTime::<Utc>::UNIX_EPOCH
 }
 
+/// How many webhook hashes a record remembers for duplicate detection.
+const RECENT_HASHES: usize = 32;
+
 /// One BigCommerce entity's sync state. Serializes as the contract's JSON, plus extensions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncRecord {
@@ -741,6 +744,10 @@ pub struct SyncRecord {
     pub last_hash: Option<String>,
     #[serde(default)]
     pub last_scope: Option<String>,
+    /// The last few webhook hashes handled: duplicates (BigCommerce delivers at least once)
+    /// are recognised even when other events came in between.
+    #[serde(default)]
+    pub recent_hashes: Vec<String>,
 }
 
 impl SyncRecord {
@@ -763,6 +770,7 @@ impl SyncRecord {
             requestid: None,
             last_hash: None,
             last_scope: None,
+            recent_hashes: Vec::new(),
         }
     }
 
@@ -795,10 +803,14 @@ impl SyncRecord {
     /// attempt budget. `retrying` keeps its schedule (it may be waiting out a rate limit) and
     /// `needs_reauth` stays parked until re-authorization.
     pub fn received(&mut self, scope: &str, hash: &str, now: DateTime<Utc>) -> bool {
-        if self.last_hash.as_deref() == Some(hash) {
+        if self.has_seen(hash) {
             return false;
         }
         self.last_hash = Some(hash.to_string());
+        self.recent_hashes.push(hash.to_string());
+        if self.recent_hashes.len() > RECENT_HASHES {
+            self.recent_hashes.remove(0);
+        }
         self.last_scope = Some(scope.to_string());
         if matches!(
             self.state,
@@ -810,6 +822,11 @@ impl SyncRecord {
         }
         self.note("received", json!({ "scope": scope, "hash": hash }), now);
         true
+    }
+
+    /// Whether the webhook with this `hash` was already handled.
+    pub fn has_seen(&self, hash: &str) -> bool {
+        self.last_hash.as_deref() == Some(hash) || self.recent_hashes.iter().any(|h| h == hash)
     }
 
     /// Records the `requestid` of a write before it is sent, so retries reuse it.

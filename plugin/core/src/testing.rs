@@ -1,0 +1,160 @@
+//! An in-memory [`Host`] for deterministic tests of jobs: a simulated clock that only moves
+//! when told to (or when a job sleeps), KV with real compare-and-swap, canned HTTP
+//! responses by route, a request log, and a seeded random source.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::host::{CasOutcome, Host, KvError, LogLevel};
+use crate::http::{HttpRequest, HttpResponse, TransportError};
+
+type Responder = Box<dyn FnMut(&HttpRequest) -> Result<HttpResponse, TransportError>>;
+
+/// A scripted host.
+pub struct FakeHost {
+    pub now: DateTime<Utc>,
+    pub kv: BTreeMap<String, Vec<u8>>,
+    pub config: BTreeMap<String, String>,
+    /// Every request sent, in order.
+    pub requests: Vec<HttpRequest>,
+    pub logs: Vec<(LogLevel, String)>,
+    routes: Vec<(String, Responder)>,
+    queued: VecDeque<(String, Result<HttpResponse, TransportError>)>,
+    seed: u64,
+}
+
+impl FakeHost {
+    /// A host at `now` with no configuration.
+    pub fn new(now: DateTime<Utc>) -> Self {
+        FakeHost {
+            now,
+            kv: BTreeMap::new(),
+            config: BTreeMap::new(),
+            requests: Vec::new(),
+            logs: Vec::new(),
+            routes: Vec::new(),
+            queued: VecDeque::new(),
+            seed: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    /// Sets a configuration variable.
+    pub fn set_config(&mut self, name: &str, value: &str) -> &mut Self {
+        self.config.insert(name.to_string(), value.to_string());
+        self
+    }
+
+    /// Answers every request whose URL contains `needle` (and whose method matches, when the
+    /// needle starts with `"GET "`/`"POST "`…) with `respond`. Later routes win.
+    pub fn route(
+        &mut self,
+        needle: &str,
+        respond: impl FnMut(&HttpRequest) -> Result<HttpResponse, TransportError> + 'static,
+    ) -> &mut Self {
+        self.routes.insert(0, (needle.to_string(), Box::new(respond)));
+        self
+    }
+
+    /// Answers the next request matching `needle` with `response`, once, before any route.
+    pub fn once(&mut self, needle: &str, response: Result<HttpResponse, TransportError>) -> &mut Self {
+        self.queued.push_back((needle.to_string(), response));
+        self
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    /// Requests whose URL contains `needle`.
+    pub fn calls_to(&self, needle: &str) -> usize {
+        self.requests.iter().filter(|r| matches(needle, r)).count()
+    }
+}
+
+fn matches(needle: &str, r: &HttpRequest) -> bool {
+    match needle.split_once(' ') {
+        Some((method, rest)) if method.chars().all(|c| c.is_ascii_uppercase()) => {
+            r.method.as_str() == method && r.url.contains(rest)
+        }
+        _ => r.url.contains(needle),
+    }
+}
+
+impl Host for FakeHost {
+    fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    fn random_bytes(&mut self, buf: &mut [u8]) {
+        for b in buf.iter_mut() {
+            // xorshift64*: deterministic, good enough for nonces in tests.
+            self.seed ^= self.seed >> 12;
+            self.seed ^= self.seed << 25;
+            self.seed ^= self.seed >> 27;
+            *b = (self.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8;
+        }
+    }
+
+    fn config(&mut self, name: &str) -> Option<String> {
+        self.config.get(name).cloned()
+    }
+
+    fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        self.requests.push(request.clone());
+        if let Some(pos) = self.queued.iter().position(|(n, _)| matches(n, request)) {
+            return self.queued.remove(pos).map(|(_, r)| r).unwrap_or(Err(TransportError::Other("gone".into())));
+        }
+        for (needle, respond) in self.routes.iter_mut() {
+            if matches(needle, request) {
+                return respond(request);
+            }
+        }
+        panic!("FakeHost: unexpected request {} {}", request.method.as_str(), request.url);
+    }
+
+    fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.kv.get(key).cloned())
+    }
+
+    fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.kv.insert(key.to_string(), value.to_vec());
+        Ok(())
+    }
+
+    fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
+        self.kv.remove(key);
+        Ok(())
+    }
+
+    fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
+        let current = match self.kv.get(key) {
+            None => 0,
+            Some(b) => i64::from_le_bytes(
+                b.as_slice().try_into().map_err(|_| KvError(format!("`{key}` is not a counter")))?,
+            ),
+        };
+        let sum = current + delta;
+        self.kv.insert(key.to_string(), sum.to_le_bytes().to_vec());
+        Ok(sum)
+    }
+
+    fn kv_cas(&mut self, key: &str, expected: &[u8], new: &[u8]) -> Result<CasOutcome, KvError> {
+        match self.kv.get(key) {
+            Some(v) if v.as_slice() == expected => {
+                self.kv.insert(key.to_string(), new.to_vec());
+                Ok(CasOutcome::Swapped)
+            }
+            other => Ok(CasOutcome::Conflict(other.cloned())),
+        }
+    }
+
+    fn sleep_ms(&mut self, ms: u64) {
+        self.now += Duration::milliseconds(ms as i64);
+    }
+
+    fn log(&mut self, level: LogLevel, message: &str) {
+        self.logs.push((level, message.to_string()));
+    }
+}

@@ -1,0 +1,157 @@
+//! Calls to BigCommerce and QuickBooks as the jobs make them: every outcome that is not the
+//! expected entity becomes a classified [`Failure`] (what went wrong, whether a retry can help,
+//! what to do), so the jobs only ever deal in data or failures.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::bigcommerce;
+use crate::connection::{self, CallError, Vault};
+use crate::crypto::Keyring;
+use crate::host::Host;
+use crate::http::{HttpRequest, HttpResponse};
+use crate::quickbooks::{self, QboError};
+use crate::record::{self, Failure, Service};
+use crate::settings::{BigCommerceSettings, QuickBooksSettings};
+
+/// Everything needed to talk to both services.
+pub struct Upstreams {
+    pub bc: BigCommerceSettings,
+    pub qbo: QuickBooksSettings,
+    pub keyring: Keyring,
+}
+
+/// A QuickBooks response that carried a fault, with the fault kept for callers that react to
+/// specific codes (5010, 6240, 610).
+#[derive(Debug)]
+pub struct QboFailure {
+    pub failure: Failure,
+    pub fault: Option<QboError>,
+}
+
+impl From<Failure> for QboFailure {
+    fn from(failure: Failure) -> Self {
+        QboFailure { failure, fault: None }
+    }
+}
+
+impl QboFailure {
+    /// Whether QuickBooks answered with this fault code.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.fault.as_ref().is_some_and(|f| f.has_code(code))
+    }
+}
+
+impl Upstreams {
+    /// Sends a BigCommerce request; non-2xx (except 204) becomes a classified failure.
+    pub fn bc_send(&self, host: &mut dyn Host, request: &HttpRequest) -> Result<HttpResponse, Failure> {
+        let resp = host.http(request).map_err(|e| record::classify_transport(Service::BigCommerce, &e))?;
+        if resp.is_success() {
+            return Ok(resp);
+        }
+        let api = bigcommerce::parse_api_error(&resp);
+        Err(record::classify_bigcommerce(resp.status, &resp.headers).with_upstream_message(&api.message))
+    }
+
+    /// Decodes a BigCommerce body, naming the JSON path on failure.
+    pub fn bc_decode<T: DeserializeOwned>(&self, resp: &HttpResponse, what: &str) -> Result<T, Failure> {
+        bigcommerce::decode::<T>(&resp.body).map_err(|e| {
+            Failure::mapping(&format!("BigCommerce returned a {what} the connector cannot read ({e})"))
+        })
+    }
+
+    fn vault(&self) -> Vault<'_> {
+        Vault { keyring: &self.keyring }
+    }
+
+    /// Sends a QuickBooks request built for the current token and realm (401 → refresh once).
+    pub fn qbo_send(
+        &self,
+        host: &mut dyn Host,
+        build: &dyn Fn(&str, &str, &str) -> HttpRequest,
+    ) -> Result<HttpResponse, QboFailure> {
+        let api_base = self.qbo.api_base.clone();
+        let vault = self.vault();
+        let resp = connection::call(host, &vault, &self.qbo, &|realm, token| build(&api_base, realm, token))
+            .map_err(|e| match e {
+                CallError::Connection(c) if c.needs_reauth() => QboFailure::from(Failure::needs_reauth(&c.to_string())),
+                CallError::Connection(connection::ConnectionError::Token(t)) => {
+                    QboFailure::from(Failure::from_token_error(&t))
+                }
+                CallError::Connection(c) => QboFailure::from(Failure::mapping(&c.to_string())),
+                CallError::Transport(t) => QboFailure::from(record::classify_transport(Service::QuickBooks, &t)),
+            })?;
+        match quickbooks::check_response(&resp) {
+            Ok(()) => Ok(resp),
+            Err(fault) => {
+                let failure = record::classify_quickbooks(resp.status, fault.code(), &resp.headers)
+                    .with_upstream_message(&fault.to_string());
+                let mut failure = failure;
+                if failure.intuit_tid.is_none() {
+                    failure.intuit_tid = fault.intuit_tid.clone();
+                }
+                Err(QboFailure { failure, fault: Some(fault) })
+            }
+        }
+    }
+
+    /// Runs a query and returns the entities found (possibly none).
+    pub fn qbo_query<T: DeserializeOwned>(
+        &self,
+        host: &mut dyn Host,
+        entity: &str,
+        statement: &str,
+    ) -> Result<Vec<T>, QboFailure> {
+        let resp = self.qbo_send(host, &|base, realm, token| quickbooks::query(base, realm, token, statement))?;
+        quickbooks::parse_query::<T>(&resp, entity)
+            .map(|p| p.entities)
+            .map_err(|e| QboFailure::from(Failure::mapping(&format!("unreadable QuickBooks query answer: {e}"))))
+    }
+
+    /// Creates an entity with a `requestid` and returns QuickBooks' version of it.
+    pub fn qbo_create(
+        &self,
+        host: &mut dyn Host,
+        entity_path: &str,
+        entity: &str,
+        body: &Value,
+        request_id: &str,
+    ) -> Result<Value, QboFailure> {
+        let resp = self.qbo_send(host, &|base, realm, token| {
+            quickbooks::create(base, realm, token, entity_path, body, request_id)
+        })?;
+        entity_of(&resp, entity)
+    }
+
+    /// Sparse-updates an entity.
+    pub fn qbo_update(
+        &self,
+        host: &mut dyn Host,
+        entity_path: &str,
+        entity: &str,
+        body: &Value,
+        request_id: &str,
+    ) -> Result<Value, QboFailure> {
+        let resp = self.qbo_send(host, &|base, realm, token| {
+            quickbooks::sparse_update(base, realm, token, entity_path, body, request_id)
+        })?;
+        entity_of(&resp, entity)
+    }
+
+    /// Reads one entity by id.
+    pub fn qbo_read(&self, host: &mut dyn Host, entity_path: &str, entity: &str, id: &str) -> Result<Value, QboFailure> {
+        let resp = self.qbo_send(host, &|base, realm, token| quickbooks::read(base, realm, token, entity_path, id))?;
+        entity_of(&resp, entity)
+    }
+}
+
+fn entity_of(resp: &HttpResponse, entity: &str) -> Result<Value, QboFailure> {
+    quickbooks::parse_entity::<Value>(resp, entity)
+        .map_err(|e| QboFailure::from(Failure::mapping(&format!("unreadable QuickBooks answer: {e}"))))
+}
+
+/// `Id` and `SyncToken` of a QuickBooks entity.
+pub fn id_and_token(v: &Value) -> (String, String) {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    (s("Id"), s("SyncToken"))
+}
