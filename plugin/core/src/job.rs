@@ -530,10 +530,6 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
     let entries = store::due_entries(host, now, RETRY_BATCH)?;
     for (minute, slot, entry) in entries {
         report.examined += 1;
-        if entry.id.is_empty() {
-            store::mark_due_done(host, minute, slot)?;
-            continue;
-        }
         let trigger = match entry.event.clone() {
             Some(ev) => Trigger::Event(ev),
             None => Trigger::Due,
@@ -589,5 +585,5 @@ fn run_due_entry(host: &mut dyn Host, entry: &DueEntry, trigger: Trigger) -> Res
 /// scheduler finds the event 30 s later.
 pub fn accept_event(host: &mut dyn Host, entity: Entity, id: &str, event: EventRef) -> Result<(), KvError> {
     let at = host.now() + chrono::Duration::seconds(30);
-    store::schedule(host, at, &DueEntry { entity, id: id.to_string(), event: Some(event) })
+    store::schedule(host, &DueEntry { entity, id: id.to_string(), at, event: Some(event) })
 }

@@ -120,7 +120,7 @@ pub fn save_record(host: &mut dyn Host, record: &SyncRecord, previous: Option<St
         match record.state {
             State::Retrying => {
                 if let Some(at) = record.next_attempt_at {
-                    schedule(host, at, &DueEntry::retry(record.entity, &record.id))?;
+                    schedule(host, &DueEntry::retry(record.entity, &record.id, at))?;
                 }
             }
             State::NeedsReauth => {
@@ -131,7 +131,7 @@ pub fn save_record(host: &mut dyn Host, record: &SyncRecord, previous: Option<St
     } else if record.state == State::Retrying {
         // Rescheduled within `retrying`: the new time needs its own entry.
         if let Some(at) = record.next_attempt_at {
-            schedule(host, at, &DueEntry::retry(record.entity, &record.id))?;
+            schedule(host, &DueEntry::retry(record.entity, &record.id, at))?;
         }
     }
     Ok(())
@@ -179,6 +179,8 @@ pub fn log_entry<T: for<'de> Deserialize<'de>>(host: &mut dyn Host, log: &str, i
 pub struct DueEntry {
     pub entity: Entity,
     pub id: String,
+    /// When it becomes due (entries are filed under this time's minute).
+    pub at: DateTime<Utc>,
     /// The webhook this entry guards (crash after acknowledgement), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<EventRef>,
@@ -192,8 +194,8 @@ pub struct EventRef {
 }
 
 impl DueEntry {
-    pub fn retry(entity: Entity, id: &str) -> Self {
-        DueEntry { entity, id: id.to_string(), event: None }
+    pub fn retry(entity: Entity, id: &str, at: DateTime<Utc>) -> Self {
+        DueEntry { entity, id: id.to_string(), at, event: None }
     }
 }
 
@@ -201,9 +203,9 @@ fn minute(at: DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(60)
 }
 
-/// Files `entry` under the minute of `at`.
-pub fn schedule(host: &mut dyn Host, at: DateTime<Utc>, entry: &DueEntry) -> Result<(), KvError> {
-    append(host, &format!("due/{}", minute(at)), entry).map(|_| ())
+/// Files `entry` under the minute it becomes due.
+pub fn schedule(host: &mut dyn Host, entry: &DueEntry) -> Result<(), KvError> {
+    append(host, &format!("due/{}", minute(entry.at)), entry).map(|_| ())
 }
 
 /// How far back `retry-due` looks the first time it runs.
@@ -229,7 +231,11 @@ pub fn due_entries(host: &mut dyn Host, now: DateTime<Utc>, limit: usize) -> Res
                 break;
             }
             match log_entry::<DueEntry>(host, &log, i)? {
+                // Not yet: the rest of this minute waits for a later call (at most a minute late).
+                Some(e) if e.at > now => break,
                 Some(e) => out.push((m, i, e)),
+                // Its writer is between taking the slot and filling it: look again later.
+                None if m >= now_minute - 2 => break,
                 // A writer died between taking the slot and filling it: nothing to do there.
                 None => mark_due_done(host, m, i)?,
             }
