@@ -112,20 +112,28 @@ pub fn mark_needs_reauth(host: &mut dyn Host, reason: &str) -> Result<(), KvErro
     set_state(host, &ConnectionState { needs_reauth: true, since: Some(now), reason: Some(reason.to_string()) })
 }
 
-/// Reads the stored tokens (after applying the bootstrap rule).
-pub fn load_tokens(host: &mut dyn Host, vault: &Vault, settings: &QuickBooksSettings) -> Result<Option<TokenSet>, ConnectionError> {
+/// Whether the configured `qbo_refresh_token` is new (first start, or the operator
+/// re-authorized out of band) and must replace what KV holds.
+fn bootstrap_pending(host: &mut dyn Host, settings: &QuickBooksSettings) -> Result<bool, KvError> {
     let stored_fp = host.kv_get(BOOTSTRAP_FP_KEY)?.map(|b| String::from_utf8_lossy(&b).into_owned());
-    if let Bootstrap::UseConfigured = token::bootstrap_decision(settings.bootstrap_refresh_token.as_deref(), stored_fp.as_deref()) {
-        let configured = settings.bootstrap_refresh_token.clone().unwrap_or_default();
-        let previous = read_tokens(host, vault)?;
-        let realm = settings.realm_id.clone().or_else(|| previous.and_then(|p| p.realm_id));
-        let tokens = TokenSet::from_refresh_token(configured.trim(), realm);
-        store_tokens(host, vault, &tokens)?;
-        host.kv_set(BOOTSTRAP_FP_KEY, token::fingerprint(configured.trim()).as_bytes())?;
-        // A new bootstrap token is the operator re-authorizing out of band.
-        set_state(host, &ConnectionState::default())?;
-        return Ok(Some(tokens));
-    }
+    Ok(token::bootstrap_decision(settings.bootstrap_refresh_token.as_deref(), stored_fp.as_deref()) == Bootstrap::UseConfigured)
+}
+
+/// Adopts the configured bootstrap token. Only called while holding the refresh lease, so it
+/// can never overwrite a refresh token another instance has just rotated.
+fn adopt_bootstrap(host: &mut dyn Host, vault: &Vault, settings: &QuickBooksSettings) -> Result<(), ConnectionError> {
+    let configured = settings.bootstrap_refresh_token.clone().unwrap_or_default();
+    let previous = read_tokens(host, vault).ok().flatten();
+    let realm = settings.realm_id.clone().or_else(|| previous.and_then(|p| p.realm_id));
+    store_tokens(host, vault, &TokenSet::from_refresh_token(configured.trim(), realm))?;
+    host.kv_set(BOOTSTRAP_FP_KEY, token::fingerprint(configured.trim()).as_bytes())?;
+    // A new bootstrap token is the operator re-authorizing out of band.
+    set_state(host, &ConnectionState::default())?;
+    Ok(())
+}
+
+/// Reads the stored tokens.
+pub fn load_tokens(host: &mut dyn Host, vault: &Vault) -> Result<Option<TokenSet>, ConnectionError> {
     read_tokens(host, vault)
 }
 
@@ -162,15 +170,28 @@ fn realm_of(settings: &QuickBooksSettings, tokens: &TokenSet) -> Result<String, 
 /// A valid access token: the stored one, or a fresh one (refreshing at most once across all
 /// instances at a time). `force` refreshes even if the stored token looks valid (after a 401).
 pub fn access(host: &mut dyn Host, vault: &Vault, settings: &QuickBooksSettings, force: bool) -> Result<Access, ConnectionError> {
-    let tokens = load_tokens(host, vault, settings)?.ok_or_else(|| {
-        ConnectionError::NotConnected("no QuickBooks tokens: connect at /oauth/quickbooks/connect or set qbo_refresh_token".into())
-    })?;
-    let now = host.now();
-    if !force && !token::needs_refresh(&Some(tokens.clone()), now) {
-        let realm_id = realm_of(settings, &tokens)?;
-        return Ok(Access { token: tokens.access_token, realm_id });
+    let bootstrap = bootstrap_pending(host, settings)?;
+    if !bootstrap && state(host)?.needs_reauth {
+        // Known dead: don't ask Intuit again until someone re-authorizes.
+        return Err(ConnectionError::NotConnected(
+            "QuickBooks authorization was lost (invalid_grant): re-authorize at /oauth/quickbooks/connect".into(),
+        ));
     }
-    let stale_access = tokens.access_token.expose().clone();
+    let tokens = if bootstrap { None } else { read_tokens(host, vault)? };
+    let now = host.now();
+    let stale_access = match &tokens {
+        Some(t) if !force && !token::needs_refresh(&Some(t.clone()), now) => {
+            let realm_id = realm_of(settings, t)?;
+            return Ok(Access { token: t.access_token.clone(), realm_id });
+        }
+        Some(t) => t.access_token.expose().clone(),
+        None if bootstrap => String::new(),
+        None => {
+            return Err(ConnectionError::NotConnected(
+                "no QuickBooks tokens: connect at /oauth/quickbooks/connect or set qbo_refresh_token".into(),
+            ));
+        }
+    };
     let Some(lease) = store::acquire(host, REFRESH_LEASE_KEY, REFRESH_LEASE_MS, REFRESH_WAIT_MS)? else {
         return Err(ConnectionError::Token(TokenError::Unavailable { status: 0 }));
     };
@@ -185,9 +206,12 @@ fn refresh_holding_lease(
     settings: &QuickBooksSettings,
     stale_access: &str,
 ) -> Result<Access, ConnectionError> {
+    if bootstrap_pending(host, settings)? {
+        adopt_bootstrap(host, vault, settings)?;
+    }
     // Another instance may have refreshed while we waited: use its token.
     let tokens = read_tokens(host, vault)?
-        .ok_or_else(|| ConnectionError::NotConnected("QuickBooks tokens disappeared; re-authorize".into()))?;
+        .ok_or_else(|| ConnectionError::NotConnected("no QuickBooks tokens: connect at /oauth/quickbooks/connect".into()))?;
     let now = host.now();
     if tokens.access_token.expose() != stale_access && !token::needs_refresh(&Some(tokens.clone()), now) {
         let realm_id = realm_of(settings, &tokens)?;
