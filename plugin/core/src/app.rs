@@ -88,6 +88,16 @@ pub fn handle(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<Work>
             "GET" | "HEAD" => HttpResponse::json(200, &json!({"status": "ok"})),
             _ => method_not_allowed(req, "GET"),
         },
+        "/oauth/quickbooks/connect" => match (req.method.as_str(), authorize_admin(req, host)) {
+            ("GET", Ok(())) => crate::oauth::connect(req, host),
+            (_, Err(resp)) => resp,
+            _ => method_not_allowed(req, "GET"),
+        },
+        // Authenticated by its single-use `state`, not the admin token (the browser comes back from Intuit).
+        "/oauth/quickbooks/callback" => match req.method.as_str() {
+            "GET" => crate::oauth::callback(req, host),
+            _ => method_not_allowed(req, "GET"),
+        },
         p if p.starts_with("/admin/") => match authorize_admin(req, host) {
             Err(resp) => resp,
             Ok(()) => admin(req, p, host),
@@ -143,6 +153,10 @@ fn admin(req: &Request, path: &str, host: &mut dyn Host) -> HttpResponse {
         ["admin", "replay", entity, id] => match req.method.as_str() {
             "POST" => with_entity(entity, id, |e, id| replay(host, e, id)),
             _ => method_not_allowed(req, "POST"),
+        },
+        ["admin", "status"] => match req.method.as_str() {
+            "GET" => crate::status::status(host),
+            _ => method_not_allowed(req, "GET"),
         },
         ["admin", "retry-due"] => match req.method.as_str() {
             "POST" => retry_due(host),

@@ -280,3 +280,13 @@ pub fn realm_id(host: &mut dyn Host, vault: &Vault, settings: &QuickBooksSetting
 pub fn expiries(host: &mut dyn Host, vault: &Vault) -> Result<Option<TokenSet>, ConnectionError> {
     read_tokens(host, vault)
 }
+
+/// Records the configured `qbo_refresh_token` (if any) as already bootstrapped, so that a
+/// value set before an OAuth connect never replaces the fresher tokens that connect stored.
+/// Setting a *different* value later still supersedes them (the contract's bootstrap rule).
+pub fn supersede_bootstrap(host: &mut dyn Host, settings: &QuickBooksSettings) -> Result<(), KvError> {
+    match settings.bootstrap_refresh_token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(configured) => host.kv_set(BOOTSTRAP_FP_KEY, token::fingerprint(configured).as_bytes()),
+        None => Ok(()),
+    }
+}

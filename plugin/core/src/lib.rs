@@ -29,3 +29,5 @@ pub mod resolve;
 pub mod testing;
 pub mod job;
 pub mod customer_job;
+pub mod oauth;
+pub mod status;

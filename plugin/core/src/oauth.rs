@@ -1,0 +1,855 @@
+//! The QuickBooks OAuth 2.0 authorization-code flow: `GET /oauth/quickbooks/connect` sends the
+//! operator to Intuit's consent page with a single-use `state`, and
+//! `GET /oauth/quickbooks/callback` checks that state, exchanges the code and stores the tokens
+//! sealed.
+//!
+//! The `state` is the only thing that ties a callback to a connect the admin started, so it is
+//! treated like a credential: only its SHA-256 names the KV key, the stored value is sealed, and
+//! a compare-and-swap consumes it so two racing callbacks cannot both use it.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::app::{Request, error_response};
+use crate::connection::{self, ConnectionError, Vault};
+use crate::crypto::{self, Keyring};
+use crate::host::{CasOutcome, Host, LogLevel};
+use crate::http::HttpResponse;
+use crate::settings::{self, QuickBooksSettings};
+use crate::token::{self, CONNECT_PATH, TokenError};
+
+/// How long a connect link stays usable.
+pub const STATE_TTL: Duration = Duration::minutes(10);
+/// Random bytes in a `state` (URL-safe base64 without padding: 43 characters).
+pub const STATE_BYTES: usize = 32;
+/// Prefix of the KV keys holding pending states.
+pub const STATE_KEY_PREFIX: &str = "oauth/state/";
+
+/// Written over a state while it is being consumed; never opens as a sealed value.
+const CONSUMED: &[u8] = b"consumed";
+
+/// What a pending `state` remembers (sealed in KV).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PendingState {
+    created_at: DateTime<Utc>,
+}
+
+/// The KV key of a state: its SHA-256, so the key itself does not reveal the state.
+pub fn state_key(state: &str) -> String {
+    format!(
+        "{STATE_KEY_PREFIX}{}",
+        hex::encode(Sha256::digest(state.as_bytes()))
+    )
+}
+
+fn wants_json(req: &Request) -> bool {
+    req.header("accept")
+        .is_some_and(|a| a.to_ascii_lowercase().contains("application/json"))
+}
+
+/// Responses of this flow carry codes or consent links: never cache them, never leak them
+/// through `Referer`.
+fn private(mut resp: HttpResponse) -> HttpResponse {
+    resp.headers
+        .push(("cache-control".into(), "no-store".into()));
+    resp.headers
+        .push(("referrer-policy".into(), "no-referrer".into()));
+    resp
+}
+
+fn config_error(message: &str) -> HttpResponse {
+    private(error_response(500, "configuration", message))
+}
+
+fn storage_error(e: &dyn std::fmt::Display) -> HttpResponse {
+    private(error_response(
+        503,
+        "storage",
+        &format!("{e}; try again at {CONNECT_PATH} shortly"),
+    ))
+}
+
+fn keyring(host: &mut dyn Host) -> Result<Keyring, HttpResponse> {
+    Keyring::from_config(
+        settings::optional(host, "encryption_key").as_deref(),
+        settings::optional(host, "encryption_key_previous").as_deref(),
+    )
+    .map_err(|e| config_error(&e.to_string()))
+}
+
+fn redirect_uri(qbo: &QuickBooksSettings) -> Result<String, HttpResponse> {
+    let Some(uri) = qbo.redirect_uri.as_deref().map(str::trim) else {
+        return Err(config_error(
+            "variable `qbo_redirect_uri` is not set: set it (SPIN_VARIABLE_QBO_REDIRECT_URI) to this connector's \
+             public URL ending in /oauth/quickbooks/callback, and register the same URL as a Redirect URI of the \
+             Intuit app",
+        ));
+    };
+    if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+        return Err(config_error(&format!(
+            "variable `qbo_redirect_uri` is `{uri}`, not an absolute http(s) URL: set it to this connector's public \
+             URL ending in /oauth/quickbooks/callback"
+        )));
+    }
+    Ok(uri.to_string())
+}
+
+/// `GET /oauth/quickbooks/connect` (admin already checked by the router): a 302 to Intuit's
+/// consent page carrying a fresh single-use `state`, or `200 {"authorize_url": …}` when the
+/// client asks for JSON.
+pub fn connect(req: &Request, host: &mut dyn Host) -> HttpResponse {
+    let qbo = match QuickBooksSettings::read(host) {
+        Ok(q) => q,
+        Err(e) => return config_error(&e.to_string()),
+    };
+    let redirect = match redirect_uri(&qbo) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let keyring = match keyring(host) {
+        Ok(k) => k,
+        Err(resp) => return resp,
+    };
+    let mut raw = [0u8; STATE_BYTES];
+    host.random_bytes(&mut raw);
+    let state = URL_SAFE_NO_PAD.encode(raw);
+    let pending = PendingState {
+        created_at: host.now(),
+    };
+    let bytes = serde_json::to_vec(&pending).unwrap_or_default();
+    if let Err(e) = (Vault { keyring: &keyring }).write(host, &state_key(&state), &bytes) {
+        return storage_error(&e);
+    }
+    let url = token::authorize_url(&qbo.authorize_url, &qbo.client_id, &redirect, &state);
+    if wants_json(req) {
+        return private(HttpResponse::json(
+            200,
+            &json!({"authorize_url": url, "expires_in": STATE_TTL.num_seconds()}),
+        ));
+    }
+    let mut resp = HttpResponse::new(302, format!("Redirecting to QuickBooks: {url}\n"));
+    resp.headers.push(("location".into(), url));
+    resp.headers
+        .push(("content-type".into(), "text/plain; charset=utf-8".into()));
+    private(resp)
+}
+
+/// Why a `state` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StateProblem {
+    /// Unknown, already used or expired: the operator starts again.
+    Unusable,
+    /// KV or crypto failure.
+    Storage(String),
+}
+
+/// Checks a `state` and consumes it whatever the outcome, so it can never be used twice.
+fn consume_state(host: &mut dyn Host, keyring: &Keyring, state: &str) -> Result<(), StateProblem> {
+    if state.is_empty() || state.len() > 256 {
+        return Err(StateProblem::Unusable);
+    }
+    let key = state_key(state);
+    let sealed = match host.kv_get(&key) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(StateProblem::Unusable),
+        Err(e) => return Err(StateProblem::Storage(e.to_string())),
+    };
+    // Only the instance whose swap succeeds may go on: a racing replay loses here.
+    match host.kv_cas(&key, &sealed, CONSUMED) {
+        Ok(CasOutcome::Swapped) => {}
+        Ok(CasOutcome::Conflict(_)) => return Err(StateProblem::Unusable),
+        Err(e) => return Err(StateProblem::Storage(e.to_string())),
+    }
+    if let Err(e) = host.kv_delete(&key) {
+        // The value is already the tombstone, which never opens: the state stays unusable.
+        host.log(
+            LogLevel::Warn,
+            &format!("could not delete a used OAuth state: {e}"),
+        );
+    }
+    let opened = crypto::open(keyring, &key, &sealed).map_err(|e| match e {
+        // A state sealed by something else, or under a key since removed: start again.
+        crypto::CryptoError::CannotDecrypt | crypto::CryptoError::NotSealed => {
+            StateProblem::Unusable
+        }
+        other => StateProblem::Storage(other.to_string()),
+    })?;
+    let pending: PendingState =
+        serde_json::from_slice(&opened.plaintext).map_err(|_| StateProblem::Unusable)?;
+    if host.now() >= pending.created_at + STATE_TTL {
+        return Err(StateProblem::Unusable);
+    }
+    Ok(())
+}
+
+fn state_rejected() -> HttpResponse {
+    private(error_response(
+        400,
+        "invalid_state",
+        &format!("the connect link expired or was already used: start again at {CONNECT_PATH}"),
+    ))
+}
+
+fn intuit_declined(error: &str, description: Option<&str>) -> HttpResponse {
+    if error == "access_denied" {
+        return private(error_response(
+            403,
+            "access_denied",
+            &format!(
+                "the QuickBooks admin declined the connection, so nothing was stored: to connect, start again at \
+                 {CONNECT_PATH} and choose Connect on Intuit's page"
+            ),
+        ));
+    }
+    let detail = description
+        .map(|d| {
+            format!(
+                " ({})",
+                crate::record::sanitize(&d.chars().take(200).collect::<String>())
+            )
+        })
+        .unwrap_or_default();
+    let code: String = error
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect();
+    private(error_response(
+        400,
+        "authorization_failed",
+        &format!(
+            "Intuit ended the authorization with `{code}`{detail}: check qbo_client_id and that qbo_redirect_uri is \
+             registered for the Intuit app, then start again at {CONNECT_PATH}"
+        ),
+    ))
+}
+
+fn exchange_failed(e: &TokenError) -> HttpResponse {
+    let (status, code, message) = match e {
+        TokenError::NeedsReauth => (
+            400,
+            "invalid_grant",
+            format!(
+                "QuickBooks refused the authorization code (invalid_grant: it expired, was already used, or \
+                 qbo_redirect_uri differs from the one used at consent): start again at {CONNECT_PATH}"
+            ),
+        ),
+        TokenError::Unavailable { status } => (
+            503,
+            "upstream_unavailable",
+            format!(
+                "the QuickBooks token endpoint is unavailable (HTTP {status}): start again at {CONNECT_PATH} in a moment"
+            ),
+        ),
+        other => (502, "token_exchange_failed", other.to_string()),
+    };
+    private(error_response(status, code, &message))
+}
+
+fn valid_realm(realm: &str) -> bool {
+    !realm.is_empty() && realm.len() <= 32 && realm.chars().all(|c| c.is_ascii_digit())
+}
+
+/// `GET /oauth/quickbooks/callback?code&state&realmId` (or `?error=…&state=…`): consumes the
+/// state, exchanges the code, stores the tokens sealed with the company id and clears
+/// `needs_reauth`. Responses never contain tokens.
+pub fn callback(req: &Request, host: &mut dyn Host) -> HttpResponse {
+    let qbo = match QuickBooksSettings::read(host) {
+        Ok(q) => q,
+        Err(e) => return config_error(&e.to_string()),
+    };
+    let keyring = match keyring(host) {
+        Ok(k) => k,
+        Err(resp) => return resp,
+    };
+    let state = req.query_param("state").unwrap_or_default();
+    let state_result = consume_state(host, &keyring, &state);
+    if let Some(error) = req.query_param("error") {
+        // Consent was refused or failed: nothing to exchange, and the state is spent either way.
+        return intuit_declined(&error, req.query_param("error_description").as_deref());
+    }
+    match state_result {
+        Ok(()) => {}
+        Err(StateProblem::Unusable) => return state_rejected(),
+        Err(StateProblem::Storage(e)) => return storage_error(&e),
+    }
+    let Some(code) = req.query_param("code").filter(|c| !c.is_empty()) else {
+        return private(error_response(
+            400,
+            "bad_request",
+            &format!(
+                "the callback has no `code`: open {CONNECT_PATH} to start the connection from the beginning"
+            ),
+        ));
+    };
+    let realm = req.query_param("realmId").unwrap_or_default();
+    if !valid_realm(&realm) {
+        return private(error_response(
+            400,
+            "bad_request",
+            &format!(
+                "the callback has no valid `realmId` (QuickBooks company id): start again at {CONNECT_PATH} and pick \
+                 a QuickBooks company"
+            ),
+        ));
+    }
+    if let Some(configured) = qbo.realm_id.as_deref().filter(|r| *r != realm) {
+        // Tokens are per company: storing them while qbo_realm_id names another company would
+        // make every call fail with an authorization error.
+        return private(error_response(
+            409,
+            "realm_mismatch",
+            &format!(
+                "you connected QuickBooks company {realm}, but variable `qbo_realm_id` is {configured}: connect \
+                 company {configured} instead, or clear qbo_realm_id, then start again at {CONNECT_PATH}"
+            ),
+        ));
+    }
+    let redirect = match redirect_uri(&qbo) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let request = token::code_exchange_request(
+        &qbo.oauth_base,
+        &qbo.client_id,
+        &qbo.client_secret,
+        &code,
+        &redirect,
+    );
+    let response = match host.http(&request) {
+        Ok(r) => r,
+        Err(e) => {
+            return private(error_response(
+                502,
+                "upstream_unreachable",
+                &format!(
+                    "the QuickBooks token endpoint could not be reached ({e}): check qbo_oauth_base and \
+                     allowed_outbound_hosts, then start again at {CONNECT_PATH}"
+                ),
+            ));
+        }
+    };
+    let now = host.now();
+    let mut tokens = match token::parse_token_response(response.status, &response.body, now, None) {
+        Ok(t) => t,
+        Err(e) => {
+            host.log(
+                LogLevel::Warn,
+                &format!("QuickBooks code exchange failed: {e}"),
+            );
+            return exchange_failed(&e);
+        }
+    };
+    tokens.realm_id = Some(realm.clone());
+    let vault = Vault { keyring: &keyring };
+    let stored = connection::connected(host, &vault, &tokens)
+        .and_then(|()| connection::supersede_bootstrap(host, &qbo).map_err(ConnectionError::from));
+    if let Err(e) = stored {
+        return storage_error(&e);
+    }
+    host.log(
+        LogLevel::Info,
+        &format!("QuickBooks connected (company {realm})"),
+    );
+    let message = format!("QuickBooks connected (company {realm})");
+    if wants_json(req) {
+        return private(HttpResponse::json(
+            200,
+            &json!({"status": "connected", "realm_id": realm, "message": message}),
+        ));
+    }
+    // `realm` is digits only (checked above), so it is safe to put in HTML as is.
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>QuickBooks connected</title></head>\
+         <body><h1>{message}</h1><p>The connector can now post to QuickBooks. You can close this page; \
+         <code>GET /admin/status</code> shows the connection.</p></body></html>\n"
+    );
+    let mut resp = HttpResponse::new(200, html);
+    resp.headers
+        .push(("content-type".into(), "text/html; charset=utf-8".into()));
+    private(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{HttpResponse, Method, TransportError, header_value};
+    use crate::testing::FakeHost;
+
+    const REDIRECT: &str = "https://connector.example/oauth/quickbooks/callback";
+    const ACCESS: &str = "eyJ-ACCESS-plaintext-0123456789";
+    const REFRESH: &str = "AB11-REFRESH-plaintext-0123456789";
+    const REALM: &str = "9130355104571456";
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-26T15:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn host() -> FakeHost {
+        let mut h = FakeHost::new(t0());
+        h.set_config("qbo_client_id", "cid")
+            .set_config("qbo_client_secret", "csecret")
+            .set_config("qbo_redirect_uri", REDIRECT)
+            .set_config("qbo_oauth_base", "https://oauth.test")
+            .set_config("qbo_authorize_url", "https://consent.test/connect/oauth2")
+            .set_config(
+                "encryption_key",
+                &base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+            );
+        h
+    }
+
+    fn get(path_and_query: &str, accept: Option<&str>) -> Request {
+        Request {
+            method: "GET".into(),
+            path_and_query: path_and_query.into(),
+            headers: accept
+                .map(|a| vec![("Accept".to_string(), a.to_string())])
+                .unwrap_or_default(),
+            body: Vec::new(),
+        }
+    }
+
+    fn query_of(url: &str) -> Vec<(String, String)> {
+        let q = url.split_once('?').unwrap().1;
+        form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+    }
+
+    fn param(pairs: &[(String, String)], name: &str) -> String {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    /// Starts a connect and returns the `state` Intuit would echo back.
+    fn start(h: &mut FakeHost) -> String {
+        let resp = connect(&get("/oauth/quickbooks/connect", None), h);
+        assert_eq!(resp.status, 302);
+        param(&query_of(resp.header("location").unwrap()), "state")
+    }
+
+    fn callback_url(state: &str) -> String {
+        format!("/oauth/quickbooks/callback?code=c0de-1&state={state}&realmId={REALM}")
+    }
+
+    fn route_token_success(h: &mut FakeHost) {
+        h.route("POST /oauth2/v1/tokens/bearer", |_| {
+            Ok(HttpResponse::json(
+                200,
+                &json!({"token_type": "bearer", "access_token": ACCESS, "expires_in": 3600,
+                        "refresh_token": REFRESH, "x_refresh_token_expires_in": 8_726_400,
+                        "x_refresh_token_hard_expires_in": 157_680_000}),
+            ))
+        });
+    }
+
+    fn body(resp: &HttpResponse) -> String {
+        String::from_utf8(resp.body.clone()).unwrap()
+    }
+
+    fn json_body(resp: &HttpResponse) -> serde_json::Value {
+        serde_json::from_slice(&resp.body).unwrap()
+    }
+
+    fn keyring() -> Keyring {
+        Keyring::from_bytes([7u8; 32], None)
+    }
+
+    #[test]
+    fn connect_redirects_to_intuit_with_every_parameter_and_a_sealed_state() {
+        let mut h = host();
+        let resp = connect(&get("/oauth/quickbooks/connect", None), &mut h);
+        assert_eq!(resp.status, 302);
+        assert_eq!(resp.header("cache-control"), Some("no-store"));
+        let location = resp.header("location").unwrap();
+        assert!(
+            location.starts_with("https://consent.test/connect/oauth2?"),
+            "{location}"
+        );
+        let q = query_of(location);
+        assert_eq!(param(&q, "client_id"), "cid");
+        assert_eq!(param(&q, "response_type"), "code");
+        assert_eq!(param(&q, "scope"), "com.intuit.quickbooks.accounting");
+        assert_eq!(param(&q, "redirect_uri"), REDIRECT);
+        let state = param(&q, "state");
+        assert_eq!(
+            state.len(),
+            43,
+            "32 bytes of URL-safe base64 without padding"
+        );
+        assert!(
+            state
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+
+        let key = state_key(&state);
+        let stored =
+            h.kv.get(&key)
+                .expect("the state is stored under its hash")
+                .clone();
+        assert!(stored.starts_with(b"mls1"), "sealed");
+        for (k, v) in &h.kv {
+            assert!(!k.contains(&state), "a KV key holds the plain state");
+            let text = String::from_utf8_lossy(v);
+            assert!(
+                !text.contains(&state) && !text.contains("created_at"),
+                "a KV value is plain text: {text}"
+            );
+        }
+        let opened = crypto::open(&keyring(), &key, &stored).unwrap();
+        let pending: PendingState = serde_json::from_slice(&opened.plaintext).unwrap();
+        assert_eq!(pending.created_at, t0());
+    }
+
+    #[test]
+    fn each_connect_gets_a_different_state() {
+        let mut h = host();
+        assert_ne!(start(&mut h), start(&mut h));
+    }
+
+    #[test]
+    fn connect_answers_json_with_the_authorize_url_when_asked() {
+        let mut h = host();
+        let resp = connect(
+            &get("/oauth/quickbooks/connect", Some("application/json")),
+            &mut h,
+        );
+        assert_eq!(resp.status, 200);
+        let v = json_body(&resp);
+        let url = v["authorize_url"].as_str().unwrap();
+        assert!(
+            url.starts_with("https://consent.test/connect/oauth2?client_id=cid&response_type=code")
+        );
+        assert_eq!(v["expires_in"], 600);
+        assert!(h.kv.contains_key(&state_key(&param(&query_of(url), "state"))));
+    }
+
+    #[test]
+    fn connect_without_a_redirect_uri_explains_which_variable_to_set() {
+        let mut h = host();
+        h.set_config("qbo_redirect_uri", "");
+        let resp = connect(&get("/oauth/quickbooks/connect", None), &mut h);
+        assert_eq!(resp.status, 500);
+        let v = json_body(&resp);
+        assert_eq!(v["error"], "configuration");
+        let m = v["message"].as_str().unwrap();
+        assert!(
+            m.contains("qbo_redirect_uri") && m.contains("/oauth/quickbooks/callback"),
+            "{m}"
+        );
+        assert!(
+            h.kv.is_empty(),
+            "no state is stored for a link that cannot work"
+        );
+    }
+
+    #[test]
+    fn connect_without_client_id_or_encryption_key_names_the_variable() {
+        let mut h = host();
+        h.config.remove("qbo_client_id");
+        let resp = connect(&get("/oauth/quickbooks/connect", None), &mut h);
+        assert_eq!(resp.status, 500);
+        assert!(
+            json_body(&resp)["message"]
+                .as_str()
+                .unwrap()
+                .contains("qbo_client_id")
+        );
+        let mut h = host();
+        h.config.remove("encryption_key");
+        let resp = connect(&get("/oauth/quickbooks/connect", None), &mut h);
+        assert_eq!(resp.status, 500);
+        assert!(
+            json_body(&resp)["message"]
+                .as_str()
+                .unwrap()
+                .contains("encryption_key")
+        );
+    }
+
+    #[test]
+    fn callback_exchanges_the_code_and_stores_only_sealed_tokens_with_the_realm() {
+        let mut h = host();
+        let state = start(&mut h);
+        connection::mark_needs_reauth(&mut h, "test: lost").unwrap();
+        route_token_success(&mut h);
+        h.advance(Duration::minutes(2));
+
+        let resp = callback(&get(&callback_url(&state), None), &mut h);
+        assert_eq!(resp.status, 200, "{}", body(&resp));
+        assert_eq!(
+            resp.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        assert!(body(&resp).contains(&format!("QuickBooks connected (company {REALM})")));
+
+        // The exchange: Basic client auth, form body with the code and the same redirect_uri.
+        assert_eq!(h.requests.len(), 1);
+        let sent = &h.requests[0];
+        assert_eq!(sent.method, Method::Post);
+        assert_eq!(sent.url, "https://oauth.test/oauth2/v1/tokens/bearer");
+        assert_eq!(
+            header_value(&sent.headers, "authorization"),
+            Some("Basic Y2lkOmNzZWNyZXQ=")
+        );
+        let form: Vec<(String, String)> = form_urlencoded::parse(&sent.body).into_owned().collect();
+        assert_eq!(param(&form, "grant_type"), "authorization_code");
+        assert_eq!(param(&form, "code"), "c0de-1");
+        assert_eq!(param(&form, "redirect_uri"), REDIRECT);
+
+        // Nothing in KV, the response or the log holds a token in plain text.
+        for (k, v) in &h.kv {
+            let text = String::from_utf8_lossy(v);
+            assert!(
+                !text.contains(ACCESS) && !text.contains(REFRESH),
+                "plain token at `{k}`"
+            );
+        }
+        assert!(!body(&resp).contains(ACCESS) && !body(&resp).contains(REFRESH));
+        assert!(
+            h.logs
+                .iter()
+                .all(|(_, m)| !m.contains(ACCESS) && !m.contains(REFRESH))
+        );
+
+        let vault = Vault {
+            keyring: &keyring(),
+        };
+        let tokens = connection::expiries(&mut h, &vault).unwrap().unwrap();
+        assert_eq!(tokens.access_token.expose(), ACCESS);
+        assert_eq!(tokens.refresh_token.expose(), REFRESH);
+        assert_eq!(
+            tokens.access_expires_at,
+            t0() + Duration::minutes(2) + Duration::hours(1)
+        );
+        assert!(tokens.refresh_hard_expires_at.is_some());
+        let qbo = QuickBooksSettings::read(&mut h).unwrap();
+        assert_eq!(
+            connection::realm_id(&mut h, &vault, &qbo)
+                .unwrap()
+                .as_deref(),
+            Some(REALM)
+        );
+        assert!(
+            !connection::state(&mut h).unwrap().needs_reauth,
+            "connecting clears needs_reauth"
+        );
+        assert!(
+            !h.kv.contains_key(&state_key(&state)),
+            "the state is deleted once used"
+        );
+    }
+
+    #[test]
+    fn callback_answers_json_when_asked() {
+        let mut h = host();
+        let state = start(&mut h);
+        route_token_success(&mut h);
+        let resp = callback(
+            &get(&callback_url(&state), Some("application/json")),
+            &mut h,
+        );
+        assert_eq!(resp.status, 200);
+        let v = json_body(&resp);
+        assert_eq!(v["status"], "connected");
+        assert_eq!(v["realm_id"], REALM);
+        assert_eq!(
+            v["message"],
+            format!("QuickBooks connected (company {REALM})")
+        );
+        assert_eq!(
+            v.as_object().unwrap().len(),
+            3,
+            "nothing else, certainly no token: {v}"
+        );
+    }
+
+    #[test]
+    fn a_replayed_state_is_rejected_without_a_second_exchange() {
+        let mut h = host();
+        let state = start(&mut h);
+        route_token_success(&mut h);
+        assert_eq!(
+            callback(&get(&callback_url(&state), None), &mut h).status,
+            200
+        );
+        let again = callback(&get(&callback_url(&state), None), &mut h);
+        assert_eq!(again.status, 400);
+        let v = json_body(&again);
+        assert_eq!(v["error"], "invalid_state");
+        assert_eq!(
+            v["message"],
+            "the connect link expired or was already used: start again at /oauth/quickbooks/connect"
+        );
+        assert_eq!(h.calls_to("/oauth2/v1/tokens/bearer"), 1);
+    }
+
+    #[test]
+    fn a_state_older_than_ten_minutes_is_rejected_and_removed() {
+        let mut h = host();
+        let state = start(&mut h);
+        h.advance(Duration::minutes(11));
+        let resp = callback(&get(&callback_url(&state), None), &mut h);
+        assert_eq!(resp.status, 400);
+        assert_eq!(json_body(&resp)["error"], "invalid_state");
+        assert!(h.requests.is_empty(), "no exchange for an expired link");
+        assert!(!h.kv.contains_key(&state_key(&state)));
+    }
+
+    #[test]
+    fn a_state_nine_minutes_old_still_works() {
+        let mut h = host();
+        let state = start(&mut h);
+        route_token_success(&mut h);
+        h.advance(Duration::minutes(9));
+        assert_eq!(
+            callback(&get(&callback_url(&state), None), &mut h).status,
+            200
+        );
+    }
+
+    #[test]
+    fn an_unknown_or_missing_state_is_rejected() {
+        let mut h = host();
+        start(&mut h);
+        let resp = callback(&get(&callback_url("forged-state"), None), &mut h);
+        assert_eq!(resp.status, 400);
+        let resp = callback(
+            &get(
+                &format!("/oauth/quickbooks/callback?code=c&realmId={REALM}"),
+                None,
+            ),
+            &mut h,
+        );
+        assert_eq!(resp.status, 400);
+        assert!(h.requests.is_empty());
+    }
+
+    #[test]
+    fn a_declined_consent_is_a_clear_403_and_spends_the_state() {
+        let mut h = host();
+        let state = start(&mut h);
+        let resp = callback(
+            &get(
+                &format!("/oauth/quickbooks/callback?error=access_denied&state={state}"),
+                None,
+            ),
+            &mut h,
+        );
+        assert_eq!(resp.status, 403);
+        let v = json_body(&resp);
+        assert_eq!(v["error"], "access_denied");
+        let m = v["message"].as_str().unwrap();
+        assert!(
+            m.starts_with("the QuickBooks admin declined")
+                && m.contains("/oauth/quickbooks/connect"),
+            "{m}"
+        );
+        assert!(h.requests.is_empty());
+        assert!(!h.kv.contains_key(&state_key(&state)));
+    }
+
+    #[test]
+    fn another_intuit_error_is_a_400_naming_it() {
+        let mut h = host();
+        let state = start(&mut h);
+        let url = format!(
+            "/oauth/quickbooks/callback?error=invalid_scope&error_description=bad+scope&state={state}"
+        );
+        let resp = callback(&get(&url, None), &mut h);
+        assert_eq!(resp.status, 400);
+        let m = json_body(&resp)["message"].as_str().unwrap().to_string();
+        assert!(
+            m.contains("invalid_scope") && m.contains("bad scope"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn a_refused_code_is_a_400_and_stores_nothing() {
+        let mut h = host();
+        let state = start(&mut h);
+        let fixture = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/fixtures/quickbooks/oauth_invalid_grant_400.json"
+        ))
+        .unwrap();
+        h.route("POST /oauth2/v1/tokens/bearer", move |_| {
+            Ok(HttpResponse::new(400, fixture.clone()))
+        });
+        let resp = callback(&get(&callback_url(&state), None), &mut h);
+        assert_eq!(resp.status, 400);
+        let v = json_body(&resp);
+        assert_eq!(v["error"], "invalid_grant");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("start again at /oauth/quickbooks/connect")
+        );
+        assert!(!h.kv.contains_key("cred/qbo/tokens"));
+    }
+
+    #[test]
+    fn an_unreachable_token_endpoint_is_a_502_saying_so() {
+        let mut h = host();
+        let state = start(&mut h);
+        h.route("POST /oauth2/v1/tokens/bearer", |_| {
+            Err(TransportError::Timeout)
+        });
+        let resp = callback(&get(&callback_url(&state), None), &mut h);
+        assert_eq!(resp.status, 502);
+        assert!(
+            json_body(&resp)["message"]
+                .as_str()
+                .unwrap()
+                .contains("could not be reached")
+        );
+    }
+
+    #[test]
+    fn a_company_other_than_the_configured_realm_is_refused_before_the_exchange() {
+        let mut h = host();
+        h.set_config("qbo_realm_id", "1111");
+        let state = start(&mut h);
+        let resp = callback(&get(&callback_url(&state), None), &mut h);
+        assert_eq!(resp.status, 409);
+        let m = json_body(&resp)["message"].as_str().unwrap().to_string();
+        assert!(
+            m.contains(REALM) && m.contains("1111") && m.contains("qbo_realm_id"),
+            "{m}"
+        );
+        assert!(h.requests.is_empty());
+    }
+
+    #[test]
+    fn a_configured_bootstrap_token_does_not_replace_tokens_from_a_later_connect() {
+        let mut h = host();
+        h.set_config("qbo_refresh_token", "BOOTSTRAP-never-used");
+        let state = start(&mut h);
+        route_token_success(&mut h);
+        assert_eq!(
+            callback(&get(&callback_url(&state), None), &mut h).status,
+            200
+        );
+        let qbo = QuickBooksSettings::read(&mut h).unwrap();
+        let kr = keyring();
+        let access = connection::access(&mut h, &Vault { keyring: &kr }, &qbo, false).unwrap();
+        assert_eq!(access.token.expose(), ACCESS);
+        assert_eq!(access.realm_id, REALM);
+        assert_eq!(
+            h.calls_to("/oauth2/v1/tokens/bearer"),
+            1,
+            "no refresh with the bootstrap token"
+        );
+    }
+}
