@@ -8,6 +8,7 @@
 //! depend on by accident.
 
 pub mod config;
+pub mod demo;
 pub mod kv;
 pub mod manifest;
 pub mod outbound;

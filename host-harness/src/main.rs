@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use ml_harness::config::EnvSource;
+use ml_harness::demo::{self, Credentials, DemoOptions};
 use ml_harness::kv::SqliteBackend;
 use ml_harness::manifest::Manifest;
 use ml_harness::server::{self, AppConfig, Harness, ServeOptions};
@@ -26,7 +27,37 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the component over HTTP, as `spin up` would.
+    ///
+    /// With no credentials configured (none of the manifest's required SPIN_VARIABLE_* set) it
+    /// runs the SIMULATED demo instead (see `demo`), unless --no-demo is given. With some but
+    /// not all set, it names the missing ones and exits non-zero.
     Serve(ServeArgs),
+    /// Run the SIMULATED demo: the real component against in-process BigCommerce and QuickBooks
+    /// simulators, three orders placed and shown as invoices. Needs no credentials.
+    Demo(DemoArgs),
+}
+
+#[derive(Parser)]
+struct DemoArgs {
+    /// Path to the Spin manifest (spin.toml).
+    #[arg(long, default_value = "spin.toml")]
+    manifest: PathBuf,
+    /// Address to listen on [default: 127.0.0.1:3000, or 127.0.0.1:0 with --exit].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Exit after printing the three invoices (non-zero when an order did not become an
+    /// invoice for its exact total), instead of serving until Ctrl-C. For CI smoke tests.
+    #[arg(long)]
+    exit: bool,
+    /// Seconds to wait for the demo orders to become invoices.
+    #[arg(long, default_value_t = 30)]
+    wait: u64,
+    /// Run the manifest's build command first (like `spin up --build`).
+    #[arg(long)]
+    build: bool,
+    /// Use this .wasm instead of the manifest's `source`.
+    #[arg(long)]
+    component: Option<PathBuf>,
 }
 
 #[derive(Parser)]
@@ -40,7 +71,7 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:3000")]
     listen: String,
     /// Directory for the embedded key-value database (ml-connector.db); created if missing.
-    /// Data survives restarts.
+    /// Data survives restarts. (The demo uses a fresh temporary directory instead.)
     #[arg(long, default_value = ".ml-data")]
     data_dir: PathBuf,
     /// Seconds between calls to POST /admin/retry-due (0 disables the timer; on Spin an
@@ -53,6 +84,10 @@ struct ServeArgs {
     /// Use this .wasm instead of the manifest's `source` (for tests and benchmarks).
     #[arg(long)]
     component: Option<PathBuf>,
+    /// Never fall back to the SIMULATED demo: serve with whatever variables are set (missing
+    /// required ones are warned about and fail the requests that need them, as on Spin).
+    #[arg(long)]
+    no_demo: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,15 +99,21 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Demo(args) => runtime.block_on(run_demo_command(args)),
     }
 }
 
 fn run_build(manifest: &Manifest) -> anyhow::Result<()> {
     let Some(build) = &manifest.component.build else {
-        bail!("--build: the manifest has no [component.{}.build] command", manifest.component.id);
+        bail!(
+            "--build: the manifest has no [component.{}.build] command",
+            manifest.component.id
+        );
     };
     tracing::info!(command = %build.command, "building the component");
     let status = std::process::Command::new("sh")
@@ -89,12 +130,42 @@ fn run_build(manifest: &Manifest) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
+    let demo_mode = if args.no_demo {
+        false
+    } else {
+        match demo::credential_status(&manifest, &EnvSource) {
+            Credentials::None => true,
+            Credentials::Complete => false,
+            partial @ Credentials::Partial { .. } => {
+                bail!(
+                    "{} To serve anyway with only what is set, pass --no-demo.",
+                    partial.partial_message().unwrap_or_default()
+                )
+            }
+        }
+    };
     if args.build {
         run_build(&manifest)?;
     }
+    if demo_mode {
+        let opts = DemoOptions {
+            manifest: args.manifest.clone(),
+            component: args.component.clone(),
+            listen: args.listen.clone(),
+            retry_interval: DemoOptions::default()
+                .retry_interval
+                .filter(|_| args.retry_interval > 0),
+            ..DemoOptions::default()
+        };
+        demo::serve_demo(opts, shutdown_signal()).await?;
+        return Ok(());
+    }
     let app = AppConfig::resolve(&manifest, &EnvSource)?;
     let engine = server::engine()?;
-    let source = args.component.clone().unwrap_or_else(|| manifest.component.source.clone());
+    let source = args
+        .component
+        .clone()
+        .unwrap_or_else(|| manifest.component.source.clone());
     let component = server::compile(&engine, &source)?;
     let kv = Arc::new(SqliteBackend::open_in(&args.data_dir)?);
     let harness = Arc::new(Harness::new(&engine, &component, app, kv)?);
@@ -105,7 +176,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         retry_interval: (args.retry_interval > 0).then(|| Duration::from_secs(args.retry_interval)),
     };
     let running = server::serve(harness, listener, options)?;
-    println!("ml-harness serving {} on http://{}", manifest.app_name, running.addr);
+    println!(
+        "ml-harness serving {} on http://{}",
+        manifest.app_name, running.addr
+    );
     let stopper = running.stopper();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -115,17 +189,52 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     running.wait().await
 }
 
+async fn run_demo_command(args: DemoArgs) -> anyhow::Result<()> {
+    let manifest = Manifest::load(&args.manifest)?;
+    if args.build {
+        run_build(&manifest)?;
+    }
+    let listen = args.listen.unwrap_or_else(|| {
+        if args.exit {
+            "127.0.0.1:0"
+        } else {
+            "127.0.0.1:3000"
+        }
+        .to_string()
+    });
+    let opts = DemoOptions {
+        manifest: args.manifest,
+        component: args.component,
+        listen,
+        wait: Duration::from_secs(args.wait),
+        ..DemoOptions::default()
+    };
+    if args.exit {
+        let report = demo::run_demo(opts).await?;
+        demo::check(&report)?;
+        println!(
+            "{} demo OK: {} orders became invoices for their exact totals",
+            demo::LABEL,
+            report.orders.len()
+        );
+        Ok(())
+    } else {
+        demo::serve_demo(opts, shutdown_signal()).await.map(|_| ())
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -1,2 +1,10 @@
+//! End-to-end test support for ml-connector.
+//!
+//! - [`env`]: the real component (built by `build.rs`) in the real harness, in-process, against
+//!   the BigCommerce and QuickBooks simulators ([`env::TestEnv`]), and polling helpers.
+//! - [`process`]: the real `ml-harness` binary as a subprocess, configured with `SPIN_VARIABLE_*`.
+//! - [`wit_check`]: checks of the built component's imports and signatures against `wit/`.
 
+pub mod env;
+pub mod process;
 pub mod wit_check;

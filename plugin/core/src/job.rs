@@ -439,22 +439,29 @@ fn create_invoice(
     order_id: u64,
     replacing: Option<&str>,
 ) -> Result<Done, Failure> {
-    // A write was planned before but never confirmed (crash, timeout): the invoice may exist.
-    if job.rec.requestid.is_some()
-        && replacing.is_none()
-        && let Some(found) = find_existing(host, up, prepared, order_id)?
-    {
-        let (id, token) = id_and_token(&found);
-        let now = host.now();
-        job.rec.note("found_existing", json!({"qbo_id": id, "via": "DocNumber and PrivateNote marker"}), now);
-        return Ok(Done::Posted { qbo_id: id, sync_token: token, requestid: job.rec.requestid.clone(), digest: prepared.digest.clone() });
-    }
     let order = order_id.to_string();
     let mut parts = vec!["bc", store_hash, order.as_str(), prepared.digest.as_str()];
     if let Some(r) = replacing {
         parts.push(r);
     }
     let rid = request_id(&parts);
+    // A write was planned before but never confirmed (crash, timeout): the invoice may exist.
+    // Look it up rather than trust Intuit to still remember the requestid (how long it does
+    // is undocumented).
+    if let Some(planned) = job.rec.requestid.clone()
+        && replacing.is_none()
+        && let Some(found) = find_existing(host, up, prepared, order_id)?
+    {
+        let (id, token) = id_and_token(&found);
+        let now = host.now();
+        job.rec.note("found_existing", json!({"qbo_id": id, "via": "DocNumber and PrivateNote marker"}), now);
+        if planned == rid {
+            // It holds exactly this content.
+            return Ok(Done::Posted { qbo_id: id, sync_token: token, requestid: Some(rid), digest: prepared.digest.clone() });
+        }
+        // It holds the version sent then; bring it to the order's current content.
+        return update_invoice(host, up, job, prepared, &id, &token, store_hash, order_id);
+    }
     let now = host.now();
     job.rec.write_planned(&rid, now);
     // The requestid is durable before the request leaves: a retry after a crash reuses it.
@@ -467,7 +474,7 @@ fn create_invoice(
         Err(e) if e.has_code("6140") => match find_existing(host, up, prepared, order_id)? {
             Some(found) => {
                 let (id, token) = id_and_token(&found);
-                Ok(Done::Posted { qbo_id: id, sync_token: token, requestid: Some(rid), digest: prepared.digest.clone() })
+                update_invoice(host, up, job, prepared, &id, &token, store_hash, order_id)
             }
             None => Err(e.failure),
         },
@@ -527,20 +534,23 @@ pub const RETRY_BATCH: usize = 50;
 pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
     let mut report = RetryReport::default();
     let now = host.now();
+    readopt_bootstrap(host);
     let entries = store::due_entries(host, now, RETRY_BATCH)?;
-    for (minute, slot, entry) in entries {
+    for due in entries {
         report.examined += 1;
-        let trigger = match entry.event.clone() {
+        let trigger = match due.entry.event.clone() {
             Some(ev) => Trigger::Event(ev),
             None => Trigger::Due,
         };
-        let result = run_due_entry(host, &entry, trigger)?;
+        let result = run_due_entry(host, &due.entry, trigger)?;
         report.count(&result);
         if result == RunResult::Busy {
             // Its worker is still running; look again on the next call.
             break;
         }
-        store::mark_due_done(host, minute, slot)?;
+        if due.markable {
+            store::mark_due_done(host, due.minute, due.slot)?;
+        }
     }
     if !connection::state(host)?.needs_reauth {
         for (slot, r) in store::parked_entries(host, RETRY_BATCH)? {
@@ -562,6 +572,16 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
         }
     }
     Ok(report)
+}
+
+/// While re-authorization is needed, a newly configured `qbo_refresh_token` is the operator
+/// re-authorizing out of band: adopting it (with a refresh) clears `needs_reauth`, so parked
+/// records resume on this very call.
+fn readopt_bootstrap(host: &mut dyn Host) {
+    let parked = connection::state(host).map(|s| s.needs_reauth).unwrap_or(false);
+    if parked && let Ok(up) = upstreams(host) {
+        let _ = connection::access(host, &Vault { keyring: &up.keyring }, &up.qbo, false);
+    }
 }
 
 fn run_due_entry(host: &mut dyn Host, entry: &DueEntry, trigger: Trigger) -> Result<RunResult, KvError> {

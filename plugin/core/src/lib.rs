@@ -1,4 +1,5 @@
 //! ml-core: everything in ml-connector that decides, and nothing that performs I/O.
+#![allow(clippy::result_large_err)] // `Failure` carries explanations; errors are rare, so their size does not matter.
 //!
 //! No WASI bindings, no sockets, no files and no clock reads live here. Pure modules
 //! (`webhook`, `mapping`, `money`, `token`, `record`, `crypto`, the API models) take their

@@ -211,11 +211,22 @@ pub fn schedule(host: &mut dyn Host, entry: &DueEntry) -> Result<(), KvError> {
 /// How far back `retry-due` looks the first time it runs.
 const FIRST_LOOKBACK_MINUTES: i64 = 24 * 60;
 
-/// Entries whose minute has come, oldest first, at most `limit`, and a way to mark them done.
+/// An entry that has come due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub minute: i64,
+    pub slot: i64,
+    pub entry: DueEntry,
+    /// Whether handling it lets the minute's done mark move past it (every earlier slot of the
+    /// minute is due too). Entries behind a not-yet-due one are handled but looked at again.
+    pub markable: bool,
+}
+
+/// Entries whose time has come, oldest minute first, at most `limit`.
 ///
 /// Processing is at-least-once: an entry is marked done only after it was handled, so a
 /// crash in between means it is looked at again (harmless: the work itself is idempotent).
-pub fn due_entries(host: &mut dyn Host, now: DateTime<Utc>, limit: usize) -> Result<Vec<(i64, i64, DueEntry)>, KvError> {
+pub fn due_entries(host: &mut dyn Host, now: DateTime<Utc>, limit: usize) -> Result<Vec<Due>, KvError> {
     let now_minute = minute(now);
     let mut stored = counter(host, "due/cursor")?;
     let start = if stored == 0 { now_minute - FIRST_LOOKBACK_MINUTES } else { stored };
@@ -226,18 +237,20 @@ pub fn due_entries(host: &mut dyn Host, now: DateTime<Utc>, limit: usize) -> Res
         let log = format!("due/{m}");
         let n = log_len(host, &log)?;
         let done = read_counter(host, &format!("{log}/done"))?;
+        let mut blocked = false;
         for i in (done + 1)..=n {
             if out.len() >= limit {
                 break;
             }
             match log_entry::<DueEntry>(host, &log, i)? {
-                // Not yet: the rest of this minute waits for a later call (at most a minute late).
-                Some(e) if e.at > now => break,
-                Some(e) => out.push((m, i, e)),
+                // Not yet due (only in the current minute): later slots may be, so keep looking.
+                Some(e) if e.at > now => blocked = true,
+                Some(entry) => out.push(Due { minute: m, slot: i, entry, markable: !blocked }),
                 // Its writer is between taking the slot and filling it: look again later.
-                None if m >= now_minute - 2 => break,
+                None if m >= now_minute - 2 => blocked = true,
                 // A writer died between taking the slot and filling it: nothing to do there.
-                None => mark_due_done(host, m, i)?,
+                None if !blocked => mark_due_done(host, m, i)?,
+                None => {}
             }
         }
         contiguous &= n == done && m < now_minute;

@@ -1,0 +1,193 @@
+//! Orders benchmark: webhooks in, invoices out, through the real component in the real
+//! harness against the in-process simulators (no injected latency), on loopback.
+//!
+//! `cargo run --release -p ml-e2e --bin bench_orders -- [ORDERS] [CONCURRENCY]`
+//!
+//! Reports orders/s (first webhook sent → last invoice in QuickBooks), webhook response time
+//! percentiles, and upstream calls per order at steady state (customers already linked,
+//! names already resolved — the warm-up phase takes care of that).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ml_harness::config::{EnvSource, Overrides};
+use ml_harness::kv::SqliteBackend;
+use ml_harness::manifest::Manifest;
+use ml_harness::server::{self, AppConfig, Harness, ServeOptions};
+use ml_sim::bigcommerce::{BcSim, BcSimConfig, OrderShape, generate};
+use ml_sim::quickbooks::{QboSim, QboSimConfig};
+
+const SECRET: &str = "bench-webhook-secret";
+
+fn shape(i: u64) -> OrderShape {
+    OrderShape {
+        lines: 1 + (i % 4) as usize,
+        tax_inclusive: i % 5 == 0,
+        tax_rate_bp: if i % 5 == 0 { 2000 } else { 800 },
+        coupon: i % 3 == 0,
+        manual_discount: false,
+        shipping: i % 2 == 0,
+        handling: i % 7 == 0,
+        wrapping: false,
+        guest: false,
+        seed: i,
+    }
+}
+
+fn webhook_body(store_hash: &str, id: u64) -> String {
+    serde_json::json!({
+        "scope": "store/order/created",
+        "store_id": "1001",
+        "data": {"type": "order", "id": id},
+        "hash": format!("{:040x}", id),
+        "created_at": 1_700_000_000u64 + id,
+        "producer": format!("stores/{store_hash}"),
+    })
+    .to_string()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+async fn fire(client: &reqwest::Client, url: &str, bodies: Vec<String>, concurrency: usize) -> anyhow::Result<Vec<Duration>> {
+    let queue = Arc::new(tokio::sync::Mutex::new(bodies));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let queue = queue.clone();
+        let client = client.clone();
+        let url = url.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let Some(body) = queue.lock().await.pop() else { break };
+                let started = Instant::now();
+                let resp = client
+                    .post(&url)
+                    .header("x-ml-webhook-secret", SECRET)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = resp.status();
+                resp.bytes().await?;
+                latencies.push(started.elapsed());
+                anyhow::ensure!(status.is_success(), "webhook answered {status}");
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let orders: u64 = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(2000);
+    let concurrency: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(32);
+
+    let bc = BcSim::start(BcSimConfig { rate_limit_quota: u32::MAX, ..BcSimConfig::default() }).await?;
+    let qbo = QboSim::start(QboSimConfig { max_concurrent_requests: 100_000, ..QboSimConfig::default() }).await?;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = Manifest::load(&root.join("spin.toml"))?;
+    let values: BTreeMap<String, String> = [
+        ("bigcommerce_store_hash", bc.store_hash().to_string()),
+        ("bigcommerce_access_token", bc.token().to_string()),
+        ("bigcommerce_api_base", bc.base_url()),
+        ("bigcommerce_webhook_secret", SECRET.to_string()),
+        ("qbo_client_id", qbo.client_id().to_string()),
+        ("qbo_client_secret", qbo.client_secret().to_string()),
+        ("qbo_api_base", qbo.base_url()),
+        ("qbo_oauth_base", qbo.base_url()),
+        ("qbo_realm_id", qbo.realm_id().to_string()),
+        ("qbo_refresh_token", qbo.issue_refresh_token()),
+        ("encryption_key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string()),
+        ("admin_token", "bench-admin".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let app = AppConfig::resolve(&manifest, &Overrides { values, fallback: EnvSource })?;
+    let engine = server::engine()?;
+    let wasm = std::env::var("ML_COMPONENT_WASM")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| manifest.component.source.clone());
+    let component = server::compile(&engine, &wasm)?;
+    let dir = std::env::temp_dir().join(format!("ml-bench-orders-{}", std::process::id()));
+    let kv = Arc::new(SqliteBackend::open_in(&dir)?);
+    let harness = Arc::new(Harness::new(&engine, &component, app, kv)?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let running = server::serve(harness, listener, ServeOptions::default())?;
+    let url = format!("http://{}/webhooks/bigcommerce", running.addr);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+
+    // Warm-up: link every seeded customer and resolve every mapped name.
+    let warm = 60u64;
+    for id in 1..=warm {
+        bc.put_order(generate(id, &shape(id)));
+    }
+    fire(&client, &url, (1..=warm).map(|id| webhook_body(bc.store_hash(), id)).collect(), 4).await?;
+    wait_for_invoices(&qbo, warm as usize, Duration::from_secs(60)).await.context("warm-up")?;
+
+    // Measured run.
+    let first = warm + 1;
+    let last = warm + orders;
+    for id in first..=last {
+        bc.put_order(generate(id, &shape(id)));
+    }
+    bc.control().clear_log();
+    qbo.control().clear_log();
+    let bodies: Vec<String> = (first..=last).rev().map(|id| webhook_body(bc.store_hash(), id)).collect();
+    let started = Instant::now();
+    let mut latencies = fire(&client, &url, bodies, concurrency).await?;
+    let acked = started.elapsed();
+    wait_for_invoices(&qbo, (warm + orders) as usize, Duration::from_secs(600)).await?;
+    let elapsed = started.elapsed();
+    latencies.sort();
+
+    let bc_calls = bc.control().requests().len();
+    let qbo_calls = qbo.control().requests().len();
+    let invoices = qbo.invoices();
+    let orders_f = orders as f64;
+    println!("orders benchmark: {orders} orders, concurrency {concurrency}, 2-core machine, simulators in-process");
+    println!("  all webhooks acknowledged in {:.2} s; all invoices posted in {:.2} s", acked.as_secs_f64(), elapsed.as_secs_f64());
+    println!("  throughput: {:.0} orders/s (webhook sent -> invoice in QuickBooks)", orders_f / elapsed.as_secs_f64());
+    println!(
+        "  webhook response: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    println!(
+        "  upstream calls per order: {:.3} (BigCommerce {:.3}, QuickBooks {:.3})",
+        (bc_calls + qbo_calls) as f64 / orders_f,
+        bc_calls as f64 / orders_f,
+        qbo_calls as f64 / orders_f
+    );
+    println!("  invoices in QuickBooks: {} (expected {})", invoices.len(), warm + orders);
+    running.stop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn wait_for_invoices(qbo: &ml_sim::quickbooks::QboSimHandle, n: usize, limit: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let have = qbo.invoices().len();
+        if have >= n {
+            return Ok(());
+        }
+        anyhow::ensure!(started.elapsed() < limit, "only {have} of {n} invoices after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
