@@ -273,7 +273,11 @@ fn webhook_intake(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<W
             return (HttpResponse::json(200, &json!({"status": "ignored", "scope": event.scope})), None);
         }
     };
-    let event_ref = EventRef { scope: event.scope.clone(), hash: event.hash.clone() };
+    let event_ref = EventRef {
+        scope: event.scope.clone(),
+        hash: event.hash.clone(),
+        created_at: event.created_at.map(|at| at.timestamp()),
+    };
     if let Err(e) = job::accept_event(host, entity, &id, event_ref.clone()) {
         // Not recorded: make BigCommerce deliver it again.
         return (storage_error(&e), None);

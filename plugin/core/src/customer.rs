@@ -377,6 +377,17 @@ pub fn content_digest(payload: &Value) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
+/// What the connector would write for `source`, as a digest: the mapped payload without its
+/// DisplayName, which depends on the names QuickBooks already holds rather than on the
+/// customer. Equal digests mean nothing relevant changed, so no write is needed.
+pub fn source_digest(source: &CustomerSource) -> String {
+    let mut payload = customer_payload_named(source, "");
+    if let Some(m) = payload.as_object_mut() {
+        m.remove("DisplayName");
+    }
+    content_digest(&payload)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -580,6 +591,30 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn source_digest_ignores_the_display_name_but_not_the_name_parts() {
+        let a = CustomerSource {
+            bc_customer_id: Some(1),
+            first_name: "Ana".into(),
+            email: "a@b.co".into(),
+            ..Default::default()
+        };
+        assert_eq!(source_digest(&a), source_digest(&a.clone()));
+        let renamed = CustomerSource {
+            first_name: "Anna".into(),
+            ..a.clone()
+        };
+        assert_ne!(source_digest(&a), source_digest(&renamed));
+        let moved = CustomerSource {
+            bill_address: Some(PostalAddress {
+                city: "Austin".into(),
+                ..Default::default()
+            }),
+            ..a.clone()
+        };
+        assert_ne!(source_digest(&a), source_digest(&moved));
     }
 
     #[test]

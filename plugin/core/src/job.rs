@@ -97,7 +97,7 @@ fn sync_locked(host: &mut dyn Host, entity: Entity, id: &str, trigger: Trigger) 
     let mut rec = loaded.unwrap_or_else(|| SyncRecord::new(entity, id, now));
     match &trigger {
         Trigger::Event(ev) => {
-            if !rec.received(&ev.scope, &ev.hash, now) && previous.is_some() {
+            if !rec.received(&ev.scope, &ev.hash, ev.created_at, now) && previous.is_some() {
                 return Ok(RunResult::NothingToDo(rec.state));
             }
             // A record waiting out a rate limit keeps its schedule; a parked one waits for
@@ -588,7 +588,7 @@ fn run_due_entry(host: &mut dyn Host, entry: &DueEntry, trigger: Trigger) -> Res
     if let Trigger::Event(ev) = &trigger {
         // The event's own worker usually handled it already: then this is only a check.
         if let Some(rec) = store::load_record(host, entry.entity, &entry.id)?
-            && rec.has_seen(&ev.hash)
+            && rec.has_seen(&ev.key())
         {
             let now = host.now();
             let reauthorized = !connection::state(host)?.needs_reauth;

@@ -710,6 +710,16 @@ fn epoch() -> DateTime<Utc> {
     DateTime::<Utc>::UNIX_EPOCH
 }
 
+/// What identifies one webhook event across redeliveries. BigCommerce's `hash` is the SHA-1
+/// of `data` alone, so every `store/order/updated` of an order has the same hash as its
+/// `created`; a redelivery repeats scope, hash and `created_at`, a new event does not.
+pub fn event_key(scope: &str, hash: &str, created_at: Option<i64>) -> String {
+    match created_at {
+        Some(at) => format!("{hash}/{scope}/{at}"),
+        None => format!("{hash}/{scope}"),
+    }
+}
+
 /// How many webhook hashes a record remembers for duplicate detection.
 const RECENT_HASHES: usize = 32;
 
@@ -802,12 +812,13 @@ impl SyncRecord {
     /// Every new event means "re-sync": finished records go back to `pending` with a fresh
     /// attempt budget. `retrying` keeps its schedule (it may be waiting out a rate limit) and
     /// `needs_reauth` stays parked until re-authorization.
-    pub fn received(&mut self, scope: &str, hash: &str, now: DateTime<Utc>) -> bool {
-        if self.has_seen(hash) {
+    pub fn received(&mut self, scope: &str, hash: &str, created_at: Option<i64>, now: DateTime<Utc>) -> bool {
+        let key = event_key(scope, hash, created_at);
+        if self.has_seen(&key) {
             return false;
         }
         self.last_hash = Some(hash.to_string());
-        self.recent_hashes.push(hash.to_string());
+        self.recent_hashes.push(key);
         if self.recent_hashes.len() > RECENT_HASHES {
             self.recent_hashes.remove(0);
         }
@@ -820,13 +831,17 @@ impl SyncRecord {
             self.attempts = 0;
             self.next_attempt_at = None;
         }
-        self.note("received", json!({ "scope": scope, "hash": hash }), now);
+        let mut detail = json!({ "scope": scope, "hash": hash });
+        if let Some(at) = created_at {
+            detail["created_at"] = json!(at);
+        }
+        self.note("received", detail, now);
         true
     }
 
-    /// Whether the webhook with this `hash` was already handled.
-    pub fn has_seen(&self, hash: &str) -> bool {
-        self.last_hash.as_deref() == Some(hash) || self.recent_hashes.iter().any(|h| h == hash)
+    /// Whether the webhook with this [`event_key`] was already handled.
+    pub fn has_seen(&self, key: &str) -> bool {
+        self.recent_hashes.iter().any(|h| h == key)
     }
 
     /// Records the `requestid` of a write before it is sent, so retries reuse it.
@@ -1252,7 +1267,7 @@ mod tests {
     #[test]
     fn retryable_failures_schedule_until_max_attempts_then_fail() {
         let mut rec = SyncRecord::new(Entity::Order, "250", t0());
-        assert!(rec.received("store/order/created", "h1", t0()));
+        assert!(rec.received("store/order/created", "h1", None, t0()));
         let f = classify_quickbooks(500, None, &[]);
         let j = ((200u64 << 32) / 401 + 1) as u32;
         let mut now = t0();
@@ -1333,7 +1348,7 @@ mod tests {
     #[test]
     fn posting_clears_errors_and_matches_the_contract_json() {
         let mut rec = SyncRecord::new(Entity::Order, "250", t0());
-        rec.received("store/order/created", "abc", t0());
+        rec.received("store/order/created", "abc", None, t0());
         rec.attempt_failed(
             &classify_quickbooks(500, None, &h(&[("intuit_tid", "tid-1")])),
             t0() + secs(1),
@@ -1380,11 +1395,11 @@ mod tests {
     #[test]
     fn redeliveries_change_nothing_and_new_events_reopen_finished_records() {
         let mut rec = SyncRecord::new(Entity::Order, "1", t0());
-        assert!(rec.received("store/order/created", "h1", t0()));
+        assert!(rec.received("store/order/created", "h1", None, t0()));
         rec.posted("5", "0", None, t0());
-        assert!(!rec.received("store/order/created", "h1", t0() + secs(1)));
+        assert!(!rec.received("store/order/created", "h1", None, t0() + secs(1)));
         assert_eq!(rec.state, State::Posted);
-        assert!(rec.received("store/order/updated", "h2", t0() + secs(2)));
+        assert!(rec.received("store/order/updated", "h2", None, t0() + secs(2)));
         assert_eq!((rec.state, rec.attempts), (State::Pending, 0));
         assert_eq!(
             rec.qbo_id.as_deref(),
@@ -1407,7 +1422,7 @@ mod tests {
     #[test]
     fn audit_is_trimmed_but_keeps_the_first_entry() {
         let mut rec = SyncRecord::new(Entity::Order, "1", t0());
-        rec.received("store/order/created", "first", t0());
+        rec.received("store/order/created", "first", None, t0());
         for i in 0..(MAX_AUDIT + 10) {
             rec.note("n", json!(i), t0());
         }

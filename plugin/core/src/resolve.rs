@@ -13,7 +13,7 @@ use crate::customer::{self, CustomerSource};
 use crate::host::Host;
 use crate::mapping::{Plan, ResolvedRefs};
 use crate::quickbooks::{self, request_id};
-use crate::record::Failure;
+use crate::record::{Failure, FailureKind, Retryability, Service};
 use crate::store;
 use crate::upstream::{QboFailure, Upstreams, id_and_token};
 
@@ -22,7 +22,9 @@ pub const WOULD_CREATE: &str = "(would be created)";
 
 fn q(entity: &str, field: &str, value: &str) -> Result<String, QboFailure> {
     quickbooks::select_where_eq(entity, field, value).map_err(|e| {
-        QboFailure::from(Failure::mapping(&format!("the name '{value}' cannot be looked up in QuickBooks: {e}")))
+        QboFailure::from(Failure::mapping(&format!(
+            "the name '{value}' cannot be looked up in QuickBooks: {e}"
+        )))
     })
 }
 
@@ -38,12 +40,22 @@ struct CachedId {
 }
 
 fn cached(host: &mut dyn Host, key: &str) -> Option<String> {
-    store::cache_get::<CachedId>(host, key).ok().flatten().map(|c| c.id)
+    store::cache_get::<CachedId>(host, key)
+        .ok()
+        .flatten()
+        .map(|c| c.id)
 }
 
 fn remember(host: &mut dyn Host, key: &str, id: &str, name: &str) {
     // A cache write that fails only costs a lookup next time.
-    let _ = store::cache_set(host, key, &CachedId { id: id.to_string(), name: name.to_string() });
+    let _ = store::cache_set(
+        host,
+        key,
+        &CachedId {
+            id: id.to_string(),
+            name: name.to_string(),
+        },
+    );
 }
 
 fn not_found(kind: &str, name: &str) -> QboFailure {
@@ -53,20 +65,34 @@ fn not_found(kind: &str, name: &str) -> QboFailure {
 }
 
 fn first_id(v: &[Value]) -> Option<String> {
-    v.first().and_then(|e| e.get("Id")).and_then(Value::as_str).map(str::to_string)
+    v.first()
+        .and_then(|e| e.get("Id"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 /// Resolves every name in `plan` to a QuickBooks id.
-pub fn refs(host: &mut dyn Host, up: &Upstreams, realm: &str, plan: &Plan, dry_run: bool) -> Result<ResolvedRefs, QboFailure> {
+pub fn refs(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    realm: &str,
+    plan: &Plan,
+    dry_run: bool,
+) -> Result<ResolvedRefs, QboFailure> {
     let mut out = ResolvedRefs::default();
     for name in &plan.items {
-        out.items.insert(name.clone(), lookup(host, up, realm, "Item", "item", name)?);
+        out.items
+            .insert(name.clone(), lookup(host, up, realm, "Item", "item", name)?);
     }
     for name in &plan.classes {
-        out.classes.insert(name.clone(), lookup(host, up, realm, "Class", "class", name)?);
+        out.classes.insert(
+            name.clone(),
+            lookup(host, up, realm, "Class", "class", name)?,
+        );
     }
     for name in &plan.accounts {
-        out.account_items.insert(name.clone(), account_item(host, up, realm, name, dry_run)?);
+        out.account_items
+            .insert(name.clone(), account_item(host, up, realm, name, dry_run)?);
     }
     if let Some(name) = &plan.discount_account {
         out.discount_account = Some(lookup(host, up, realm, "Account", "account", name)?);
@@ -74,7 +100,14 @@ pub fn refs(host: &mut dyn Host, up: &Upstreams, realm: &str, plan: &Plan, dry_r
     Ok(out)
 }
 
-fn lookup(host: &mut dyn Host, up: &Upstreams, realm: &str, entity: &str, kind: &str, name: &str) -> Result<String, QboFailure> {
+fn lookup(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    realm: &str,
+    entity: &str,
+    kind: &str,
+    name: &str,
+) -> Result<String, QboFailure> {
     let key = cache_key(realm, kind, name);
     if let Some(id) = cached(host, &key) {
         return Ok(id);
@@ -86,14 +119,24 @@ fn lookup(host: &mut dyn Host, up: &Upstreams, realm: &str, entity: &str, kind: 
 }
 
 /// The Service item that books sales to income account `name`: found by name, else created.
-fn account_item(host: &mut dyn Host, up: &Upstreams, realm: &str, name: &str, dry_run: bool) -> Result<String, QboFailure> {
+fn account_item(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    realm: &str,
+    name: &str,
+    dry_run: bool,
+) -> Result<String, QboFailure> {
     let key = cache_key(realm, "account-item", name);
     if let Some(id) = cached(host, &key) {
         return Ok(id);
     }
     let accounts: Vec<Value> = up.qbo_query(host, "Account", &q("Account", "Name", name)?)?;
     let account = accounts.first().ok_or_else(|| not_found("Account", name))?;
-    let account_id = account.get("Id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let account_id = account
+        .get("Id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if account.get("AccountType").and_then(Value::as_str) != Some("Income") {
         return Err(QboFailure::from(Failure::mapping(&format!(
             "Account '{name}' is not an Income account in QuickBooks: map sales to an income account"
@@ -114,7 +157,13 @@ fn account_item(host: &mut dyn Host, up: &Upstreams, realm: &str, name: &str, dr
         "IncomeAccountRef": {"value": account_id},
         "Description": format!("BigCommerce sales booked to {name} (created by ml-connector)"),
     });
-    let created = up.qbo_create(host, "item", "Item", &body, &request_id(&["acct-item", realm, name]))?;
+    let created = up.qbo_create(
+        host,
+        "item",
+        "Item",
+        &body,
+        &request_id(&["acct-item", realm, name]),
+    )?;
     let (id, _) = id_and_token(&created);
     remember(host, &key, &id, name);
     Ok(id)
@@ -126,12 +175,22 @@ pub fn link_key(source: &CustomerSource) -> String {
         Some(id) if id > 0 => format!("link/customer/{id}"),
         _ if !source.email.trim().is_empty() => {
             let email = source.email.trim().to_lowercase();
-            format!("link/guest/{}", hex::encode(&Sha256::digest(email.as_bytes())[..16]))
+            format!(
+                "link/guest/{}",
+                hex::encode(&Sha256::digest(email.as_bytes())[..16])
+            )
         }
         // A roll-up customer (guest mode `single`): known by its name.
         _ => {
-            let name = source.display_name_candidates().first().cloned().unwrap_or_default();
-            format!("link/name/{}", hex::encode(&Sha256::digest(name.as_bytes())[..16]))
+            let name = source
+                .display_name_candidates()
+                .first()
+                .cloned()
+                .unwrap_or_default();
+            format!(
+                "link/name/{}",
+                hex::encode(&Sha256::digest(name.as_bytes())[..16])
+            )
         }
     }
 }
@@ -142,8 +201,13 @@ pub struct CustomerLink {
     pub qbo_id: String,
     pub sync_token: String,
     pub display_name: String,
-    /// Digest of the payload last written, so unchanged customers cost no write.
+    /// [`customer::source_digest`] of what was last written, so unchanged customers cost no
+    /// write. Empty for a customer adopted by a match: it has never been written by us.
     pub digest: String,
+    /// The QuickBooks customer is inactive: found so by a match (and not yet reactivated),
+    /// or made so because the BigCommerce customer was deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inactive: bool,
 }
 
 /// Reads a stored link.
@@ -153,19 +217,28 @@ pub fn load_link(host: &mut dyn Host, key: &str) -> Option<CustomerLink> {
 
 /// Stores a link.
 pub fn save_link(host: &mut dyn Host, key: &str, link: &CustomerLink) -> Result<(), QboFailure> {
-    store::cache_set(host, key, link).map_err(|e| QboFailure::from(Failure::mapping(&e.to_string())))
+    store::cache_set(host, key, link).map_err(|e| {
+        QboFailure::from(busy(&format!(
+            "the customer link could not be stored ({e})"
+        )))
+    })
 }
 
 /// How a customer was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Matched {
+    /// Through the stored BigCommerce→QuickBooks link.
     Link,
+    /// An existing customer (active or not) with the same email.
     Email,
+    /// An existing customer with exactly the base DisplayName and no email.
     Name,
+    /// None existed: created.
     Created,
 }
 
 impl Matched {
+    /// The audit spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Matched::Link => "link",
@@ -176,9 +249,47 @@ impl Matched {
     }
 }
 
-/// Finds or creates the QuickBooks customer for `source` (the contract's matching order).
-/// A dry run finds but never creates.
+/// How long a link lease lasts if its holder dies: longer than a handful of QuickBooks calls.
+pub const LINK_LEASE_MS: i64 = 60_000;
+/// How long a job waits for another worker creating the same customer.
+const LINK_LEASE_WAIT_MS: u64 = 10_000;
+/// Numbered DisplayNames (` 2`, ` 3`, …) tried once every contract candidate is taken.
+const MAX_NUMBERED_NAMES: u32 = 20;
+
+/// A retryable failure of the connector's own making (a lease held, a store hiccup).
+fn busy(what: &str) -> Failure {
+    Failure {
+        service: Service::Connector,
+        kind: FailureKind::Unexpected,
+        retryable: Retryability::Retryable { min_delay: None },
+        explanation: what.to_string(),
+        suggested_fix: "nothing to do: the connector retries on its schedule".into(),
+        status: None,
+        intuit_tid: None,
+        fault_code: None,
+    }
+}
+
+/// Finds or creates the QuickBooks customer for `source` (the contract's matching order) —
+/// the one implementation behind invoices and customer webhooks. A customer matched by email
+/// or name while inactive is reactivated, so an invoice can reference it. A dry run finds
+/// but never writes.
 pub fn customer(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    source: &CustomerSource,
+    dry_run: bool,
+) -> Result<(CustomerLink, Matched), QboFailure> {
+    let (mut link, how) = find_or_create(host, up, source, dry_run)?;
+    if link.inactive && how != Matched::Link && !dry_run {
+        link = reactivate(host, up, &link_key(source), &link)?;
+    }
+    Ok((link, how))
+}
+
+/// [`customer`] without the reactivation: the customer job folds `Active: true` into its own
+/// sparse update (one write instead of two). A link found inactive keeps `inactive: true`.
+pub fn find_or_create(
     host: &mut dyn Host,
     up: &Upstreams,
     source: &CustomerSource,
@@ -188,56 +299,270 @@ pub fn customer(
     if let Some(link) = load_link(host, &key) {
         return Ok((link, Matched::Link));
     }
-    let candidates = source.display_name_candidates();
-    let email = source.email.trim();
-    if !email.is_empty() {
-        let stmt = format!("{} AND Active IN (true, false)", q("Customer", "PrimaryEmailAddr", email)?);
-        let found: Vec<Value> = up.qbo_query(host, "Customer", &stmt)?;
-        if let Some(c) = found.first() {
-            return adopt(host, &key, c, Matched::Email, dry_run);
-        }
-    }
-    if let Some(base) = candidates.first() {
-        let stmt = format!("{} AND Active IN (true, false)", q("Customer", "DisplayName", base)?);
-        let found: Vec<Value> = up.qbo_query(host, "Customer", &stmt)?;
-        if let Some(c) = found.iter().find(|c| c.get("PrimaryEmailAddr").is_none()) {
-            return adopt(host, &key, c, Matched::Name, dry_run);
-        }
-    }
     if dry_run {
-        let name = candidates.first().cloned().unwrap_or_default();
-        let link = CustomerLink { qbo_id: WOULD_CREATE.into(), sync_token: String::new(), display_name: name, digest: String::new() };
-        return Ok((link, Matched::Created));
+        return find_or_plan(host, up, source, &key, true);
     }
+    // An order and a customer event for the same customer run under different entity leases:
+    // this lease makes check-link → create → save-link one step for everyone.
+    let lease_key = format!("lease/{key}");
+    let lease = store::acquire(host, &lease_key, LINK_LEASE_MS, LINK_LEASE_WAIT_MS)
+        .map_err(|e| {
+            QboFailure::from(busy(&format!(
+                "the customer lease could not be taken ({e})"
+            )))
+        })?
+        .ok_or_else(|| {
+            QboFailure::from(busy(
+                "another worker is still creating this customer in QuickBooks",
+            ))
+        })?;
+    let result = match load_link(host, &key) {
+        // The previous holder created it while we waited.
+        Some(link) => Ok((link, Matched::Link)),
+        None => find_or_plan(host, up, source, &key, false),
+    };
+    // A lease that cannot be released expires by itself.
+    let _ = store::release(host, lease);
+    result
+}
+
+/// The `requestid` of the create that names the customer `name`: the same customer and name
+/// always give the same id, so two workers racing to create it produce one customer.
+pub fn create_request_id(source: &CustomerSource, name: &str) -> String {
     let identity = source
         .bc_customer_id
         .filter(|id| *id > 0)
         .map(|id| id.to_string())
         .unwrap_or_else(|| source.email.trim().to_lowercase());
+    request_id(&["cust", &identity, name])
+}
+
+/// Every DisplayName creation may try, in order: the contract's candidates, then the last one
+/// numbered, so a 6240 never ends the sync.
+pub fn display_names_to_try(source: &CustomerSource) -> Vec<String> {
+    let mut names = source.display_name_candidates();
+    if let Some(last) = names.last().cloned() {
+        names.extend((2..=MAX_NUMBERED_NAMES).map(|n| format!("{last} {n}")));
+    }
+    names
+}
+
+fn active(c: &Value) -> bool {
+    c.get("Active").and_then(Value::as_bool).unwrap_or(true)
+}
+
+/// The best of several customers sharing an email: an active one, then the oldest id.
+fn pick(found: &[Value]) -> Option<&Value> {
+    let id = |c: &Value| {
+        c.get("Id")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    };
+    found.iter().min_by_key(|c| (!active(c), id(c)))
+}
+
+fn by_email(host: &mut dyn Host, up: &Upstreams, email: &str) -> Result<Vec<Value>, QboFailure> {
+    let stmt = format!(
+        "{} AND Active IN (true, false)",
+        q("Customer", "PrimaryEmailAddr", email)?
+    );
+    up.qbo_query(host, "Customer", &stmt)
+}
+
+fn by_name(host: &mut dyn Host, up: &Upstreams, name: &str) -> Result<Vec<Value>, QboFailure> {
+    let stmt = format!(
+        "{} AND Active IN (true, false)",
+        q("Customer", "DisplayName", name)?
+    );
+    up.qbo_query(host, "Customer", &stmt)
+}
+
+fn find_or_plan(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    source: &CustomerSource,
+    key: &str,
+    dry_run: bool,
+) -> Result<(CustomerLink, Matched), QboFailure> {
+    let candidates = source.display_name_candidates();
+    let email = source.email.trim();
+    if !email.is_empty() {
+        let found = by_email(host, up, email)?;
+        if let Some(c) = pick(&found) {
+            return adopt(host, key, c, Matched::Email, dry_run);
+        }
+    }
+    if let Some(base) = candidates.first() {
+        let found = by_name(host, up, base)?;
+        if let Some(c) = found.iter().find(|c| c.get("PrimaryEmailAddr").is_none()) {
+            return adopt(host, key, c, Matched::Name, dry_run);
+        }
+    }
+    if dry_run {
+        let name = candidates.first().cloned().unwrap_or_default();
+        let link = CustomerLink {
+            qbo_id: WOULD_CREATE.into(),
+            sync_token: String::new(),
+            display_name: name,
+            digest: String::new(),
+            inactive: false,
+        };
+        return Ok((link, Matched::Created));
+    }
+    create(host, up, source, key)
+}
+
+fn create(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    source: &CustomerSource,
+    key: &str,
+) -> Result<(CustomerLink, Matched), QboFailure> {
+    let digest = customer::source_digest(source);
     let mut last = None;
-    for name in &candidates {
-        let payload = customer::customer_payload_named(source, name);
-        match up.qbo_create(host, "customer", "Customer", &payload, &request_id(&["cust", &identity, name])) {
+    for name in display_names_to_try(source) {
+        let payload = customer::customer_payload_named(source, &name);
+        match up.qbo_create(
+            host,
+            "customer",
+            "Customer",
+            &payload,
+            &create_request_id(source, &name),
+        ) {
             Ok(created) => {
                 let (qbo_id, sync_token) = id_and_token(&created);
-                let link = CustomerLink { qbo_id, sync_token, display_name: name.clone(), digest: customer::content_digest(&payload) };
-                save_link(host, &key, &link)?;
+                let link = CustomerLink {
+                    qbo_id,
+                    sync_token,
+                    display_name: name,
+                    digest,
+                    inactive: false,
+                };
+                save_link(host, key, &link)?;
                 return Ok((link, Matched::Created));
             }
-            // The name is taken (by a customer, vendor or employee, active or not): next candidate.
-            Err(e) if e.has_code("6240") => last = Some(e),
+            // Taken by a customer, vendor or employee, active or not — or by a worker that
+            // created this very customer a moment ago (another instance, a lost link).
+            Err(e) if e.has_code("6240") => {
+                if let Some(found) = created_meanwhile(host, up, source, &name)? {
+                    return adopt(host, key, &found, Matched::Email, false);
+                }
+                last = Some(e);
+            }
             Err(e) => return Err(e),
         }
     }
-    Err(last.unwrap_or_else(|| QboFailure::from(Failure::mapping("the customer has no usable name or email"))))
+    Err(last.unwrap_or_else(|| {
+        QboFailure::from(Failure::mapping("the customer has no usable name or email"))
+    }))
 }
 
-fn adopt(host: &mut dyn Host, key: &str, c: &Value, how: Matched, dry_run: bool) -> Result<(CustomerLink, Matched), QboFailure> {
+/// After a 6240: the customer itself, if someone created it since we looked (same email, or
+/// the clashing name carries our note for this BigCommerce customer).
+fn created_meanwhile(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    source: &CustomerSource,
+    name: &str,
+) -> Result<Option<Value>, QboFailure> {
+    let email = source.email.trim();
+    if !email.is_empty() {
+        let found = by_email(host, up, email)?;
+        if let Some(c) = pick(&found) {
+            return Ok(Some(c.clone()));
+        }
+    }
+    if source.bc_customer_id.is_some_and(|id| id > 0) {
+        let note = customer::customer_payload_named(source, name)
+            .get("Notes")
+            .cloned();
+        let found = by_name(host, up, name)?;
+        return Ok(found.into_iter().find(|c| c.get("Notes") == note.as_ref()));
+    }
+    Ok(None)
+}
+
+fn adopt(
+    host: &mut dyn Host,
+    key: &str,
+    c: &Value,
+    how: Matched,
+    dry_run: bool,
+) -> Result<(CustomerLink, Matched), QboFailure> {
     let (qbo_id, sync_token) = id_and_token(c);
-    let display_name = c.get("DisplayName").and_then(Value::as_str).unwrap_or_default().to_string();
-    let link = CustomerLink { qbo_id, sync_token, display_name, digest: String::new() };
+    let display_name = c
+        .get("DisplayName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let link = CustomerLink {
+        qbo_id,
+        sync_token,
+        display_name,
+        digest: String::new(),
+        inactive: !active(c),
+    };
     if !dry_run {
         save_link(host, key, &link)?;
     }
     Ok((link, how))
+}
+
+/// Sparse-updates customer `qbo_id` with `fields` (everything but `Id`/`SyncToken`/`sparse`),
+/// starting from SyncToken `token`; a stale token (5010) is re-read and the update retried once.
+/// Returns QuickBooks' customer and the `requestid` that wrote it.
+pub fn sparse_update(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    qbo_id: &str,
+    token: &str,
+    fields: &Value,
+    rid_parts: &[&str],
+) -> Result<(Value, String), QboFailure> {
+    let mut token = token.to_string();
+    for attempt in 0..2 {
+        let mut body = fields.clone();
+        body["Id"] = json!(qbo_id);
+        body["SyncToken"] = json!(token);
+        body["sparse"] = json!(true);
+        let mut parts = vec!["cust-upd", qbo_id, token.as_str()];
+        parts.extend_from_slice(rid_parts);
+        let rid = request_id(&parts);
+        match up.qbo_update(host, "customer", "Customer", &body, &rid) {
+            Ok(updated) => return Ok((updated, rid)),
+            // Someone edited the customer in QuickBooks meanwhile: take its current SyncToken.
+            Err(e) if e.has_code("5010") && attempt == 0 => {
+                let current = up.qbo_read(host, "customer", "Customer", qbo_id)?;
+                token = id_and_token(&current).1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(QboFailure::from(busy(
+        "QuickBooks kept reporting a stale SyncToken for the customer",
+    )))
+}
+
+fn reactivate(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    key: &str,
+    link: &CustomerLink,
+) -> Result<CustomerLink, QboFailure> {
+    let (updated, _) = sparse_update(
+        host,
+        up,
+        &link.qbo_id,
+        &link.sync_token,
+        &json!({"Active": true}),
+        &["reactivate"],
+    )?;
+    let link = CustomerLink {
+        sync_token: id_and_token(&updated).1,
+        inactive: false,
+        ..link.clone()
+    };
+    save_link(host, key, &link)?;
+    Ok(link)
 }

@@ -191,6 +191,16 @@ pub struct DueEntry {
 pub struct EventRef {
     pub scope: String,
     pub hash: String,
+    /// The event's `created_at` (Unix seconds), part of what tells events apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
+}
+
+impl EventRef {
+    /// The key duplicates share (see [`crate::record::event_key`]).
+    pub fn key(&self) -> String {
+        crate::record::event_key(&self.scope, &self.hash, self.created_at)
+    }
 }
 
 impl DueEntry {

@@ -397,7 +397,8 @@ fn classify(scope: &str, data: &Map<String, Value>) -> Result<EventKind, Webhook
     if let Some(rest) = scope.strip_prefix("store/order/") {
         // Transaction, metafield and similar scopes live under store/order/ but describe
         // another object (`data.type` says which); they do not change the invoice.
-        if data_type != Some("order") {
+        // (A missing `type` is read as an order: then a bad id is a 400, not silently ignored.)
+        if data_type.is_some_and(|t| t != "order") {
             return Ok(EventKind::Ignored);
         }
         let change = match rest {

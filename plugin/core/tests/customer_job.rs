@@ -1,0 +1,976 @@
+//! Deterministic tests of the customer job and of customer matching (shared with orders),
+//! on a `FakeHost` wired to small in-memory models of BigCommerce customers and of the
+//! QuickBooks name list (customers, vendors, employees — one DisplayName namespace).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use ml_core::customer::CustomerSource;
+use ml_core::http::{HttpRequest, HttpResponse, Method, TransportError};
+use ml_core::job::{self, RunResult, Trigger};
+use ml_core::record::{Entity, State, SyncRecord};
+use ml_core::resolve::{self, Matched};
+use ml_core::store::{self, EventRef};
+use ml_core::testing::FakeHost;
+use serde_json::{Value, json};
+
+const BC_BASE: &str = "http://bc.test";
+const QBO_BASE: &str = "http://qbo.test";
+const OAUTH_BASE: &str = "http://oauth.test";
+const STORE_HASH: &str = "abc123store";
+const REALM: &str = "9130350000000001";
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-26T15:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn fixture(rel: &str) -> Value {
+    let path = format!(
+        "{}/../../../shared/fixtures/{rel}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn qbo_json(status: u16, v: Value) -> HttpResponse {
+    HttpResponse::json(status, &v)
+}
+
+fn fault(code: &str, message: &str) -> HttpResponse {
+    qbo_json(
+        400,
+        json!({"Fault": {"Error": [{"Message": message, "Detail": message, "code": code}], "type": "ValidationFault"}}),
+    )
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// `SELECT * FROM E WHERE F = 'v' [AND Active IN (true, false)]` → (E, F, v, include inactive).
+fn parse_statement(stmt: &str) -> (String, String, String, bool) {
+    let words: Vec<&str> = stmt.split_whitespace().collect();
+    let start = stmt.find('\'').expect("quoted literal") + 1;
+    let mut value = String::new();
+    let mut chars = stmt[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => value.extend(chars.next()),
+            '\'' => break,
+            c => value.push(c),
+        }
+    }
+    (
+        words[3].to_string(),
+        words[5].to_string(),
+        value,
+        stmt.contains("Active IN (true, false)"),
+    )
+}
+
+/// BigCommerce customers by id.
+#[derive(Default)]
+struct Bc {
+    customers: HashMap<u64, Value>,
+}
+
+impl Bc {
+    fn handle(&mut self, req: &HttpRequest) -> HttpResponse {
+        let prefix = format!("{BC_BASE}/stores/{STORE_HASH}/v3/customers?");
+        assert!(
+            req.url.starts_with(&prefix),
+            "unexpected BigCommerce request {}",
+            req.url
+        );
+        assert!(
+            req.url.contains("include=addresses"),
+            "customers are fetched with their addresses"
+        );
+        let ids = query_param(&req.url, "id:in").expect("id:in");
+        let data: Vec<Value> = ids
+            .split(',')
+            .filter_map(|i| i.parse::<u64>().ok())
+            .filter_map(|i| self.customers.get(&i).cloned())
+            .collect();
+        HttpResponse::json(
+            200,
+            &json!({"data": data, "meta": {"pagination": {"total": data.len()}}}),
+        )
+    }
+}
+
+/// The QuickBooks name list, strict where the connector depends on it: one DisplayName
+/// namespace across customers, vendors and employees (active or not), SyncToken checks,
+/// `requestid` replays, active-only queries unless asked otherwise.
+#[derive(Default)]
+struct Qbo {
+    customers: Vec<Value>,
+    vendors: Vec<Value>,
+    employees: Vec<Value>,
+    replies: HashMap<String, HttpResponse>,
+    next_id: u64,
+    refreshes: u64,
+    /// Decoded query statements, in order.
+    statements: Vec<String>,
+    /// Bodies of customer writes that QuickBooks accepted.
+    writes: Vec<Value>,
+    /// A concurrent creator: just before our create of this DisplayName, it creates this customer.
+    race: Option<(String, Value)>,
+}
+
+impl Qbo {
+    fn taken(&self, name: &str, except: Option<&str>) -> bool {
+        self.customers
+            .iter()
+            .any(|c| c["DisplayName"] == name && c["Id"].as_str() != except)
+            || self
+                .vendors
+                .iter()
+                .chain(&self.employees)
+                .any(|v| v["DisplayName"] == name)
+    }
+
+    fn insert_customer(&mut self, mut c: Value) -> Value {
+        self.next_id += 1;
+        c["Id"] = json!((100 + self.next_id).to_string());
+        c["SyncToken"] = json!("0");
+        if c.get("Active").is_none() {
+            c["Active"] = json!(true);
+        }
+        self.customers.push(c.clone());
+        c
+    }
+
+    fn customer_mut(&mut self, id: &str) -> Option<&mut Value> {
+        self.customers.iter_mut().find(|c| c["Id"] == id)
+    }
+
+    fn handle(&mut self, req: &HttpRequest) -> HttpResponse {
+        if req.url.starts_with(OAUTH_BASE) {
+            self.refreshes += 1;
+            return HttpResponse::json(
+                200,
+                &json!({"token_type": "bearer", "access_token": format!("AT{:04}accessTokenValue9", self.refreshes),
+                        "expires_in": 3600, "refresh_token": format!("RT{:04}rotatedRefreshToken7", self.refreshes),
+                        "x_refresh_token_expires_in": 8_726_400}),
+            );
+        }
+        let prefix = format!("{QBO_BASE}/v3/company/{REALM}/");
+        let rest = req
+            .url
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("unexpected QuickBooks request {}", req.url));
+        let path = rest.split('?').next().unwrap_or_default().to_string();
+        match (req.method, path.as_str()) {
+            (Method::Get, "query") => self.query(&query_param(&req.url, "query").expect("query")),
+            (Method::Post, "customer") => {
+                let rid = query_param(&req.url, "requestid").expect("writes carry a requestid");
+                if let Some(r) = self.replies.get(&rid) {
+                    return r.clone();
+                }
+                let body: Value = serde_json::from_slice(&req.body).unwrap();
+                let r = if body.get("Id").is_some() {
+                    self.update(body)
+                } else {
+                    self.create(body)
+                };
+                if r.is_success() {
+                    self.replies.insert(rid, r.clone());
+                }
+                r
+            }
+            (Method::Get, p) if p.starts_with("customer/") => {
+                match self.customers.iter().find(|c| c["Id"] == p[9..]) {
+                    Some(c) => qbo_json(200, json!({"Customer": c})),
+                    None => fault("610", "Object Not Found"),
+                }
+            }
+            _ => panic!(
+                "unexpected QuickBooks request {} {}",
+                req.method.as_str(),
+                req.url
+            ),
+        }
+    }
+
+    fn create(&mut self, body: Value) -> HttpResponse {
+        let name = body["DisplayName"].as_str().unwrap_or_default().to_string();
+        if let Some((racing, theirs)) = self.race.take_if(|(n, _)| *n == name) {
+            let _ = racing;
+            self.insert_customer(theirs);
+        }
+        if self.taken(&name, None) {
+            return qbo_json(
+                400,
+                fixture("quickbooks/fault_6240_duplicate_name_400.json"),
+            );
+        }
+        self.writes.push(body.clone());
+        let c = self.insert_customer(body);
+        qbo_json(200, json!({"Customer": c}))
+    }
+
+    fn update(&mut self, body: Value) -> HttpResponse {
+        assert_eq!(body["sparse"], json!(true), "customer updates are sparse");
+        let id = body["Id"].as_str().unwrap().to_string();
+        if let Some(name) = body.get("DisplayName").and_then(Value::as_str)
+            && self.taken(name, Some(&id))
+        {
+            return qbo_json(
+                400,
+                fixture("quickbooks/fault_6240_duplicate_name_400.json"),
+            );
+        }
+        let Some(current) = self.customer_mut(&id) else {
+            return fault("610", "Object Not Found");
+        };
+        if body["SyncToken"] != current["SyncToken"] {
+            return fault("5010", "Stale Object Error");
+        }
+        for (k, v) in body.as_object().unwrap() {
+            if k != "sparse" && k != "SyncToken" {
+                current[k] = v.clone();
+            }
+        }
+        let next = current["SyncToken"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            + 1;
+        current["SyncToken"] = json!(next.to_string());
+        let out = current.clone();
+        self.writes.push(body);
+        qbo_json(200, json!({"Customer": out}))
+    }
+
+    fn query(&mut self, stmt: &str) -> HttpResponse {
+        self.statements.push(stmt.to_string());
+        let (entity, field, value, with_inactive) = parse_statement(stmt);
+        assert_eq!(
+            entity, "Customer",
+            "only customers are looked up here: {stmt}"
+        );
+        let found: Vec<Value> = self
+            .customers
+            .iter()
+            .filter(|c| with_inactive || c["Active"] != json!(false))
+            .filter(|c| match field.as_str() {
+                "PrimaryEmailAddr" => {
+                    c.pointer("/PrimaryEmailAddr/Address")
+                        .and_then(Value::as_str)
+                        == Some(&value)
+                }
+                f => c.get(f).and_then(Value::as_str) == Some(&value),
+            })
+            .cloned()
+            .collect();
+        if found.is_empty() {
+            qbo_json(
+                200,
+                json!({"QueryResponse": {}, "time": "2026-11-26T07:00:00.000-08:00"}),
+            )
+        } else {
+            let n = found.len();
+            qbo_json(
+                200,
+                json!({"QueryResponse": {"Customer": found, "startPosition": 1, "maxResults": n}}),
+            )
+        }
+    }
+}
+
+struct World {
+    host: FakeHost,
+    bc: Rc<RefCell<Bc>>,
+    qbo: Rc<RefCell<Qbo>>,
+    hashes: u32,
+}
+
+impl World {
+    fn new() -> Self {
+        let mut host = FakeHost::new(t0());
+        for (k, v) in [
+            ("bigcommerce_store_hash", STORE_HASH),
+            ("bigcommerce_access_token", "bcTokenSecret0000111122223333"),
+            ("bigcommerce_api_base", BC_BASE),
+            ("bigcommerce_webhook_secret", "hook-secret-5f2a9c"),
+            ("qbo_client_id", "ABclientId0001"),
+            ("qbo_client_secret", "clientSecretZZ9988776655"),
+            ("qbo_api_base", QBO_BASE),
+            ("qbo_oauth_base", OAUTH_BASE),
+            ("qbo_realm_id", REALM),
+            ("qbo_refresh_token", "AB11bootstrapRefreshToken0001"),
+            ("admin_token", "admin-token-for-tests-123"),
+            ("retry_base_seconds", "10"),
+            ("max_attempts", "5"),
+        ] {
+            host.set_config(k, v);
+        }
+        host.set_config(
+            "encryption_key",
+            &base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+        );
+        let bc = Rc::new(RefCell::new(Bc::default()));
+        let qbo = Rc::new(RefCell::new(Qbo::default()));
+        let b = bc.clone();
+        host.route(BC_BASE, move |r| {
+            Ok::<_, TransportError>(b.borrow_mut().handle(r))
+        });
+        let q = qbo.clone();
+        host.route(QBO_BASE, move |r| Ok(q.borrow_mut().handle(r)));
+        let q = qbo.clone();
+        host.route(OAUTH_BASE, move |r| Ok(q.borrow_mut().handle(r)));
+        World {
+            host,
+            bc,
+            qbo,
+            hashes: 0,
+        }
+    }
+
+    fn put_customer(&mut self, c: Value) {
+        let id = c["id"].as_u64().unwrap();
+        self.bc.borrow_mut().customers.insert(id, c);
+    }
+
+    fn edit_customer(&mut self, id: u64, f: impl FnOnce(&mut Value)) {
+        f(self.bc.borrow_mut().customers.get_mut(&id).unwrap());
+    }
+
+    /// Delivers a webhook for customer `id` (a fresh hash each time) and runs its job.
+    fn deliver(&mut self, scope: &str, id: u64) -> RunResult {
+        self.hashes += 1;
+        let ev = EventRef {
+            scope: scope.into(),
+            hash: format!("{:040x}", self.hashes),
+            created_at: None,
+        };
+        job::sync(
+            &mut self.host,
+            Entity::Customer,
+            &id.to_string(),
+            Trigger::Event(ev),
+        )
+        .unwrap()
+    }
+
+    fn record(&mut self, id: u64) -> SyncRecord {
+        store::load_record(&mut self.host, Entity::Customer, &id.to_string())
+            .unwrap()
+            .expect("a record")
+    }
+
+    fn steps(&mut self, id: u64) -> Vec<String> {
+        self.record(id).audit.into_iter().map(|a| a.step).collect()
+    }
+
+    fn customers(&self) -> Vec<Value> {
+        self.qbo.borrow().customers.clone()
+    }
+
+    fn writes(&self) -> Vec<Value> {
+        self.qbo.borrow().writes.clone()
+    }
+
+    /// QuickBooks data calls (not token refreshes) since the log was last cleared.
+    fn qbo_calls(&self) -> usize {
+        self.host.calls_to("/v3/company/")
+    }
+
+    /// Resolves a customer as the order job does.
+    fn resolve(&mut self, source: &CustomerSource) -> (resolve::CustomerLink, Matched) {
+        let up = job::upstreams(&mut self.host).unwrap();
+        resolve::customer(&mut self.host, &up, source, false).unwrap()
+    }
+}
+
+fn bc_customer(id: u64, first: &str, last: &str, email: &str) -> Value {
+    json!({
+        "id": id, "email": email, "first_name": first, "last_name": last, "company": "", "phone": "555-0100",
+        "customer_group_id": 0, "date_created": "2025-01-06T15:04:05Z", "date_modified": "2025-01-07T09:00:00Z",
+        "address_count": 1,
+        "addresses": [{"id": 7, "customer_id": id, "first_name": first, "last_name": last, "company": "",
+            "address1": "1 Main St", "address2": "", "city": "Austin", "state_or_province": "Texas",
+            "postal_code": "78701", "country": "United States", "country_code": "US", "phone": "555-0100",
+            "address_type": "residential"}]
+    })
+}
+
+fn ana() -> Value {
+    bc_customer(42, "Ana", "Diaz", "ana@example.com")
+}
+
+#[test]
+fn a_created_customer_becomes_one_quickbooks_customer_with_every_field() {
+    let mut w = World::new();
+    let mut c = ana();
+    c["company"] = json!("");
+    c["addresses"].as_array_mut().unwrap().push(json!({"address1": "9 Dock Rd", "city": "Boston",
+        "state_or_province": "Massachusetts", "postal_code": "02110", "country": "United States", "country_code": "US"}));
+    w.put_customer(c);
+    assert_eq!(
+        w.deliver("store/customer/created", 42),
+        RunResult::Ran(State::Posted)
+    );
+
+    let customers = w.customers();
+    assert_eq!(customers.len(), 1);
+    let q = &customers[0];
+    assert_eq!(q["DisplayName"], "Ana Diaz");
+    assert_eq!(q["GivenName"], "Ana");
+    assert_eq!(q["FamilyName"], "Diaz");
+    assert_eq!(q["PrimaryEmailAddr"]["Address"], "ana@example.com");
+    assert_eq!(q["PrimaryPhone"]["FreeFormNumber"], "555-0100");
+    assert_eq!(q["BillAddr"]["Line1"], "1 Main St");
+    assert_eq!(q["BillAddr"]["CountrySubDivisionCode"], "Texas");
+    assert_eq!(q["ShipAddr"]["City"], "Boston");
+    assert_eq!(q["Notes"], "BigCommerce customer 42");
+
+    let rec = w.record(42);
+    assert_eq!(rec.qbo_id.as_deref(), q["Id"].as_str());
+    assert_eq!(rec.qbo_sync_token.as_deref(), Some("0"));
+    let steps = w.steps(42);
+    for step in ["received", "fetched", "matched", "posted"] {
+        assert!(
+            steps.contains(&step.to_string()),
+            "{step} missing from {steps:?}"
+        );
+    }
+    assert_eq!(
+        w.record(42)
+            .audit
+            .iter()
+            .find(|a| a.step == "matched")
+            .unwrap()
+            .detail["matched_by"],
+        "created"
+    );
+}
+
+#[test]
+fn an_update_with_nothing_relevant_changed_makes_no_quickbooks_call() {
+    let mut w = World::new();
+    w.put_customer(ana());
+    w.deliver("store/customer/created", 42);
+    w.edit_customer(42, |c| c["date_modified"] = json!("2025-02-01T00:00:00Z"));
+    w.host.requests.clear();
+    assert_eq!(
+        w.deliver("store/customer/updated", 42),
+        RunResult::Ran(State::Posted)
+    );
+    assert_eq!(
+        w.qbo_calls(),
+        0,
+        "no QuickBooks request for an unchanged customer"
+    );
+    assert_eq!(w.writes().len(), 1, "only the create");
+    assert_eq!(w.steps(42).last().map(String::as_str), Some("unchanged"));
+}
+
+#[test]
+fn a_changed_email_and_address_sparse_update_the_same_customer() {
+    let mut w = World::new();
+    w.put_customer(ana());
+    w.deliver("store/customer/created", 42);
+    w.edit_customer(42, |c| {
+        c["email"] = json!("ana.diaz@example.org");
+        c["addresses"][0]["address1"] = json!("22 Elm St");
+    });
+    assert_eq!(
+        w.deliver("store/customer/updated", 42),
+        RunResult::Ran(State::Posted)
+    );
+    let customers = w.customers();
+    assert_eq!(customers.len(), 1, "the same customer, updated");
+    assert_eq!(
+        customers[0]["PrimaryEmailAddr"]["Address"],
+        "ana.diaz@example.org"
+    );
+    assert_eq!(customers[0]["BillAddr"]["Line1"], "22 Elm St");
+    assert_eq!(customers[0]["DisplayName"], "Ana Diaz");
+    let update = w.writes().last().cloned().unwrap();
+    assert_eq!(update["sparse"], true);
+    assert!(
+        update.get("DisplayName").is_none(),
+        "an unchanged name is not rewritten: {update}"
+    );
+    assert_eq!(w.record(42).qbo_sync_token.as_deref(), Some("1"));
+}
+
+#[test]
+fn an_address_event_fetches_the_customer_and_updates_it() {
+    let mut w = World::new();
+    w.put_customer(ana());
+    w.deliver("store/customer/created", 42);
+    w.edit_customer(42, |c| c["addresses"][0]["city"] = json!("Dallas"));
+    assert_eq!(
+        w.deliver("store/customer/address/updated", 42),
+        RunResult::Ran(State::Posted)
+    );
+    assert_eq!(w.customers()[0]["BillAddr"]["City"], "Dallas");
+}
+
+#[test]
+fn a_renamed_customer_gets_its_new_display_name() {
+    let mut w = World::new();
+    w.put_customer(ana());
+    w.deliver("store/customer/created", 42);
+    w.edit_customer(42, |c| c["last_name"] = json!("Díaz-López"));
+    w.deliver("store/customer/updated", 42);
+    let customers = w.customers();
+    assert_eq!(customers.len(), 1);
+    assert_eq!(customers[0]["DisplayName"], "Ana Díaz-López");
+    assert_eq!(customers[0]["FamilyName"], "Díaz-López");
+}
+
+#[test]
+fn a_rename_onto_a_vendor_name_takes_the_next_candidate() {
+    let mut w = World::new();
+    w.put_customer(ana());
+    w.deliver("store/customer/created", 42);
+    w.qbo
+        .borrow_mut()
+        .vendors
+        .push(json!({"Id": "900", "DisplayName": "Ana Smith"}));
+    w.edit_customer(42, |c| c["last_name"] = json!("Smith"));
+    assert_eq!(
+        w.deliver("store/customer/updated", 42),
+        RunResult::Ran(State::Posted)
+    );
+    assert_eq!(
+        w.customers()[0]["DisplayName"],
+        "Ana Smith (ana@example.com)"
+    );
+}
+
+#[test]
+fn a_stale_sync_token_is_re_read_and_the_update_retried_once() {
+    let mut w = World::new();
+    w.put_customer(ana());
+    w.deliver("store/customer/created", 42);
+    // Someone edits the customer in QuickBooks: its SyncToken moves on.
+    w.qbo.borrow_mut().customers[0]["SyncToken"] = json!("3");
+    w.edit_customer(42, |c| c["phone"] = json!("555-0199"));
+    w.host.requests.clear();
+    assert_eq!(
+        w.deliver("store/customer/updated", 42),
+        RunResult::Ran(State::Posted)
+    );
+    assert_eq!(w.host.calls_to("GET /customer/"), 1, "one re-read");
+    assert_eq!(
+        w.customers()[0]["PrimaryPhone"]["FreeFormNumber"],
+        "555-0199"
+    );
+    assert_eq!(w.record(42).qbo_sync_token.as_deref(), Some("4"));
+}
+
+#[test]
+fn a_deleted_customer_becomes_inactive_and_keeps_its_link() {
+    let mut w = World::new();
+    w.put_customer(ana());
+    w.deliver("store/customer/created", 42);
+    w.bc.borrow_mut().customers.remove(&42);
+    w.host.requests.clear();
+    assert_eq!(
+        w.deliver("store/customer/deleted", 42),
+        RunResult::Ran(State::Posted)
+    );
+    assert_eq!(
+        w.host.calls_to("bc.test"),
+        0,
+        "a deleted customer is not fetched"
+    );
+    let customers = w.customers();
+    assert_eq!(customers.len(), 1, "deactivated, never deleted");
+    assert_eq!(customers[0]["Active"], false);
+    assert!(w.steps(42).contains(&"deactivated".to_string()));
+    let link = resolve::load_link(&mut w.host, "link/customer/42").expect("the link is kept");
+    assert!(link.inactive);
+
+    // A redelivery finds it already inactive.
+    w.host.requests.clear();
+    assert_eq!(
+        w.deliver("store/customer/deleted", 42),
+        RunResult::Ran(State::Posted)
+    );
+    assert_eq!(w.qbo_calls(), 0);
+}
+
+#[test]
+fn a_customer_gone_from_bigcommerce_on_update_is_deactivated_too() {
+    let mut w = World::new();
+    w.put_customer(ana());
+    w.deliver("store/customer/created", 42);
+    w.bc.borrow_mut().customers.remove(&42);
+    assert_eq!(
+        w.deliver("store/customer/updated", 42),
+        RunResult::Ran(State::Posted)
+    );
+    assert_eq!(w.customers()[0]["Active"], false);
+}
+
+#[test]
+fn a_customer_deleted_before_it_was_synced_is_skipped() {
+    let mut w = World::new();
+    assert_eq!(
+        w.deliver("store/customer/deleted", 77),
+        RunResult::Ran(State::Skipped)
+    );
+    assert!(w.customers().is_empty());
+    assert_eq!(w.qbo_calls(), 0);
+    let rec = w.record(77);
+    assert!(
+        rec.audit.iter().any(|a| a
+            .detail
+            .to_string()
+            .contains("customer deleted before it was synced")),
+        "{:?}",
+        rec.audit
+    );
+}
+
+#[test]
+fn an_inactive_customer_with_the_same_email_is_adopted_and_reactivated() {
+    let mut w = World::new();
+    w.qbo
+        .borrow_mut()
+        .insert_customer(json!({"DisplayName": "A. Diaz", "Active": false,
+        "PrimaryEmailAddr": {"Address": "ana@example.com"}}));
+    w.put_customer(ana());
+    assert_eq!(
+        w.deliver("store/customer/created", 42),
+        RunResult::Ran(State::Posted)
+    );
+    let customers = w.customers();
+    assert_eq!(customers.len(), 1, "adopted, not duplicated");
+    assert_eq!(customers[0]["Active"], true);
+    assert_eq!(
+        customers[0]["DisplayName"], "A. Diaz",
+        "an adopted customer keeps its owner's name"
+    );
+    assert_eq!(customers[0]["BillAddr"]["Line1"], "1 Main St");
+    assert!(
+        w.qbo.borrow().statements[0].contains("Active IN (true, false)"),
+        "inactive customers are searched too"
+    );
+    let matched = w
+        .record(42)
+        .audit
+        .into_iter()
+        .find(|a| a.step == "matched")
+        .unwrap();
+    assert_eq!(matched.detail["matched_by"], "email");
+}
+
+#[test]
+fn a_customer_with_exactly_the_name_and_no_email_is_adopted() {
+    let mut w = World::new();
+    w.qbo
+        .borrow_mut()
+        .insert_customer(json!({"DisplayName": "Ana Diaz"}));
+    w.put_customer(ana());
+    w.deliver("store/customer/created", 42);
+    let customers = w.customers();
+    assert_eq!(customers.len(), 1);
+    assert_eq!(
+        customers[0]["PrimaryEmailAddr"]["Address"],
+        "ana@example.com"
+    );
+    let matched = w
+        .record(42)
+        .audit
+        .into_iter()
+        .find(|a| a.step == "matched")
+        .unwrap();
+    assert_eq!(matched.detail["matched_by"], "name");
+}
+
+#[test]
+fn two_customers_with_the_same_name_and_different_emails_are_two_quickbooks_customers() {
+    let mut w = World::new();
+    w.put_customer(ana());
+    w.put_customer(bc_customer(43, "Ana", "Diaz", "ana2@example.com"));
+    w.deliver("store/customer/created", 42);
+    assert_eq!(
+        w.deliver("store/customer/created", 43),
+        RunResult::Ran(State::Posted)
+    );
+    let names: Vec<Value> = w
+        .customers()
+        .iter()
+        .map(|c| c["DisplayName"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        [json!("Ana Diaz"), json!("Ana Diaz (ana2@example.com)")]
+    );
+}
+
+#[test]
+fn a_vendor_and_employee_clash_moves_to_the_email_variant_then_the_bc_id() {
+    let mut w = World::new();
+    w.qbo
+        .borrow_mut()
+        .vendors
+        .push(json!({"Id": "900", "DisplayName": "Ana Diaz"}));
+    w.qbo
+        .borrow_mut()
+        .employees
+        .push(json!({"Id": "901", "DisplayName": "Ana Diaz (ana@example.com)", "Active": false}));
+    w.put_customer(ana());
+    assert_eq!(
+        w.deliver("store/customer/created", 42),
+        RunResult::Ran(State::Posted)
+    );
+    let customers = w.customers();
+    assert_eq!(customers.len(), 1);
+    assert_eq!(customers[0]["DisplayName"], "Ana Diaz (BC 42)");
+    assert!(
+        !w.steps(42).contains(&"attempt_failed".to_string()),
+        "a 6240 is no failed attempt"
+    );
+}
+
+#[test]
+fn every_candidate_taken_falls_back_to_a_numbered_name() {
+    let mut w = World::new();
+    for name in [
+        "Ana Diaz",
+        "Ana Diaz (ana@example.com)",
+        "Ana Diaz (BC 42)",
+        "Ana Diaz (BC 42) 2",
+    ] {
+        w.qbo
+            .borrow_mut()
+            .vendors
+            .push(json!({"DisplayName": name}));
+    }
+    w.put_customer(ana());
+    assert_eq!(
+        w.deliver("store/customer/created", 42),
+        RunResult::Ran(State::Posted)
+    );
+    assert_eq!(w.customers()[0]["DisplayName"], "Ana Diaz (BC 42) 3");
+}
+
+#[test]
+fn quotes_ampersands_accents_and_cjk_are_escaped_in_queries_and_round_trip() {
+    let cases = [
+        (
+            50,
+            "Amy's",
+            "Bird & Co",
+            "%27Amy%5C%27s%20Bird%20%26%20Co%27",
+        ),
+        (51, "The \"Best\"", "Shop", "%27The%20%22Best%22%20Shop%27"),
+        (52, "José", "Müller", "%27Jos%C3%A9%20M%C3%BCller%27"),
+        (
+            53,
+            "太郎",
+            "山田",
+            "%27%E5%A4%AA%E9%83%8E%20%E5%B1%B1%E7%94%B0%27",
+        ),
+    ];
+    for (id, first, last, encoded) in cases {
+        let mut w = World::new();
+        // No email: the name is what is looked up.
+        w.put_customer(bc_customer(id, first, last, ""));
+        assert_eq!(
+            w.deliver("store/customer/created", id),
+            RunResult::Ran(State::Posted),
+            "{first} {last}"
+        );
+        let name = format!("{first} {last}");
+        let urls: Vec<String> = w
+            .host
+            .requests
+            .iter()
+            .map(|r| r.url.clone())
+            .filter(|u| u.contains("/query?"))
+            .collect();
+        assert!(
+            urls.iter().any(|u| u.contains(encoded)),
+            "{name}: no query URL contains {encoded}: {urls:?}"
+        );
+        assert!(
+            w.qbo
+                .borrow()
+                .statements
+                .iter()
+                .any(|s| parse_statement(s).2 == name),
+            "{name} decodes back intact"
+        );
+        assert_eq!(w.customers()[0]["DisplayName"], name.as_str());
+
+        // Matching by that exact name finds it again rather than creating a second one.
+        let mut other = bc_customer(id + 100, first, last, "");
+        other["phone"] = json!("");
+        w.put_customer(other);
+        w.deliver("store/customer/created", id + 100);
+        assert_eq!(w.customers().len(), 1, "{name}: found by its escaped name");
+    }
+}
+
+#[test]
+fn a_6240_from_a_concurrent_creator_adopts_that_customer() {
+    let mut w = World::new();
+    // Another instance creates Ana between our lookup and our create.
+    w.qbo.borrow_mut().race = Some((
+        "Ana Diaz".into(),
+        json!({"DisplayName": "Ana Diaz", "PrimaryEmailAddr": {"Address": "ana@example.com"}, "Notes": "BigCommerce customer 42"}),
+    ));
+    w.put_customer(ana());
+    assert_eq!(
+        w.deliver("store/customer/created", 42),
+        RunResult::Ran(State::Posted)
+    );
+    let customers = w.customers();
+    assert_eq!(customers.len(), 1, "adopted, never a second customer");
+    assert_eq!(w.record(42).qbo_id.as_deref(), customers[0]["Id"].as_str());
+    assert_eq!(
+        customers[0]["PrimaryPhone"]["FreeFormNumber"], "555-0100",
+        "then brought up to date"
+    );
+}
+
+#[test]
+fn a_6240_race_without_email_is_recognized_by_the_note() {
+    let mut w = World::new();
+    w.qbo.borrow_mut().race = Some((
+        "Ana Diaz".into(),
+        json!({"DisplayName": "Ana Diaz", "Notes": "BigCommerce customer 42", "GivenName": "Ana"}),
+    ));
+    // No email to re-query by: the clashing customer carries our note for customer 42.
+    w.put_customer(bc_customer(42, "Ana", "Diaz", ""));
+    assert_eq!(
+        w.deliver("store/customer/created", 42),
+        RunResult::Ran(State::Posted)
+    );
+    assert_eq!(w.customers().len(), 1);
+}
+
+#[test]
+fn a_held_link_lease_defers_creation_to_a_retry() {
+    let mut w = World::new();
+    w.put_customer(ana());
+    // An order job is creating this customer right now.
+    let lease = store::try_acquire(&mut w.host, "lease/link/customer/42", 120_000)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        w.deliver("store/customer/created", 42),
+        RunResult::Ran(State::Retrying)
+    );
+    assert!(
+        w.customers().is_empty(),
+        "nothing created while another worker holds the link"
+    );
+    // The order job finishes: it created and linked the customer.
+    let up = job::upstreams(&mut w.host).unwrap();
+    let source = CustomerSource::from_billing_address(
+        &json!({"first_name": "Ana", "last_name": "Diaz", "email": "ana@example.com", "street_1": "1 Main St"}),
+        None,
+    );
+    let source = CustomerSource {
+        bc_customer_id: Some(42),
+        ..source
+    };
+    store::release(&mut w.host, lease).unwrap();
+    let (link, how) = resolve::customer(&mut w.host, &up, &source, false).unwrap();
+    assert_eq!(how, Matched::Created);
+    w.host.advance(chrono::Duration::minutes(5));
+    job::retry_due(&mut w.host).unwrap();
+    assert_eq!(w.record(42).state, State::Posted);
+    let customers = w.customers();
+    assert_eq!(
+        customers.len(),
+        1,
+        "the order's customer and the customer event's are one"
+    );
+    assert_eq!(customers[0]["Id"], link.qbo_id.as_str());
+    assert_eq!(
+        customers[0]["BillAddr"]["City"], "Austin",
+        "the customer event brought the full data"
+    );
+}
+
+#[test]
+fn an_order_and_customer_events_share_one_customer_through_the_link() {
+    let mut w = World::new();
+    w.put_customer(ana());
+    let source = CustomerSource {
+        bc_customer_id: Some(42),
+        ..CustomerSource::from_v3_customer(&ana())
+    };
+    let (first, how) = w.resolve(&source);
+    assert_eq!(how, Matched::Created);
+    w.deliver("store/customer/updated", 42);
+    let (again, how) = w.resolve(&source);
+    assert_eq!(how, Matched::Link);
+    assert_eq!(first.qbo_id, again.qbo_id);
+    assert_eq!(w.customers().len(), 1);
+    assert_eq!(
+        w.writes().len(),
+        1,
+        "same content as the order created: no update"
+    );
+}
+
+#[test]
+fn guests_with_the_same_email_share_one_customer_per_email() {
+    let mut w = World::new();
+    let guest = |email: &str| {
+        CustomerSource::from_billing_address(
+            &json!({"first_name": "Jane", "last_name": "Doe", "email": email, "street_1": "555 East Street", "city": "Austin"}),
+            None,
+        )
+    };
+    let (a, how) = w.resolve(&guest("jane@example.com"));
+    assert_eq!(how, Matched::Created);
+    w.host.requests.clear();
+    let (b, how) = w.resolve(&guest("Jane@Example.com"));
+    assert_eq!(
+        (how, &b.qbo_id),
+        (Matched::Link, &a.qbo_id),
+        "a later guest order with that email reuses it"
+    );
+    assert_eq!(w.qbo_calls(), 0);
+    let (c, _) = w.resolve(&guest("jane.other@example.com"));
+    assert_ne!(c.qbo_id, a.qbo_id, "another email is another customer");
+    assert_eq!(w.customers().len(), 2);
+    assert_eq!(
+        w.customers()[1]["DisplayName"],
+        "Jane Doe (jane.other@example.com)"
+    );
+}
+
+#[test]
+fn an_order_reactivates_an_inactive_customer_matched_by_email() {
+    let mut w = World::new();
+    w.qbo
+        .borrow_mut()
+        .insert_customer(json!({"DisplayName": "Jane Doe", "Active": false,
+        "PrimaryEmailAddr": {"Address": "jane@example.com"}}));
+    let source = CustomerSource::from_billing_address(
+        &json!({"first_name": "Jane", "last_name": "Doe", "email": "jane@example.com"}),
+        None,
+    );
+    let (link, how) = w.resolve(&source);
+    assert_eq!(how, Matched::Email);
+    assert!(!link.inactive);
+    assert_eq!(
+        w.customers()[0]["Active"],
+        true,
+        "an invoice cannot reference an inactive customer"
+    );
+    assert_eq!(link.sync_token, "1");
+}
