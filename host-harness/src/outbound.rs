@@ -4,8 +4,13 @@
 //! `*.` prefix of it) and the port may be `*`; a missing port means the scheme's default.
 //! A request to anything else is refused with `HTTP-request-denied` and a log line naming
 //! the destination, before any connection is made.
+//!
+//! Allowed requests go through one pooled client shared by all instances, so keep-alive
+//! connections are reused across requests, as Spin does by default
+//! (`connection_pooling = true`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use wasmtime_wasi_http::WasiHttpHooks;
@@ -102,11 +107,42 @@ impl AllowList {
     }
 }
 
-/// The `wasi:http` hooks: forbid what the allow-list does not name.
-#[derive(Debug, Clone, Default)]
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// The client every instance's outbound requests go through.
+pub type PooledClient = hyper_util::client::legacy::Client<Connector, wasmtime_wasi_http::WasiBody>;
+
+/// A keep-alive, connection-pooling client for http and https (webpki roots).
+pub fn pooled_client() -> PooledClient {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(https)
+}
+
+/// The `wasi:http` hooks: forbid what the allow-list does not name; send the rest through
+/// the shared pooled client.
+#[derive(Clone)]
 pub struct OutboundHooks {
     pub allow: AllowList,
+    pub client: PooledClient,
 }
+
+impl std::fmt::Debug for OutboundHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundHooks").field("allow", &self.allow).finish_non_exhaustive()
+    }
+}
+
+/// Used when the guest sets no timeouts (wasmtime's own default is 600 s).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
@@ -122,8 +158,10 @@ impl WasiHttpHooks for OutboundHooks {
                 )>,
             > + Send,
     > {
+        use wasmtime_wasi_http::Error;
         _ = fut;
         let allowed = self.allow.allows_uri(request.uri());
+        let client = self.client.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
             if !allowed {
@@ -131,10 +169,27 @@ impl WasiHttpHooks for OutboundHooks {
                     destination = %request.uri(),
                     "refused outbound request: destination is not in allowed_outbound_hosts"
                 );
-                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+                return Err(Error::HttpRequestDenied);
             }
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = _> + Send>))
+            // Connecting and waiting for the first byte share one deadline: with a pooled
+            // connection there may be no connect step at all.
+            let connect = options.and_then(|o| o.connect_timeout).unwrap_or(DEFAULT_TIMEOUT);
+            let first_byte = options.and_then(|o| o.first_byte_timeout).unwrap_or(DEFAULT_TIMEOUT);
+            let response = match tokio::time::timeout(connect + first_byte, client.request(request)).await {
+                Err(_) => return Err(Error::ConnectionReadTimeout),
+                Ok(Err(e)) if e.is_connect() => {
+                    tracing::debug!("outbound connect failed: {e}");
+                    return Err(Error::ConnectionRefused);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!("outbound request failed: {e}");
+                    return Err(Error::ConnectionTerminated);
+                }
+                Ok(Ok(r)) => r,
+            };
+            let response = response.map(|body| body.map_err(Error::Hyper).boxed_unsync());
+            let io: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async { Ok(()) });
+            Ok((response, io))
         })
     }
 }

@@ -97,6 +97,7 @@ pub struct Harness {
     pre: ProxyPre<HostState>,
     app: AppConfig,
     kv: Arc<dyn KvBackend>,
+    client: crate::outbound::PooledClient,
 }
 
 impl Harness {
@@ -109,7 +110,7 @@ impl Harness {
         let pre = ProxyPre::new(linker.instantiate_pre(component).map_err(anyhow::Error::from).context(
             "the component does not link: it imports something this host (and Spin) does not provide",
         )?)?;
-        Ok(Harness { engine: engine.clone(), pre, app, kv })
+        Ok(Harness { engine: engine.clone(), pre, app, kv, client: crate::outbound::pooled_client() })
     }
 
     fn new_store(&self) -> Store<HostState> {
@@ -117,7 +118,7 @@ impl Harness {
             table: ResourceTable::new(),
             wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
-            hooks: OutboundHooks { allow: self.app.allow.clone() },
+            hooks: OutboundHooks { allow: self.app.allow.clone(), client: self.client.clone() },
             kv: KvState { backend: self.kv.clone(), allowed_labels: Arc::new(self.app.kv_labels.clone()) },
             variables: self.app.variables.clone(),
             limits: StoreLimitsBuilder::new().memory_size(MAX_MEMORY_BYTES).build(),

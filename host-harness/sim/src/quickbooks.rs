@@ -272,6 +272,10 @@ impl QboSimHandle {
     pub fn invoices(&self) -> Vec<Value> {
         self.all("Invoice")
     }
+    /// How many invoices exist (cheap: nothing is copied), for polling in benchmarks.
+    pub fn invoice_count(&self) -> usize {
+        lock(&self.shared.db).list("Invoice").len()
+    }
     pub fn customers(&self) -> Vec<Value> {
         self.all("Customer")
     }

@@ -157,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
 
     let bc_calls = bc.control().requests().len();
     let qbo_calls = qbo.control().requests().len();
-    let invoices = qbo.invoices();
+    let invoices = qbo.invoice_count();
     let orders_f = orders as f64;
     println!("orders benchmark: {orders} orders, concurrency {concurrency}, 2-core machine, simulators in-process");
     println!("  all webhooks acknowledged in {:.2} s; all invoices posted in {:.2} s", acked.as_secs_f64(), elapsed.as_secs_f64());
@@ -174,7 +174,7 @@ async fn main() -> anyhow::Result<()> {
         bc_calls as f64 / orders_f,
         qbo_calls as f64 / orders_f
     );
-    println!("  invoices in QuickBooks: {} (expected {})", invoices.len(), warm + orders);
+    println!("  invoices in QuickBooks: {invoices} (expected {})", warm + orders);
     running.stop().await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -183,7 +183,7 @@ async fn main() -> anyhow::Result<()> {
 async fn wait_for_invoices(qbo: &ml_sim::quickbooks::QboSimHandle, n: usize, limit: Duration) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        let have = qbo.invoices().len();
+        let have = qbo.invoice_count();
         if have >= n {
             return Ok(());
         }
