@@ -248,6 +248,7 @@ pub fn serve(harness: Arc<Harness>, listener: TcpListener, options: ServeOptions
                         Err(e) => { tracing::warn!("accept failed: {e}"); continue; }
                     };
                     let harness = harness.clone();
+                    let mut stopping = stop_rx.clone();
                     connections.spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
                             let harness = harness.clone();
@@ -267,7 +268,17 @@ pub fn serve(harness: Arc<Harness>, listener: TcpListener, options: ServeOptions
                             .timer(TokioTimer::new())
                             .keep_alive(true)
                             .serve_connection(TokioIo::new(stream), service);
-                        if let Err(e) = conn.await {
+                        let mut conn = std::pin::pin!(conn);
+                        let result = tokio::select! {
+                            r = conn.as_mut() => r,
+                            _ = stopping.changed() => {
+                                // Finish the request in flight, then close (idle keep-alive
+                                // connections close at once instead of holding up the stop).
+                                conn.as_mut().graceful_shutdown();
+                                conn.await
+                            }
+                        };
+                        if let Err(e) = result {
                             tracing::debug!("connection ended with error: {e}");
                         }
                     });
