@@ -159,6 +159,12 @@ pub fn connected(host: &mut dyn Host, vault: &Vault, tokens: &TokenSet) -> Resul
     Ok(())
 }
 
+fn authorization_lost() -> ConnectionError {
+    ConnectionError::NotConnected(
+        "QuickBooks authorization was lost (invalid_grant): re-authorize at /oauth/quickbooks/connect".into(),
+    )
+}
+
 fn realm_of(settings: &QuickBooksSettings, tokens: &TokenSet) -> Result<String, ConnectionError> {
     settings.realm_id.clone().or_else(|| tokens.realm_id.clone()).ok_or_else(|| {
         ConnectionError::NotConnected(
@@ -167,24 +173,63 @@ fn realm_of(settings: &QuickBooksSettings, tokens: &TokenSet) -> Result<String, 
     })
 }
 
+/// Which access token, if any, is known not to work.
+#[derive(Debug, Clone, Copy)]
+enum Rejected<'a> {
+    /// None: a stored token that is not near expiry is used as is.
+    Nothing,
+    /// Whatever is stored now (a caller forcing a refresh).
+    Stored,
+    /// This token got a 401. A *different* stored token is another instance's fresh refresh,
+    /// and refreshing again would only burn a rotation (and a call) per concurrent job.
+    This(&'a str),
+}
+
+impl Rejected<'_> {
+    fn allows(&self, stored: &TokenSet, now: DateTime<Utc>) -> bool {
+        let fresh = !token::needs_refresh(&Some(stored.clone()), now);
+        match self {
+            Rejected::Nothing => fresh,
+            Rejected::Stored => false,
+            Rejected::This(bad) => fresh && stored.access_token.expose() != bad,
+        }
+    }
+}
+
 /// A valid access token: the stored one, or a fresh one (refreshing at most once across all
-/// instances at a time). `force` refreshes even if the stored token looks valid (after a 401).
+/// instances at a time). `force` refreshes even if the stored token looks valid.
 pub fn access(host: &mut dyn Host, vault: &Vault, settings: &QuickBooksSettings, force: bool) -> Result<Access, ConnectionError> {
+    obtain(host, vault, settings, if force { Rejected::Stored } else { Rejected::Nothing })
+}
+
+/// A valid access token other than `rejected` (which QuickBooks just answered 401 to): the
+/// stored one when another instance has already replaced it, else a fresh one.
+pub fn access_replacing(
+    host: &mut dyn Host,
+    vault: &Vault,
+    settings: &QuickBooksSettings,
+    rejected: &str,
+) -> Result<Access, ConnectionError> {
+    obtain(host, vault, settings, Rejected::This(rejected))
+}
+
+fn obtain(host: &mut dyn Host, vault: &Vault, settings: &QuickBooksSettings, rejected: Rejected) -> Result<Access, ConnectionError> {
     let bootstrap = bootstrap_pending(host, settings)?;
     if !bootstrap && state(host)?.needs_reauth {
         // Known dead: don't ask Intuit again until someone re-authorizes.
-        return Err(ConnectionError::NotConnected(
-            "QuickBooks authorization was lost (invalid_grant): re-authorize at /oauth/quickbooks/connect".into(),
-        ));
+        return Err(authorization_lost());
     }
     let tokens = if bootstrap { None } else { read_tokens(host, vault)? };
     let now = host.now();
     let stale_access = match &tokens {
-        Some(t) if !force && !token::needs_refresh(&Some(t.clone()), now) => {
+        Some(t) if rejected.allows(t, now) => {
             let realm_id = realm_of(settings, t)?;
             return Ok(Access { token: t.access_token.clone(), realm_id });
         }
-        Some(t) => t.access_token.expose().clone(),
+        Some(t) => match rejected {
+            Rejected::This(bad) => bad.to_string(),
+            _ => t.access_token.expose().clone(),
+        },
         None if bootstrap => String::new(),
         None => {
             return Err(ConnectionError::NotConnected(
@@ -208,6 +253,10 @@ fn refresh_holding_lease(
 ) -> Result<Access, ConnectionError> {
     if bootstrap_pending(host, settings)? {
         adopt_bootstrap(host, vault, settings)?;
+    } else if state(host)?.needs_reauth {
+        // The instance we waited for got invalid_grant with this very refresh token: asking
+        // again would only add another invalid_grant to Intuit's logs.
+        return Err(authorization_lost());
     }
     // Another instance may have refreshed while we waited: use its token.
     let tokens = read_tokens(host, vault)?
@@ -263,12 +312,8 @@ pub fn call(
     if response.status != 401 {
         return Ok(response);
     }
-    let access = access_after_401(host, vault, settings)?;
+    let access = access_replacing(host, vault, settings, access.token.expose()).map_err(CallError::Connection)?;
     host.http(&build(&access.realm_id, access.token.expose())).map_err(CallError::Transport)
-}
-
-fn access_after_401(host: &mut dyn Host, vault: &Vault, settings: &QuickBooksSettings) -> Result<Access, CallError> {
-    access(host, vault, settings, true).map_err(CallError::Connection)
 }
 
 /// The realm id currently in use, if known.
@@ -288,5 +333,111 @@ pub fn supersede_bootstrap(host: &mut dyn Host, settings: &QuickBooksSettings) -
     match settings.bootstrap_refresh_token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         Some(configured) => host.kv_set(BOOTSTRAP_FP_KEY, token::fingerprint(configured).as_bytes()),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::HttpResponse;
+    use crate::testing::FakeHost;
+    use base64::Engine as _;
+    use chrono::Duration;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-26T15:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    fn host() -> FakeHost {
+        let mut h = FakeHost::new(t0());
+        h.set_config("qbo_client_id", "cid")
+            .set_config("qbo_client_secret", "csecret")
+            .set_config("qbo_realm_id", "1234")
+            .set_config("qbo_api_base", "https://qbo.test")
+            .set_config("qbo_oauth_base", "https://oauth.test")
+            .set_config("encryption_key", &base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
+        h
+    }
+
+    fn keyring() -> Keyring {
+        Keyring::from_bytes([7u8; 32], None)
+    }
+
+    fn tokens(access: &str, refresh: &str) -> TokenSet {
+        TokenSet {
+            access_token: Secret::new(access.into()),
+            access_expires_at: t0() + Duration::hours(1),
+            refresh_token: Secret::new(refresh.into()),
+            refresh_expires_at: None,
+            refresh_hard_expires_at: None,
+            realm_id: Some("1234".into()),
+        }
+    }
+
+    fn route_refresh(h: &mut FakeHost) {
+        h.route("POST /oauth2/v1/tokens/bearer", |_| {
+            Ok(HttpResponse::json(
+                200,
+                &serde_json::json!({"token_type": "bearer", "access_token": "ACCESS-3", "expires_in": 3600,
+                                    "refresh_token": "REFRESH-3", "x_refresh_token_expires_in": 8_726_400}),
+            ))
+        });
+    }
+
+    #[test]
+    fn a_401_on_a_token_another_instance_already_replaced_uses_the_replacement_without_refreshing() {
+        let mut h = host();
+        let kr = keyring();
+        let vault = Vault { keyring: &kr };
+        let qbo = QuickBooksSettings::read(&mut h).unwrap();
+        // This job sent ACCESS-1 and got a 401; meanwhile another job refreshed to ACCESS-2.
+        connected(&mut h, &vault, &tokens("ACCESS-2", "REFRESH-2")).unwrap();
+        route_refresh(&mut h);
+        let access = access_replacing(&mut h, &vault, &qbo, "ACCESS-1").unwrap();
+        assert_eq!(access.token.expose(), "ACCESS-2");
+        assert_eq!(h.calls_to("/oauth2/v1/tokens/bearer"), 0, "no second refresh for the same expiry");
+    }
+
+    #[test]
+    fn a_401_on_the_stored_token_refreshes_once_and_stores_the_rotated_refresh_token() {
+        let mut h = host();
+        let kr = keyring();
+        let vault = Vault { keyring: &kr };
+        let qbo = QuickBooksSettings::read(&mut h).unwrap();
+        connected(&mut h, &vault, &tokens("ACCESS-2", "REFRESH-2")).unwrap();
+        route_refresh(&mut h);
+        let access = access_replacing(&mut h, &vault, &qbo, "ACCESS-2").unwrap();
+        assert_eq!(access.token.expose(), "ACCESS-3");
+        assert_eq!(h.calls_to("/oauth2/v1/tokens/bearer"), 1);
+        let stored = load_tokens(&mut h, &vault).unwrap().unwrap();
+        assert_eq!(stored.refresh_token.expose(), "REFRESH-3");
+    }
+
+    #[test]
+    fn a_forced_refresh_still_refreshes_a_token_that_looks_valid() {
+        let mut h = host();
+        let kr = keyring();
+        let vault = Vault { keyring: &kr };
+        let qbo = QuickBooksSettings::read(&mut h).unwrap();
+        connected(&mut h, &vault, &tokens("ACCESS-2", "REFRESH-2")).unwrap();
+        route_refresh(&mut h);
+        assert_eq!(access(&mut h, &vault, &qbo, true).unwrap().token.expose(), "ACCESS-3");
+        assert_eq!(access(&mut h, &vault, &qbo, false).unwrap().token.expose(), "ACCESS-3");
+        assert_eq!(h.calls_to("/oauth2/v1/tokens/bearer"), 1);
+    }
+    #[test]
+    fn a_refresh_waiter_after_an_invalid_grant_does_not_ask_intuit_again() {
+        let mut h = host();
+        let kr = keyring();
+        let vault = Vault { keyring: &kr };
+        let qbo = QuickBooksSettings::read(&mut h).unwrap();
+        connected(&mut h, &vault, &tokens("ACCESS-2", "REFRESH-2")).unwrap();
+        route_refresh(&mut h);
+        // The lease holder before us was refused (invalid_grant) while we waited for the lease.
+        mark_needs_reauth(&mut h, "test: refused").unwrap();
+        let err = refresh_holding_lease(&mut h, &vault, &qbo, "ACCESS-2").unwrap_err();
+        assert!(err.needs_reauth(), "{err}");
+        assert!(err.to_string().contains("/oauth/quickbooks/connect"), "{err}");
+        assert_eq!(h.calls_to("/oauth2/v1/tokens/bearer"), 0);
     }
 }

@@ -16,7 +16,7 @@ use crate::customer::{self, CustomerSource};
 use crate::host::{Host, KvError, LogLevel};
 use crate::mapping::{self, GuestMode, MappingConfig, OrderContext};
 use crate::quickbooks::{self, request_id};
-use crate::record::{Entity, Failure, State, SyncRecord};
+use crate::record::{Entity, Failure, Service, State, SyncRecord};
 use crate::resolve::{self, Matched};
 use crate::settings::{self, BigCommerceSettings, QuickBooksSettings, RetrySettings};
 use crate::store::{self, DueEntry, EventRef};
@@ -49,19 +49,19 @@ pub enum RunResult {
 
 /// Reads the settings every job needs.
 pub fn upstreams(host: &mut dyn Host) -> Result<Upstreams, Failure> {
-    let bc = BigCommerceSettings::read(host).map_err(|e| Failure::mapping(&e.to_string()))?;
-    let qbo = QuickBooksSettings::read(host).map_err(|e| Failure::mapping(&e.to_string()))?;
+    let bc = BigCommerceSettings::read(host).map_err(|e| Failure::configuration(&e.to_string()))?;
+    let qbo = QuickBooksSettings::read(host).map_err(|e| Failure::configuration(&e.to_string()))?;
     let keyring = Keyring::from_config(
         settings::optional(host, "encryption_key").as_deref(),
         settings::optional(host, "encryption_key_previous").as_deref(),
     )
-    .map_err(|e| Failure::mapping(&e.to_string()))?;
+    .map_err(|e| Failure::configuration(&e.to_string()))?;
     Ok(Upstreams { bc, qbo, keyring })
 }
 
 /// The mapping in force (stored by `PUT /admin/mapping`, else the `mapping` variable, else the default).
 pub fn mapping_config(host: &mut dyn Host) -> Result<MappingConfig, Failure> {
-    let stored = host.kv_get(crate::app::MAPPING_KEY).map_err(|e| Failure::mapping(&e.to_string()))?;
+    let stored = host.kv_get(crate::app::MAPPING_KEY).map_err(|e| Failure::storage(&e.to_string()))?;
     let bytes = match stored {
         Some(b) => b,
         None => match settings::optional(host, "mapping") {
@@ -188,6 +188,16 @@ fn finish(host: &mut dyn Host, job: &mut Job, outcome: Result<Done, Failure>) ->
     job.save(host)
 }
 
+/// A QuickBooks connection problem that is not lost authorization.
+pub fn connection_failure(e: &connection::ConnectionError) -> Failure {
+    match e {
+        connection::ConnectionError::Token(t) => Failure::from_token_error(t),
+        connection::ConnectionError::Kv(k) => Failure::storage(&k.to_string()),
+        connection::ConnectionError::Transport(t) => crate::record::classify_transport(Service::QuickBooks, t),
+        other => Failure::configuration(&other.to_string()),
+    }
+}
+
 fn qf(e: QboFailure) -> Failure {
     e.failure
 }
@@ -215,7 +225,7 @@ pub fn fetch_order(host: &mut dyn Host, up: &Upstreams, id: u64) -> Result<Fetch
                 &bigcommerce::order_products(&bc.api_base, &bc.store_hash, &bc.access_token, OrderId(id), page),
             )?;
             let batch = bigcommerce::parse_order_products(&resp)
-                .map_err(|e| Failure::mapping(&format!("BigCommerce returned order lines the connector cannot read ({e})")))?;
+                .map_err(|e| Failure::unreadable(Service::BigCommerce, &format!("order lines ({e})")))?;
             let full = batch.len() >= 250;
             lines.extend(batch);
             if !full {
@@ -238,7 +248,7 @@ fn catalog(host: &mut dyn Host, up: &Upstreams, products: &[ProductId]) -> Resul
         let bc = &up.bc;
         let resp = up.bc_send(host, &bigcommerce::catalog_product(&bc.api_base, &bc.store_hash, &bc.access_token, pid))?;
         let product = bigcommerce::parse_catalog_product(&resp)
-            .map_err(|e| Failure::mapping(&format!("BigCommerce product {} is unreadable ({e})", pid.0)))?;
+            .map_err(|e| Failure::unreadable(Service::BigCommerce, &format!("product {} ({e})", pid.0)))?;
         let _ = store::cache_set(host, &key, &product);
         out.insert(pid, product);
     }
@@ -252,7 +262,7 @@ fn customer_group(host: &mut dyn Host, up: &Upstreams, customer_id: u64) -> Resu
         &bigcommerce::customers_by_ids(&bc.api_base, &bc.store_hash, &bc.access_token, &[bigcommerce::CustomerId(customer_id)]),
     )?;
     let customers = bigcommerce::parse_customers(&resp)
-        .map_err(|e| Failure::mapping(&format!("BigCommerce customer {customer_id} is unreadable ({e})")))?;
+        .map_err(|e| Failure::unreadable(Service::BigCommerce, &format!("customer {customer_id} ({e})")))?;
     Ok(customers.first().map(|c| c.customer_group_id))
 }
 
@@ -306,7 +316,7 @@ pub fn prepare_order(host: &mut dyn Host, up: &Upstreams, fetched: FetchedOrder,
         } else if let connection::ConnectionError::Token(t) = &e {
             Failure::from_token_error(t)
         } else {
-            Failure::mapping(&e.to_string())
+            connection_failure(&e)
         }
     })?;
     let refs = resolve::refs(host, up, &access.realm_id, &exact, dry_run).map_err(qf)?;
@@ -465,7 +475,7 @@ fn create_invoice(
     let now = host.now();
     job.rec.write_planned(&rid, now);
     // The requestid is durable before the request leaves: a retry after a crash reuses it.
-    job.save(host).map_err(|e| Failure::mapping(&e.to_string()))?;
+    job.save(host).map_err(|e| Failure::storage(&e.to_string()))?;
     match up.qbo_create(host, "invoice", "Invoice", &prepared.invoice, &rid) {
         Ok(created) => {
             let (id, token) = id_and_token(&created);

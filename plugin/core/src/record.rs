@@ -156,6 +156,9 @@ pub enum FailureKind {
     DepositedTransaction,
     NeedsReauth,
     Mapping,
+    Configuration,
+    Storage,
+    Unreadable,
     ClientError,
     Unexpected,
 }
@@ -181,6 +184,9 @@ impl FailureKind {
             FailureKind::DepositedTransaction => "deposited_transaction",
             FailureKind::NeedsReauth => "needs_reauth",
             FailureKind::Mapping => "mapping",
+            FailureKind::Configuration => "configuration",
+            FailureKind::Storage => "storage",
+            FailureKind::Unreadable => "unreadable",
             FailureKind::ClientError => "client_error",
             FailureKind::Unexpected => "unexpected",
         }
@@ -255,6 +261,41 @@ impl Failure {
     }
 
     /// QuickBooks authorization is lost; the record parks until re-authorization.
+    /// A variable is missing or unusable (credentials, encryption key): a human fixes the
+    /// configuration, then replays.
+    pub fn configuration(message: &str) -> Failure {
+        Failure::new(
+            Service::Connector,
+            FailureKind::Configuration,
+            Retryability::NotRetryable,
+            &format!("the connector is not configured correctly: {}", sanitize(message)),
+            "fix the variable named above (spin.toml or SPIN_VARIABLE_<NAME>), restart, then \
+             POST /admin/replay/{entity}/{id}",
+        )
+    }
+
+    /// The connector's own storage or coordination (a lease held elsewhere) failed for now.
+    pub fn storage(message: &str) -> Failure {
+        Failure::new(
+            Service::Connector,
+            FailureKind::Storage,
+            Retryability::retryable(None),
+            &format!("the connector could not finish this time: {}", sanitize(message)),
+            "nothing to do: the connector retries on its schedule",
+        )
+    }
+
+    /// An upstream answer the connector cannot read.
+    pub fn unreadable(service: Service, message: &str) -> Failure {
+        Failure::new(
+            service,
+            FailureKind::Unreadable,
+            Retryability::NotRetryable,
+            &format!("{} sent data the connector cannot read: {}", service.name(), sanitize(message)),
+            "check the record's details, correct the data or report it, then POST /admin/replay/{entity}/{id}",
+        )
+    }
+
     pub fn needs_reauth(message: &str) -> Failure {
         Failure::new(
             Service::QuickBooks,

@@ -13,7 +13,7 @@ use crate::customer::{self, CustomerSource};
 use crate::host::Host;
 use crate::mapping::{Plan, ResolvedRefs};
 use crate::quickbooks::{self, request_id};
-use crate::record::{Failure, FailureKind, Retryability, Service};
+use crate::record::Failure;
 use crate::store;
 use crate::upstream::{QboFailure, Upstreams, id_and_token};
 
@@ -258,16 +258,7 @@ const MAX_NUMBERED_NAMES: u32 = 20;
 
 /// A retryable failure of the connector's own making (a lease held, a store hiccup).
 fn busy(what: &str) -> Failure {
-    Failure {
-        service: Service::Connector,
-        kind: FailureKind::Unexpected,
-        retryable: Retryability::Retryable { min_delay: None },
-        explanation: what.to_string(),
-        suggested_fix: "nothing to do: the connector retries on its schedule".into(),
-        status: None,
-        intuit_tid: None,
-        fault_code: None,
-    }
+    Failure::storage(what)
 }
 
 /// Finds or creates the QuickBooks customer for `source` (the contract's matching order) —

@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::bigcommerce;
-use crate::connection::{self, Vault};
+use crate::connection::{self, ConnectionError, Vault};
 use crate::crypto::Keyring;
 use crate::host::Host;
 use crate::http::{HttpRequest, HttpResponse, TransportError};
@@ -162,6 +162,14 @@ fn quickbooks_status(host: &mut dyn Host, bc: Option<BigCommerceSettings>) -> Va
             return section;
         }
     };
+    // Unreadable stored tokens are a key problem, not a QuickBooks one: say that plainly
+    // rather than let it surface as a failed call with a generic fix.
+    if let Err(ConnectionError::Crypto(e)) =
+        connection::load_tokens(host, &Vault { keyring: &keyring })
+    {
+        section["error"] = json!(e.to_string());
+        return section;
+    }
     // `qbo_send` never touches the BigCommerce half, so a placeholder keeps QuickBooks checkable
     // while BigCommerce is misconfigured.
     let bc = bc.unwrap_or(BigCommerceSettings {
@@ -519,6 +527,31 @@ mod tests {
         assert!(
             e.contains("invalid_grant") && e.contains("re-authorize at /oauth/quickbooks/connect"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn tokens_sealed_under_another_key_say_cannot_decrypt_and_how_to_fix_it() {
+        let mut h = host();
+        connect(&mut h, t0() + Duration::minutes(50));
+        route_store(&mut h);
+        route_company(&mut h);
+        h.set_config(
+            "encryption_key",
+            &base64::engine::general_purpose::STANDARD.encode([8u8; 32]),
+        );
+        let q = status_of(&mut h)["quickbooks"].clone();
+        assert_eq!(q["ok"], false);
+        let error = q["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("cannot decrypt stored credentials")
+                && error.contains("encryption_key_previous"),
+            "{error}"
+        );
+        assert!(!error.contains("mapping"), "not a mapping problem: {error}");
+        assert!(
+            h.requests.iter().all(|r| r.url.contains("/v2/store")),
+            "nothing sent to QuickBooks"
         );
     }
 

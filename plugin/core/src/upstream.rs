@@ -56,7 +56,7 @@ impl Upstreams {
     /// Decodes a BigCommerce body, naming the JSON path on failure.
     pub fn bc_decode<T: DeserializeOwned>(&self, resp: &HttpResponse, what: &str) -> Result<T, Failure> {
         bigcommerce::decode::<T>(&resp.body).map_err(|e| {
-            Failure::mapping(&format!("BigCommerce returned a {what} the connector cannot read ({e})"))
+            Failure::unreadable(Service::BigCommerce, &format!("a {what} ({e})"))
         })
     }
 
@@ -75,10 +75,7 @@ impl Upstreams {
         let resp = connection::call(host, &vault, &self.qbo, &|realm, token| build(&api_base, realm, token))
             .map_err(|e| match e {
                 CallError::Connection(c) if c.needs_reauth() => QboFailure::from(Failure::needs_reauth(&c.to_string())),
-                CallError::Connection(connection::ConnectionError::Token(t)) => {
-                    QboFailure::from(Failure::from_token_error(&t))
-                }
-                CallError::Connection(c) => QboFailure::from(Failure::mapping(&c.to_string())),
+                CallError::Connection(c) => QboFailure::from(crate::job::connection_failure(&c)),
                 CallError::Transport(t) => QboFailure::from(record::classify_transport(Service::QuickBooks, &t)),
             })?;
         match quickbooks::check_response(&resp) {
@@ -105,7 +102,7 @@ impl Upstreams {
         let resp = self.qbo_send(host, &|base, realm, token| quickbooks::query(base, realm, token, statement))?;
         quickbooks::parse_query::<T>(&resp, entity)
             .map(|p| p.entities)
-            .map_err(|e| QboFailure::from(Failure::mapping(&format!("unreadable QuickBooks query answer: {e}"))))
+            .map_err(|e| QboFailure::from(Failure::unreadable(Service::QuickBooks, &format!("a query answer ({e})"))))
     }
 
     /// Creates an entity with a `requestid` and returns QuickBooks' version of it.
@@ -147,7 +144,7 @@ impl Upstreams {
 
 fn entity_of(resp: &HttpResponse, entity: &str) -> Result<Value, QboFailure> {
     quickbooks::parse_entity::<Value>(resp, entity)
-        .map_err(|e| QboFailure::from(Failure::mapping(&format!("unreadable QuickBooks answer: {e}"))))
+        .map_err(|e| QboFailure::from(Failure::unreadable(Service::QuickBooks, &e.to_string())))
 }
 
 /// `Id` and `SyncToken` of a QuickBooks entity.
