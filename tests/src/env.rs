@@ -320,7 +320,7 @@ impl TestEnv {
             harness,
             running: Some(running),
             addr,
-            client: reqwest::Client::new(),
+            client: no_keep_alive_client(),
         })
     }
 
@@ -497,6 +497,19 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("cannot serve the restarted harness: {e:#}"));
         self.running = Some(running);
     }
+
+    /// [`TestEnv::restart`] with some variables changed first (an empty value leaves the
+    /// variable unset), as an operator editing the deployment would.
+    pub async fn restart_with(&mut self, changes: &[(&str, &str)]) {
+        for (name, value) in changes {
+            if value.is_empty() {
+                self.variables.remove(*name);
+            } else {
+                self.variables.insert(name.to_string(), value.to_string());
+            }
+        }
+        self.restart().await;
+    }
 }
 
 impl Drop for TestEnv {
@@ -505,6 +518,15 @@ impl Drop for TestEnv {
             running.abort();
         }
     }
+}
+
+/// A client that keeps no idle connections: an idle keep-alive connection would hold up the
+/// harness's graceful stop (it drains open connections) until its 10 s limit.
+pub fn no_keep_alive_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("a reqwest client with default TLS-less settings builds")
 }
 
 fn serve_options(options: &TestOptions) -> ServeOptions {
@@ -608,5 +630,51 @@ where
             panic!("{what} did not hold within {timeout:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn eventually_returns_the_value_once_the_condition_holds() {
+        let polls = AtomicU32::new(0);
+        let value = eventually(Duration::from_secs(30), || async {
+            let n = polls.fetch_add(1, Ordering::SeqCst) + 1;
+            (n >= 3).then_some(n * 10)
+        })
+        .await;
+        assert_eq!(value, 30);
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            3,
+            "it stops polling once the condition holds"
+        );
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "the order did not hold within")]
+    async fn eventually_names_what_it_waited_for_when_it_never_holds() {
+        eventually_named("the order", Duration::from_millis(50), || async { false }).await;
+    }
+
+    #[test]
+    fn options_builders_set_what_they_say() {
+        let opts = TestOptions::default()
+            .var("mapping", "{}")
+            .unset("admin_token")
+            .memory_kv()
+            .allow_only(&["{{ qbo_api_base }}"])
+            .without_webhooks();
+        assert_eq!(opts.variables["mapping"], "{}");
+        assert_eq!(opts.unset, ["admin_token"]);
+        assert!(matches!(opts.kv, KvChoice::Memory));
+        assert_eq!(
+            opts.allowed_outbound_hosts.as_deref(),
+            Some(&["{{ qbo_api_base }}".to_string()][..])
+        );
+        assert!(!opts.register_webhooks);
     }
 }

@@ -4,7 +4,9 @@
 //!   the BigCommerce and QuickBooks simulators ([`env::TestEnv`]), and polling helpers.
 //! - [`process`]: the real `ml-harness` binary as a subprocess, configured with `SPIN_VARIABLE_*`.
 //! - [`wit_check`]: checks of the built component's imports and signatures against `wit/`.
+//! - [`faulty_kv`]: a KV backend that "dies" at a chosen write (crash-after-create tests).
 
 pub mod env;
+pub mod faulty_kv;
 pub mod process;
 pub mod wit_check;

@@ -53,7 +53,9 @@ fn build_harness_binary() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root())
-        .args(["build", "-p", "ml-harness", "--bin", "ml-harness"])
+        // Selecting ml-e2e too gives the same feature unification as `cargo test -p ml-e2e`,
+        // so shared dependencies are not rebuilt with other features on every run.
+        .args(["build", "-p", "ml-e2e", "-p", "ml-harness", "--bin", "ml-harness"])
         .arg("--target-dir")
         .arg(&target_dir);
     if release {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ml_e2e::env::{TestEnv, TestOptions, component_wasm_path};
+use ml_e2e::env::{TestEnv, TestOptions, component_wasm_path, no_keep_alive_client};
 use ml_e2e::process::{HarnessProcess, ProcessOptions};
 use ml_e2e::wit_check;
 use serde_json::{Value, json};
@@ -51,7 +51,7 @@ async fn mapping_put_survives_a_harness_restart_on_the_same_data_dir() {
     let env = TestEnv::start(TestOptions::default().without_webhooks()).await;
     let data_dir = tempfile::tempdir().unwrap();
     let options = ProcessOptions::new(data_dir.path(), env.variables().clone());
-    let client = reqwest::Client::new();
+    let client = no_keep_alive_client();
     let mapping = custom_mapping();
 
     let first = HarnessProcess::spawn(&options, PATIENCE).await.unwrap();
@@ -62,7 +62,10 @@ async fn mapping_put_survives_a_harness_restart_on_the_same_data_dir() {
         .send()
         .await
         .unwrap();
-    assert_eq!(put.status(), 200, "{}", put.text().await.unwrap());
+    // Read every body: an unread response keeps its connection open, and a graceful stop
+    // waits for open connections.
+    let (status, text) = (put.status(), put.text().await.unwrap());
+    assert_eq!(status, 200, "{text}");
     let status = first.terminate(PATIENCE).await.unwrap();
     assert!(
         status.success(),
@@ -92,7 +95,8 @@ async fn mapping_put_survives_a_harness_restart_on_the_same_data_dir() {
         .send()
         .await
         .unwrap();
-    assert_eq!(put.status(), 200);
+    let (status, text) = (put.status(), put.text().await.unwrap());
+    assert_eq!(status, 200, "{text}");
     second.kill().unwrap();
     let third = HarnessProcess::spawn(&options, PATIENCE).await.unwrap();
     let body: Value = client
@@ -384,4 +388,37 @@ async fn missing_required_variable_is_a_clear_error_naming_it() {
     assert!(!status.success(), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains("SPIN_VARIABLE_ADMIN_TOKEN"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_placed_in_the_simulator_reaches_the_connector_through_the_registered_webhook() {
+    use ml_e2e::env::eventually_named;
+    use ml_sim::bigcommerce::{OrderShape, generate};
+
+    let env = TestEnv::start(TestOptions::default()).await;
+    let shape = OrderShape {
+        lines: 2,
+        tax_inclusive: false,
+        tax_rate_bp: 800,
+        coupon: false,
+        manual_discount: false,
+        shipping: true,
+        handling: false,
+        wrapping: false,
+        guest: false,
+        seed: 7,
+    };
+    let report = env.bc.place_order(generate(4100, &shape)).await.unwrap();
+    assert!(
+        !report.hooks.is_empty(),
+        "the env registered a store/order/* hook"
+    );
+    let record = eventually_named("order 4100 to be posted", PATIENCE, || async {
+        let (status, record) = env.admin_get("/admin/records/order/4100").await;
+        (status == 200 && record["state"] == "posted").then_some(record)
+    })
+    .await;
+    let invoices = env.qbo.invoices();
+    assert_eq!(invoices.len(), 1, "{invoices:?}");
+    assert_eq!(record["qbo_id"], invoices[0]["Id"], "{record}");
 }

@@ -112,7 +112,7 @@ fn per_second(count: usize, elapsed: Duration) -> u128 {
 
 async fn health(
     requests: usize,
-    manifest_path: &PathBuf,
+    manifest_path: &std::path::Path,
     component: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let manifest = Manifest::load(manifest_path)?;
