@@ -168,11 +168,14 @@ impl KvBackend for SqliteBackend {
 /// An in-memory backend for tests.
 #[derive(Default)]
 pub struct MemoryBackend {
-    data: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+    data: Mutex<Entries>,
 }
 
+/// (bucket label, key) -> value.
+type Entries = BTreeMap<(String, String), Vec<u8>>;
+
 impl MemoryBackend {
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<(String, String), Vec<u8>>>, BackendError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Entries>, BackendError> {
         self.data.lock().map_err(|_| BackendError("storage lock poisoned".into()))
     }
 }

@@ -45,7 +45,7 @@ impl HostPattern {
             .split_once("://")
             .ok_or_else(|| anyhow!("allowed_outbound_hosts entry `{entry}` needs a scheme, e.g. https://"))?;
         let authority = rest.split('/').next().unwrap_or_default();
-        if rest.len() > authority.len() && rest[authority.len()..].trim_matches('/').len() > 0 {
+        if rest.len() > authority.len() && !rest[authority.len()..].trim_matches('/').is_empty() {
             bail!("allowed_outbound_hosts entry `{entry}` must not contain a path");
         }
         let (host, port) = match authority.rsplit_once(':') {
