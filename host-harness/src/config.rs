@@ -22,7 +22,9 @@ pub struct Variables {
 impl std::fmt::Debug for Variables {
     // Values may be secrets: list names only.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Variables").field("names", &self.values.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Variables")
+            .field("names", &self.values.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -50,7 +52,10 @@ pub struct Overrides<S> {
 
 impl<S: VariableSource> VariableSource for Overrides<S> {
     fn get(&self, name: &str) -> Option<String> {
-        self.values.get(name).cloned().or_else(|| self.fallback.get(name))
+        self.values
+            .get(name)
+            .cloned()
+            .or_else(|| self.fallback.get(name))
     }
 }
 
@@ -60,15 +65,32 @@ pub fn env_name(app_variable: &str) -> String {
 }
 
 /// Resolves one application variable: source, else default, else an error naming it.
-pub fn resolve_app_variable(manifest: &Manifest, source: &dyn VariableSource, name: &str) -> Result<String, String> {
-    let decl = manifest.variables.get(name).ok_or_else(|| format!("variable `{name}` is not declared"))?;
-    source.get(name).or_else(|| decl.default.clone()).ok_or_else(|| {
-        format!("no provider resolved required variable \"{name}\": set {}", env_name(name))
-    })
+pub fn resolve_app_variable(
+    manifest: &Manifest,
+    source: &dyn VariableSource,
+    name: &str,
+) -> Result<String, String> {
+    let decl = manifest
+        .variables
+        .get(name)
+        .ok_or_else(|| format!("variable `{name}` is not declared"))?;
+    source
+        .get(name)
+        .or_else(|| decl.default.clone())
+        .ok_or_else(|| {
+            format!(
+                "no provider resolved required variable \"{name}\": set {}",
+                env_name(name)
+            )
+        })
 }
 
 /// Expands a `{{ var }}` template.
-pub fn expand(manifest: &Manifest, source: &dyn VariableSource, template: &str) -> Result<String, String> {
+pub fn expand(
+    manifest: &Manifest,
+    source: &dyn VariableSource,
+    template: &str,
+) -> Result<String, String> {
     let parts = parse_template(template).map_err(|e| format!("{e:#}"))?;
     let mut out = String::new();
     for part in parts {
@@ -95,7 +117,10 @@ impl Variables {
             .filter(|(_, d)| d.secret)
             .map(|(n, _)| n.clone())
             .collect();
-        Variables { values: Arc::new(values), secret_names: Arc::new(secret_names) }
+        Variables {
+            values: Arc::new(values),
+            secret_names: Arc::new(secret_names),
+        }
     }
 
     /// What `wasi:config/store.get` returns: `Ok(None)` for an undefined variable, an error for a
@@ -110,12 +135,18 @@ impl Variables {
 
     /// Every resolvable variable (what `get-all` returns).
     pub fn all(&self) -> Result<Vec<(String, String)>, String> {
-        self.values.iter().map(|(k, v)| v.clone().map(|v| (k.clone(), v))).collect()
+        self.values
+            .iter()
+            .map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .collect()
     }
 
     /// Messages for variables that will fail when read.
     pub fn unresolved(&self) -> Vec<String> {
-        self.values.values().filter_map(|v| v.as_ref().err().cloned()).collect()
+        self.values
+            .values()
+            .filter_map(|v| v.as_ref().err().cloned())
+            .collect()
     }
 
     /// Names of application variables marked `secret = true`.
@@ -172,13 +203,25 @@ token = "{{ token }}"
     #[test]
     fn values_come_from_the_source_then_defaults_and_missing_required_ones_name_the_variable() {
         let m = manifest();
-        let vars = Variables::resolve(&m, &Overrides { values: BTreeMap::new(), fallback: EnvSource });
+        let vars = Variables::resolve(
+            &m,
+            &Overrides {
+                values: BTreeMap::new(),
+                fallback: EnvSource,
+            },
+        );
         assert_eq!(vars.get("base").unwrap().as_deref(), Some("http://x/api"));
         let err = vars.get("token").unwrap_err();
-        assert!(err.contains("\"token\"") && err.contains("SPIN_VARIABLE_TOKEN"), "{err}");
+        assert!(
+            err.contains("\"token\"") && err.contains("SPIN_VARIABLE_TOKEN"),
+            "{err}"
+        );
         assert_eq!(vars.get("undefined").unwrap(), None);
 
-        let set = Overrides { values: BTreeMap::from([("token".into(), "s3cret".into())]), fallback: EnvSource };
+        let set = Overrides {
+            values: BTreeMap::from([("token".into(), "s3cret".into())]),
+            fallback: EnvSource,
+        };
         let vars = Variables::resolve(&m, &set);
         assert_eq!(vars.get("token").unwrap().as_deref(), Some("s3cret"));
         assert!(!format!("{vars:?}").contains("s3cret"));

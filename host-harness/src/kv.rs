@@ -58,13 +58,15 @@ pub struct SqliteBackend {
 impl SqliteBackend {
     /// Opens (creating if needed) `dir/ml-connector.db`.
     pub fn open_in(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
         Self::open(&dir.join("ml-connector.db"))
     }
 
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let conn = Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let conn =
+            Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         // WAL + NORMAL: a committed write survives a process crash, and readers don't block writers.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -77,11 +79,19 @@ impl SqliteBackend {
                 PRIMARY KEY (store, key)
             ) WITHOUT ROWID;",
         )?;
-        Ok(SqliteBackend { conn: Mutex::new(conn) })
+        Ok(SqliteBackend {
+            conn: Mutex::new(conn),
+        })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, BackendError>) -> Result<T, BackendError> {
-        let mut conn = self.conn.lock().map_err(|_| BackendError("storage lock poisoned".into()))?;
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| BackendError("storage lock poisoned".into()))?;
         f(&mut conn)
     }
 }
@@ -89,9 +99,11 @@ impl SqliteBackend {
 impl KvBackend for SqliteBackend {
     fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
         self.with(|c| {
-            Ok(c.prepare_cached("SELECT value FROM kv WHERE store = ?1 AND key = ?2")?
-                .query_row(params![store, key], |r| r.get(0))
-                .optional()?)
+            Ok(
+                c.prepare_cached("SELECT value FROM kv WHERE store = ?1 AND key = ?2")?
+                    .query_row(params![store, key], |r| r.get(0))
+                    .optional()?,
+            )
         })
     }
 
@@ -108,7 +120,8 @@ impl KvBackend for SqliteBackend {
 
     fn delete(&self, store: &str, key: &str) -> Result<(), BackendError> {
         self.with(|c| {
-            c.prepare_cached("DELETE FROM kv WHERE store = ?1 AND key = ?2")?.execute(params![store, key])?;
+            c.prepare_cached("DELETE FROM kv WHERE store = ?1 AND key = ?2")?
+                .execute(params![store, key])?;
             Ok(())
         })
     }
@@ -128,7 +141,11 @@ impl KvBackend for SqliteBackend {
                 .prepare_cached("SELECT value FROM kv WHERE store = ?1 AND key = ?2")?
                 .query_row(params![store, key], |r| r.get(0))
                 .optional()?;
-            let value = current.as_deref().map(|b| decode_counter(key, b)).transpose()?.unwrap_or(0);
+            let value = current
+                .as_deref()
+                .map(|b| decode_counter(key, b))
+                .transpose()?
+                .unwrap_or(0);
             let sum = value
                 .checked_add(delta)
                 .ok_or_else(|| BackendError(format!("counter `{key}` would overflow")))?;
@@ -176,17 +193,23 @@ type Entries = BTreeMap<(String, String), Vec<u8>>;
 
 impl MemoryBackend {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Entries>, BackendError> {
-        self.data.lock().map_err(|_| BackendError("storage lock poisoned".into()))
+        self.data
+            .lock()
+            .map_err(|_| BackendError("storage lock poisoned".into()))
     }
 }
 
 impl KvBackend for MemoryBackend {
     fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        Ok(self.lock()?.get(&(store.to_string(), key.to_string())).cloned())
+        Ok(self
+            .lock()?
+            .get(&(store.to_string(), key.to_string()))
+            .cloned())
     }
 
     fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), BackendError> {
-        self.lock()?.insert((store.to_string(), key.to_string()), value.to_vec());
+        self.lock()?
+            .insert((store.to_string(), key.to_string()), value.to_vec());
         Ok(())
     }
 
@@ -196,14 +219,25 @@ impl KvBackend for MemoryBackend {
     }
 
     fn keys(&self, store: &str) -> Result<Vec<String>, BackendError> {
-        Ok(self.lock()?.keys().filter(|(s, _)| s == store).map(|(_, k)| k.clone()).collect())
+        Ok(self
+            .lock()?
+            .keys()
+            .filter(|(s, _)| s == store)
+            .map(|(_, k)| k.clone())
+            .collect())
     }
 
     fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, BackendError> {
         let mut data = self.lock()?;
         let slot = (store.to_string(), key.to_string());
-        let value = data.get(&slot).map(|b| decode_counter(key, b)).transpose()?.unwrap_or(0);
-        let sum = value.checked_add(delta).ok_or_else(|| BackendError(format!("counter `{key}` would overflow")))?;
+        let value = data
+            .get(&slot)
+            .map(|b| decode_counter(key, b))
+            .transpose()?
+            .unwrap_or(0);
+        let sum = value
+            .checked_add(delta)
+            .ok_or_else(|| BackendError(format!("counter `{key}` would overflow")))?;
         data.insert(slot, sum.to_le_bytes().to_vec());
         Ok(sum)
     }
@@ -279,12 +313,21 @@ pub(crate) mod host {
     }
 
     impl store::HostBucket for HostState {
-        fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Wr<Result<Option<Vec<u8>>, Error>> {
+        fn get(
+            &mut self,
+            bucket: Resource<Bucket>,
+            key: String,
+        ) -> Wr<Result<Option<Vec<u8>>, Error>> {
             let label = self.bucket_label(&bucket)?;
             Ok(self.kv.backend.get(&label, &key).map_err(other))
         }
 
-        fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Wr<Result<(), Error>> {
+        fn set(
+            &mut self,
+            bucket: Resource<Bucket>,
+            key: String,
+            value: Vec<u8>,
+        ) -> Wr<Result<(), Error>> {
             let label = self.bucket_label(&bucket)?;
             Ok(self.kv.backend.set(&label, &key, &value).map_err(other))
         }
@@ -296,16 +339,32 @@ pub(crate) mod host {
 
         fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Wr<Result<bool, Error>> {
             let label = self.bucket_label(&bucket)?;
-            Ok(self.kv.backend.get(&label, &key).map(|v| v.is_some()).map_err(other))
+            Ok(self
+                .kv
+                .backend
+                .get(&label, &key)
+                .map(|v| v.is_some())
+                .map_err(other))
         }
 
-        fn list_keys(&mut self, bucket: Resource<Bucket>, cursor: Option<String>) -> Wr<Result<KeyResponse, Error>> {
+        fn list_keys(
+            &mut self,
+            bucket: Resource<Bucket>,
+            cursor: Option<String>,
+        ) -> Wr<Result<KeyResponse, Error>> {
             if cursor.is_some() {
                 // As on Spin: paging by cursor is not supported.
-                return Ok(Err(Error::Other("list-keys: cursors are not supported".into())));
+                return Ok(Err(Error::Other(
+                    "list-keys: cursors are not supported".into(),
+                )));
             }
             let label = self.bucket_label(&bucket)?;
-            Ok(self.kv.backend.keys(&label).map(|keys| KeyResponse { keys, cursor: None }).map_err(other))
+            Ok(self
+                .kv
+                .backend
+                .keys(&label)
+                .map(|keys| KeyResponse { keys, cursor: None })
+                .map_err(other))
         }
 
         fn drop(&mut self, bucket: Resource<Bucket>) -> Wr<()> {
@@ -315,15 +374,28 @@ pub(crate) mod host {
     }
 
     impl atomics::Host for HostState {
-        fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: i64) -> Wr<Result<i64, Error>> {
+        fn increment(
+            &mut self,
+            bucket: Resource<Bucket>,
+            key: String,
+            delta: i64,
+        ) -> Wr<Result<i64, Error>> {
             let label = self.bucket_label(&bucket)?;
-            Ok(self.kv.backend.increment(&label, &key, delta).map_err(other))
+            Ok(self
+                .kv
+                .backend
+                .increment(&label, &key, delta)
+                .map_err(other))
         }
 
         fn swap(&mut self, cas: Resource<Cas>, value: Vec<u8>) -> Wr<Result<(), CasError>> {
             let op = self.table.delete(cas)?;
             let expected = op.seen.clone().flatten();
-            match self.kv.backend.compare_and_swap(&op.label, &op.key, expected.as_deref(), &value) {
+            match self
+                .kv
+                .backend
+                .compare_and_swap(&op.label, &op.key, expected.as_deref(), &value)
+            {
                 Ok(true) => Ok(Ok(())),
                 Ok(false) => {
                     // Hand back a fresh handle already positioned at the latest value.
@@ -331,7 +403,11 @@ pub(crate) mod host {
                         Ok(v) => v,
                         Err(e) => return Ok(Err(CasError::StoreError(other(e)))),
                     };
-                    let fresh = self.table.push(Cas { label: op.label, key: op.key, seen: Some(latest) })?;
+                    let fresh = self.table.push(Cas {
+                        label: op.label,
+                        key: op.key,
+                        seen: Some(latest),
+                    })?;
                     Ok(Err(CasError::CasFailed(fresh)))
                 }
                 Err(e) => Ok(Err(CasError::StoreError(other(e)))),
@@ -340,9 +416,17 @@ pub(crate) mod host {
     }
 
     impl atomics::HostCas for HostState {
-        fn new(&mut self, bucket: Resource<Bucket>, key: String) -> Wr<Result<Resource<Cas>, Error>> {
+        fn new(
+            &mut self,
+            bucket: Resource<Bucket>,
+            key: String,
+        ) -> Wr<Result<Resource<Cas>, Error>> {
             let label = self.bucket_label(&bucket)?;
-            Ok(Ok(self.table.push(Cas { label, key, seen: None })?))
+            Ok(Ok(self.table.push(Cas {
+                label,
+                key,
+                seen: None,
+            })?))
         }
 
         fn current(&mut self, cas: Resource<Cas>) -> Wr<Result<Option<Vec<u8>>, Error>> {
@@ -374,14 +458,30 @@ mod tests {
         assert_eq!(b.get("default", "k").unwrap(), None);
         b.set("default", "k", b"v1").unwrap();
         assert_eq!(b.get("default", "k").unwrap().as_deref(), Some(&b"v1"[..]));
-        assert_eq!(b.get("other", "k").unwrap(), None, "labels are separate stores");
-        assert!(!b.compare_and_swap("default", "k", Some(b"stale"), b"v2").unwrap());
-        assert!(b.compare_and_swap("default", "k", Some(b"v1"), b"v2").unwrap());
-        assert!(!b.compare_and_swap("default", "k", None, b"v3").unwrap(), "absent-expected swap on a present key fails");
+        assert_eq!(
+            b.get("other", "k").unwrap(),
+            None,
+            "labels are separate stores"
+        );
+        assert!(
+            !b.compare_and_swap("default", "k", Some(b"stale"), b"v2")
+                .unwrap()
+        );
+        assert!(
+            b.compare_and_swap("default", "k", Some(b"v1"), b"v2")
+                .unwrap()
+        );
+        assert!(
+            !b.compare_and_swap("default", "k", None, b"v3").unwrap(),
+            "absent-expected swap on a present key fails"
+        );
         assert!(b.compare_and_swap("default", "new", None, b"x").unwrap());
         assert_eq!(b.increment("default", "n", 5).unwrap(), 5);
         assert_eq!(b.increment("default", "n", -2).unwrap(), 3);
-        assert!(b.increment("default", "k", 1).is_err(), "a non-counter value is not incremented");
+        assert!(
+            b.increment("default", "k", 1).is_err(),
+            "a non-counter value is not incremented"
+        );
         assert_eq!(b.keys("default").unwrap(), vec!["k", "n", "new"]);
         b.delete("default", "k").unwrap();
         assert_eq!(b.get("default", "k").unwrap(), None);
@@ -402,7 +502,10 @@ mod tests {
             b.set("default", "durable", b"yes").unwrap();
         }
         let b = SqliteBackend::open_in(&dir).unwrap();
-        assert_eq!(b.get("default", "durable").unwrap().as_deref(), Some(&b"yes"[..]));
+        assert_eq!(
+            b.get("default", "durable").unwrap().as_deref(),
+            Some(&b"yes"[..])
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

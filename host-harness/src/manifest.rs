@@ -148,7 +148,10 @@ impl Manifest {
             );
         }
         if let Some(kind) = raw.trigger.others.keys().next() {
-            bail!("{}: trigger type `{kind}` is not supported by ml-harness (only http)", path.display());
+            bail!(
+                "{}: trigger type `{kind}` is not supported by ml-harness (only http)",
+                path.display()
+            );
         }
         let [trigger] = raw.trigger.http.as_slice() else {
             bail!(
@@ -166,13 +169,25 @@ impl Manifest {
             if !v.required && v.default.is_none() {
                 bail!("variable `{name}`: set either `default` or `required = true`");
             }
-            variables.insert(name, VariableDecl { default: v.default, required: v.required, secret: v.secret });
+            variables.insert(
+                name,
+                VariableDecl {
+                    default: v.default,
+                    required: v.required,
+                    secret: v.secret,
+                },
+            );
         }
         let (id, comp) = raw
             .component
             .into_iter()
             .find(|(id, _)| *id == trigger.component)
-            .ok_or_else(|| anyhow!("trigger refers to component `{}`, which is not declared", trigger.component))?;
+            .ok_or_else(|| {
+                anyhow!(
+                    "trigger refers to component `{}`, which is not declared",
+                    trigger.component
+                )
+            })?;
         let source = match &comp.source {
             toml::Value::String(s) => dir.join(s),
             _ => bail!("component `{id}`: only a local file `source` is supported by ml-harness"),
@@ -181,20 +196,27 @@ impl Manifest {
             validate_variable_name(name)?;
             for referenced in template_references(template)? {
                 if !variables.contains_key(&referenced) {
-                    bail!("component `{id}` variable `{name}` refers to undeclared variable `{referenced}`");
+                    bail!(
+                        "component `{id}` variable `{name}` refers to undeclared variable `{referenced}`"
+                    );
                 }
             }
         }
         for host in &comp.allowed_outbound_hosts {
             for referenced in template_references(host)? {
                 if !variables.contains_key(&referenced) {
-                    bail!("allowed_outbound_hosts entry `{host}` refers to undeclared variable `{referenced}`");
+                    bail!(
+                        "allowed_outbound_hosts entry `{host}` refers to undeclared variable `{referenced}`"
+                    );
                 }
             }
         }
         let build = comp.build.map(|b| BuildDecl {
             command: b.command,
-            workdir: b.workdir.map(|w| dir.join(w)).unwrap_or_else(|| dir.to_path_buf()),
+            workdir: b
+                .workdir
+                .map(|w| dir.join(w))
+                .unwrap_or_else(|| dir.to_path_buf()),
         });
         Ok(Manifest {
             path: path.to_path_buf(),
@@ -216,8 +238,14 @@ impl Manifest {
 /// Spin's rule: lower-case letters, digits and underscores, starting with a letter.
 fn validate_variable_name(name: &str) -> anyhow::Result<()> {
     let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok { Ok(()) } else { bail!("invalid variable name `{name}`: use lower_snake_case") }
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        bail!("invalid variable name `{name}`: use lower_snake_case")
+    }
 }
 
 /// A piece of a `{{ var }}` template.
@@ -298,7 +326,10 @@ command = "cargo build"
     fn a_template_referring_to_an_undeclared_variable_is_rejected() {
         let bad = SAMPLE.replace("token = \"{{token}}\"", "token = \"{{ nope }}\"");
         let err = Manifest::parse(&bad, Path::new("/r"), Path::new("/r/spin.toml")).unwrap_err();
-        assert!(format!("{err:#}").contains("undeclared variable `nope`"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("undeclared variable `nope`"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -41,9 +41,9 @@ fn default_port(scheme: &str) -> Option<u16> {
 impl HostPattern {
     /// Parses an expanded entry such as `https://api.example.com` or `http://127.0.0.1:*`.
     pub fn parse(entry: &str) -> anyhow::Result<Self> {
-        let (scheme, rest) = entry
-            .split_once("://")
-            .ok_or_else(|| anyhow!("allowed_outbound_hosts entry `{entry}` needs a scheme, e.g. https://"))?;
+        let (scheme, rest) = entry.split_once("://").ok_or_else(|| {
+            anyhow!("allowed_outbound_hosts entry `{entry}` needs a scheme, e.g. https://")
+        })?;
         let authority = rest.split('/').next().unwrap_or_default();
         if rest.len() > authority.len() && !rest[authority.len()..].trim_matches('/').is_empty() {
             bail!("allowed_outbound_hosts entry `{entry}` must not contain a path");
@@ -55,7 +55,10 @@ impl HostPattern {
         let scheme = (scheme != "*").then(|| scheme.to_ascii_lowercase());
         let port = match port {
             Some("*") => None,
-            Some(p) => Some(p.parse::<u16>().map_err(|_| anyhow!("bad port in `{entry}`"))?),
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| anyhow!("bad port in `{entry}`"))?,
+            ),
             None => match scheme.as_deref() {
                 Some(s) => Some(default_port(s).ok_or_else(|| anyhow!("`{entry}` needs a port"))?),
                 None => bail!("`{entry}`: a wildcard scheme needs an explicit port"),
@@ -76,7 +79,10 @@ impl HostPattern {
 
     /// Whether a request to `scheme://host:port` is allowed by this entry.
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
-        let scheme_ok = self.scheme.as_deref().is_none_or(|s| s.eq_ignore_ascii_case(scheme));
+        let scheme_ok = self
+            .scheme
+            .as_deref()
+            .is_none_or(|s| s.eq_ignore_ascii_case(scheme));
         let host = host.to_ascii_lowercase();
         let host_ok = match &self.host {
             HostMatch::Any => true,
@@ -95,14 +101,18 @@ pub struct AllowList {
 
 impl AllowList {
     pub fn new(patterns: Vec<HostPattern>) -> Self {
-        AllowList { patterns: Arc::new(patterns) }
+        AllowList {
+            patterns: Arc::new(patterns),
+        }
     }
 
     /// Whether `uri` may be called.
     pub fn allows_uri(&self, uri: &http::Uri) -> bool {
         let scheme = uri.scheme_str().unwrap_or("https");
         let Some(host) = uri.host() else { return false };
-        let Some(port) = uri.port_u16().or_else(|| default_port(scheme)) else { return false };
+        let Some(port) = uri.port_u16().or_else(|| default_port(scheme)) else {
+            return false;
+        };
         self.patterns.iter().any(|p| p.allows(scheme, host, port))
     }
 }
@@ -137,7 +147,9 @@ pub struct OutboundHooks {
 
 impl std::fmt::Debug for OutboundHooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutboundHooks").field("allow", &self.allow).finish_non_exhaustive()
+        f.debug_struct("OutboundHooks")
+            .field("allow", &self.allow)
+            .finish_non_exhaustive()
     }
 }
 
@@ -173,20 +185,25 @@ impl WasiHttpHooks for OutboundHooks {
             }
             // Connecting and waiting for the first byte share one deadline: with a pooled
             // connection there may be no connect step at all.
-            let connect = options.and_then(|o| o.connect_timeout).unwrap_or(DEFAULT_TIMEOUT);
-            let first_byte = options.and_then(|o| o.first_byte_timeout).unwrap_or(DEFAULT_TIMEOUT);
-            let response = match tokio::time::timeout(connect + first_byte, client.request(request)).await {
-                Err(_) => return Err(Error::ConnectionReadTimeout),
-                Ok(Err(e)) if e.is_connect() => {
-                    tracing::debug!("outbound connect failed: {e}");
-                    return Err(Error::ConnectionRefused);
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!("outbound request failed: {e}");
-                    return Err(Error::ConnectionTerminated);
-                }
-                Ok(Ok(r)) => r,
-            };
+            let connect = options
+                .and_then(|o| o.connect_timeout)
+                .unwrap_or(DEFAULT_TIMEOUT);
+            let first_byte = options
+                .and_then(|o| o.first_byte_timeout)
+                .unwrap_or(DEFAULT_TIMEOUT);
+            let response =
+                match tokio::time::timeout(connect + first_byte, client.request(request)).await {
+                    Err(_) => return Err(Error::ConnectionReadTimeout),
+                    Ok(Err(e)) if e.is_connect() => {
+                        tracing::debug!("outbound connect failed: {e}");
+                        return Err(Error::ConnectionRefused);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!("outbound request failed: {e}");
+                        return Err(Error::ConnectionTerminated);
+                    }
+                    Ok(Ok(r)) => r,
+                };
             let response = response.map(|body| body.map_err(Error::Hyper).boxed_unsync());
             let io: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async { Ok(()) });
             Ok((response, io))
@@ -204,14 +221,29 @@ mod tests {
 
     #[test]
     fn entries_match_like_spin() {
-        assert!(allows("https://api.bigcommerce.com", "https://api.bigcommerce.com/stores/x"));
-        assert!(!allows("https://api.bigcommerce.com", "http://api.bigcommerce.com/stores/x"));
-        assert!(!allows("https://api.bigcommerce.com", "https://api.bigcommerce.com:8443/x"));
+        assert!(allows(
+            "https://api.bigcommerce.com",
+            "https://api.bigcommerce.com/stores/x"
+        ));
+        assert!(!allows(
+            "https://api.bigcommerce.com",
+            "http://api.bigcommerce.com/stores/x"
+        ));
+        assert!(!allows(
+            "https://api.bigcommerce.com",
+            "https://api.bigcommerce.com:8443/x"
+        ));
         assert!(allows("http://127.0.0.1:4000", "http://127.0.0.1:4000/v3"));
         assert!(!allows("http://127.0.0.1:4000", "http://127.0.0.1:4001/v3"));
         assert!(allows("http://127.0.0.1:*", "http://127.0.0.1:4001/v3"));
-        assert!(allows("https://*.intuit.com", "https://oauth.platform.intuit.com/x"));
-        assert!(!allows("https://*.intuit.com", "https://intuit.com.evil.example/x"));
+        assert!(allows(
+            "https://*.intuit.com",
+            "https://oauth.platform.intuit.com/x"
+        ));
+        assert!(!allows(
+            "https://*.intuit.com",
+            "https://intuit.com.evil.example/x"
+        ));
         assert!(allows("*://*:*", "http://anything:1/"));
         assert!(HostPattern::parse("api.example.com").is_err());
         assert!(HostPattern::parse("https://api.example.com/path").is_err());

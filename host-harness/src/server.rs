@@ -17,14 +17,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
+};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::config::{Variables, VariableSource, expand};
+use crate::config::{VariableSource, Variables, expand};
 use crate::kv::{KvBackend, KvState};
 use crate::manifest::Manifest;
 use crate::outbound::{AllowList, HostPattern, OutboundHooks};
@@ -56,7 +58,9 @@ pub fn compile(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
             path.display()
         );
     }
-    Component::from_file(engine, path).map_err(anyhow::Error::from).with_context(|| format!("cannot load component {}", path.display()))
+    Component::from_file(engine, path)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot load component {}", path.display()))
 }
 
 /// Everything resolved from the manifest that every request needs.
@@ -78,7 +82,8 @@ impl AppConfig {
         for entry in &manifest.component.allowed_outbound_hosts {
             match expand(manifest, source, entry) {
                 Ok(expanded) => patterns.push(
-                    HostPattern::parse(&expanded).with_context(|| format!("allowed_outbound_hosts entry `{entry}`"))?,
+                    HostPattern::parse(&expanded)
+                        .with_context(|| format!("allowed_outbound_hosts entry `{entry}`"))?,
                 ),
                 Err(e) => bail!("allowed_outbound_hosts entry `{entry}`: {e}"),
             }
@@ -102,7 +107,12 @@ pub struct Harness {
 
 impl Harness {
     /// Links `component` against the standard WASI interfaces and our key-value/config hosts.
-    pub fn new(engine: &Engine, component: &Component, app: AppConfig, kv: Arc<dyn KvBackend>) -> anyhow::Result<Self> {
+    pub fn new(
+        engine: &Engine,
+        component: &Component,
+        app: AppConfig,
+        kv: Arc<dyn KvBackend>,
+    ) -> anyhow::Result<Self> {
         let mut linker: Linker<HostState> = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -110,7 +120,13 @@ impl Harness {
         let pre = ProxyPre::new(linker.instantiate_pre(component).map_err(anyhow::Error::from).context(
             "the component does not link: it imports something this host (and Spin) does not provide",
         )?)?;
-        Ok(Harness { engine: engine.clone(), pre, app, kv, client: crate::outbound::pooled_client() })
+        Ok(Harness {
+            engine: engine.clone(),
+            pre,
+            app,
+            kv,
+            client: crate::outbound::pooled_client(),
+        })
     }
 
     fn new_store(&self) -> Store<HostState> {
@@ -118,10 +134,18 @@ impl Harness {
             table: ResourceTable::new(),
             wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
-            hooks: OutboundHooks { allow: self.app.allow.clone(), client: self.client.clone() },
-            kv: KvState { backend: self.kv.clone(), allowed_labels: Arc::new(self.app.kv_labels.clone()) },
+            hooks: OutboundHooks {
+                allow: self.app.allow.clone(),
+                client: self.client.clone(),
+            },
+            kv: KvState {
+                backend: self.kv.clone(),
+                allowed_labels: Arc::new(self.app.kv_labels.clone()),
+            },
             variables: self.app.variables.clone(),
-            limits: StoreLimitsBuilder::new().memory_size(MAX_MEMORY_BYTES).build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(MAX_MEMORY_BYTES)
+                .build(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -130,7 +154,10 @@ impl Harness {
 
     /// Runs one request through a fresh instance and returns the response as soon as the
     /// component sets it; the instance keeps running in the background until it returns.
-    pub async fn handle<B>(&self, req: hyper::Request<B>) -> anyhow::Result<hyper::Response<HyperOutgoingBody>>
+    pub async fn handle<B>(
+        &self,
+        req: hyper::Request<B>,
+    ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -138,19 +165,33 @@ impl Harness {
         use wasmtime_wasi_http::WasiHttpView;
         let mut store = self.new_store();
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = self.pre.clone();
         let task = tokio::task::spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await.map_err(anyhow::Error::from)?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await.map_err(anyhow::Error::from)
+            let proxy = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(anyhow::Error::from)?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+                .map_err(anyhow::Error::from)
         });
         match receiver.await {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(code)) => Err(anyhow::anyhow!("the component answered with an error: {code:?}")),
+            Ok(Err(code)) => Err(anyhow::anyhow!(
+                "the component answered with an error: {code:?}"
+            )),
             Err(_) => {
                 let err = match task.await {
-                    Ok(Ok(())) => anyhow::anyhow!("the component returned without setting a response"),
+                    Ok(Ok(())) => {
+                        anyhow::anyhow!("the component returned without setting a response")
+                    }
                     Ok(Err(e)) => e,
                     Err(e) => e.into(),
                 };
@@ -168,26 +209,39 @@ impl Harness {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> anyhow::Result<(u16, Vec<u8>)> {
-        let mut builder = hyper::Request::builder().method(method).uri(uri).header("host", "localhost");
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "localhost");
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
-        let body = Full::new(Bytes::from(body)).map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error {
-            match never {}
-        });
+        let body = Full::new(Bytes::from(body)).map_err(
+            |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
+        );
         let resp = self.handle(builder.body(body)?).await?;
         let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.map_err(|e| anyhow::anyhow!("{e:?}"))?.to_bytes();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?
+            .to_bytes();
         Ok((status, bytes.to_vec()))
     }
 }
 
 fn error_response(status: u16, code: &str, message: &str) -> hyper::Response<HyperOutgoingBody> {
     let body = serde_json::json!({"error": code, "message": message}).to_string();
-    let body = Full::new(Bytes::from(body)).map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} });
+    let body = Full::new(Bytes::from(body))
+        .map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} });
     let mut resp = hyper::Response::new(HyperOutgoingBody::new(body));
-    *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    *resp.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -229,7 +283,11 @@ pub struct ServeOptions {
 }
 
 /// Accepts connections on `listener` and serves them with `harness` until stopped.
-pub fn serve(harness: Arc<Harness>, listener: TcpListener, options: ServeOptions) -> anyhow::Result<Running> {
+pub fn serve(
+    harness: Arc<Harness>,
+    listener: TcpListener,
+    options: ServeOptions,
+) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let (shutdown, mut stop_rx) = watch::channel(false);
     let task = tokio::spawn(async move {
@@ -292,12 +350,21 @@ pub fn serve(harness: Arc<Harness>, listener: TcpListener, options: ServeOptions
         }
         // Graceful: no new connections; give in-flight ones a moment.
         let drain = async { while connections.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
-            tracing::warn!("in-flight requests did not finish within 10 s; unfinished work is retried later");
+        if tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "in-flight requests did not finish within 10 s; unfinished work is retried later"
+            );
         }
         Ok(())
     });
-    Ok(Running { addr, shutdown, task })
+    Ok(Running {
+        addr,
+        shutdown,
+        task,
+    })
 }
 
 /// One tick of the retry scheduler: what an external cron job does on Spin.
@@ -310,9 +377,20 @@ pub async fn run_retry_due(harness: &Harness) {
         }
     };
     let auth = format!("Bearer {token}");
-    match harness.call("POST", "/admin/retry-due", &[("authorization", &auth)], Vec::new()).await {
+    match harness
+        .call(
+            "POST",
+            "/admin/retry-due",
+            &[("authorization", &auth)],
+            Vec::new(),
+        )
+        .await
+    {
         Ok((200, body)) => tracing::debug!("retry-due: {}", String::from_utf8_lossy(&body)),
-        Ok((status, body)) => tracing::warn!("retry-due answered {status}: {}", String::from_utf8_lossy(&body)),
+        Ok((status, body)) => tracing::warn!(
+            "retry-due answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        ),
         Err(e) => tracing::warn!("retry-due failed: {e:#}"),
     }
 }

@@ -55,7 +55,15 @@ fn build_harness_binary() -> anyhow::Result<PathBuf> {
     cmd.current_dir(workspace_root())
         // Selecting ml-e2e too gives the same feature unification as `cargo test -p ml-e2e`,
         // so shared dependencies are not rebuilt with other features on every run.
-        .args(["build", "-p", "ml-e2e", "-p", "ml-harness", "--bin", "ml-harness"])
+        .args([
+            "build",
+            "-p",
+            "ml-e2e",
+            "-p",
+            "ml-harness",
+            "--bin",
+            "ml-harness",
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     if release {

@@ -70,7 +70,11 @@ async fn wait_state(env: &TestEnv, id: u64, state: &str) -> Value {
 }
 
 fn invoices_for(env: &TestEnv, doc: &str) -> Vec<Value> {
-    env.qbo.invoices().into_iter().filter(|i| i["DocNumber"] == doc).collect()
+    env.qbo
+        .invoices()
+        .into_iter()
+        .filter(|i| i["DocNumber"] == doc)
+        .collect()
 }
 
 fn item_name(env: &TestEnv, id: &str) -> String {
@@ -97,13 +101,24 @@ async fn a_created_order_becomes_one_invoice_with_the_right_lines_and_total() {
     assert_eq!(invoices.len(), 1, "exactly one invoice");
     let inv = &invoices[0];
     assert_eq!(rec["qbo_id"], inv["Id"]);
-    assert_eq!(dec(&inv["TotalAmt"]), dec(&raw["total_inc_tax"]).round_dp(2), "invoice total equals the order total");
+    assert_eq!(
+        dec(&inv["TotalAmt"]),
+        dec(&raw["total_inc_tax"]).round_dp(2),
+        "invoice total equals the order total"
+    );
     let lines: Vec<&Value> = inv["Line"].as_array().unwrap().iter().collect();
-    let sales: Vec<&&Value> = lines.iter().filter(|l| l["DetailType"] == "SalesItemLineDetail").collect();
+    let sales: Vec<&&Value> = lines
+        .iter()
+        .filter(|l| l["DetailType"] == "SalesItemLineDetail")
+        .collect();
     for l in &sales {
         let d = &l["SalesItemLineDetail"];
         let amount = dec(&l["Amount"]);
-        assert_eq!((dec(&d["Qty"]) * dec(&d["UnitPrice"])).round_dp(2), amount, "Qty x UnitPrice = Amount: {l}");
+        assert_eq!(
+            (dec(&d["Qty"]) * dec(&d["UnitPrice"])).round_dp(2),
+            amount,
+            "Qty x UnitPrice = Amount: {l}"
+        );
     }
     // Each product line on the item/class its rule says.
     for p in &products {
@@ -112,28 +127,63 @@ async fn a_created_order_becomes_one_invoice_with_the_right_lines_and_total() {
             .iter()
             .find(|l| l["Description"].as_str().is_some_and(|d| d.contains(sku)))
             .unwrap_or_else(|| panic!("no line for {sku}: {inv}"));
-        let item = item_name(&env, line["SalesItemLineDetail"]["ItemRef"]["value"].as_str().unwrap());
+        let item = item_name(
+            &env,
+            line["SalesItemLineDetail"]["ItemRef"]["value"]
+                .as_str()
+                .unwrap(),
+        );
         if sku.starts_with("APP-") {
             assert_eq!(item, "Apparel Sales", "{sku}");
-            assert!(line["SalesItemLineDetail"]["ClassRef"]["value"].is_string(), "apparel lines carry the Apparel class");
+            assert!(
+                line["SalesItemLineDetail"]["ClassRef"]["value"].is_string(),
+                "apparel lines carry the Apparel class"
+            );
         } else {
-            assert!(item == "BigCommerce Sales" || item == "Home Goods Revenue", "{sku} -> {item}");
+            assert!(
+                item == "BigCommerce Sales" || item == "Home Goods Revenue",
+                "{sku} -> {item}"
+            );
         }
     }
     let named = |needle: &str| {
-        sales.iter().any(|l| item_name(&env, l["SalesItemLineDetail"]["ItemRef"]["value"].as_str().unwrap()) == needle)
+        sales.iter().any(|l| {
+            item_name(
+                &env,
+                l["SalesItemLineDetail"]["ItemRef"]["value"]
+                    .as_str()
+                    .unwrap(),
+            ) == needle
+        })
     };
     assert!(named("Shipping Income"), "a shipping line");
     assert!(named("Handling Income"), "a handling line");
     assert!(named("Gift Wrap Income"), "a wrapping line");
     assert!(named("Sales Tax Collected"), "a tax line");
-    let discounts: Vec<&&Value> = lines.iter().filter(|l| l["DetailType"] == "DiscountLineDetail").collect();
+    let discounts: Vec<&&Value> = lines
+        .iter()
+        .filter(|l| l["DetailType"] == "DiscountLineDetail")
+        .collect();
     assert_eq!(discounts.len(), 1, "one discount line for the coupon");
-    assert_eq!(dec(&discounts[0]["Amount"]), dec(&raw["coupon_discount"]).round_dp(2));
-    let steps: Vec<&str> = rec["audit"].as_array().unwrap().iter().map(|a| a["step"].as_str().unwrap()).collect();
-    assert_eq!(steps, ["received", "fetched", "mapped", "write_planned", "posted"]);
+    assert_eq!(
+        dec(&discounts[0]["Amount"]),
+        dec(&raw["coupon_discount"]).round_dp(2)
+    );
+    let steps: Vec<&str> = rec["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["received", "fetched", "mapped", "write_planned", "posted"]
+    );
     let text = rec.to_string();
-    assert!(!text.contains(env.bc.token()), "no BigCommerce token in the audit trail");
+    assert!(
+        !text.contains(env.bc.token()),
+        "no BigCommerce token in the audit trail"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +197,15 @@ async fn duplicate_and_concurrent_deliveries_still_post_one_invoice() {
     let updated = json!({"scope": "store/order/updated", "store_id": "1", "data": {"type": "order", "id": 502},
                          "hash": "b".repeat(40), "created_at": 1_700_000_001, "producer": "stores/x"})
     .to_string();
-    let bodies: Vec<String> = (0..8).map(|i| if i % 2 == 0 { body.clone() } else { updated.clone() }).collect();
+    let bodies: Vec<String> = (0..8)
+        .map(|i| {
+            if i % 2 == 0 {
+                body.clone()
+            } else {
+                updated.clone()
+            }
+        })
+        .collect();
     let replies = futures_join(bodies.iter().map(|b| env.post_webhook(b)).collect()).await;
     for reply in replies {
         assert_eq!(reply.status, 200, "{}", reply.text);
@@ -156,8 +214,18 @@ async fn duplicate_and_concurrent_deliveries_still_post_one_invoice() {
     // Let every worker finish, then make the scheduler look at the guard entries too.
     tokio::time::sleep(Duration::from_millis(300)).await;
     env.admin_post("/admin/retry-due", &json!({})).await;
-    assert_eq!(invoices_for(&env, "502").len(), 1, "one invoice however often the order was announced");
-    let creates = env.qbo.control().requests().iter().filter(|r| r.method == "POST" && r.path.ends_with("/invoice")).count();
+    assert_eq!(
+        invoices_for(&env, "502").len(),
+        1,
+        "one invoice however often the order was announced"
+    );
+    let creates = env
+        .qbo
+        .control()
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/invoice"))
+        .count();
     assert_eq!(creates, 1, "one invoice create request");
     let rec = record(&env, 502).await;
     assert_eq!(rec["state"], "posted");
@@ -177,10 +245,16 @@ async fn futures_join<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
                 }
             }
         }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
     })
     .await;
-    out.into_iter().map(|o| o.expect("every future completed")).collect()
+    out.into_iter()
+        .map(|o| o.expect("every future completed"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,15 +276,23 @@ async fn an_updated_order_updates_the_same_invoice() {
         let inc = dec(&o["total_inc_tax"]) - handling;
         set(o, "total_ex_tax", ex);
         set(o, "total_inc_tax", inc);
-        for k in ["handling_cost_ex_tax", "handling_cost_inc_tax", "base_handling_cost"] {
+        for k in [
+            "handling_cost_ex_tax",
+            "handling_cost_inc_tax",
+            "base_handling_cost",
+        ] {
             set(o, k, Decimal::ZERO);
         }
     }));
     let new_total = dec(&env.bc.order(503).unwrap()["total_inc_tax"]).round_dp(2);
-    env.bc.deliver("store/order/updated", json!({"type": "order", "id": 503})).await.unwrap();
+    env.bc
+        .deliver("store/order/updated", json!({"type": "order", "id": 503}))
+        .await
+        .unwrap();
     let rec = eventually_named("the invoice is updated", WAIT, || async {
         let rec = record(&env, 503).await;
-        (rec["state"] == "posted" && rec["qbo_sync_token"] != first["qbo_sync_token"]).then_some(rec)
+        (rec["state"] == "posted" && rec["qbo_sync_token"] != first["qbo_sync_token"])
+            .then_some(rec)
     })
     .await;
     assert_eq!(rec["qbo_id"], qbo_id, "the same invoice");
@@ -234,13 +316,29 @@ async fn an_unchanged_order_event_costs_no_quickbooks_write() {
     env.bc.place_order(generate(504, &shape(14))).await.unwrap();
     wait_state(&env, 504, "posted").await;
     env.qbo.control().clear_log();
-    env.bc.deliver("store/order/statusUpdated", json!({"type": "order", "id": 504})).await.unwrap();
+    env.bc
+        .deliver(
+            "store/order/statusUpdated",
+            json!({"type": "order", "id": 504}),
+        )
+        .await
+        .unwrap();
     eventually_named("the event is recorded", WAIT, || async {
         let rec = record(&env, 504).await;
-        rec["audit"].as_array().unwrap().iter().any(|a| a["step"] == "unchanged")
+        rec["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["step"] == "unchanged")
     })
     .await;
-    let writes = env.qbo.control().requests().iter().filter(|r| r.method == "POST").count();
+    let writes = env
+        .qbo
+        .control()
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
     assert_eq!(writes, 0, "nothing changed, nothing written");
 }
 
@@ -252,20 +350,52 @@ async fn bad_webhooks_get_their_4xx_and_nothing_is_posted() {
                       "hash": "c".repeat(40), "created_at": 1_700_000_000, "producer": "stores/x"})
     .to_string();
     let wrong = env
-        .request("POST", "/webhooks/bigcommerce", &[("x-ml-webhook-secret", "nope")], good.clone().into_bytes())
+        .request(
+            "POST",
+            "/webhooks/bigcommerce",
+            &[("x-ml-webhook-secret", "nope")],
+            good.clone().into_bytes(),
+        )
         .await;
     assert_eq!(wrong.status, 401, "{}", wrong.text);
-    let missing = env.request("POST", "/webhooks/bigcommerce", &[], good.clone().into_bytes()).await;
+    let missing = env
+        .request(
+            "POST",
+            "/webhooks/bigcommerce",
+            &[],
+            good.clone().into_bytes(),
+        )
+        .await;
     assert_eq!(missing.status, 401);
     assert_eq!(env.post_webhook("not json").await.status, 400);
-    assert_eq!(env.post_webhook(r#"{"data": {"id": 505}}"#).await.status, 400, "no scope");
-    assert_eq!(env.post_webhook(r#"{"scope": "store/order/created", "data": {"id": "x"}, "hash": "h"}"#).await.status, 400);
-    let big = format!("{{\"scope\":\"store/order/created\",\"pad\":\"{}\"}}", "x".repeat(70 * 1024));
+    assert_eq!(
+        env.post_webhook(r#"{"data": {"id": 505}}"#).await.status,
+        400,
+        "no scope"
+    );
+    assert_eq!(
+        env.post_webhook(r#"{"scope": "store/order/created", "data": {"id": "x"}, "hash": "h"}"#)
+            .await
+            .status,
+        400
+    );
+    let big = format!(
+        "{{\"scope\":\"store/order/created\",\"pad\":\"{}\"}}",
+        "x".repeat(70 * 1024)
+    );
     assert_eq!(env.post_webhook(&big).await.status, 413);
-    let ignored = env.post_webhook(&good.replace("store/order/created", "store/product/updated")).await;
-    assert_eq!(ignored.status, 200, "other scopes are acknowledged and ignored");
+    let ignored = env
+        .post_webhook(&good.replace("store/order/created", "store/product/updated"))
+        .await;
+    assert_eq!(
+        ignored.status, 200,
+        "other scopes are acknowledged and ignored"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(env.qbo.invoices().iter().all(|i| i["DocNumber"] != "505"), "nothing posted");
+    assert!(
+        env.qbo.invoices().iter().all(|i| i["DocNumber"] != "505"),
+        "nothing posted"
+    );
     let (status, _) = env.admin_get("/admin/records/order/505").await;
     assert_eq!(status, 404, "no record for rejected webhooks");
 }
@@ -273,13 +403,26 @@ async fn bad_webhooks_get_their_4xx_and_nothing_is_posted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bigcommerce_404_fails_the_record_as_not_found_without_retrying() {
     let env = TestEnv::start(TestOptions::default()).await;
-    env.bc.deliver("store/order/created", json!({"type": "order", "id": 9_999_999})).await.unwrap();
+    env.bc
+        .deliver(
+            "store/order/created",
+            json!({"type": "order", "id": 9_999_999}),
+        )
+        .await
+        .unwrap();
     let rec = wait_state(&env, 9_999_999, "failed").await;
     assert_eq!(rec["reason"], "not_found");
-    assert!(rec["last_error"].as_str().unwrap().len() > 10, "explained: {rec}");
+    assert!(
+        rec["last_error"].as_str().unwrap().len() > 10,
+        "explained: {rec}"
+    );
     let fetches = env.bc.control().calls_to("/v2/orders/9999999");
     env.admin_post("/admin/retry-due", &json!({})).await;
-    assert_eq!(env.bc.control().calls_to("/v2/orders/9999999"), fetches, "not retried");
+    assert_eq!(
+        env.bc.control().calls_to("/v2/orders/9999999"),
+        fetches,
+        "not retried"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,12 +443,18 @@ async fn a_bigcommerce_429_waits_for_the_reset_and_then_posts_once() {
     });
     env.bc.place_order(generate(506, &shape(16))).await.unwrap();
     let retrying = wait_state(&env, 506, "retrying").await;
-    let next = chrono::DateTime::parse_from_rfc3339(retrying["next_attempt_at"].as_str().unwrap()).unwrap();
+    let next = chrono::DateTime::parse_from_rfc3339(retrying["next_attempt_at"].as_str().unwrap())
+        .unwrap();
     let failed_at = chrono::DateTime::parse_from_rfc3339(
-        retrying["audit"].as_array().unwrap().last().unwrap()["at"].as_str().unwrap(),
+        retrying["audit"].as_array().unwrap().last().unwrap()["at"]
+            .as_str()
+            .unwrap(),
     )
     .unwrap();
-    assert!(next - failed_at >= chrono::Duration::milliseconds(1500), "waits at least the reset time");
+    assert!(
+        next - failed_at >= chrono::Duration::milliseconds(1500),
+        "waits at least the reset time"
+    );
     wait_state(&env, 506, "posted").await;
     assert_eq!(invoices_for(&env, "506").len(), 1);
 }
@@ -324,7 +473,13 @@ async fn an_incomplete_order_is_skipped_until_checkout_completes() {
         o["status_id"] = json!(11);
         o["status"] = json!("Awaiting Fulfillment");
     });
-    env.bc.deliver("store/order/statusUpdated", json!({"type": "order", "id": 507})).await.unwrap();
+    env.bc
+        .deliver(
+            "store/order/statusUpdated",
+            json!({"type": "order", "id": 507}),
+        )
+        .await
+        .unwrap();
     wait_state(&env, 507, "posted").await;
     assert_eq!(invoices_for(&env, "507").len(), 1);
 }
@@ -340,7 +495,13 @@ async fn preview_shows_the_invoice_and_posts_nothing() {
     assert_eq!(preview["posted"], false);
     assert_eq!(preview["invoice"]["DocNumber"], "508");
     assert_eq!(dec(&json!(preview["total"].as_str().unwrap())), total);
-    let writes = env.qbo.control().requests().iter().filter(|r| r.method == "POST" && !r.path.contains("oauth2")).count();
+    let writes = env
+        .qbo
+        .control()
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && !r.path.contains("oauth2"))
+        .count();
     assert_eq!(writes, 0, "a preview writes nothing to QuickBooks");
     assert!(env.qbo.invoices().is_empty());
     let (status, _) = env.admin_get("/admin/records/order/508").await;
@@ -350,8 +511,20 @@ async fn preview_shows_the_invoice_and_posts_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_orders_with_one_email_share_one_quickbooks_customer() {
     let env = TestEnv::start(TestOptions::default()).await;
-    let mut a = generate(509, &OrderShape { guest: true, ..shape(19) });
-    let mut b = generate(510, &OrderShape { guest: true, ..shape(20) });
+    let mut a = generate(
+        509,
+        &OrderShape {
+            guest: true,
+            ..shape(19)
+        },
+    );
+    let mut b = generate(
+        510,
+        &OrderShape {
+            guest: true,
+            ..shape(20)
+        },
+    );
     for o in [&mut a, &mut b] {
         o.order["billing_address"]["email"] = json!("walk.in@example.com");
         o.order["billing_address"]["first_name"] = json!("Walk");
@@ -361,9 +534,20 @@ async fn guest_orders_with_one_email_share_one_quickbooks_customer() {
     let first = wait_state(&env, 509, "posted").await;
     env.bc.place_order(b).await.unwrap();
     wait_state(&env, 510, "posted").await;
-    let refs: Vec<Value> = ["509", "510"].iter().map(|d| invoices_for(&env, d)[0]["CustomerRef"]["value"].clone()).collect();
-    assert_eq!(refs[0], refs[1], "the same customer for the same guest email");
-    let matching = env.qbo.customers().into_iter().filter(|c| c["PrimaryEmailAddr"]["Address"] == "walk.in@example.com").count();
+    let refs: Vec<Value> = ["509", "510"]
+        .iter()
+        .map(|d| invoices_for(&env, d)[0]["CustomerRef"]["value"].clone())
+        .collect();
+    assert_eq!(
+        refs[0], refs[1],
+        "the same customer for the same guest email"
+    );
+    let matching = env
+        .qbo
+        .customers()
+        .into_iter()
+        .filter(|c| c["PrimaryEmailAddr"]["Address"] == "walk.in@example.com")
+        .count();
     assert_eq!(matching, 1);
     assert_eq!(first["state"], "posted");
 }
@@ -373,11 +557,21 @@ async fn a_recorded_order_whose_figures_do_not_tie_fails_with_the_numbers_instea
     let env = TestEnv::start(TestOptions::default()).await;
     let fixtures = ml_sim::bigcommerce::shared_dir().join("fixtures/bigcommerce");
     env.bc
-        .serve_fixture_order(218, &fixtures.join("spec_v2_order_218_with_fees.json"), Some(&fixtures.join("spec_v2_order_products_149.json")))
+        .serve_fixture_order(
+            218,
+            &fixtures.join("spec_v2_order_218_with_fees.json"),
+            Some(&fixtures.join("spec_v2_order_products_149.json")),
+        )
         .unwrap();
-    env.bc.deliver("store/order/created", json!({"type": "order", "id": 218})).await.unwrap();
+    env.bc
+        .deliver("store/order/created", json!({"type": "order", "id": 218}))
+        .await
+        .unwrap();
     let rec = wait_state(&env, 218, "failed").await;
     let err = rec["last_error"].as_str().unwrap();
-    assert!(err.to_lowercase().contains("tie") || err.contains("total"), "{err}");
+    assert!(
+        err.to_lowercase().contains("tie") || err.contains("total"),
+        "{err}"
+    );
     assert!(env.qbo.invoices().is_empty(), "no wrong invoice");
 }

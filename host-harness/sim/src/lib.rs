@@ -6,6 +6,6 @@
 //! Anything a simulator does not recognise is answered with a loud error naming the request,
 //! so a wrong URL fails a test instead of hanging it.
 
-pub mod control;
 pub mod bigcommerce;
+pub mod control;
 pub mod quickbooks;

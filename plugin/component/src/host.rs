@@ -32,7 +32,8 @@ impl WasiHost {
 
     fn bucket(&mut self) -> Result<&store::Bucket, KvError> {
         if self.bucket.is_none() {
-            let b = store::open(BUCKET).map_err(|e| KvError(format!("cannot open key-value store `{BUCKET}`: {e:?}")))?;
+            let b = store::open(BUCKET)
+                .map_err(|e| KvError(format!("cannot open key-value store `{BUCKET}`: {e:?}")))?;
             self.bucket = Some(b);
         }
         Ok(self.bucket.as_ref().expect("opened above"))
@@ -49,14 +50,18 @@ fn kv_err(e: store::Error) -> KvError {
 
 /// Reads up to `limit` bytes of an incoming body.
 pub fn read_body(body: IncomingBody, limit: usize) -> Result<Vec<u8>, String> {
-    let stream = body.stream().map_err(|()| "body stream unavailable".to_string())?;
+    let stream = body
+        .stream()
+        .map_err(|()| "body stream unavailable".to_string())?;
     let mut out = Vec::new();
     while out.len() < limit {
         let want = (limit - out.len()).min(64 * 1024) as u64;
         match stream.blocking_read(want) {
             Ok(chunk) => out.extend_from_slice(&chunk),
             Err(wasi::io::streams::StreamError::Closed) => break,
-            Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => return Err(e.to_debug_string()),
+            Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
+                return Err(e.to_debug_string());
+            }
         }
     }
     drop(stream);
@@ -66,9 +71,9 @@ pub fn read_body(body: IncomingBody, limit: usize) -> Result<Vec<u8>, String> {
 
 fn transport_error(code: &ErrorCode) -> TransportError {
     match code {
-        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout | ErrorCode::ConnectionWriteTimeout => {
-            TransportError::Timeout
-        }
+        ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::ConnectionWriteTimeout => TransportError::Timeout,
         ErrorCode::ConnectionRefused
         | ErrorCode::DestinationNotFound
         | ErrorCode::DestinationUnavailable
@@ -83,10 +88,13 @@ fn transport_error(code: &ErrorCode) -> TransportError {
 }
 
 fn send(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-    let url = url_parts(&request.url).ok_or_else(|| TransportError::Other(format!("bad URL {}", request.url)))?;
+    let url = url_parts(&request.url)
+        .ok_or_else(|| TransportError::Other(format!("bad URL {}", request.url)))?;
     let headers = Fields::new();
     for (k, v) in &request.headers {
-        headers.append(k, v.as_bytes()).map_err(|e| TransportError::Other(format!("header {k}: {e:?}")))?;
+        headers
+            .append(k, v.as_bytes())
+            .map_err(|e| TransportError::Other(format!("header {k}: {e:?}")))?;
     }
     if !request.body.is_empty() {
         let _ = headers.append("content-length", request.body.len().to_string().as_bytes());
@@ -100,15 +108,19 @@ fn send(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
     };
     let bad = |what: &str| TransportError::Other(format!("invalid {what} in {}", request.url));
     out.set_method(&method).map_err(|()| bad("method"))?;
-    out.set_scheme(Some(&url.scheme)).map_err(|()| bad("scheme"))?;
-    out.set_authority(Some(&url.authority)).map_err(|()| bad("authority"))?;
-    out.set_path_with_query(Some(&url.path_and_query)).map_err(|()| bad("path"))?;
+    out.set_scheme(Some(&url.scheme))
+        .map_err(|()| bad("scheme"))?;
+    out.set_authority(Some(&url.authority))
+        .map_err(|()| bad("authority"))?;
+    out.set_path_with_query(Some(&url.path_and_query))
+        .map_err(|()| bad("path"))?;
     let body = out.body().map_err(|()| bad("body"))?;
     let options = RequestOptions::new();
     let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT_NS));
     let _ = options.set_first_byte_timeout(Some(FIRST_BYTE_TIMEOUT_NS));
     let _ = options.set_between_bytes_timeout(Some(BETWEEN_BYTES_TIMEOUT_NS));
-    let pending = wasi::http::outgoing_handler::handle(out, Some(options)).map_err(|e| transport_error(&e))?;
+    let pending = wasi::http::outgoing_handler::handle(out, Some(options))
+        .map_err(|e| transport_error(&e))?;
     if !request.body.is_empty() {
         let stream = body.write().map_err(|()| bad("body stream"))?;
         for chunk in request.body.chunks(4096) {
@@ -136,7 +148,11 @@ fn send(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         Ok(b) => read_body(b, MAX_UPSTREAM_BODY).map_err(TransportError::Other)?,
         Err(()) => Vec::new(),
     };
-    Ok(HttpResponse { status, headers, body })
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 struct UrlParts {
@@ -159,8 +175,16 @@ fn url_parts(url: &str) -> Option<UrlParts> {
             None => (rest, "/"),
         },
     };
-    let path_and_query = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
-    Some(UrlParts { scheme, authority: authority.to_string(), path_and_query })
+    let path_and_query = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_string()
+    };
+    Some(UrlParts {
+        scheme,
+        authority: authority.to_string(),
+        path_and_query,
+    })
 }
 
 impl Host for WasiHost {
@@ -219,7 +243,9 @@ impl Host for WasiHost {
         }
         match atomics::swap(cas, new) {
             Ok(()) => Ok(CasOutcome::Swapped),
-            Err(atomics::CasError::CasFailed(fresh)) => Ok(CasOutcome::Conflict(fresh.current().map_err(kv_err)?)),
+            Err(atomics::CasError::CasFailed(fresh)) => {
+                Ok(CasOutcome::Conflict(fresh.current().map_err(kv_err)?))
+            }
             Err(atomics::CasError::StoreError(e)) => Err(kv_err(e)),
         }
     }

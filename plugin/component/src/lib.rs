@@ -17,7 +17,9 @@ mod bindings {
 
 use std::io::Write as _;
 
-use wasi::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 use ml_core::app;
 
@@ -68,10 +70,16 @@ fn read_request(request: &IncomingRequest) -> Result<app::Request, String> {
         .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
         .collect();
     let body = match request.consume() {
-        Ok(body) => host::read_body(body, app::MAX_BODY + 1).map_err(|e| format!("cannot read request body: {e}"))?,
+        Ok(body) => host::read_body(body, app::MAX_BODY + 1)
+            .map_err(|e| format!("cannot read request body: {e}"))?,
         Err(()) => Vec::new(),
     };
-    Ok(app::Request { method, path_and_query, headers, body })
+    Ok(app::Request {
+        method,
+        path_and_query,
+        headers,
+        body,
+    })
 }
 
 fn send(out: ResponseOutparam, response: &ml_core::http::HttpResponse) {

@@ -40,7 +40,9 @@ impl Request {
 
     /// A query parameter, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        form_urlencoded::parse(self.query()?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+        form_urlencoded::parse(self.query()?.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
     }
 
     /// A header, compared case-insensitively.
@@ -53,7 +55,11 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Work {
     /// Sync one entity for the webhook just acknowledged.
-    Sync { entity: Entity, id: String, event: EventRef },
+    Sync {
+        entity: Entity,
+        id: String,
+        event: EventRef,
+    },
 }
 
 /// A JSON error body: `{"error": code, "message": message}`.
@@ -69,7 +75,11 @@ fn method_not_allowed(req: &Request, allowed: &str) -> HttpResponse {
     let mut resp = error_response(
         405,
         "method_not_allowed",
-        &format!("{} is not supported on {}; use {allowed}", req.method, req.path()),
+        &format!(
+            "{} is not supported on {}; use {allowed}",
+            req.method,
+            req.path()
+        ),
     );
     resp.headers.push(("allow".into(), allowed.into()));
     resp
@@ -78,7 +88,14 @@ fn method_not_allowed(req: &Request, allowed: &str) -> HttpResponse {
 /// Routes one request. Returns the response and any work to do after sending it.
 pub fn handle(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<Work>) {
     if req.body.len() > MAX_BODY {
-        return (error_response(413, "payload_too_large", "request bodies are limited to 64 KiB"), None);
+        return (
+            error_response(
+                413,
+                "payload_too_large",
+                "request bodies are limited to 64 KiB",
+            ),
+            None,
+        );
     }
     let path = req.path().trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path };
@@ -102,7 +119,11 @@ pub fn handle(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<Work>
             Err(resp) => resp,
             Ok(()) => admin(req, p, host),
         },
-        _ => error_response(404, "not_found", &format!("no route for {} {}", req.method, req.path())),
+        _ => error_response(
+            404,
+            "not_found",
+            &format!("no route for {} {}", req.method, req.path()),
+        ),
     };
     (response, None)
 }
@@ -113,7 +134,10 @@ pub fn run(work: Work, host: &mut dyn Host) {
         Work::Sync { entity, id, event } => {
             if let Err(e) = job::sync(host, entity, &id, job::Trigger::Event(event)) {
                 // The guard entry filed at intake makes the scheduler pick this up later.
-                host.log(LogLevel::Warn, &format!("{entity} {id}: could not run now ({e}); retry-due will"));
+                host.log(
+                    LogLevel::Warn,
+                    &format!("{entity} {id}: could not run now ({e}); retry-due will"),
+                );
             }
         }
     }
@@ -124,19 +148,32 @@ fn authorize_admin(req: &Request, host: &mut dyn Host) -> Result<(), HttpRespons
     let expected = settings::required(host, "admin_token").map_err(|e| settings_error(&e))?;
     let presented = req
         .header("authorization")
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let unauthorized = || {
-        let mut r = error_response(401, "unauthorized", "admin routes need `Authorization: Bearer <admin_token>`");
+        let mut r = error_response(
+            401,
+            "unauthorized",
+            "admin routes need `Authorization: Bearer <admin_token>`",
+        );
         r.headers.push(("www-authenticate".into(), "Bearer".into()));
         r
     };
-    let Some(presented) = presented else { return Err(unauthorized()) };
+    let Some(presented) = presented else {
+        return Err(unauthorized());
+    };
     // Hash both sides so the comparison time does not depend on the token's length either.
     use sha2::{Digest, Sha256};
     let a = Sha256::digest(presented.as_bytes());
     let b = Sha256::digest(expected.as_bytes());
-    if bool::from(a.ct_eq(&b)) { Ok(()) } else { Err(unauthorized()) }
+    if bool::from(a.ct_eq(&b)) {
+        Ok(())
+    } else {
+        Err(unauthorized())
+    }
 }
 
 fn admin(req: &Request, path: &str, host: &mut dyn Host) -> HttpResponse {
@@ -177,7 +214,11 @@ fn admin_fixed(req: &Request, path: &str, host: &mut dyn Host) -> HttpResponse {
             "PUT" => put_mapping(req, host),
             _ => method_not_allowed(req, "GET, PUT"),
         },
-        _ => error_response(404, "not_found", &format!("no route for {} {}", req.method, req.path())),
+        _ => error_response(
+            404,
+            "not_found",
+            &format!("no route for {} {}", req.method, req.path()),
+        ),
     }
 }
 
@@ -185,15 +226,31 @@ fn admin_fixed(req: &Request, path: &str, host: &mut dyn Host) -> HttpResponse {
 /// else the built-in default.
 pub fn current_mapping(host: &mut dyn Host) -> Result<Value, HttpResponse> {
     match host.kv_get(MAPPING_KEY) {
-        Ok(Some(bytes)) => serde_json::from_slice(&bytes)
-            .map_err(|e| error_response(500, "storage", &format!("the stored mapping is corrupt: {e}; PUT a new one"))),
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| {
+            error_response(
+                500,
+                "storage",
+                &format!("the stored mapping is corrupt: {e}; PUT a new one"),
+            )
+        }),
         Ok(None) => match settings::optional(host, "mapping") {
             Some(text) => serde_json::from_str(&text).map_err(|e| {
-                error_response(500, "configuration", &format!("variable `mapping` is not valid JSON: {e}"))
+                error_response(
+                    500,
+                    "configuration",
+                    &format!("variable `mapping` is not valid JSON: {e}"),
+                )
             }),
-            None => Ok(serde_json::to_value(crate::mapping::MappingConfig::default()).unwrap_or(Value::Null)),
+            None => Ok(
+                serde_json::to_value(crate::mapping::MappingConfig::default())
+                    .unwrap_or(Value::Null),
+            ),
         },
-        Err(e) => Err(error_response(503, "storage", &format!("{e}; retry shortly"))),
+        Err(e) => Err(error_response(
+            503,
+            "storage",
+            &format!("{e}; retry shortly"),
+        )),
     }
 }
 
@@ -208,8 +265,10 @@ fn put_mapping(req: &Request, host: &mut dyn Host) -> HttpResponse {
     let config = match crate::mapping::MappingConfig::parse(&req.body) {
         Ok(c) => c,
         Err(problems) => {
-            let list: Vec<Value> =
-                problems.iter().map(|p| json!({"path": p.path, "message": p.message})).collect();
+            let list: Vec<Value> = problems
+                .iter()
+                .map(|p| json!({"path": p.path, "message": p.message}))
+                .collect();
             return HttpResponse::json(
                 400,
                 &json!({
@@ -224,21 +283,36 @@ fn put_mapping(req: &Request, host: &mut dyn Host) -> HttpResponse {
     let bytes = serde_json::to_vec(&normalized).unwrap_or_default();
     match host.kv_set(MAPPING_KEY, &bytes) {
         Ok(()) => HttpResponse::json(200, &normalized),
-        Err(e) => error_response(503, "storage", &format!("{e}; the mapping was not saved, retry")),
+        Err(e) => error_response(
+            503,
+            "storage",
+            &format!("{e}; the mapping was not saved, retry"),
+        ),
     }
 }
-
 
 fn storage_error(e: &crate::host::KvError) -> HttpResponse {
     error_response(503, "storage", &format!("{e}; retry shortly"))
 }
 
-fn with_entity(entity: &str, id: &str, f: impl FnOnce(Entity, &str) -> HttpResponse) -> HttpResponse {
+fn with_entity(
+    entity: &str,
+    id: &str,
+    f: impl FnOnce(Entity, &str) -> HttpResponse,
+) -> HttpResponse {
     let Some(e) = Entity::parse(entity) else {
-        return error_response(404, "not_found", &format!("unknown entity `{entity}`: use order or customer"));
+        return error_response(
+            404,
+            "not_found",
+            &format!("unknown entity `{entity}`: use order or customer"),
+        );
     };
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
-        return error_response(400, "bad_request", &format!("`{id}` is not a BigCommerce {entity} id (digits only)"));
+        return error_response(
+            400,
+            "bad_request",
+            &format!("`{id}` is not a BigCommerce {entity} id (digits only)"),
+        );
     }
     f(e, id)
 }
@@ -268,9 +342,14 @@ fn webhook_intake(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<W
     let (entity, id) = match &event.kind {
         EventKind::Order { id, .. } => (Entity::Order, id.to_string()),
         EventKind::Customer { id, .. } => (Entity::Customer, id.to_string()),
-        EventKind::CustomerAddress { customer_id, .. } => (Entity::Customer, customer_id.to_string()),
+        EventKind::CustomerAddress { customer_id, .. } => {
+            (Entity::Customer, customer_id.to_string())
+        }
         EventKind::Ignored => {
-            return (HttpResponse::json(200, &json!({"status": "ignored", "scope": event.scope})), None);
+            return (
+                HttpResponse::json(200, &json!({"status": "ignored", "scope": event.scope})),
+                None,
+            );
         }
     };
     let event_ref = EventRef {
@@ -283,11 +362,21 @@ fn webhook_intake(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<W
         return (storage_error(&e), None);
     }
     let body = json!({"status": "accepted", "entity": entity.as_str(), "id": id});
-    (HttpResponse::json(200, &body), Some(Work::Sync { entity, id, event: event_ref }))
+    (
+        HttpResponse::json(200, &body),
+        Some(Work::Sync {
+            entity,
+            id,
+            event: event_ref,
+        }),
+    )
 }
 
 fn list_records(req: &Request, host: &mut dyn Host) -> HttpResponse {
-    let state = match req.query_param("status").or_else(|| req.query_param("state")) {
+    let state = match req
+        .query_param("status")
+        .or_else(|| req.query_param("state"))
+    {
         None => None,
         Some(s) => match State::parse(&s) {
             Some(st) => Some(st),
@@ -295,7 +384,9 @@ fn list_records(req: &Request, host: &mut dyn Host) -> HttpResponse {
                 return error_response(
                     400,
                     "bad_request",
-                    &format!("unknown status `{s}`: use pending, retrying, posted, failed, needs_reauth or skipped"),
+                    &format!(
+                        "unknown status `{s}`: use pending, retrying, posted, failed, needs_reauth or skipped"
+                    ),
                 );
             }
         },
@@ -304,16 +395,30 @@ fn list_records(req: &Request, host: &mut dyn Host) -> HttpResponse {
         None => None,
         Some(e) => match Entity::parse(&e) {
             Some(en) => Some(en),
-            None => return error_response(400, "bad_request", &format!("unknown entity `{e}`: use order or customer")),
+            None => {
+                return error_response(
+                    400,
+                    "bad_request",
+                    &format!("unknown entity `{e}`: use order or customer"),
+                );
+            }
         },
     };
     let limit = match req.query_param("limit").map(|l| l.parse::<usize>()) {
         None => 50,
         Some(Ok(l)) if (1..=500).contains(&l) => l,
-        Some(_) => return error_response(400, "bad_request", "limit must be a whole number from 1 to 500"),
+        Some(_) => {
+            return error_response(
+                400,
+                "bad_request",
+                "limit must be a whole number from 1 to 500",
+            );
+        }
     };
     match store::list_records(host, entity, state, limit, 5_000) {
-        Ok((records, truncated)) => HttpResponse::json(200, &json!({"records": records, "truncated": truncated})),
+        Ok((records, truncated)) => {
+            HttpResponse::json(200, &json!({"records": records, "truncated": truncated}))
+        }
         Err(e) => storage_error(&e),
     }
 }
@@ -321,7 +426,11 @@ fn list_records(req: &Request, host: &mut dyn Host) -> HttpResponse {
 fn get_record(host: &mut dyn Host, entity: Entity, id: &str) -> HttpResponse {
     match store::load_record(host, entity, id) {
         Ok(Some(r)) => HttpResponse::json(200, &serde_json::to_value(&r).unwrap_or(Value::Null)),
-        Ok(None) => error_response(404, "not_found", &format!("no sync record for {entity} {id}")),
+        Ok(None) => error_response(
+            404,
+            "not_found",
+            &format!("no sync record for {entity} {id}"),
+        ),
         Err(e) => storage_error(&e),
     }
 }

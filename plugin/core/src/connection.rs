@@ -52,7 +52,10 @@ pub enum ConnectionError {
 impl ConnectionError {
     /// True when only a human re-authorizing can fix it.
     pub fn needs_reauth(&self) -> bool {
-        matches!(self, ConnectionError::Token(TokenError::NeedsReauth) | ConnectionError::NotConnected(_))
+        matches!(
+            self,
+            ConnectionError::Token(TokenError::NeedsReauth) | ConnectionError::NotConnected(_)
+        )
     }
 }
 
@@ -77,7 +80,9 @@ impl Vault<'_> {
 
     /// Reads and opens a sealed value; re-seals it under the current key after a rotation.
     pub fn read(&self, host: &mut dyn Host, key: &str) -> Result<Option<Vec<u8>>, ConnectionError> {
-        let Some(sealed) = host.kv_get(key)? else { return Ok(None) };
+        let Some(sealed) = host.kv_get(key)? else {
+            return Ok(None);
+        };
         let opened = crypto::open(self.keyring, key, &sealed)?;
         if opened.needs_reseal {
             self.write(host, key, &opened.plaintext)?;
@@ -86,7 +91,12 @@ impl Vault<'_> {
     }
 
     /// Seals and writes a value (the KV key is the associated data).
-    pub fn write(&self, host: &mut dyn Host, key: &str, plaintext: &[u8]) -> Result<(), ConnectionError> {
+    pub fn write(
+        &self,
+        host: &mut dyn Host,
+        key: &str,
+        plaintext: &[u8],
+    ) -> Result<(), ConnectionError> {
         let nonce = Self::nonce(host);
         host.kv_set(key, &crypto::seal(self.keyring, key, nonce, plaintext))?;
         Ok(())
@@ -109,31 +119,60 @@ pub fn mark_needs_reauth(host: &mut dyn Host, reason: &str) -> Result<(), KvErro
     if current.needs_reauth {
         return Ok(());
     }
-    set_state(host, &ConnectionState { needs_reauth: true, since: Some(now), reason: Some(reason.to_string()) })
+    set_state(
+        host,
+        &ConnectionState {
+            needs_reauth: true,
+            since: Some(now),
+            reason: Some(reason.to_string()),
+        },
+    )
 }
 
 /// Whether the configured `qbo_refresh_token` is new (first start, or the operator
 /// re-authorized out of band) and must replace what KV holds.
 fn bootstrap_pending(host: &mut dyn Host, settings: &QuickBooksSettings) -> Result<bool, KvError> {
-    let stored_fp = host.kv_get(BOOTSTRAP_FP_KEY)?.map(|b| String::from_utf8_lossy(&b).into_owned());
-    Ok(token::bootstrap_decision(settings.bootstrap_refresh_token.as_deref(), stored_fp.as_deref()) == Bootstrap::UseConfigured)
+    let stored_fp = host
+        .kv_get(BOOTSTRAP_FP_KEY)?
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    Ok(token::bootstrap_decision(
+        settings.bootstrap_refresh_token.as_deref(),
+        stored_fp.as_deref(),
+    ) == Bootstrap::UseConfigured)
 }
 
 /// Adopts the configured bootstrap token. Only called while holding the refresh lease, so it
 /// can never overwrite a refresh token another instance has just rotated.
-fn adopt_bootstrap(host: &mut dyn Host, vault: &Vault, settings: &QuickBooksSettings) -> Result<(), ConnectionError> {
+fn adopt_bootstrap(
+    host: &mut dyn Host,
+    vault: &Vault,
+    settings: &QuickBooksSettings,
+) -> Result<(), ConnectionError> {
     let configured = settings.bootstrap_refresh_token.clone().unwrap_or_default();
     let previous = read_tokens(host, vault).ok().flatten();
-    let realm = settings.realm_id.clone().or_else(|| previous.and_then(|p| p.realm_id));
-    store_tokens(host, vault, &TokenSet::from_refresh_token(configured.trim(), realm))?;
-    host.kv_set(BOOTSTRAP_FP_KEY, token::fingerprint(configured.trim()).as_bytes())?;
+    let realm = settings
+        .realm_id
+        .clone()
+        .or_else(|| previous.and_then(|p| p.realm_id));
+    store_tokens(
+        host,
+        vault,
+        &TokenSet::from_refresh_token(configured.trim(), realm),
+    )?;
+    host.kv_set(
+        BOOTSTRAP_FP_KEY,
+        token::fingerprint(configured.trim()).as_bytes(),
+    )?;
     // A new bootstrap token is the operator re-authorizing out of band.
     set_state(host, &ConnectionState::default())?;
     Ok(())
 }
 
 /// Reads the stored tokens.
-pub fn load_tokens(host: &mut dyn Host, vault: &Vault) -> Result<Option<TokenSet>, ConnectionError> {
+pub fn load_tokens(
+    host: &mut dyn Host,
+    vault: &Vault,
+) -> Result<Option<TokenSet>, ConnectionError> {
     read_tokens(host, vault)
 }
 
@@ -141,19 +180,30 @@ fn read_tokens(host: &mut dyn Host, vault: &Vault) -> Result<Option<TokenSet>, C
     match vault.read(host, TOKENS_KEY)? {
         None => Ok(None),
         Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(|e| {
-            ConnectionError::NotConnected(format!("stored QuickBooks tokens are unreadable ({e}); re-authorize"))
+            ConnectionError::NotConnected(format!(
+                "stored QuickBooks tokens are unreadable ({e}); re-authorize"
+            ))
         })?)),
     }
 }
 
 /// Stores tokens sealed.
-pub fn store_tokens(host: &mut dyn Host, vault: &Vault, tokens: &TokenSet) -> Result<(), ConnectionError> {
-    let bytes = serde_json::to_vec(tokens).map_err(|e| ConnectionError::NotConnected(e.to_string()))?;
+pub fn store_tokens(
+    host: &mut dyn Host,
+    vault: &Vault,
+    tokens: &TokenSet,
+) -> Result<(), ConnectionError> {
+    let bytes =
+        serde_json::to_vec(tokens).map_err(|e| ConnectionError::NotConnected(e.to_string()))?;
     vault.write(host, TOKENS_KEY, &bytes)
 }
 
 /// Stores tokens from a completed OAuth connect and clears `needs_reauth`.
-pub fn connected(host: &mut dyn Host, vault: &Vault, tokens: &TokenSet) -> Result<(), ConnectionError> {
+pub fn connected(
+    host: &mut dyn Host,
+    vault: &Vault,
+    tokens: &TokenSet,
+) -> Result<(), ConnectionError> {
     store_tokens(host, vault, tokens)?;
     set_state(host, &ConnectionState::default())?;
     Ok(())
@@ -198,8 +248,22 @@ impl Rejected<'_> {
 
 /// A valid access token: the stored one, or a fresh one (refreshing at most once across all
 /// instances at a time). `force` refreshes even if the stored token looks valid.
-pub fn access(host: &mut dyn Host, vault: &Vault, settings: &QuickBooksSettings, force: bool) -> Result<Access, ConnectionError> {
-    obtain(host, vault, settings, if force { Rejected::Stored } else { Rejected::Nothing })
+pub fn access(
+    host: &mut dyn Host,
+    vault: &Vault,
+    settings: &QuickBooksSettings,
+    force: bool,
+) -> Result<Access, ConnectionError> {
+    obtain(
+        host,
+        vault,
+        settings,
+        if force {
+            Rejected::Stored
+        } else {
+            Rejected::Nothing
+        },
+    )
 }
 
 /// A valid access token other than `rejected` (which QuickBooks just answered 401 to): the
@@ -213,18 +277,30 @@ pub fn access_replacing(
     obtain(host, vault, settings, Rejected::This(rejected))
 }
 
-fn obtain(host: &mut dyn Host, vault: &Vault, settings: &QuickBooksSettings, rejected: Rejected) -> Result<Access, ConnectionError> {
+fn obtain(
+    host: &mut dyn Host,
+    vault: &Vault,
+    settings: &QuickBooksSettings,
+    rejected: Rejected,
+) -> Result<Access, ConnectionError> {
     let bootstrap = bootstrap_pending(host, settings)?;
     if !bootstrap && state(host)?.needs_reauth {
         // Known dead: don't ask Intuit again until someone re-authorizes.
         return Err(authorization_lost());
     }
-    let tokens = if bootstrap { None } else { read_tokens(host, vault)? };
+    let tokens = if bootstrap {
+        None
+    } else {
+        read_tokens(host, vault)?
+    };
     let now = host.now();
     let stale_access = match &tokens {
         Some(t) if rejected.allows(t, now) => {
             let realm_id = realm_of(settings, t)?;
-            return Ok(Access { token: t.access_token.clone(), realm_id });
+            return Ok(Access {
+                token: t.access_token.clone(),
+                realm_id,
+            });
         }
         Some(t) => match rejected {
             Rejected::This(bad) => bad.to_string(),
@@ -237,8 +313,11 @@ fn obtain(host: &mut dyn Host, vault: &Vault, settings: &QuickBooksSettings, rej
             ));
         }
     };
-    let Some(lease) = store::acquire(host, REFRESH_LEASE_KEY, REFRESH_LEASE_MS, REFRESH_WAIT_MS)? else {
-        return Err(ConnectionError::Token(TokenError::Unavailable { status: 0 }));
+    let Some(lease) = store::acquire(host, REFRESH_LEASE_KEY, REFRESH_LEASE_MS, REFRESH_WAIT_MS)?
+    else {
+        return Err(ConnectionError::Token(TokenError::Unavailable {
+            status: 0,
+        }));
     };
     let result = refresh_holding_lease(host, vault, settings, &stale_access);
     let _ = store::release(host, lease);
@@ -259,12 +338,20 @@ fn refresh_holding_lease(
         return Err(authorization_lost());
     }
     // Another instance may have refreshed while we waited: use its token.
-    let tokens = read_tokens(host, vault)?
-        .ok_or_else(|| ConnectionError::NotConnected("no QuickBooks tokens: connect at /oauth/quickbooks/connect".into()))?;
+    let tokens = read_tokens(host, vault)?.ok_or_else(|| {
+        ConnectionError::NotConnected(
+            "no QuickBooks tokens: connect at /oauth/quickbooks/connect".into(),
+        )
+    })?;
     let now = host.now();
-    if tokens.access_token.expose() != stale_access && !token::needs_refresh(&Some(tokens.clone()), now) {
+    if tokens.access_token.expose() != stale_access
+        && !token::needs_refresh(&Some(tokens.clone()), now)
+    {
         let realm_id = realm_of(settings, &tokens)?;
-        return Ok(Access { token: tokens.access_token, realm_id });
+        return Ok(Access {
+            token: tokens.access_token,
+            realm_id,
+        });
     }
     let request = token::refresh_request(
         &settings.oauth_base,
@@ -282,7 +369,10 @@ fn refresh_holding_lease(
                 set_state(host, &ConnectionState::default())?;
             }
             let realm_id = realm_of(settings, &fresh)?;
-            Ok(Access { token: fresh.access_token, realm_id })
+            Ok(Access {
+                token: fresh.access_token,
+                realm_id,
+            })
         }
         Err(TokenError::NeedsReauth) => {
             mark_needs_reauth(host, "QuickBooks refused the refresh token (invalid_grant)")?;
@@ -308,17 +398,28 @@ pub fn call(
     build: &dyn Fn(&str, &str) -> HttpRequest,
 ) -> Result<HttpResponse, CallError> {
     let access = access(host, vault, settings, false).map_err(CallError::Connection)?;
-    let response = host.http(&build(&access.realm_id, access.token.expose())).map_err(CallError::Transport)?;
+    let response = host
+        .http(&build(&access.realm_id, access.token.expose()))
+        .map_err(CallError::Transport)?;
     if response.status != 401 {
         return Ok(response);
     }
-    let access = access_replacing(host, vault, settings, access.token.expose()).map_err(CallError::Connection)?;
-    host.http(&build(&access.realm_id, access.token.expose())).map_err(CallError::Transport)
+    let access = access_replacing(host, vault, settings, access.token.expose())
+        .map_err(CallError::Connection)?;
+    host.http(&build(&access.realm_id, access.token.expose()))
+        .map_err(CallError::Transport)
 }
 
 /// The realm id currently in use, if known.
-pub fn realm_id(host: &mut dyn Host, vault: &Vault, settings: &QuickBooksSettings) -> Result<Option<String>, ConnectionError> {
-    Ok(settings.realm_id.clone().or(read_tokens(host, vault)?.and_then(|t| t.realm_id)))
+pub fn realm_id(
+    host: &mut dyn Host,
+    vault: &Vault,
+    settings: &QuickBooksSettings,
+) -> Result<Option<String>, ConnectionError> {
+    Ok(settings
+        .realm_id
+        .clone()
+        .or(read_tokens(host, vault)?.and_then(|t| t.realm_id)))
 }
 
 /// Stored token expiries, for `/admin/status`.
@@ -329,9 +430,19 @@ pub fn expiries(host: &mut dyn Host, vault: &Vault) -> Result<Option<TokenSet>, 
 /// Records the configured `qbo_refresh_token` (if any) as already bootstrapped, so that a
 /// value set before an OAuth connect never replaces the fresher tokens that connect stored.
 /// Setting a *different* value later still supersedes them (the contract's bootstrap rule).
-pub fn supersede_bootstrap(host: &mut dyn Host, settings: &QuickBooksSettings) -> Result<(), KvError> {
-    match settings.bootstrap_refresh_token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        Some(configured) => host.kv_set(BOOTSTRAP_FP_KEY, token::fingerprint(configured).as_bytes()),
+pub fn supersede_bootstrap(
+    host: &mut dyn Host,
+    settings: &QuickBooksSettings,
+) -> Result<(), KvError> {
+    match settings
+        .bootstrap_refresh_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        Some(configured) => {
+            host.kv_set(BOOTSTRAP_FP_KEY, token::fingerprint(configured).as_bytes())
+        }
         None => Ok(()),
     }
 }
@@ -345,7 +456,9 @@ mod tests {
     use chrono::Duration;
 
     fn t0() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-26T15:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-26T15:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn host() -> FakeHost {
@@ -355,7 +468,10 @@ mod tests {
             .set_config("qbo_realm_id", "1234")
             .set_config("qbo_api_base", "https://qbo.test")
             .set_config("qbo_oauth_base", "https://oauth.test")
-            .set_config("encryption_key", &base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
+            .set_config(
+                "encryption_key",
+                &base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+            );
         h
     }
 
@@ -385,7 +501,8 @@ mod tests {
     }
 
     #[test]
-    fn a_401_on_a_token_another_instance_already_replaced_uses_the_replacement_without_refreshing() {
+    fn a_401_on_a_token_another_instance_already_replaced_uses_the_replacement_without_refreshing()
+    {
         let mut h = host();
         let kr = keyring();
         let vault = Vault { keyring: &kr };
@@ -395,7 +512,11 @@ mod tests {
         route_refresh(&mut h);
         let access = access_replacing(&mut h, &vault, &qbo, "ACCESS-1").unwrap();
         assert_eq!(access.token.expose(), "ACCESS-2");
-        assert_eq!(h.calls_to("/oauth2/v1/tokens/bearer"), 0, "no second refresh for the same expiry");
+        assert_eq!(
+            h.calls_to("/oauth2/v1/tokens/bearer"),
+            0,
+            "no second refresh for the same expiry"
+        );
     }
 
     #[test]
@@ -421,8 +542,14 @@ mod tests {
         let qbo = QuickBooksSettings::read(&mut h).unwrap();
         connected(&mut h, &vault, &tokens("ACCESS-2", "REFRESH-2")).unwrap();
         route_refresh(&mut h);
-        assert_eq!(access(&mut h, &vault, &qbo, true).unwrap().token.expose(), "ACCESS-3");
-        assert_eq!(access(&mut h, &vault, &qbo, false).unwrap().token.expose(), "ACCESS-3");
+        assert_eq!(
+            access(&mut h, &vault, &qbo, true).unwrap().token.expose(),
+            "ACCESS-3"
+        );
+        assert_eq!(
+            access(&mut h, &vault, &qbo, false).unwrap().token.expose(),
+            "ACCESS-3"
+        );
         assert_eq!(h.calls_to("/oauth2/v1/tokens/bearer"), 1);
     }
     #[test]
@@ -437,7 +564,10 @@ mod tests {
         mark_needs_reauth(&mut h, "test: refused").unwrap();
         let err = refresh_holding_lease(&mut h, &vault, &qbo, "ACCESS-2").unwrap_err();
         assert!(err.needs_reauth(), "{err}");
-        assert!(err.to_string().contains("/oauth/quickbooks/connect"), "{err}");
+        assert!(
+            err.to_string().contains("/oauth/quickbooks/connect"),
+            "{err}"
+        );
         assert_eq!(h.calls_to("/oauth2/v1/tokens/bearer"), 0);
     }
 }

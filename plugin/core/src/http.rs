@@ -52,7 +52,11 @@ impl fmt::Debug for HttpRequest {
             .field("url", &self.url)
             .field(
                 "headers",
-                &self.headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
             )
             .field("body_len", &self.body.len())
             .finish()
@@ -62,7 +66,12 @@ impl fmt::Debug for HttpRequest {
 impl HttpRequest {
     /// A request with no headers and no body.
     pub fn new(method: Method, url: impl Into<String>) -> Self {
-        Self { method, url: url.into(), headers: Vec::new(), body: Vec::new() }
+        Self {
+            method,
+            url: url.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     /// Adds a header.
@@ -89,13 +98,18 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// A response with a status and a body.
     pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
-        Self { status, headers: Vec::new(), body: body.into() }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
     }
 
     /// A JSON response.
     pub fn json(status: u16, value: &serde_json::Value) -> Self {
         let mut r = Self::new(status, serde_json::to_vec(value).unwrap_or_default());
-        r.headers.push(("content-type".into(), "application/json".into()));
+        r.headers
+            .push(("content-type".into(), "application/json".into()));
         r
     }
 
@@ -112,7 +126,10 @@ impl HttpResponse {
 
 /// Case-insensitive header lookup over a header list.
 pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// Why a request got no HTTP response at all.

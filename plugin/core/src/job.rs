@@ -61,7 +61,9 @@ pub fn upstreams(host: &mut dyn Host) -> Result<Upstreams, Failure> {
 
 /// The mapping in force (stored by `PUT /admin/mapping`, else the `mapping` variable, else the default).
 pub fn mapping_config(host: &mut dyn Host) -> Result<MappingConfig, Failure> {
-    let stored = host.kv_get(crate::app::MAPPING_KEY).map_err(|e| Failure::storage(&e.to_string()))?;
+    let stored = host
+        .kv_get(crate::app::MAPPING_KEY)
+        .map_err(|e| Failure::storage(&e.to_string()))?;
     let bytes = match stored {
         Some(b) => b,
         None => match settings::optional(host, "mapping") {
@@ -71,16 +73,30 @@ pub fn mapping_config(host: &mut dyn Host) -> Result<MappingConfig, Failure> {
     };
     MappingConfig::parse(&bytes).map_err(|problems| {
         let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        Failure::mapping(&format!("the mapping is invalid: {}; fix it with PUT /admin/mapping", list.join("; ")))
+        Failure::mapping(&format!(
+            "the mapping is invalid: {}; fix it with PUT /admin/mapping",
+            list.join("; ")
+        ))
     })
 }
 
 /// Runs the entity's job now (waiting briefly for its lease).
-pub fn sync(host: &mut dyn Host, entity: Entity, id: &str, trigger: Trigger) -> Result<RunResult, KvError> {
+pub fn sync(
+    host: &mut dyn Host,
+    entity: Entity,
+    id: &str,
+    trigger: Trigger,
+) -> Result<RunResult, KvError> {
     sync_with_wait(host, entity, id, trigger, LEASE_WAIT_MS)
 }
 
-fn sync_with_wait(host: &mut dyn Host, entity: Entity, id: &str, trigger: Trigger, wait_ms: u64) -> Result<RunResult, KvError> {
+fn sync_with_wait(
+    host: &mut dyn Host,
+    entity: Entity,
+    id: &str,
+    trigger: Trigger,
+    wait_ms: u64,
+) -> Result<RunResult, KvError> {
     let key = store::entity_lease_key(entity, id);
     let Some(lease) = store::acquire(host, &key, store::ENTITY_LEASE_MS, wait_ms)? else {
         return Ok(RunResult::Busy);
@@ -90,7 +106,12 @@ fn sync_with_wait(host: &mut dyn Host, entity: Entity, id: &str, trigger: Trigge
     result
 }
 
-fn sync_locked(host: &mut dyn Host, entity: Entity, id: &str, trigger: Trigger) -> Result<RunResult, KvError> {
+fn sync_locked(
+    host: &mut dyn Host,
+    entity: Entity,
+    id: &str,
+    trigger: Trigger,
+) -> Result<RunResult, KvError> {
     let now = host.now();
     let loaded = store::load_record(host, entity, id)?;
     let previous = loaded.as_ref().map(|r| r.state);
@@ -120,7 +141,10 @@ fn sync_locked(host: &mut dyn Host, entity: Entity, id: &str, trigger: Trigger) 
         Trigger::Replay => rec.replay_requested(now),
     }
     store::save_record(host, &rec, previous)?;
-    let mut job = Job { rec, saved_state: None };
+    let mut job = Job {
+        rec,
+        saved_state: None,
+    };
     job.saved_state = Some(job.rec.state);
     let replay = trigger == Trigger::Replay;
     let outcome = match upstreams(host) {
@@ -150,17 +174,32 @@ impl Job {
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Done {
-    Posted { qbo_id: String, sync_token: String, requestid: Option<String>, digest: String },
+    Posted {
+        qbo_id: String,
+        sync_token: String,
+        requestid: Option<String>,
+        digest: String,
+    },
     Unchanged,
     Skipped(String),
 }
 
-fn finish(host: &mut dyn Host, job: &mut Job, outcome: Result<Done, Failure>) -> Result<(), KvError> {
+fn finish(
+    host: &mut dyn Host,
+    job: &mut Job,
+    outcome: Result<Done, Failure>,
+) -> Result<(), KvError> {
     let now = host.now();
     match outcome {
-        Ok(Done::Posted { qbo_id, sync_token, requestid, digest }) => {
+        Ok(Done::Posted {
+            qbo_id,
+            sync_token,
+            requestid,
+            digest,
+        }) => {
             job.rec.content_digest = Some(digest);
-            job.rec.posted(&qbo_id, &sync_token, requestid.as_deref(), now);
+            job.rec
+                .posted(&qbo_id, &sync_token, requestid.as_deref(), now);
         }
         Ok(Done::Unchanged) => {
             let qbo_id = job.rec.qbo_id.clone().unwrap_or_default();
@@ -178,10 +217,21 @@ fn finish(host: &mut dyn Host, job: &mut Job, outcome: Result<Done, Failure>) ->
             });
             let mut jitter = [0u8; 4];
             host.random_bytes(&mut jitter);
-            job.rec.attempt_failed(&failure, now, retry.max_attempts, retry.base_seconds, u32::from_le_bytes(jitter));
+            job.rec.attempt_failed(
+                &failure,
+                now,
+                retry.max_attempts,
+                retry.base_seconds,
+                u32::from_le_bytes(jitter),
+            );
             host.log(
                 LogLevel::Warn,
-                &format!("{} {}: {}", job.rec.entity, job.rec.id, job.rec.last_error.clone().unwrap_or_default()),
+                &format!(
+                    "{} {}: {}",
+                    job.rec.entity,
+                    job.rec.id,
+                    job.rec.last_error.clone().unwrap_or_default()
+                ),
             );
         }
     }
@@ -193,7 +243,9 @@ pub fn connection_failure(e: &connection::ConnectionError) -> Failure {
     match e {
         connection::ConnectionError::Token(t) => Failure::from_token_error(t),
         connection::ConnectionError::Kv(k) => Failure::storage(&k.to_string()),
-        connection::ConnectionError::Transport(t) => crate::record::classify_transport(Service::QuickBooks, t),
+        connection::ConnectionError::Transport(t) => {
+            crate::record::classify_transport(Service::QuickBooks, t)
+        }
         other => Failure::configuration(&other.to_string()),
     }
 }
@@ -212,7 +264,15 @@ pub struct FetchedOrder {
 /// Fetches the order with its line items: one request in the common case.
 pub fn fetch_order(host: &mut dyn Host, up: &Upstreams, id: u64) -> Result<FetchedOrder, Failure> {
     let bc = &up.bc;
-    let resp = up.bc_send(host, &bigcommerce::order_with_line_items(&bc.api_base, &bc.store_hash, &bc.access_token, OrderId(id)))?;
+    let resp = up.bc_send(
+        host,
+        &bigcommerce::order_with_line_items(
+            &bc.api_base,
+            &bc.store_hash,
+            &bc.access_token,
+            OrderId(id),
+        ),
+    )?;
     let raw: Value = up.bc_decode(&resp, "order")?;
     let order: Order = up.bc_decode(&resp, "order")?;
     let mut lines = bigcommerce::line_items(&order);
@@ -222,10 +282,17 @@ pub fn fetch_order(host: &mut dyn Host, up: &Upstreams, id: u64) -> Result<Fetch
         for page in 1.. {
             let resp = up.bc_send(
                 host,
-                &bigcommerce::order_products(&bc.api_base, &bc.store_hash, &bc.access_token, OrderId(id), page),
+                &bigcommerce::order_products(
+                    &bc.api_base,
+                    &bc.store_hash,
+                    &bc.access_token,
+                    OrderId(id),
+                    page,
+                ),
             )?;
-            let batch = bigcommerce::parse_order_products(&resp)
-                .map_err(|e| Failure::unreadable(Service::BigCommerce, &format!("order lines ({e})")))?;
+            let batch = bigcommerce::parse_order_products(&resp).map_err(|e| {
+                Failure::unreadable(Service::BigCommerce, &format!("order lines ({e})"))
+            })?;
             let full = batch.len() >= 250;
             lines.extend(batch);
             if !full {
@@ -237,7 +304,11 @@ pub fn fetch_order(host: &mut dyn Host, up: &Upstreams, id: u64) -> Result<Fetch
 }
 
 /// Catalog data for the products a rule needs, cached per product.
-fn catalog(host: &mut dyn Host, up: &Upstreams, products: &[ProductId]) -> Result<HashMap<ProductId, CatalogProduct>, Failure> {
+fn catalog(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    products: &[ProductId],
+) -> Result<HashMap<ProductId, CatalogProduct>, Failure> {
     let mut out = HashMap::new();
     for &pid in products {
         let key = format!("cache/bc/product/{}", pid.0);
@@ -246,29 +317,50 @@ fn catalog(host: &mut dyn Host, up: &Upstreams, products: &[ProductId]) -> Resul
             continue;
         }
         let bc = &up.bc;
-        let resp = up.bc_send(host, &bigcommerce::catalog_product(&bc.api_base, &bc.store_hash, &bc.access_token, pid))?;
-        let product = bigcommerce::parse_catalog_product(&resp)
-            .map_err(|e| Failure::unreadable(Service::BigCommerce, &format!("product {} ({e})", pid.0)))?;
+        let resp = up.bc_send(
+            host,
+            &bigcommerce::catalog_product(&bc.api_base, &bc.store_hash, &bc.access_token, pid),
+        )?;
+        let product = bigcommerce::parse_catalog_product(&resp).map_err(|e| {
+            Failure::unreadable(Service::BigCommerce, &format!("product {} ({e})", pid.0))
+        })?;
         let _ = store::cache_set(host, &key, &product);
         out.insert(pid, product);
     }
     Ok(out)
 }
 
-fn customer_group(host: &mut dyn Host, up: &Upstreams, customer_id: u64) -> Result<Option<u64>, Failure> {
+fn customer_group(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    customer_id: u64,
+) -> Result<Option<u64>, Failure> {
     let bc = &up.bc;
     let resp = up.bc_send(
         host,
-        &bigcommerce::customers_by_ids(&bc.api_base, &bc.store_hash, &bc.access_token, &[bigcommerce::CustomerId(customer_id)]),
+        &bigcommerce::customers_by_ids(
+            &bc.api_base,
+            &bc.store_hash,
+            &bc.access_token,
+            &[bigcommerce::CustomerId(customer_id)],
+        ),
     )?;
-    let customers = bigcommerce::parse_customers(&resp)
-        .map_err(|e| Failure::unreadable(Service::BigCommerce, &format!("customer {customer_id} ({e})")))?;
+    let customers = bigcommerce::parse_customers(&resp).map_err(|e| {
+        Failure::unreadable(
+            Service::BigCommerce,
+            &format!("customer {customer_id} ({e})"),
+        )
+    })?;
     Ok(customers.first().map(|c| c.customer_group_id))
 }
 
 /// Who the invoice is for, per the contract's guest policy.
 pub fn invoice_customer_source(config: &MappingConfig, fetched: &FetchedOrder) -> CustomerSource {
-    let billing = fetched.raw.get("billing_address").cloned().unwrap_or(Value::Null);
+    let billing = fetched
+        .raw
+        .get("billing_address")
+        .cloned()
+        .unwrap_or(Value::Null);
     let shipping = fetched
         .raw
         .pointer("/consignments/shipping/0")
@@ -277,8 +369,16 @@ pub fn invoice_customer_source(config: &MappingConfig, fetched: &FetchedOrder) -
     let mut source = CustomerSource::from_billing_address(&billing, shipping.as_ref());
     if fetched.order.is_guest() {
         if config.customers.guest.mode == GuestMode::Single {
-            let name = config.customers.guest.name.clone().unwrap_or_else(|| "BigCommerce Guests".into());
-            source = CustomerSource { company: name, ..CustomerSource::default() };
+            let name = config
+                .customers
+                .guest
+                .name
+                .clone()
+                .unwrap_or_else(|| "BigCommerce Guests".into());
+            source = CustomerSource {
+                company: name,
+                ..CustomerSource::default()
+            };
         }
     } else {
         source.bc_customer_id = Some(fetched.order.customer_id.0);
@@ -297,7 +397,12 @@ pub struct Prepared {
 }
 
 /// Fetches, maps and resolves an order into the invoice body that would be sent.
-pub fn prepare_order(host: &mut dyn Host, up: &Upstreams, fetched: FetchedOrder, dry_run: bool) -> Result<Prepared, Failure> {
+pub fn prepare_order(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    fetched: FetchedOrder,
+    dry_run: bool,
+) -> Result<Prepared, Failure> {
     let config = mapping_config(host)?;
     let plan = mapping::plan(&config, &fetched.order, &fetched.lines);
     let catalog = catalog(host, up, &plan.catalog_products)?;
@@ -306,11 +411,25 @@ pub fn prepare_order(host: &mut dyn Host, up: &Upstreams, fetched: FetchedOrder,
     } else {
         None
     };
-    let ctx = OrderContext { order: &fetched.order, lines: &fetched.lines, catalog: &catalog, customer_group_id: group };
+    let ctx = OrderContext {
+        order: &fetched.order,
+        lines: &fetched.lines,
+        catalog: &catalog,
+        customer_group_id: group,
+    };
     let exact = mapping::plan_exact(&config, &ctx).map_err(|e| Failure::mapping(&e.to_string()))?;
     // Totals are checked before anything is resolved or created in QuickBooks.
-    mapping::check_totals(&fetched.order, &fetched.lines).map_err(|e| Failure::mapping(&e.to_string()))?;
-    let access = connection::access(host, &Vault { keyring: &up.keyring }, &up.qbo, false).map_err(|e| {
+    mapping::check_totals(&fetched.order, &fetched.lines)
+        .map_err(|e| Failure::mapping(&e.to_string()))?;
+    let access = connection::access(
+        host,
+        &Vault {
+            keyring: &up.keyring,
+        },
+        &up.qbo,
+        false,
+    )
+    .map_err(|e| {
         if e.needs_reauth() {
             Failure::needs_reauth(&e.to_string())
         } else if let connection::ConnectionError::Token(t) = &e {
@@ -322,7 +441,8 @@ pub fn prepare_order(host: &mut dyn Host, up: &Upstreams, fetched: FetchedOrder,
     let refs = resolve::refs(host, up, &access.realm_id, &exact, dry_run).map_err(qf)?;
     let source = invoice_customer_source(&config, &fetched);
     let customer = resolve::customer(host, up, &source, dry_run).map_err(qf)?;
-    let draft = mapping::build_invoice(&config, &ctx, &refs, &customer.0.qbo_id).map_err(|e| Failure::mapping(&e.to_string()))?;
+    let draft = mapping::build_invoice(&config, &ctx, &refs, &customer.0.qbo_id)
+        .map_err(|e| Failure::mapping(&e.to_string()))?;
     let invoice = serde_json::to_value(&draft.invoice).unwrap_or(Value::Null);
     let digest = customer::content_digest(&invoice);
     Ok(Prepared {
@@ -335,8 +455,17 @@ pub fn prepare_order(host: &mut dyn Host, up: &Upstreams, fetched: FetchedOrder,
     })
 }
 
-fn order(host: &mut dyn Host, up: &Upstreams, job: &mut Job, replay: bool) -> Result<Done, Failure> {
-    let id: u64 = job.rec.id.parse().map_err(|_| Failure::mapping(&format!("'{}' is not an order id", job.rec.id)))?;
+fn order(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    replay: bool,
+) -> Result<Done, Failure> {
+    let id: u64 = job
+        .rec
+        .id
+        .parse()
+        .map_err(|_| Failure::mapping(&format!("'{}' is not an order id", job.rec.id)))?;
     let fetched = fetch_order(host, up, id)?;
     let now = host.now();
     job.rec.note(
@@ -347,16 +476,27 @@ fn order(host: &mut dyn Host, up: &Upstreams, job: &mut Job, replay: bool) -> Re
     let status = fetched.order.status_id;
     if job.rec.qbo_id.is_none() {
         if status == 0 {
-            return Ok(Done::Skipped("incomplete order (status 0): it is invoiced once checkout completes".into()));
+            return Ok(Done::Skipped(
+                "incomplete order (status 0): it is invoiced once checkout completes".into(),
+            ));
         }
         if fetched.order.is_deleted {
-            return Ok(Done::Skipped("the order was archived in BigCommerce before it was invoiced".into()));
+            return Ok(Done::Skipped(
+                "the order was archived in BigCommerce before it was invoiced".into(),
+            ));
         }
         if matches!(status, 5 | 6) {
-            return Ok(Done::Skipped(format!("the order is {} (status {status}): nothing to invoice", fetched.order.status)));
+            return Ok(Done::Skipped(format!(
+                "the order is {} (status {status}): nothing to invoice",
+                fetched.order.status
+            )));
         }
     } else if fetched.order.is_deleted {
-        job.rec.note("archived", json!({"note": "archived in BigCommerce; the invoice is left as it is"}), now);
+        job.rec.note(
+            "archived",
+            json!({"note": "archived in BigCommerce; the invoice is left as it is"}),
+            now,
+        );
         return Ok(Done::Unchanged);
     }
     let prepared = prepare_order(host, up, fetched, false)?;
@@ -374,14 +514,25 @@ fn order(host: &mut dyn Host, up: &Upstreams, job: &mut Job, replay: bool) -> Re
             // Re-check QuickBooks: the linked invoice may have been changed or deleted there.
             match up.qbo_read(host, "invoice", "Invoice", &qbo_id) {
                 Ok(current) => sync_token = id_and_token(&current).1,
-                Err(e) if is_gone(&e) => return recreate(host, up, job, &prepared, &store_hash, id),
+                Err(e) if is_gone(&e) => {
+                    return recreate(host, up, job, &prepared, &store_hash, id);
+                }
                 Err(e) => return Err(e.failure),
             }
         }
         if !replay && job.rec.content_digest.as_deref() == Some(prepared.digest.as_str()) {
             return Ok(Done::Unchanged);
         }
-        return update_invoice(host, up, job, &prepared, &qbo_id, &sync_token, &store_hash, id);
+        return update_invoice(
+            host,
+            up,
+            job,
+            &prepared,
+            &qbo_id,
+            &sync_token,
+            &store_hash,
+            id,
+        );
     }
     create_invoice(host, up, job, &prepared, &store_hash, id, None)
 }
@@ -411,23 +562,42 @@ fn update_invoice(
         match up.qbo_update(host, "invoice", "Invoice", &body, &rid) {
             Ok(updated) => {
                 let (id, new_token) = id_and_token(&updated);
-                return Ok(Done::Posted { qbo_id: id, sync_token: new_token, requestid: Some(rid), digest: prepared.digest.clone() });
+                return Ok(Done::Posted {
+                    qbo_id: id,
+                    sync_token: new_token,
+                    requestid: Some(rid),
+                    digest: prepared.digest.clone(),
+                });
             }
             // Someone edited the invoice in QuickBooks meanwhile: take its current SyncToken and retry once.
             Err(e) if e.has_code("5010") && attempt == 0 => {
-                let current = up.qbo_read(host, "invoice", "Invoice", qbo_id).map_err(qf)?;
+                let current = up
+                    .qbo_read(host, "invoice", "Invoice", qbo_id)
+                    .map_err(qf)?;
                 token = id_and_token(&current).1;
                 let now = host.now();
-                job.rec.note("stale_sync_token", json!({"retrying_with": token}), now);
+                job.rec
+                    .note("stale_sync_token", json!({"retrying_with": token}), now);
             }
-            Err(e) if is_gone(&e) => return recreate(host, up, job, prepared, store_hash, order_id),
+            Err(e) if is_gone(&e) => {
+                return recreate(host, up, job, prepared, store_hash, order_id);
+            }
             Err(e) => return Err(e.failure),
         }
     }
-    Err(Failure::mapping("QuickBooks kept reporting a stale SyncToken; replay the order"))
+    Err(Failure::mapping(
+        "QuickBooks kept reporting a stale SyncToken; replay the order",
+    ))
 }
 
-fn recreate(host: &mut dyn Host, up: &Upstreams, job: &mut Job, prepared: &Prepared, store_hash: &str, order_id: u64) -> Result<Done, Failure> {
+fn recreate(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    prepared: &Prepared,
+    store_hash: &str,
+    order_id: u64,
+) -> Result<Done, Failure> {
     let now = host.now();
     let old = job.rec.qbo_id.take();
     job.rec.qbo_sync_token = None;
@@ -437,7 +607,15 @@ fn recreate(host: &mut dyn Host, up: &Upstreams, job: &mut Job, prepared: &Prepa
         now,
     );
     let generation = old.unwrap_or_default();
-    create_invoice(host, up, job, prepared, store_hash, order_id, Some(&generation))
+    create_invoice(
+        host,
+        up,
+        job,
+        prepared,
+        store_hash,
+        order_id,
+        Some(&generation),
+    )
 }
 
 fn create_invoice(
@@ -464,10 +642,19 @@ fn create_invoice(
     {
         let (id, token) = id_and_token(&found);
         let now = host.now();
-        job.rec.note("found_existing", json!({"qbo_id": id, "via": "DocNumber and PrivateNote marker"}), now);
+        job.rec.note(
+            "found_existing",
+            json!({"qbo_id": id, "via": "DocNumber and PrivateNote marker"}),
+            now,
+        );
         if planned == rid {
             // It holds exactly this content.
-            return Ok(Done::Posted { qbo_id: id, sync_token: token, requestid: Some(rid), digest: prepared.digest.clone() });
+            return Ok(Done::Posted {
+                qbo_id: id,
+                sync_token: token,
+                requestid: Some(rid),
+                digest: prepared.digest.clone(),
+            });
         }
         // It holds the version sent then; bring it to the order's current content.
         return update_invoice(host, up, job, prepared, &id, &token, store_hash, order_id);
@@ -475,11 +662,17 @@ fn create_invoice(
     let now = host.now();
     job.rec.write_planned(&rid, now);
     // The requestid is durable before the request leaves: a retry after a crash reuses it.
-    job.save(host).map_err(|e| Failure::storage(&e.to_string()))?;
+    job.save(host)
+        .map_err(|e| Failure::storage(&e.to_string()))?;
     match up.qbo_create(host, "invoice", "Invoice", &prepared.invoice, &rid) {
         Ok(created) => {
             let (id, token) = id_and_token(&created);
-            Ok(Done::Posted { qbo_id: id, sync_token: token, requestid: Some(rid), digest: prepared.digest.clone() })
+            Ok(Done::Posted {
+                qbo_id: id,
+                sync_token: token,
+                requestid: Some(rid),
+                digest: prepared.digest.clone(),
+            })
         }
         Err(e) if e.has_code("6140") => match find_existing(host, up, prepared, order_id)? {
             Some(found) => {
@@ -493,12 +686,22 @@ fn create_invoice(
 }
 
 /// An invoice for this order already in QuickBooks: same DocNumber and our PrivateNote marker.
-fn find_existing(host: &mut dyn Host, up: &Upstreams, prepared: &Prepared, order_id: u64) -> Result<Option<Value>, Failure> {
-    let Some(doc) = &prepared.doc_number else { return Ok(None) };
-    let stmt = quickbooks::select_where_eq("Invoice", "DocNumber", doc).map_err(|e| Failure::mapping(&e.to_string()))?;
+fn find_existing(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    prepared: &Prepared,
+    order_id: u64,
+) -> Result<Option<Value>, Failure> {
+    let Some(doc) = &prepared.doc_number else {
+        return Ok(None);
+    };
+    let stmt = quickbooks::select_where_eq("Invoice", "DocNumber", doc)
+        .map_err(|e| Failure::mapping(&e.to_string()))?;
     let found: Vec<Value> = up.qbo_query(host, "Invoice", &stmt).map_err(qf)?;
     Ok(found.into_iter().find(|inv| {
-        inv.get("PrivateNote").and_then(Value::as_str).is_some_and(|n| mapping::note_has_marker(n, order_id))
+        inv.get("PrivateNote")
+            .and_then(Value::as_str)
+            .is_some_and(|n| mapping::note_has_marker(n, order_id))
     }))
 }
 
@@ -588,13 +791,26 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
 /// re-authorizing out of band: adopting it (with a refresh) clears `needs_reauth`, so parked
 /// records resume on this very call.
 fn readopt_bootstrap(host: &mut dyn Host) {
-    let parked = connection::state(host).map(|s| s.needs_reauth).unwrap_or(false);
+    let parked = connection::state(host)
+        .map(|s| s.needs_reauth)
+        .unwrap_or(false);
     if parked && let Ok(up) = upstreams(host) {
-        let _ = connection::access(host, &Vault { keyring: &up.keyring }, &up.qbo, false);
+        let _ = connection::access(
+            host,
+            &Vault {
+                keyring: &up.keyring,
+            },
+            &up.qbo,
+            false,
+        );
     }
 }
 
-fn run_due_entry(host: &mut dyn Host, entry: &DueEntry, trigger: Trigger) -> Result<RunResult, KvError> {
+fn run_due_entry(
+    host: &mut dyn Host,
+    entry: &DueEntry,
+    trigger: Trigger,
+) -> Result<RunResult, KvError> {
     if let Trigger::Event(ev) = &trigger {
         // The event's own worker usually handled it already: then this is only a check.
         if let Some(rec) = store::load_record(host, entry.entity, &entry.id)?
@@ -613,7 +829,20 @@ fn run_due_entry(host: &mut dyn Host, entry: &DueEntry, trigger: Trigger) -> Res
 
 /// Files the guard entry for a webhook: if the worker dies after the acknowledgement, the
 /// scheduler finds the event 30 s later.
-pub fn accept_event(host: &mut dyn Host, entity: Entity, id: &str, event: EventRef) -> Result<(), KvError> {
+pub fn accept_event(
+    host: &mut dyn Host,
+    entity: Entity,
+    id: &str,
+    event: EventRef,
+) -> Result<(), KvError> {
     let at = host.now() + chrono::Duration::seconds(30);
-    store::schedule(host, &DueEntry { entity, id: id.to_string(), at, event: Some(event) })
+    store::schedule(
+        host,
+        &DueEntry {
+            entity,
+            id: id.to_string(),
+            at,
+            event: Some(event),
+        },
+    )
 }

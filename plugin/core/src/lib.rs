@@ -8,27 +8,27 @@
 //! implements with WASI calls and unit tests implement with an in-memory fake on a
 //! simulated clock.
 
-pub mod http;
-pub mod host;
-pub mod secret;
-pub mod webhook;
-pub mod money;
-pub mod crypto;
-pub mod bigcommerce;
-pub mod token;
-pub mod record;
-pub mod customer;
-pub mod quickbooks;
-pub mod mapping;
 pub mod app;
-pub mod settings;
-pub mod store;
+pub mod bigcommerce;
 pub mod connection;
-pub mod upstream;
+pub mod crypto;
+pub mod customer;
+pub mod customer_job;
+pub mod host;
+pub mod http;
+pub mod job;
+pub mod mapping;
+pub mod money;
+pub mod oauth;
+pub mod quickbooks;
+pub mod record;
 pub mod resolve;
+pub mod secret;
+pub mod settings;
+pub mod status;
+pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-pub mod job;
-pub mod customer_job;
-pub mod oauth;
-pub mod status;
+pub mod token;
+pub mod upstream;
+pub mod webhook;

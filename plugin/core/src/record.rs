@@ -268,7 +268,10 @@ impl Failure {
             Service::Connector,
             FailureKind::Configuration,
             Retryability::NotRetryable,
-            &format!("the connector is not configured correctly: {}", sanitize(message)),
+            &format!(
+                "the connector is not configured correctly: {}",
+                sanitize(message)
+            ),
             "fix the variable named above (spin.toml or SPIN_VARIABLE_<NAME>), restart, then \
              POST /admin/replay/{entity}/{id}",
         )
@@ -280,7 +283,10 @@ impl Failure {
             Service::Connector,
             FailureKind::Storage,
             Retryability::retryable(None),
-            &format!("the connector could not finish this time: {}", sanitize(message)),
+            &format!(
+                "the connector could not finish this time: {}",
+                sanitize(message)
+            ),
             "nothing to do: the connector retries on its schedule",
         )
     }
@@ -291,7 +297,11 @@ impl Failure {
             service,
             FailureKind::Unreadable,
             Retryability::NotRetryable,
-            &format!("{} sent data the connector cannot read: {}", service.name(), sanitize(message)),
+            &format!(
+                "{} sent data the connector cannot read: {}",
+                service.name(),
+                sanitize(message)
+            ),
             "check the record's details, correct the data or report it, then POST /admin/replay/{entity}/{id}",
         )
     }
@@ -853,7 +863,13 @@ impl SyncRecord {
     /// Every new event means "re-sync": finished records go back to `pending` with a fresh
     /// attempt budget. `retrying` keeps its schedule (it may be waiting out a rate limit) and
     /// `needs_reauth` stays parked until re-authorization.
-    pub fn received(&mut self, scope: &str, hash: &str, created_at: Option<i64>, now: DateTime<Utc>) -> bool {
+    pub fn received(
+        &mut self,
+        scope: &str,
+        hash: &str,
+        created_at: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> bool {
         let key = event_key(scope, hash, created_at);
         if self.has_seen(&key) {
             return false;

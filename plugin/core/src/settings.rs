@@ -21,7 +21,10 @@ pub enum SettingsError {
 
 impl SettingsError {
     fn missing(name: &'static str) -> Self {
-        SettingsError::Missing { name, upper: name.to_ascii_uppercase() }
+        SettingsError::Missing {
+            name,
+            upper: name.to_ascii_uppercase(),
+        }
     }
 }
 
@@ -35,7 +38,11 @@ pub fn required(host: &mut dyn Host, name: &'static str) -> Result<String, Setti
     optional(host, name).ok_or_else(|| SettingsError::missing(name))
 }
 
-fn number<T: std::str::FromStr>(host: &mut dyn Host, name: &'static str, default: T) -> Result<T, SettingsError> {
+fn number<T: std::str::FromStr>(
+    host: &mut dyn Host,
+    name: &'static str,
+    default: T,
+) -> Result<T, SettingsError> {
     match optional(host, name) {
         None => Ok(default),
         Some(v) => v.trim().parse().map_err(|_| SettingsError::Invalid {
@@ -57,9 +64,15 @@ impl RetrySettings {
         let base_seconds = number(host, "retry_base_seconds", DEFAULT_RETRY_BASE_SECONDS)?;
         let max_attempts = number(host, "max_attempts", DEFAULT_MAX_ATTEMPTS)?;
         if max_attempts == 0 {
-            return Err(SettingsError::Invalid { name: "max_attempts", reason: "must be at least 1".into() });
+            return Err(SettingsError::Invalid {
+                name: "max_attempts",
+                reason: "must be at least 1".into(),
+            });
         }
-        Ok(RetrySettings { base_seconds, max_attempts })
+        Ok(RetrySettings {
+            base_seconds,
+            max_attempts,
+        })
     }
 }
 
@@ -84,7 +97,10 @@ impl std::fmt::Debug for BigCommerceSettings {
 impl BigCommerceSettings {
     pub fn read(host: &mut dyn Host) -> Result<Self, SettingsError> {
         Ok(BigCommerceSettings {
-            api_base: trim_base(optional(host, "bigcommerce_api_base").unwrap_or_else(|| DEFAULT_BIGCOMMERCE_API_BASE.into())),
+            api_base: trim_base(
+                optional(host, "bigcommerce_api_base")
+                    .unwrap_or_else(|| DEFAULT_BIGCOMMERCE_API_BASE.into()),
+            ),
             store_hash: required(host, "bigcommerce_store_hash")?,
             access_token: required(host, "bigcommerce_access_token")?,
         })
@@ -117,9 +133,14 @@ impl std::fmt::Debug for QuickBooksSettings {
 impl QuickBooksSettings {
     pub fn read(host: &mut dyn Host) -> Result<Self, SettingsError> {
         Ok(QuickBooksSettings {
-            api_base: trim_base(optional(host, "qbo_api_base").unwrap_or_else(|| DEFAULT_QBO_API_BASE.into())),
-            oauth_base: trim_base(optional(host, "qbo_oauth_base").unwrap_or_else(|| DEFAULT_QBO_OAUTH_BASE.into())),
-            authorize_url: optional(host, "qbo_authorize_url").unwrap_or_else(|| DEFAULT_QBO_AUTHORIZE_URL.into()),
+            api_base: trim_base(
+                optional(host, "qbo_api_base").unwrap_or_else(|| DEFAULT_QBO_API_BASE.into()),
+            ),
+            oauth_base: trim_base(
+                optional(host, "qbo_oauth_base").unwrap_or_else(|| DEFAULT_QBO_OAUTH_BASE.into()),
+            ),
+            authorize_url: optional(host, "qbo_authorize_url")
+                .unwrap_or_else(|| DEFAULT_QBO_AUTHORIZE_URL.into()),
             client_id: required(host, "qbo_client_id")?,
             client_secret: required(host, "qbo_client_secret")?,
             realm_id: optional(host, "qbo_realm_id"),

@@ -31,7 +31,10 @@ fn counter(host: &mut dyn Host, key: &str) -> Result<i64, KvError> {
     host.kv_increment(key, 0)
 }
 
-fn get_json<T: for<'de> Deserialize<'de>>(host: &mut dyn Host, key: &str) -> Result<Option<T>, KvError> {
+fn get_json<T: for<'de> Deserialize<'de>>(
+    host: &mut dyn Host,
+    key: &str,
+) -> Result<Option<T>, KvError> {
     match host.kv_get(key)? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes)
@@ -41,7 +44,8 @@ fn get_json<T: for<'de> Deserialize<'de>>(host: &mut dyn Host, key: &str) -> Res
 }
 
 fn set_json<T: Serialize>(host: &mut dyn Host, key: &str, value: &T) -> Result<(), KvError> {
-    let bytes = serde_json::to_vec(value).map_err(|e| KvError(format!("cannot encode `{key}`: {e}")))?;
+    let bytes =
+        serde_json::to_vec(value).map_err(|e| KvError(format!("cannot encode `{key}`: {e}")))?;
     host.kv_set(key, &bytes)
 }
 
@@ -53,7 +57,11 @@ pub struct LeaseGuard {
 }
 
 /// Tries once to take the lease at `key` for `ttl_ms`. `None` when someone else holds it.
-pub fn try_acquire(host: &mut dyn Host, key: &str, ttl_ms: i64) -> Result<Option<LeaseGuard>, KvError> {
+pub fn try_acquire(
+    host: &mut dyn Host,
+    key: &str,
+    ttl_ms: i64,
+) -> Result<Option<LeaseGuard>, KvError> {
     let now = host.now();
     // Creates the key (as a free lease) atomically if it does not exist yet.
     let current = counter(host, key)?.to_le_bytes();
@@ -62,15 +70,26 @@ pub fn try_acquire(host: &mut dyn Host, key: &str, ttl_ms: i64) -> Result<Option
     }
     let mut nonce = [0u8; 2];
     host.random_bytes(&mut nonce);
-    let value = Lease::encode(now.timestamp_millis() + ttl_ms, u16::from_le_bytes(nonce) | 1);
+    let value = Lease::encode(
+        now.timestamp_millis() + ttl_ms,
+        u16::from_le_bytes(nonce) | 1,
+    );
     match host.kv_cas(key, &current, &value)? {
-        CasOutcome::Swapped => Ok(Some(LeaseGuard { key: key.to_string(), value })),
+        CasOutcome::Swapped => Ok(Some(LeaseGuard {
+            key: key.to_string(),
+            value,
+        })),
         CasOutcome::Conflict(_) => Ok(None),
     }
 }
 
 /// Takes the lease, waiting up to `wait_ms` for the current holder.
-pub fn acquire(host: &mut dyn Host, key: &str, ttl_ms: i64, wait_ms: u64) -> Result<Option<LeaseGuard>, KvError> {
+pub fn acquire(
+    host: &mut dyn Host,
+    key: &str,
+    ttl_ms: i64,
+    wait_ms: u64,
+) -> Result<Option<LeaseGuard>, KvError> {
     let mut waited = 0;
     let mut step = 10;
     loop {
@@ -88,7 +107,8 @@ pub fn acquire(host: &mut dyn Host, key: &str, ttl_ms: i64, wait_ms: u64) -> Res
 
 /// Gives a lease back (only if it is still ours).
 pub fn release(host: &mut dyn Host, guard: LeaseGuard) -> Result<(), KvError> {
-    host.kv_cas(&guard.key, &guard.value, &Lease::FREE).map(|_| ())
+    host.kv_cas(&guard.key, &guard.value, &Lease::FREE)
+        .map(|_| ())
 }
 
 /// The lease key of an entity.
@@ -101,16 +121,31 @@ fn record_key(entity: Entity, id: &str) -> String {
 }
 
 /// Reads a record.
-pub fn load_record(host: &mut dyn Host, entity: Entity, id: &str) -> Result<Option<SyncRecord>, KvError> {
+pub fn load_record(
+    host: &mut dyn Host,
+    entity: Entity,
+    id: &str,
+) -> Result<Option<SyncRecord>, KvError> {
     get_json(host, &record_key(entity, id))
 }
 
 /// Writes a record (caller holds its lease), keeping the per-state counts and logs in step.
 /// `previous` is the state it had when loaded (`None` for a new record).
-pub fn save_record(host: &mut dyn Host, record: &SyncRecord, previous: Option<State>) -> Result<(), KvError> {
+pub fn save_record(
+    host: &mut dyn Host,
+    record: &SyncRecord,
+    previous: Option<State>,
+) -> Result<(), KvError> {
     set_json(host, &record_key(record.entity, &record.id), record)?;
     if previous.is_none() {
-        append(host, "log/records", &EntityRef { entity: record.entity, id: record.id.clone() })?;
+        append(
+            host,
+            "log/records",
+            &EntityRef {
+                entity: record.entity,
+                id: record.id.clone(),
+            },
+        )?;
     }
     if previous != Some(record.state) {
         if let Some(p) = previous {
@@ -124,7 +159,14 @@ pub fn save_record(host: &mut dyn Host, record: &SyncRecord, previous: Option<St
                 }
             }
             State::NeedsReauth => {
-                append(host, "log/parked", &EntityRef { entity: record.entity, id: record.id.clone() })?;
+                append(
+                    host,
+                    "log/parked",
+                    &EntityRef {
+                        entity: record.entity,
+                        id: record.id.clone(),
+                    },
+                )?;
             }
             _ => {}
         }
@@ -139,15 +181,29 @@ pub fn save_record(host: &mut dyn Host, record: &SyncRecord, previous: Option<St
 
 /// Record counts per state.
 pub fn counts(host: &mut dyn Host) -> Result<Vec<(State, i64)>, KvError> {
-    let states = [State::Pending, State::Retrying, State::Posted, State::Failed, State::NeedsReauth, State::Skipped];
+    let states = [
+        State::Pending,
+        State::Retrying,
+        State::Posted,
+        State::Failed,
+        State::NeedsReauth,
+        State::Skipped,
+    ];
     states
         .into_iter()
-        .map(|s| Ok((s, read_counter(host, &format!("count/{}", s.as_str()))?.max(0))))
+        .map(|s| {
+            Ok((
+                s,
+                read_counter(host, &format!("count/{}", s.as_str()))?.max(0),
+            ))
+        })
         .collect()
 }
 
 fn decode_i64(bytes: &[u8]) -> i64 {
-    <[u8; 8]>::try_from(bytes).map(i64::from_le_bytes).unwrap_or(0)
+    <[u8; 8]>::try_from(bytes)
+        .map(i64::from_le_bytes)
+        .unwrap_or(0)
 }
 
 /// Names an entity.
@@ -170,7 +226,11 @@ pub fn log_len(host: &mut dyn Host, log: &str) -> Result<i64, KvError> {
 }
 
 /// Reads slot `i` of `log` (`None` if its writer died before writing it).
-pub fn log_entry<T: for<'de> Deserialize<'de>>(host: &mut dyn Host, log: &str, i: i64) -> Result<Option<T>, KvError> {
+pub fn log_entry<T: for<'de> Deserialize<'de>>(
+    host: &mut dyn Host,
+    log: &str,
+    i: i64,
+) -> Result<Option<T>, KvError> {
     get_json(host, &format!("{log}/{i}"))
 }
 
@@ -205,7 +265,12 @@ impl EventRef {
 
 impl DueEntry {
     pub fn retry(entity: Entity, id: &str, at: DateTime<Utc>) -> Self {
-        DueEntry { entity, id: id.to_string(), at, event: None }
+        DueEntry {
+            entity,
+            id: id.to_string(),
+            at,
+            event: None,
+        }
     }
 }
 
@@ -236,10 +301,18 @@ pub struct Due {
 ///
 /// Processing is at-least-once: an entry is marked done only after it was handled, so a
 /// crash in between means it is looked at again (harmless: the work itself is idempotent).
-pub fn due_entries(host: &mut dyn Host, now: DateTime<Utc>, limit: usize) -> Result<Vec<Due>, KvError> {
+pub fn due_entries(
+    host: &mut dyn Host,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<Due>, KvError> {
     let now_minute = minute(now);
     let mut stored = counter(host, "due/cursor")?;
-    let start = if stored == 0 { now_minute - FIRST_LOOKBACK_MINUTES } else { stored };
+    let start = if stored == 0 {
+        now_minute - FIRST_LOOKBACK_MINUTES
+    } else {
+        stored
+    };
     let mut out = Vec::new();
     let mut contiguous = true;
     let mut m = start;
@@ -255,7 +328,12 @@ pub fn due_entries(host: &mut dyn Host, now: DateTime<Utc>, limit: usize) -> Res
             match log_entry::<DueEntry>(host, &log, i)? {
                 // Not yet due (only in the current minute): later slots may be, so keep looking.
                 Some(e) if e.at > now => blocked = true,
-                Some(entry) => out.push(Due { minute: m, slot: i, entry, markable: !blocked }),
+                Some(entry) => out.push(Due {
+                    minute: m,
+                    slot: i,
+                    entry,
+                    markable: !blocked,
+                }),
                 // Its writer is between taking the slot and filling it: look again later.
                 None if m >= now_minute - 2 => blocked = true,
                 // A writer died between taking the slot and filling it: nothing to do there.
@@ -266,7 +344,9 @@ pub fn due_entries(host: &mut dyn Host, now: DateTime<Utc>, limit: usize) -> Res
         contiguous &= n == done && m < now_minute;
         if contiguous {
             // Every minute up to this one is finished: never read them again.
-            if let CasOutcome::Swapped = host.kv_cas("due/cursor", &stored.to_le_bytes(), &(m + 1).to_le_bytes())? {
+            if let CasOutcome::Swapped =
+                host.kv_cas("due/cursor", &stored.to_le_bytes(), &(m + 1).to_le_bytes())?
+            {
                 stored = m + 1;
             } else {
                 contiguous = false;
@@ -318,7 +398,9 @@ pub fn mark_parked_done(host: &mut dyn Host, i: i64) -> Result<(), KvError> {
         if done >= i {
             return Ok(());
         }
-        if let CasOutcome::Swapped = host.kv_cas("log/parked/done", &done.to_le_bytes(), &i.to_le_bytes())? {
+        if let CasOutcome::Swapped =
+            host.kv_cas("log/parked/done", &done.to_le_bytes(), &i.to_le_bytes())?
+        {
             return Ok(());
         }
     }
@@ -354,7 +436,10 @@ pub fn list_records(
 }
 
 /// Reads a cached JSON value.
-pub fn cache_get<T: for<'de> Deserialize<'de>>(host: &mut dyn Host, key: &str) -> Result<Option<T>, KvError> {
+pub fn cache_get<T: for<'de> Deserialize<'de>>(
+    host: &mut dyn Host,
+    key: &str,
+) -> Result<Option<T>, KvError> {
     get_json(host, key)
 }
 

@@ -52,12 +52,17 @@ impl FakeHost {
         needle: &str,
         respond: impl FnMut(&HttpRequest) -> Result<HttpResponse, TransportError> + 'static,
     ) -> &mut Self {
-        self.routes.insert(0, (needle.to_string(), Box::new(respond)));
+        self.routes
+            .insert(0, (needle.to_string(), Box::new(respond)));
         self
     }
 
     /// Answers the next request matching `needle` with `response`, once, before any route.
-    pub fn once(&mut self, needle: &str, response: Result<HttpResponse, TransportError>) -> &mut Self {
+    pub fn once(
+        &mut self,
+        needle: &str,
+        response: Result<HttpResponse, TransportError>,
+    ) -> &mut Self {
         self.queued.push_back((needle.to_string(), response));
         self
     }
@@ -104,14 +109,22 @@ impl Host for FakeHost {
     fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         self.requests.push(request.clone());
         if let Some(pos) = self.queued.iter().position(|(n, _)| matches(n, request)) {
-            return self.queued.remove(pos).map(|(_, r)| r).unwrap_or(Err(TransportError::Other("gone".into())));
+            return self
+                .queued
+                .remove(pos)
+                .map(|(_, r)| r)
+                .unwrap_or(Err(TransportError::Other("gone".into())));
         }
         for (needle, respond) in self.routes.iter_mut() {
             if matches(needle, request) {
                 return respond(request);
             }
         }
-        panic!("FakeHost: unexpected request {} {}", request.method.as_str(), request.url);
+        panic!(
+            "FakeHost: unexpected request {} {}",
+            request.method.as_str(),
+            request.url
+        );
     }
 
     fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
@@ -132,7 +145,9 @@ impl Host for FakeHost {
         let current = match self.kv.get(key) {
             None => 0,
             Some(b) => i64::from_le_bytes(
-                b.as_slice().try_into().map_err(|_| KvError(format!("`{key}` is not a counter")))?,
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| KvError(format!("`{key}` is not a counter")))?,
             ),
         };
         let sum = current + delta;

@@ -31,7 +31,10 @@ pub struct QboFailure {
 
 impl From<Failure> for QboFailure {
     fn from(failure: Failure) -> Self {
-        QboFailure { failure, fault: None }
+        QboFailure {
+            failure,
+            fault: None,
+        }
     }
 }
 
@@ -44,24 +47,36 @@ impl QboFailure {
 
 impl Upstreams {
     /// Sends a BigCommerce request; non-2xx (except 204) becomes a classified failure.
-    pub fn bc_send(&self, host: &mut dyn Host, request: &HttpRequest) -> Result<HttpResponse, Failure> {
-        let resp = host.http(request).map_err(|e| record::classify_transport(Service::BigCommerce, &e))?;
+    pub fn bc_send(
+        &self,
+        host: &mut dyn Host,
+        request: &HttpRequest,
+    ) -> Result<HttpResponse, Failure> {
+        let resp = host
+            .http(request)
+            .map_err(|e| record::classify_transport(Service::BigCommerce, &e))?;
         if resp.is_success() {
             return Ok(resp);
         }
         let api = bigcommerce::parse_api_error(&resp);
-        Err(record::classify_bigcommerce(resp.status, &resp.headers).with_upstream_message(&api.message))
+        Err(record::classify_bigcommerce(resp.status, &resp.headers)
+            .with_upstream_message(&api.message))
     }
 
     /// Decodes a BigCommerce body, naming the JSON path on failure.
-    pub fn bc_decode<T: DeserializeOwned>(&self, resp: &HttpResponse, what: &str) -> Result<T, Failure> {
-        bigcommerce::decode::<T>(&resp.body).map_err(|e| {
-            Failure::unreadable(Service::BigCommerce, &format!("a {what} ({e})"))
-        })
+    pub fn bc_decode<T: DeserializeOwned>(
+        &self,
+        resp: &HttpResponse,
+        what: &str,
+    ) -> Result<T, Failure> {
+        bigcommerce::decode::<T>(&resp.body)
+            .map_err(|e| Failure::unreadable(Service::BigCommerce, &format!("a {what} ({e})")))
     }
 
     fn vault(&self) -> Vault<'_> {
-        Vault { keyring: &self.keyring }
+        Vault {
+            keyring: &self.keyring,
+        }
     }
 
     /// Sends a QuickBooks request built for the current token and realm (401 → refresh once).
@@ -72,12 +87,18 @@ impl Upstreams {
     ) -> Result<HttpResponse, QboFailure> {
         let api_base = self.qbo.api_base.clone();
         let vault = self.vault();
-        let resp = connection::call(host, &vault, &self.qbo, &|realm, token| build(&api_base, realm, token))
-            .map_err(|e| match e {
-                CallError::Connection(c) if c.needs_reauth() => QboFailure::from(Failure::needs_reauth(&c.to_string())),
-                CallError::Connection(c) => QboFailure::from(crate::job::connection_failure(&c)),
-                CallError::Transport(t) => QboFailure::from(record::classify_transport(Service::QuickBooks, &t)),
-            })?;
+        let resp = connection::call(host, &vault, &self.qbo, &|realm, token| {
+            build(&api_base, realm, token)
+        })
+        .map_err(|e| match e {
+            CallError::Connection(c) if c.needs_reauth() => {
+                QboFailure::from(Failure::needs_reauth(&c.to_string()))
+            }
+            CallError::Connection(c) => QboFailure::from(crate::job::connection_failure(&c)),
+            CallError::Transport(t) => {
+                QboFailure::from(record::classify_transport(Service::QuickBooks, &t))
+            }
+        })?;
         match quickbooks::check_response(&resp) {
             Ok(()) => Ok(resp),
             Err(fault) => {
@@ -87,7 +108,10 @@ impl Upstreams {
                 if failure.intuit_tid.is_none() {
                     failure.intuit_tid = fault.intuit_tid.clone();
                 }
-                Err(QboFailure { failure, fault: Some(fault) })
+                Err(QboFailure {
+                    failure,
+                    fault: Some(fault),
+                })
             }
         }
     }
@@ -99,10 +123,17 @@ impl Upstreams {
         entity: &str,
         statement: &str,
     ) -> Result<Vec<T>, QboFailure> {
-        let resp = self.qbo_send(host, &|base, realm, token| quickbooks::query(base, realm, token, statement))?;
+        let resp = self.qbo_send(host, &|base, realm, token| {
+            quickbooks::query(base, realm, token, statement)
+        })?;
         quickbooks::parse_query::<T>(&resp, entity)
             .map(|p| p.entities)
-            .map_err(|e| QboFailure::from(Failure::unreadable(Service::QuickBooks, &format!("a query answer ({e})"))))
+            .map_err(|e| {
+                QboFailure::from(Failure::unreadable(
+                    Service::QuickBooks,
+                    &format!("a query answer ({e})"),
+                ))
+            })
     }
 
     /// Creates an entity with a `requestid` and returns QuickBooks' version of it.
@@ -136,8 +167,16 @@ impl Upstreams {
     }
 
     /// Reads one entity by id.
-    pub fn qbo_read(&self, host: &mut dyn Host, entity_path: &str, entity: &str, id: &str) -> Result<Value, QboFailure> {
-        let resp = self.qbo_send(host, &|base, realm, token| quickbooks::read(base, realm, token, entity_path, id))?;
+    pub fn qbo_read(
+        &self,
+        host: &mut dyn Host,
+        entity_path: &str,
+        entity: &str,
+        id: &str,
+    ) -> Result<Value, QboFailure> {
+        let resp = self.qbo_send(host, &|base, realm, token| {
+            quickbooks::read(base, realm, token, entity_path, id)
+        })?;
         entity_of(&resp, entity)
     }
 }
@@ -149,6 +188,11 @@ fn entity_of(resp: &HttpResponse, entity: &str) -> Result<Value, QboFailure> {
 
 /// `Id` and `SyncToken` of a QuickBooks entity.
 pub fn id_and_token(v: &Value) -> (String, String) {
-    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     (s("Id"), s("SyncToken"))
 }

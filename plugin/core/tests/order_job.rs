@@ -148,7 +148,10 @@ fn a_created_order_posts_one_invoice_after_storing_the_rotated_token_sealed() {
     );
     assert_eq!(rec.audit[0].detail["scope"], json!("store/order/created"));
     assert_eq!(rec.audit[0].detail["hash"], json!(hash(1)));
-    assert!(rec.audit[0].detail["created_at"].is_i64(), "the event time is on record");
+    assert!(
+        rec.audit[0].detail["created_at"].is_i64(),
+        "the event time is on record"
+    );
     assert_eq!(rec.audit[4].detail["qbo_id"], json!(qbo_id));
     assert_eq!(rec.audit[4].detail["requestid"], json!(rid));
 

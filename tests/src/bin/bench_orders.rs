@@ -59,7 +59,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx]
 }
 
-async fn fire(client: &reqwest::Client, url: &str, bodies: Vec<String>, concurrency: usize) -> anyhow::Result<Vec<Duration>> {
+async fn fire(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: Vec<String>,
+    concurrency: usize,
+) -> anyhow::Result<Vec<Duration>> {
     let queue = Arc::new(tokio::sync::Mutex::new(bodies));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
@@ -69,7 +74,9 @@ async fn fire(client: &reqwest::Client, url: &str, bodies: Vec<String>, concurre
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
-                let Some(body) = queue.lock().await.pop() else { break };
+                let Some(body) = queue.lock().await.pop() else {
+                    break;
+                };
                 let started = Instant::now();
                 let resp = client
                     .post(&url)
@@ -99,8 +106,16 @@ async fn main() -> anyhow::Result<()> {
     let orders: u64 = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(2000);
     let concurrency: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(32);
 
-    let bc = BcSim::start(BcSimConfig { rate_limit_quota: u32::MAX, ..BcSimConfig::default() }).await?;
-    let qbo = QboSim::start(QboSimConfig { max_concurrent_requests: 100_000, ..QboSimConfig::default() }).await?;
+    let bc = BcSim::start(BcSimConfig {
+        rate_limit_quota: u32::MAX,
+        ..BcSimConfig::default()
+    })
+    .await?;
+    let qbo = QboSim::start(QboSimConfig {
+        max_concurrent_requests: 100_000,
+        ..QboSimConfig::default()
+    })
+    .await?;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let manifest = Manifest::load(&root.join("spin.toml"))?;
     let values: BTreeMap<String, String> = [
@@ -114,13 +129,22 @@ async fn main() -> anyhow::Result<()> {
         ("qbo_oauth_base", qbo.base_url()),
         ("qbo_realm_id", qbo.realm_id().to_string()),
         ("qbo_refresh_token", qbo.issue_refresh_token()),
-        ("encryption_key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string()),
+        (
+            "encryption_key",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string(),
+        ),
         ("admin_token", "bench-admin".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let app = AppConfig::resolve(&manifest, &Overrides { values, fallback: EnvSource })?;
+    let app = AppConfig::resolve(
+        &manifest,
+        &Overrides {
+            values,
+            fallback: EnvSource,
+        },
+    )?;
     let engine = server::engine()?;
     let wasm = std::env::var("ML_COMPONENT_WASM")
         .map(std::path::PathBuf::from)
@@ -132,15 +156,27 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let running = server::serve(harness, listener, ServeOptions::default())?;
     let url = format!("http://{}/webhooks/bigcommerce", running.addr);
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
 
     // Warm-up: link every seeded customer and resolve every mapped name.
     let warm = 60u64;
     for id in 1..=warm {
         bc.put_order(generate(id, &shape(id)));
     }
-    fire(&client, &url, (1..=warm).map(|id| webhook_body(bc.store_hash(), id)).collect(), 4).await?;
-    wait_for_invoices(&qbo, warm as usize, Duration::from_secs(60)).await.context("warm-up")?;
+    fire(
+        &client,
+        &url,
+        (1..=warm)
+            .map(|id| webhook_body(bc.store_hash(), id))
+            .collect(),
+        4,
+    )
+    .await?;
+    wait_for_invoices(&qbo, warm as usize, Duration::from_secs(60))
+        .await
+        .context("warm-up")?;
 
     // Measured run.
     let first = warm + 1;
@@ -150,7 +186,10 @@ async fn main() -> anyhow::Result<()> {
     }
     bc.control().clear_log();
     qbo.control().clear_log();
-    let bodies: Vec<String> = (first..=last).rev().map(|id| webhook_body(bc.store_hash(), id)).collect();
+    let bodies: Vec<String> = (first..=last)
+        .rev()
+        .map(|id| webhook_body(bc.store_hash(), id))
+        .collect();
     let started = Instant::now();
     let mut latencies = fire(&client, &url, bodies, concurrency).await?;
     let acked = started.elapsed();
@@ -162,9 +201,18 @@ async fn main() -> anyhow::Result<()> {
     let qbo_calls = qbo.control().requests().len();
     let invoices = qbo.invoice_count();
     let orders_f = orders as f64;
-    println!("orders benchmark: {orders} orders, concurrency {concurrency}, 2-core machine, simulators in-process");
-    println!("  all webhooks acknowledged in {:.2} s; all invoices posted in {:.2} s", acked.as_secs_f64(), elapsed.as_secs_f64());
-    println!("  throughput: {:.0} orders/s (webhook sent -> invoice in QuickBooks)", orders_f / elapsed.as_secs_f64());
+    println!(
+        "orders benchmark: {orders} orders, concurrency {concurrency}, 2-core machine, simulators in-process"
+    );
+    println!(
+        "  all webhooks acknowledged in {:.2} s; all invoices posted in {:.2} s",
+        acked.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  throughput: {:.0} orders/s (webhook sent -> invoice in QuickBooks)",
+        orders_f / elapsed.as_secs_f64()
+    );
     println!(
         "  webhook response: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
@@ -177,20 +225,30 @@ async fn main() -> anyhow::Result<()> {
         bc_calls as f64 / orders_f,
         qbo_calls as f64 / orders_f
     );
-    println!("  invoices in QuickBooks: {invoices} (expected {})", warm + orders);
+    println!(
+        "  invoices in QuickBooks: {invoices} (expected {})",
+        warm + orders
+    );
     running.stop().await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
-async fn wait_for_invoices(qbo: &ml_sim::quickbooks::QboSimHandle, n: usize, limit: Duration) -> anyhow::Result<()> {
+async fn wait_for_invoices(
+    qbo: &ml_sim::quickbooks::QboSimHandle,
+    n: usize,
+    limit: Duration,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let have = qbo.invoice_count();
         if have >= n {
             return Ok(());
         }
-        anyhow::ensure!(started.elapsed() < limit, "only {have} of {n} invoices after {limit:?}");
+        anyhow::ensure!(
+            started.elapsed() < limit,
+            "only {have} of {n} invoices after {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
