@@ -337,6 +337,8 @@ fn component_imports_are_within_the_allowed_list() {
     if let Err(forbidden) = wit_check::check_imports_allowed(&imports) {
         panic!("the component imports what Spin may not provide: {forbidden:?}");
     }
+    // Shown with `--nocapture`: the list the closing notes and the README quote.
+    println!("component imports: {imports:#?}");
 }
 
 #[test]
