@@ -136,7 +136,9 @@ impl KvBackend for SqliteBackend {
 
     fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, BackendError> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            // IMMEDIATE: take the write lock before reading, so the read-modify-write cannot
+            // interleave with another connection's (a deferred transaction would fail with "locked").
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let current: Option<Vec<u8>> = tx
                 .prepare_cached("SELECT value FROM kv WHERE store = ?1 AND key = ?2")?
                 .query_row(params![store, key], |r| r.get(0))

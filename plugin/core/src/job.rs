@@ -131,7 +131,10 @@ fn sync_locked(
         }
         Trigger::Due => {
             let reauthorized = !connection::state(host)?.needs_reauth;
-            if !rec.is_due(now, reauthorized) {
+            // A `pending` record whose lease we just took has no live worker (it died after
+            // the acknowledgement): run it now rather than wait for it to look stale.
+            let orphaned = previous.is_some() && rec.state == State::Pending;
+            if !rec.is_due(now, reauthorized) && !orphaned {
                 return Ok(RunResult::NothingToDo(rec.state));
             }
             if rec.state == State::NeedsReauth {
@@ -510,17 +513,26 @@ fn order(
     let store_hash = up.bc.store_hash.clone();
     if let Some(qbo_id) = job.rec.qbo_id.clone() {
         let mut sync_token = job.rec.qbo_sync_token.clone().unwrap_or_default();
+        let mut edited_in_quickbooks = false;
         if replay {
             // Re-check QuickBooks: the linked invoice may have been changed or deleted there.
             match up.qbo_read(host, "invoice", "Invoice", &qbo_id) {
-                Ok(current) => sync_token = id_and_token(&current).1,
+                Ok(current) => {
+                    let current_token = id_and_token(&current).1;
+                    edited_in_quickbooks =
+                        job.rec.qbo_sync_token.as_deref() != Some(current_token.as_str());
+                    sync_token = current_token;
+                }
                 Err(e) if is_gone(&e) => {
                     return recreate(host, up, job, &prepared, &store_hash, id);
                 }
                 Err(e) => return Err(e.failure),
             }
         }
-        if !replay && job.rec.content_digest.as_deref() == Some(prepared.digest.as_str()) {
+        // Same content, and (on a replay) nobody changed the invoice in QuickBooks: nothing to do.
+        if !edited_in_quickbooks
+            && job.rec.content_digest.as_deref() == Some(prepared.digest.as_str())
+        {
             return Ok(Done::Unchanged);
         }
         return update_invoice(
@@ -741,6 +753,8 @@ impl RetryReport {
 
 /// Most records one `retry-due` call runs.
 pub const RETRY_BATCH: usize = 50;
+/// Most due entries one call looks at (most are cheap checks of records already handled).
+const DUE_SCAN: usize = 1_000;
 
 /// Runs every due record (bounded), oldest first; then, when QuickBooks is authorized,
 /// resumes records parked for re-authorization.
@@ -748,8 +762,11 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
     let mut report = RetryReport::default();
     let now = host.now();
     readopt_bootstrap(host);
-    let entries = store::due_entries(host, now, RETRY_BATCH)?;
+    let entries = store::due_entries(host, now, DUE_SCAN)?;
     for due in entries {
+        if report.ran >= RETRY_BATCH {
+            break;
+        }
         report.examined += 1;
         let trigger = match due.entry.event.clone() {
             Some(ev) => Trigger::Event(ev),
@@ -818,7 +835,9 @@ fn run_due_entry(
         {
             let now = host.now();
             let reauthorized = !connection::state(host)?.needs_reauth;
-            if !rec.is_due(now, reauthorized) {
+            // Still `pending` (its worker may have died mid-job): `Trigger::Due` runs it if the
+            // lease is free, and reports busy if the worker is alive.
+            if !rec.is_due(now, reauthorized) && rec.state != State::Pending {
                 return Ok(RunResult::NothingToDo(rec.state));
             }
             return sync_with_wait(host, entry.entity, &entry.id, Trigger::Due, 0);

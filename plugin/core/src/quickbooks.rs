@@ -471,7 +471,8 @@ impl QboError {
 impl fmt::Display for QboError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "QuickBooks answered HTTP {}", self.status)?;
-        for e in &self.errors {
+        // A bare 5xx from a gateway has no Fault body: say nothing rather than "error : ".
+        for e in self.errors.iter().filter(|e| !(e.code.is_empty() && e.message.is_empty())) {
             write!(f, "; error {}: {}", e.code, e.message)?;
             if !e.detail.is_empty() {
                 write!(f, " ({})", e.detail)?;
