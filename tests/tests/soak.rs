@@ -141,9 +141,9 @@ async fn a_thousand_orders_with_injected_faults_and_two_restarts_end_as_one_invo
     let started = Instant::now();
     // One SQLite connection for the whole run, kept across restarts. `TestEnv::restart` with
     // the default backend reopens the database while the old harness's background jobs still
-    // run on the old connection; two connections then collide ("database is locked": the
-    // harness's `increment` upgrades a deferred transaction), which a real process restart
-    // never does. See the issue note.
+    // run on the old connection, which a real process restart never does (the old process is
+    // gone). `increment` now takes the write lock up front, so two connections wait for each
+    // other instead of failing, but one connection keeps this test about the connector.
     let data = tempfile::tempdir().unwrap();
     let kv: Arc<dyn KvBackend> = Arc::new(SqliteBackend::open_in(data.path()).unwrap());
     let options = TestOptions {
