@@ -472,7 +472,11 @@ impl fmt::Display for QboError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "QuickBooks answered HTTP {}", self.status)?;
         // A bare 5xx from a gateway has no Fault body: say nothing rather than "error : ".
-        for e in self.errors.iter().filter(|e| !(e.code.is_empty() && e.message.is_empty())) {
+        for e in self
+            .errors
+            .iter()
+            .filter(|e| !(e.code.is_empty() && e.message.is_empty()))
+        {
             write!(f, "; error {}: {}", e.code, e.message)?;
             if !e.detail.is_empty() {
                 write!(f, " ({})", e.detail)?;
