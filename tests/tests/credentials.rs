@@ -316,7 +316,7 @@ async fn twenty_concurrent_requests_needing_a_refresh_make_exactly_one_refresh_c
         env.bc.put_order(order(*id));
     }
     let bodies: Vec<String> = ids.iter().map(|id| created_hook(*id)).collect();
-    let replies = join_all(bodies.iter().map(|b| env.post_webhook(b)).collect()).await;
+    let replies = futures::future::join_all(bodies.iter().map(|b| env.post_webhook(b))).await;
     for reply in &replies {
         assert_eq!(reply.status, 200, "{}", reply.text);
     }
@@ -639,30 +639,4 @@ async fn status_reports_both_systems_and_record_counts() {
     );
     assert_eq!(status["quickbooks"]["ok"], true, "{status}");
     assert_eq!(status["ok"], false);
-}
-
-/// Runs the futures concurrently (all in flight at once) and collects their outputs in order.
-async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futs.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter()
-        .map(|o| o.expect("every future completed"))
-        .collect()
 }

@@ -79,22 +79,6 @@ fn customer_writes(env: &TestEnv) -> usize {
         .count()
 }
 
-/// Polls every future concurrently (a binary tree of `tokio::join!`).
-fn join_all<'a>(
-    mut futs: Vec<Pin<Box<dyn Future<Output = ()> + 'a>>>,
-) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
-    Box::pin(async move {
-        if futs.len() <= 1 {
-            for f in futs {
-                f.await;
-            }
-        } else {
-            let rest = futs.split_off(futs.len() / 2);
-            tokio::join!(join_all(futs), join_all(rest));
-        }
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_created_customer_becomes_one_quickbooks_customer_with_every_field() {
     let env = TestEnv::start(TestOptions::default()).await;
@@ -237,7 +221,7 @@ async fn thirty_concurrent_events_for_ten_customers_make_exactly_ten_customers()
             sends.push(Box::pin(async move { deliver(env, scope, id).await }));
         }
     }
-    join_all(sends).await;
+    futures::future::join_all(sends).await;
     for &id in &ids {
         eventually_named(&format!("customer {id} posted"), WAIT, || async {
             let (_, rec) = env

@@ -206,7 +206,7 @@ async fn duplicate_and_concurrent_deliveries_still_post_one_invoice() {
             }
         })
         .collect();
-    let replies = futures_join(bodies.iter().map(|b| env.post_webhook(b)).collect()).await;
+    let replies = futures::future::join_all(bodies.iter().map(|b| env.post_webhook(b))).await;
     for reply in replies {
         assert_eq!(reply.status, 200, "{}", reply.text);
     }
@@ -229,32 +229,6 @@ async fn duplicate_and_concurrent_deliveries_still_post_one_invoice() {
     assert_eq!(creates, 1, "one invoice create request");
     let rec = record(&env, 502).await;
     assert_eq!(rec["state"], "posted");
-}
-
-/// Runs the futures concurrently (all in flight at once) and collects their outputs in order.
-async fn futures_join<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futs.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter()
-        .map(|o| o.expect("every future completed"))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -91,7 +91,7 @@ async fn place(env: &TestEnv, ids: std::ops::Range<u64>) {
         let deliveries = chunk
             .iter()
             .map(|&id| env.bc.place_order(generate(id, &shape(id))));
-        for report in join_all(deliveries.collect()).await {
+        for report in futures::future::join_all(deliveries).await {
             let report = report.expect("the simulator delivers the webhook");
             assert!(!report.hooks.is_empty(), "a hook is registered");
             for hook in &report.hooks {
@@ -103,32 +103,6 @@ async fn place(env: &TestEnv, ids: std::ops::Range<u64>) {
             }
         }
     }
-}
-
-/// Runs the futures concurrently and returns their outputs in order.
-async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futs.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter()
-        .map(|o| o.expect("every future completed"))
-        .collect()
 }
 
 fn count(control: &Control, pred: impl Fn(&ml_sim::control::LoggedRequest) -> bool) -> usize {
@@ -309,7 +283,7 @@ async fn a_thousand_orders_with_injected_faults_and_two_restarts_end_as_one_invo
         let gets = chunk
             .iter()
             .map(|id| env.admin_get_owned(format!("/admin/records/order/{id}")));
-        for (id, (code, rec)) in chunk.iter().zip(join_all(gets.collect()).await) {
+        for (id, (code, rec)) in chunk.iter().zip(futures::future::join_all(gets).await) {
             assert_eq!(code, 200, "order {id}: {rec}");
             assert_eq!(rec["state"], "posted", "order {id}: {rec}");
             assert_eq!(
