@@ -229,6 +229,28 @@ fn alnum(n: usize) -> String {
         .collect()
 }
 
+/// The variables that point the connector at running simulators: store hash, token and API
+/// base of the BigCommerce simulator; client credentials, realm, a freshly issued refresh
+/// token and the API/OAuth/consent URLs of the QuickBooks simulator. Callers add their own
+/// secrets (admin token, webhook secret, encryption key) and tuning.
+pub fn simulator_variables(bc: &BcSimHandle, qbo: &QboSimHandle) -> BTreeMap<String, String> {
+    [
+        ("bigcommerce_store_hash", bc.store_hash().to_string()),
+        ("bigcommerce_access_token", bc.token().to_string()),
+        ("bigcommerce_api_base", bc.base_url()),
+        ("qbo_client_id", qbo.client_id().to_string()),
+        ("qbo_client_secret", qbo.client_secret().to_string()),
+        ("qbo_realm_id", qbo.realm_id().to_string()),
+        ("qbo_refresh_token", qbo.issue_refresh_token()),
+        ("qbo_api_base", qbo.base_url()),
+        ("qbo_oauth_base", qbo.base_url()),
+        ("qbo_authorize_url", qbo.authorize_url()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 fn random_key() -> String {
     let mut key = [0u8; 32];
     rand::rng().fill(&mut key[..]);
@@ -358,32 +380,24 @@ impl DemoSession {
 
         let admin_token = format!("demo-admin-{}", alnum(24));
         let webhook_secret = format!("demo-whsec-{}", alnum(24));
-        let values: BTreeMap<String, String> = [
-            ("bigcommerce_store_hash", bc.store_hash().to_string()),
-            ("bigcommerce_access_token", bc.token().to_string()),
-            ("bigcommerce_api_base", bc.base_url()),
-            ("bigcommerce_webhook_secret", webhook_secret.clone()),
-            ("bigcommerce_client_secret", String::new()),
-            ("qbo_client_id", qbo.client_id().to_string()),
-            ("qbo_client_secret", qbo.client_secret().to_string()),
-            ("qbo_realm_id", qbo.realm_id().to_string()),
-            ("qbo_refresh_token", qbo.issue_refresh_token()),
-            ("qbo_api_base", qbo.base_url()),
-            ("qbo_oauth_base", qbo.base_url()),
-            ("qbo_authorize_url", qbo.authorize_url()),
-            (
-                "qbo_redirect_uri",
-                format!("{connector_url}/oauth/quickbooks/callback"),
-            ),
-            ("encryption_key", random_key()),
-            ("encryption_key_previous", String::new()),
-            ("admin_token", admin_token.clone()),
-            // Retries within the demo's patience, not a production minute.
-            ("retry_base_seconds", "1".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let mut values = simulator_variables(&bc, &qbo);
+        values.extend(
+            [
+                ("bigcommerce_webhook_secret", webhook_secret.clone()),
+                ("bigcommerce_client_secret", String::new()),
+                (
+                    "qbo_redirect_uri",
+                    format!("{connector_url}/oauth/quickbooks/callback"),
+                ),
+                ("encryption_key", random_key()),
+                ("encryption_key_previous", String::new()),
+                ("admin_token", admin_token.clone()),
+                // Retries within the demo's patience, not a production minute.
+                ("retry_base_seconds", "1".to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v)),
+        );
         debug_assert!(SIMULATED_VARIABLES.iter().all(|v| values.contains_key(*v)));
         let app = AppConfig::resolve(
             &manifest,

@@ -259,21 +259,11 @@ impl TestEnv {
             .cloned()
             .unwrap_or_else(random_token);
 
-        let mut variables = BTreeMap::new();
+        let mut variables = ml_harness::demo::simulator_variables(&bc, &qbo);
         let mut set = |k: &str, v: String| {
             variables.insert(k.to_string(), v);
         };
-        set("bigcommerce_store_hash", bc.store_hash().to_string());
-        set("bigcommerce_access_token", bc.token().to_string());
-        set("bigcommerce_api_base", bc.base_url());
         set("bigcommerce_webhook_secret", webhook_secret.clone());
-        set("qbo_client_id", qbo.client_id().to_string());
-        set("qbo_client_secret", qbo.client_secret().to_string());
-        set("qbo_api_base", qbo.base_url());
-        set("qbo_oauth_base", qbo.base_url());
-        set("qbo_authorize_url", qbo.authorize_url());
-        set("qbo_realm_id", qbo.realm_id().to_string());
-        set("qbo_refresh_token", qbo.issue_refresh_token());
         set(
             "encryption_key",
             base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()),

@@ -10,7 +10,6 @@
 // Floating point only formats the measurements; no money is computed here.
 #![allow(clippy::float_arithmetic)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -118,26 +117,19 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let manifest = Manifest::load(&root.join("spin.toml"))?;
-    let values: BTreeMap<String, String> = [
-        ("bigcommerce_store_hash", bc.store_hash().to_string()),
-        ("bigcommerce_access_token", bc.token().to_string()),
-        ("bigcommerce_api_base", bc.base_url()),
-        ("bigcommerce_webhook_secret", SECRET.to_string()),
-        ("qbo_client_id", qbo.client_id().to_string()),
-        ("qbo_client_secret", qbo.client_secret().to_string()),
-        ("qbo_api_base", qbo.base_url()),
-        ("qbo_oauth_base", qbo.base_url()),
-        ("qbo_realm_id", qbo.realm_id().to_string()),
-        ("qbo_refresh_token", qbo.issue_refresh_token()),
-        (
-            "encryption_key",
-            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string(),
-        ),
-        ("admin_token", "bench-admin".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut values = ml_harness::demo::simulator_variables(&bc, &qbo);
+    values.extend(
+        [
+            ("bigcommerce_webhook_secret", SECRET.to_string()),
+            (
+                "encryption_key",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string(),
+            ),
+            ("admin_token", "bench-admin".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v)),
+    );
     let app = AppConfig::resolve(
         &manifest,
         &Overrides {
