@@ -1,34 +1,35 @@
 //! ml-core: everything in ml-connector that decides, and nothing that performs I/O.
 #![allow(clippy::result_large_err)] // `Failure` carries explanations; errors are rare, so their size does not matter.
 //!
-//! No WASI bindings, no sockets, no files and no clock reads live here. Pure modules
-//! (`webhook`, `mapping`, `money`, `token`, `record`, `crypto`, the API models) take their
-//! inputs — including the current time — as arguments. The jobs that sequence them (`job`)
-//! talk to the outside world only through the [`host::Host`] port, which the component
-//! implements with WASI calls and unit tests implement with an in-memory fake on a
-//! simulated clock.
+//! No WASI bindings, no sockets, no files and no clock reads live here: modules take their
+//! inputs — including the current time — as arguments, and the jobs that sequence them talk
+//! to the outside world only through the [`host::Host`] port, which the component implements
+//! with WASI calls and unit tests implement with an in-memory fake on a simulated clock.
+//!
+//! The crate is layered; imports point down only (checked by `tests/layers.rs`):
+//!
+//! - [`routes`]: the HTTP surface (webhooks, admin, OAuth, status).
+//! - [`jobs`]: what happens to one entity (order, customer) and the scheduler.
+//! - [`sync`]: records and their state machine, failures, retries, KV layout, leases, the
+//!   QuickBooks connection, upstream calls, name resolution.
+//! - [`books`]: pure bookkeeping decisions (mapping rules, invoice layout, tie-out, customer
+//!   naming).
+//! - [`models`]: wire formats (BigCommerce, QuickBooks, webhook envelope, OAuth tokens, money).
+//! - base, at the crate root: [`host`] (the port), [`http`] (request/response values),
+//!   [`secret`], [`crypto`], [`settings`] and, for tests, `testing`.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the map.
 
-pub mod app;
-pub mod bigcommerce;
-pub mod connection;
+pub mod books;
+pub mod jobs;
+pub mod models;
+pub mod routes;
+pub mod sync;
+
 pub mod crypto;
-pub mod customer;
-pub mod customer_job;
 pub mod host;
 pub mod http;
-pub mod job;
-pub mod mapping;
-pub mod money;
-pub mod oauth;
-pub mod quickbooks;
-pub mod record;
-pub mod resolve;
 pub mod secret;
 pub mod settings;
-pub mod status;
-pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-pub mod token;
-pub mod upstream;
-pub mod webhook;

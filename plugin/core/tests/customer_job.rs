@@ -8,12 +8,12 @@ use std::rc::Rc;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use ml_core::customer::CustomerSource;
+use ml_core::books::customer::CustomerSource;
 use ml_core::http::{HttpRequest, HttpResponse, Method, TransportError};
-use ml_core::job::{self, RunResult, Trigger};
-use ml_core::record::{Entity, State, SyncRecord};
-use ml_core::resolve::{self, Matched};
-use ml_core::store::{self, EventRef};
+use ml_core::jobs::run::{self, RunResult, Trigger};
+use ml_core::sync::record::{Entity, State, SyncRecord};
+use ml_core::sync::resolve::{self, Matched};
+use ml_core::sync::store::{self, EventRef};
 use ml_core::testing::FakeHost;
 use serde_json::{Value, json};
 
@@ -354,7 +354,7 @@ impl World {
             hash: format!("{:040x}", self.hashes),
             created_at: None,
         };
-        job::sync(
+        run::sync(
             &mut self.host,
             Entity::Customer,
             &id.to_string(),
@@ -388,7 +388,7 @@ impl World {
 
     /// Resolves a customer as the order job does.
     fn resolve(&mut self, source: &CustomerSource) -> (resolve::CustomerLink, Matched) {
-        let up = job::upstreams(&mut self.host).unwrap();
+        let up = run::upstreams(&mut self.host).unwrap();
         resolve::customer(&mut self.host, &up, source, false).unwrap()
     }
 }
@@ -875,7 +875,7 @@ fn a_held_link_lease_defers_creation_to_a_retry() {
         "nothing created while another worker holds the link"
     );
     // The order job finishes: it created and linked the customer.
-    let up = job::upstreams(&mut w.host).unwrap();
+    let up = run::upstreams(&mut w.host).unwrap();
     let source = CustomerSource::from_billing_address(
         &json!({"first_name": "Ana", "last_name": "Diaz", "email": "ana@example.com", "street_1": "1 Main St"}),
         None,
@@ -888,7 +888,7 @@ fn a_held_link_lease_defers_creation_to_a_retry() {
     let (link, how) = resolve::customer(&mut w.host, &up, &source, false).unwrap();
     assert_eq!(how, Matched::Created);
     w.host.advance(chrono::Duration::minutes(5));
-    job::retry_due(&mut w.host).unwrap();
+    run::retry_due(&mut w.host).unwrap();
     assert_eq!(w.record(42).state, State::Posted);
     let customers = w.customers();
     assert_eq!(

@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 
-use ml_core::bigcommerce::{self, CatalogProduct, Customer, Order, ProductId};
-use ml_core::mapping::{
+use ml_core::books::mapping::{
     MappingConfig, OrderContext, ResolvedRefs, TaxMode, build_invoice, plan, plan_exact,
 };
-use ml_core::money::{Money, round2};
-use ml_core::quickbooks::DetailType;
+use ml_core::models::bigcommerce::{self, CatalogProduct, Customer, Order, ProductId};
+use ml_core::models::money::{Money, round2};
+use ml_core::models::quickbooks::DetailType;
 use ml_sim::bigcommerce::seed;
 use ml_sim::bigcommerce::{generate, shapes};
 use rust_decimal::Decimal;
@@ -33,7 +33,7 @@ const CONTRACT_MAPPING: &str = r#"{
 }"#;
 
 /// Resolves every planned name to a made-up id, as the job would after querying QuickBooks.
-fn resolve(p: &ml_core::mapping::Plan) -> ResolvedRefs {
+fn resolve(p: &ml_core::books::mapping::Plan) -> ResolvedRefs {
     let mut r = ResolvedRefs::default();
     for (i, n) in p.items.iter().enumerate() {
         r.items.insert(n.clone(), format!("{}", 100 + i));

@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use ml_core::bigcommerce::{self, CatalogProduct, Order, OrderProduct, ProductId};
-use ml_core::mapping::{
+use ml_core::books::mapping::{
     MappingConfig, MappingError, OrderContext, ResolvedRefs, TaxMode, build_invoice, check_totals,
     note_has_marker, plan, plan_exact,
 };
-use ml_core::money::{Money, round2};
-use ml_core::quickbooks::DetailType;
+use ml_core::models::bigcommerce::{self, CatalogProduct, Order, OrderProduct, ProductId};
+use ml_core::models::money::{Money, round2};
+use ml_core::models::quickbooks::DetailType;
 use rust_decimal::Decimal;
 use serde_json::json;
 
@@ -97,7 +97,10 @@ fn line_tax() -> serde_json::Value {
 }
 
 /// (item ref, class ref) of each product line.
-fn product_refs(inv: &ml_core::quickbooks::Invoice, n: usize) -> Vec<(String, Option<String>)> {
+fn product_refs(
+    inv: &ml_core::models::quickbooks::Invoice,
+    n: usize,
+) -> Vec<(String, Option<String>)> {
     inv.line
         .iter()
         .take(n)

@@ -1,13 +1,13 @@
 //! Deterministic tests of the order job, driven through the app's public entry points
-//! (`app::handle` + `app::run`, `job::retry_due`, the admin routes) on a simulated clock,
+//! (`router::handle` + `router::run`, `job::retry_due`, the admin routes) on a simulated clock,
 //! against in-memory models of BigCommerce and QuickBooks Online (see `common`).
 
 mod common;
 
 use common::*;
-use ml_core::app::Request;
-use ml_core::connection;
-use ml_core::record::State;
+use ml_core::routes::router::Request;
+use ml_core::sync::connection;
+use ml_core::sync::record::State;
 use serde_json::{Value, json};
 
 const ORDER: u64 = 101;
@@ -911,7 +911,7 @@ fn an_ignored_scope_is_acknowledged_with_no_work() {
                                           "hash": hash(1), "store_id": "1001"}),
     )
     .unwrap();
-    let (resp, work) = ml_core::app::handle(&req, &mut w.host);
+    let (resp, work) = ml_core::routes::router::handle(&req, &mut w.host);
     assert_eq!(resp.status, 200);
     assert_eq!(work, None);
     let body: Value = serde_json::from_slice(&resp.body).unwrap();
@@ -1001,7 +1001,7 @@ fn an_order_changed_while_a_lost_create_is_retried_ends_with_the_current_content
 fn a_delivery_while_another_worker_holds_the_order_is_finished_by_retry_due() {
     let mut w = world_with_order();
     // Another instance holds the order's lease for two minutes.
-    let held = ml_core::token::Lease::encode(t0().timestamp_millis() + 120_000, 0x55);
+    let held = ml_core::models::token::Lease::encode(t0().timestamp_millis() + 120_000, 0x55);
     w.host
         .inner
         .kv
@@ -1073,7 +1073,7 @@ fn a_display_name_taken_in_quickbooks_gets_the_next_candidate_and_never_fails() 
     let order = w.bc.borrow().orders[&ORDER].clone();
     let b = &order["billing_address"];
     let s = |k: &str| b[k].as_str().unwrap_or_default().to_string();
-    let candidates = ml_core::customer::display_name_candidates(
+    let candidates = ml_core::books::customer::display_name_candidates(
         &s("first_name"),
         &s("last_name"),
         &s("company"),

@@ -16,12 +16,12 @@ use std::rc::Rc;
 
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
-use ml_core::app::{self, Request};
 use ml_core::crypto::{self, Keyring};
 use ml_core::host::{CasOutcome, Host, KvError, LogLevel};
 use ml_core::http::{HttpRequest, HttpResponse, Method, TransportError};
-use ml_core::job::{self, RetryReport};
-use ml_core::record::SyncRecord;
+use ml_core::jobs::run::{self, RetryReport};
+use ml_core::routes::router::{self, Request};
+use ml_core::sync::record::SyncRecord;
 use ml_core::testing::FakeHost;
 use ml_sim::bigcommerce::{GeneratedOrder, OrderShape, generate};
 use serde_json::{Value, json};
@@ -675,9 +675,9 @@ impl World {
 
     /// Sends a request through the app; runs the work it leaves, as the adapter does.
     pub fn request(&mut self, req: Request) -> HttpResponse {
-        let (resp, work) = app::handle(&req, &mut self.host);
+        let (resp, work) = router::handle(&req, &mut self.host);
         if let Some(w) = work {
-            app::run(w, &mut self.host);
+            router::run(w, &mut self.host);
         }
         resp
     }
@@ -697,9 +697,9 @@ impl World {
         })
     }
 
-    /// `job::retry_due`, as the scheduler runs it.
+    /// `run::retry_due`, as the scheduler runs it.
     pub fn retry_due(&mut self) -> RetryReport {
-        job::retry_due(&mut self.host).expect("retry_due")
+        run::retry_due(&mut self.host).expect("retry_due")
     }
 
     /// The order's record via `GET /admin/records/order/{id}`.

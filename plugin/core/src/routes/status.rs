@@ -7,17 +7,17 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::bigcommerce;
-use crate::connection::{self, ConnectionError, Vault};
 use crate::crypto::Keyring;
 use crate::host::Host;
 use crate::http::{HttpRequest, HttpResponse, TransportError};
-use crate::quickbooks::{self, CompanyInfo};
-use crate::record::{self, sanitize};
+use crate::models::bigcommerce;
+use crate::models::quickbooks::{self, CompanyInfo};
+use crate::models::token::{self, CONNECT_PATH};
 use crate::settings::{self, BigCommerceSettings, QuickBooksSettings};
-use crate::store;
-use crate::token::{self, CONNECT_PATH};
-use crate::upstream::Upstreams;
+use crate::sync::connection::{self, ConnectionError, Vault};
+use crate::sync::record::{self, sanitize};
+use crate::sync::store;
+use crate::sync::upstream::Upstreams;
 
 /// What a 401 from BigCommerce means and what to do about it.
 pub const BC_UNAUTHORIZED: &str = "BigCommerce rejected bigcommerce_access_token: create a store API account with \
@@ -250,9 +250,9 @@ mod tests {
     use base64::Engine as _;
     use chrono::Duration;
 
+    use crate::models::token::TokenSet;
     use crate::secret::Secret;
     use crate::testing::FakeHost;
-    use crate::token::TokenSet;
 
     const ACCESS: &str = "eyJ-ACCESS-plaintext-0123456789";
     const REFRESH: &str = "AB11-REFRESH-plaintext-0123456789";

@@ -9,18 +9,18 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::bigcommerce::{self, CatalogProduct, Order, OrderId, OrderProduct, ProductId};
-use crate::connection::{self, Vault};
+use crate::books::customer::{self, CustomerSource};
+use crate::books::mapping::{self, GuestMode, MappingConfig, OrderContext};
 use crate::crypto::Keyring;
-use crate::customer::{self, CustomerSource};
 use crate::host::{Host, KvError, LogLevel};
-use crate::mapping::{self, GuestMode, MappingConfig, OrderContext};
-use crate::quickbooks::{self, request_id};
-use crate::record::{Entity, Failure, Service, State, SyncRecord};
-use crate::resolve::{self, Matched};
+use crate::models::bigcommerce::{self, CatalogProduct, Order, OrderId, OrderProduct, ProductId};
+use crate::models::quickbooks::{self, request_id};
 use crate::settings::{self, BigCommerceSettings, QuickBooksSettings, RetrySettings};
-use crate::store::{self, DueEntry, EventRef};
-use crate::upstream::{QboFailure, Upstreams, id_and_token};
+use crate::sync::connection::{self, Vault};
+use crate::sync::record::{Entity, Failure, Service, State, SyncRecord};
+use crate::sync::resolve::{self, Matched};
+use crate::sync::store::{self, DueEntry, EventRef};
+use crate::sync::upstream::{QboFailure, Upstreams, id_and_token};
 
 /// How long a webhook's worker waits for another worker on the same entity.
 const LEASE_WAIT_MS: u64 = 10_000;
@@ -62,7 +62,7 @@ pub fn upstreams(host: &mut dyn Host) -> Result<Upstreams, Failure> {
 /// The mapping in force (stored by `PUT /admin/mapping`, else the `mapping` variable, else the default).
 pub fn mapping_config(host: &mut dyn Host) -> Result<MappingConfig, Failure> {
     let stored = host
-        .kv_get(crate::app::MAPPING_KEY)
+        .kv_get(crate::routes::router::MAPPING_KEY)
         .map_err(|e| Failure::storage(&e.to_string()))?;
     let bytes = match stored {
         Some(b) => b,
@@ -154,7 +154,7 @@ fn sync_locked(
         Err(f) => Err(f),
         Ok(up) => match entity {
             Entity::Order => order(host, &up, &mut job, replay),
-            Entity::Customer => crate::customer_job::run(host, &up, &mut job.rec, replay),
+            Entity::Customer => crate::jobs::customer::run(host, &up, &mut job.rec, replay),
         },
     };
     finish(host, &mut job, outcome)?;
@@ -247,7 +247,7 @@ pub fn connection_failure(e: &connection::ConnectionError) -> Failure {
         connection::ConnectionError::Token(t) => Failure::from_token_error(t),
         connection::ConnectionError::Kv(k) => Failure::storage(&k.to_string()),
         connection::ConnectionError::Transport(t) => {
-            crate::record::classify_transport(Service::QuickBooks, t)
+            crate::sync::record::classify_transport(Service::QuickBooks, t)
         }
         other => Failure::configuration(&other.to_string()),
     }

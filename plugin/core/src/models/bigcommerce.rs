@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{HttpRequest, HttpResponse, Method};
-use crate::money::Money;
+use crate::models::money::Money;
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -475,7 +475,7 @@ pub struct OrderProduct {
     /// `physical`, `digital` or `giftcertificate`.
     #[serde(rename = "type", deserialize_with = "lenient::string")]
     pub product_type: String,
-    #[serde(with = "crate::money::decimal_number")]
+    #[serde(with = "crate::models::money::decimal_number")]
     pub quantity: Decimal,
     pub base_price: Money,
     pub price_ex_tax: Money,
@@ -548,7 +548,7 @@ pub struct Order {
     /// Display currency.
     #[serde(deserialize_with = "lenient::string")]
     pub currency_code: String,
-    #[serde(with = "crate::money::decimal_number")]
+    #[serde(with = "crate::models::money::decimal_number")]
     pub currency_exchange_rate: Decimal,
     #[serde(deserialize_with = "lenient::u64_or_zero")]
     pub default_currency_id: u64,
@@ -634,7 +634,7 @@ pub struct Coupon {
     #[serde(deserialize_with = "lenient::string")]
     pub code: String,
     /// Face value: money or a percentage depending on `coupon_type`.
-    #[serde(with = "crate::money::decimal_number")]
+    #[serde(with = "crate::models::money::decimal_number")]
     pub amount: Decimal,
     /// 0 per item, 1 percentage, 2 per total, 3 shipping, 4 free shipping, 5 promotion.
     #[serde(rename = "type", deserialize_with = "lenient::u64_or_zero")]
@@ -1023,7 +1023,7 @@ pub fn store(base: &str, store_hash: &str, token: &str) -> HttpRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::money::dec;
+    use crate::models::money::dec;
 
     fn fixture(name: &str) -> Vec<u8> {
         let p = format!(

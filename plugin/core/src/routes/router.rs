@@ -6,11 +6,11 @@ use subtle::ConstantTimeEq;
 
 use crate::host::{Host, LogLevel};
 use crate::http::{HttpResponse, header_value};
-use crate::job;
-use crate::record::{Entity, State};
+use crate::jobs::run;
+use crate::models::webhook::{self, EventKind};
 use crate::settings::{self, SettingsError};
-use crate::store::{self, EventRef};
-use crate::webhook::{self, EventKind};
+use crate::sync::record::{Entity, State};
+use crate::sync::store::{self, EventRef};
 
 /// Largest request body the connector accepts (webhooks, mapping): 64 KiB.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -106,13 +106,13 @@ pub fn handle(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<Work>
             _ => method_not_allowed(req, "GET"),
         },
         "/oauth/quickbooks/connect" => match (req.method.as_str(), authorize_admin(req, host)) {
-            ("GET", Ok(())) => crate::oauth::connect(req, host),
+            ("GET", Ok(())) => crate::routes::oauth::connect(req, host),
             (_, Err(resp)) => resp,
             _ => method_not_allowed(req, "GET"),
         },
         // Authenticated by its single-use `state`, not the admin token (the browser comes back from Intuit).
         "/oauth/quickbooks/callback" => match req.method.as_str() {
-            "GET" => crate::oauth::callback(req, host),
+            "GET" => crate::routes::oauth::callback(req, host),
             _ => method_not_allowed(req, "GET"),
         },
         p if p.starts_with("/admin/") => match authorize_admin(req, host) {
@@ -132,7 +132,7 @@ pub fn handle(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<Work>
 pub fn run(work: Work, host: &mut dyn Host) {
     match work {
         Work::Sync { entity, id, event } => {
-            if let Err(e) = job::sync(host, entity, &id, job::Trigger::Event(event)) {
+            if let Err(e) = run::sync(host, entity, &id, run::Trigger::Event(event)) {
                 // The guard entry filed at intake makes the scheduler pick this up later.
                 host.log(
                     LogLevel::Warn,
@@ -192,7 +192,7 @@ fn admin(req: &Request, path: &str, host: &mut dyn Host) -> HttpResponse {
             _ => method_not_allowed(req, "POST"),
         },
         ["admin", "status"] => match req.method.as_str() {
-            "GET" => crate::status::status(host),
+            "GET" => crate::routes::status::status(host),
             _ => method_not_allowed(req, "GET"),
         },
         ["admin", "retry-due"] => match req.method.as_str() {
@@ -242,7 +242,7 @@ pub fn current_mapping(host: &mut dyn Host) -> Result<Value, HttpResponse> {
                 )
             }),
             None => Ok(
-                serde_json::to_value(crate::mapping::MappingConfig::default())
+                serde_json::to_value(crate::books::mapping::MappingConfig::default())
                     .unwrap_or(Value::Null),
             ),
         },
@@ -262,7 +262,7 @@ fn get_mapping(host: &mut dyn Host) -> HttpResponse {
 }
 
 fn put_mapping(req: &Request, host: &mut dyn Host) -> HttpResponse {
-    let config = match crate::mapping::MappingConfig::parse(&req.body) {
+    let config = match crate::books::mapping::MappingConfig::parse(&req.body) {
         Ok(c) => c,
         Err(problems) => {
             let list: Vec<Value> = problems
@@ -357,7 +357,7 @@ fn webhook_intake(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<W
         hash: event.hash.clone(),
         created_at: event.created_at.map(|at| at.timestamp()),
     };
-    if let Err(e) = job::accept_event(host, entity, &id, event_ref.clone()) {
+    if let Err(e) = run::accept_event(host, entity, &id, event_ref.clone()) {
         // Not recorded: make BigCommerce deliver it again.
         return (storage_error(&e), None);
     }
@@ -436,8 +436,8 @@ fn get_record(host: &mut dyn Host, entity: Entity, id: &str) -> HttpResponse {
 }
 
 fn replay(host: &mut dyn Host, entity: Entity, id: &str) -> HttpResponse {
-    match job::sync(host, entity, id, job::Trigger::Replay) {
-        Ok(job::RunResult::Busy) => error_response(
+    match run::sync(host, entity, id, run::Trigger::Replay) {
+        Ok(run::RunResult::Busy) => error_response(
             409,
             "busy",
             &format!("{entity} {id} is being synced right now; look at its record in a moment"),
@@ -448,7 +448,7 @@ fn replay(host: &mut dyn Host, entity: Entity, id: &str) -> HttpResponse {
 }
 
 fn retry_due(host: &mut dyn Host) -> HttpResponse {
-    match job::retry_due(host) {
+    match run::retry_due(host) {
         Ok(report) => HttpResponse::json(200, &serde_json::to_value(report).unwrap_or(Value::Null)),
         Err(e) => storage_error(&e),
     }
@@ -458,9 +458,9 @@ fn preview_order(host: &mut dyn Host, id: &str) -> HttpResponse {
     let Ok(order_id) = id.parse::<u64>() else {
         return error_response(400, "bad_request", &format!("`{id}` is not an order id"));
     };
-    let result = job::upstreams(host).and_then(|up| {
-        let fetched = job::fetch_order(host, &up, order_id)?;
-        job::prepare_order(host, &up, fetched, true)
+    let result = run::upstreams(host).and_then(|up| {
+        let fetched = run::fetch_order(host, &up, order_id)?;
+        run::prepare_order(host, &up, fetched, true)
     });
     match result {
         Ok(p) => HttpResponse::json(
@@ -478,7 +478,7 @@ fn preview_order(host: &mut dyn Host, id: &str) -> HttpResponse {
             };
             HttpResponse::json(
                 status,
-                &json!({"error": f.reason(), "message": crate::record::explain(&f)}),
+                &json!({"error": f.reason(), "message": crate::sync::record::explain(&f)}),
             )
         }
     }

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{self, Keyring};
 use crate::host::{Host, KvError};
 use crate::http::{HttpRequest, HttpResponse, TransportError};
+use crate::models::token::{self, Bootstrap, TokenError, TokenSet};
 use crate::secret::Secret;
 use crate::settings::QuickBooksSettings;
-use crate::store;
-use crate::token::{self, Bootstrap, TokenError, TokenSet};
+use crate::sync::store;
 
 const TOKENS_KEY: &str = "cred/qbo/tokens";
 const BOOTSTRAP_FP_KEY: &str = "cred/qbo/bootstrap-fingerprint";

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::host::{CasOutcome, Host, KvError};
-use crate::record::{Entity, State, SyncRecord};
-use crate::token::Lease;
+use crate::models::token::Lease;
+use crate::sync::record::{Entity, State, SyncRecord};
 
 /// How long an entity lease lasts if its holder dies.
 pub const ENTITY_LEASE_MS: i64 = 120_000;
@@ -65,7 +65,7 @@ pub fn try_acquire(
     let now = host.now();
     // Creates the key (as a free lease) atomically if it does not exist yet.
     let current = counter(host, key)?.to_le_bytes();
-    if !crate::token::lease_is_free(&current, now) {
+    if !crate::models::token::lease_is_free(&current, now) {
         return Ok(None);
     }
     let mut nonce = [0u8; 2];
@@ -257,9 +257,9 @@ pub struct EventRef {
 }
 
 impl EventRef {
-    /// The key duplicates share (see [`crate::record::event_key`]).
+    /// The key duplicates share (see [`crate::sync::record::event_key`]).
     pub fn key(&self) -> String {
-        crate::record::event_key(&self.scope, &self.hash, self.created_at)
+        crate::sync::record::event_key(&self.scope, &self.hash, self.created_at)
     }
 }
 

@@ -5,14 +5,14 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::bigcommerce;
-use crate::connection::{self, CallError, Vault};
 use crate::crypto::Keyring;
 use crate::host::Host;
 use crate::http::{HttpRequest, HttpResponse};
-use crate::quickbooks::{self, QboError};
-use crate::record::{self, Failure, Service};
+use crate::models::bigcommerce;
+use crate::models::quickbooks::{self, QboError};
 use crate::settings::{BigCommerceSettings, QuickBooksSettings};
+use crate::sync::connection::{self, CallError, Vault};
+use crate::sync::record::{self, Failure, Service};
 
 /// Everything needed to talk to both services.
 pub struct Upstreams {
@@ -94,7 +94,7 @@ impl Upstreams {
             CallError::Connection(c) if c.needs_reauth() => {
                 QboFailure::from(Failure::needs_reauth(&c.to_string()))
             }
-            CallError::Connection(c) => QboFailure::from(crate::job::connection_failure(&c)),
+            CallError::Connection(c) => QboFailure::from(crate::jobs::run::connection_failure(&c)),
             CallError::Transport(t) => {
                 QboFailure::from(record::classify_transport(Service::QuickBooks, &t))
             }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::http::{TransportError, header_value};
-use crate::token::TokenError;
+use crate::models::token::TokenError;
 
 /// Longest retry delay from the schedule.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);

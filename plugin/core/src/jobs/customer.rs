@@ -8,13 +8,13 @@
 
 use serde_json::{Value, json};
 
-use crate::bigcommerce::{self, CustomerId};
-use crate::customer::{self, CustomerSource};
+use crate::books::customer::{self, CustomerSource};
 use crate::host::Host;
-use crate::job::Done;
-use crate::record::{Failure, SyncRecord};
-use crate::resolve::{self, CustomerLink, Matched};
-use crate::upstream::{QboFailure, Upstreams, id_and_token};
+use crate::jobs::run::Done;
+use crate::models::bigcommerce::{self, CustomerId};
+use crate::sync::record::{Failure, SyncRecord};
+use crate::sync::resolve::{self, CustomerLink, Matched};
+use crate::sync::upstream::{QboFailure, Upstreams, id_and_token};
 
 /// The webhook scope of a deleted customer.
 pub const DELETED_SCOPE: &str = "store/customer/deleted";

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::http::{HttpRequest, HttpResponse, Method, header_value};
-use crate::money::Money;
+use crate::models::money::Money;
 
 /// The minor version sent on every call (1–74 are ignored since August 2025).
 pub const MINOR_VERSION: u32 = 75;
@@ -101,13 +101,13 @@ pub struct SalesItemLineDetail {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "crate::money::decimal_number::option"
+        with = "crate::models::money::decimal_number::option"
     )]
     pub unit_price: Option<Decimal>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "crate::money::decimal_number::option"
+        with = "crate::models::money::decimal_number::option"
     )]
     pub qty: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,7 +125,7 @@ pub struct DiscountLineDetail {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "crate::money::decimal_number::option"
+        with = "crate::models::money::decimal_number::option"
     )]
     pub discount_percent: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,7 +228,7 @@ pub struct TxnTaxDetail {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "crate::money::opt"
+        with = "crate::models::money::opt"
     )]
     pub total_tax: Option<Money>,
 }
@@ -269,10 +269,10 @@ pub struct Invoice {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bill_email: Option<EmailAddress>,
     /// Read-only: never sent.
-    #[serde(default, skip_serializing, with = "crate::money::opt")]
+    #[serde(default, skip_serializing, with = "crate::models::money::opt")]
     pub total_amt: Option<Money>,
     /// Read-only: never sent.
-    #[serde(default, skip_serializing, with = "crate::money::opt")]
+    #[serde(default, skip_serializing, with = "crate::models::money::opt")]
     pub balance: Option<Money>,
 }
 
@@ -839,7 +839,7 @@ pub fn request_id(parts: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::money::dec;
+    use crate::models::money::dec;
 
     fn fixture(name: &str) -> Vec<u8> {
         let p = format!(

@@ -27,9 +27,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::bigcommerce::{CatalogProduct, Order, OrderProduct, ProductId};
-use crate::money::{Money, round2};
-use crate::quickbooks::{
+use crate::models::bigcommerce::{CatalogProduct, Order, OrderProduct, ProductId};
+use crate::models::money::{Money, round2};
+use crate::models::quickbooks::{
     EmailAddress, Invoice, Line, PhysicalAddress, Ref, SalesItemLineDetail, TxnTaxDetail,
 };
 
@@ -995,7 +995,7 @@ fn non_empty(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
-fn address(a: &crate::bigcommerce::Address) -> Option<PhysicalAddress> {
+fn address(a: &crate::models::bigcommerce::Address) -> Option<PhysicalAddress> {
     if !a.has_postal_data() {
         return None;
     }
@@ -1302,7 +1302,7 @@ pub fn build_invoice(
         order.channel_id,
         note_marker(order.id.0)
     );
-    let memo = non_empty(&order.customer_message).map(|m| crate::quickbooks::MemoRef {
+    let memo = non_empty(&order.customer_message).map(|m| crate::models::quickbooks::MemoRef {
         value: m.chars().take(1000).collect(),
     });
     let invoice = Invoice {

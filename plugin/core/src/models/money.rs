@@ -260,7 +260,7 @@ impl<'de> Visitor<'de> for LenientDecimal {
 
 /// Serde helpers for `Option<Money>` where `""`, `null`, `{}` and a missing key mean `None`.
 ///
-/// Use with `#[serde(default, with = "crate::money::opt")]`.
+/// Use with `#[serde(default, with = "crate::models::money::opt")]`.
 pub mod opt {
     use super::*;
 
@@ -281,7 +281,7 @@ pub mod opt {
 /// Serde helpers for plain [`Decimal`] quantities and unit prices that QuickBooks wants as
 /// JSON numbers with however many decimals they carry (`UnitPrice: 3.3333333`).
 ///
-/// Use with `#[serde(with = "crate::money::decimal_number")]`.
+/// Use with `#[serde(with = "crate::models::money::decimal_number")]`.
 pub mod decimal_number {
     use super::*;
 

@@ -14,13 +14,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::app::{Request, error_response};
-use crate::connection::{self, ConnectionError, Vault};
 use crate::crypto::{self, Keyring};
 use crate::host::{CasOutcome, Host, LogLevel};
 use crate::http::HttpResponse;
+use crate::models::token::{self, CONNECT_PATH, TokenError};
+use crate::routes::router::{Request, error_response};
 use crate::settings::{self, QuickBooksSettings};
-use crate::token::{self, CONNECT_PATH, TokenError};
+use crate::sync::connection::{self, ConnectionError, Vault};
 
 /// How long a connect link stays usable.
 pub const STATE_TTL: Duration = Duration::minutes(10);
@@ -209,7 +209,7 @@ fn intuit_declined(error: &str, description: Option<&str>) -> HttpResponse {
         .map(|d| {
             format!(
                 " ({})",
-                crate::record::sanitize(&d.chars().take(200).collect::<String>())
+                crate::sync::record::sanitize(&d.chars().take(200).collect::<String>())
             )
         })
         .unwrap_or_default();

@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::customer::{self, CustomerSource};
+use crate::books::customer::{self, CustomerSource};
+use crate::books::mapping::{Plan, ResolvedRefs};
 use crate::host::Host;
-use crate::mapping::{Plan, ResolvedRefs};
-use crate::quickbooks::{self, request_id};
-use crate::record::Failure;
-use crate::store;
-use crate::upstream::{QboFailure, Upstreams, id_and_token};
+use crate::models::quickbooks::{self, request_id};
+use crate::sync::record::Failure;
+use crate::sync::store;
+use crate::sync::upstream::{QboFailure, Upstreams, id_and_token};
 
 /// Placeholder id used by a dry run for something that would be created.
 pub const WOULD_CREATE: &str = "(would be created)";

@@ -1,0 +1,12 @@
+//! Sync: keeping one BigCommerce entity and its QuickBooks counterpart in step — sync records
+//! and their state machine, failure classification, the retry schedule, the KV layout and
+//! leases, the QuickBooks connection (sealed tokens, refresh), classified upstream calls and
+//! name resolution.
+//!
+//! May import: `books`, `models` and the base modules.
+
+pub mod connection;
+pub mod record;
+pub mod resolve;
+pub mod store;
+pub mod upstream;
