@@ -1,6 +1,6 @@
 //! The ml-connector component: a thin adapter between WASI and `ml-core`.
 //!
-//! It turns the incoming request into an [`ml_core::routes::router::Request`], lets the core decide the
+//! It turns the incoming request into an [`ml_core::http::Request`], lets the core decide the
 //! response, sends it, and then keeps running to do the work the core scheduled ("respond,
 //! then work"). Every effect the core asks for goes through [`host::WasiHost`]; nothing here
 //! decides anything.
@@ -21,6 +21,7 @@ use wasi::http::types::{
     Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 
+use ml_core::http;
 use ml_core::routes::router;
 
 struct Connector;
@@ -33,7 +34,7 @@ impl wasi::exports::http::incoming_handler::Guest for Connector {
         let request = match read_request(&request) {
             Ok(r) => r,
             Err(message) => {
-                let resp = router::error_response(400, "bad_request", &message);
+                let resp = http::error_response(400, "bad_request", &message);
                 send(response_out, &resp);
                 return;
             }
@@ -48,7 +49,7 @@ impl wasi::exports::http::incoming_handler::Guest for Connector {
 
 /// Reads method, path, headers and at most `MAX_BODY + 1` bytes of the body (enough for the
 /// core to tell that a body is too large without buffering all of it).
-fn read_request(request: &IncomingRequest) -> Result<router::Request, String> {
+fn read_request(request: &IncomingRequest) -> Result<http::Request, String> {
     use wasi::http::types::Method;
     let method = match request.method() {
         Method::Get => "GET".to_string(),
@@ -70,11 +71,11 @@ fn read_request(request: &IncomingRequest) -> Result<router::Request, String> {
         .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
         .collect();
     let body = match request.consume() {
-        Ok(body) => host::read_body(body, router::MAX_BODY + 1)
+        Ok(body) => host::read_body(body, http::MAX_BODY + 1)
             .map_err(|e| format!("cannot read request body: {e}"))?,
         Err(()) => Vec::new(),
     };
-    Ok(router::Request {
+    Ok(http::Request {
         method,
         path_and_query,
         headers,

@@ -144,3 +144,47 @@ pub enum TransportError {
     #[error("transport error: {0}")]
     Other(String),
 }
+
+/// Largest request body the connector accepts (webhooks, mapping): 64 KiB.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// An incoming request, as the adapter read it. `body` holds at most `MAX_BODY + 1` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The path without the query.
+    pub fn path(&self) -> &str {
+        self.path_and_query.split('?').next().unwrap_or("/")
+    }
+
+    /// The raw query string, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.path_and_query.split_once('?').map(|(_, q)| q)
+    }
+
+    /// A query parameter, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.query()?.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// A header, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_value(&self.headers, name)
+    }
+}
+
+/// A JSON error body: `{"error": code, "message": message}`.
+pub fn error_response(status: u16, code: &str, message: &str) -> HttpResponse {
+    HttpResponse::json(
+        status,
+        &serde_json::json!({"error": code, "message": message}),
+    )
+}

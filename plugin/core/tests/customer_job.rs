@@ -14,6 +14,7 @@ use ml_core::jobs::run::{self, RunResult, Trigger};
 use ml_core::sync::record::{Entity, State, SyncRecord};
 use ml_core::sync::resolve::{self, Matched};
 use ml_core::sync::store::{self, EventRef};
+use ml_core::sync::upstream;
 use ml_core::testing::FakeHost;
 use serde_json::{Value, json};
 
@@ -388,7 +389,7 @@ impl World {
 
     /// Resolves a customer as the order job does.
     fn resolve(&mut self, source: &CustomerSource) -> (resolve::CustomerLink, Matched) {
-        let up = run::upstreams(&mut self.host).unwrap();
+        let up = upstream::upstreams(&mut self.host).unwrap();
         resolve::customer(&mut self.host, &up, source, false).unwrap()
     }
 }
@@ -875,7 +876,7 @@ fn a_held_link_lease_defers_creation_to_a_retry() {
         "nothing created while another worker holds the link"
     );
     // The order job finishes: it created and linked the customer.
-    let up = run::upstreams(&mut w.host).unwrap();
+    let up = upstream::upstreams(&mut w.host).unwrap();
     let source = CustomerSource::from_billing_address(
         &json!({"first_name": "Ana", "last_name": "Diaz", "email": "ana@example.com", "street_1": "1 Main St"}),
         None,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use ml_core::routes::router::Request;
+use ml_core::http::Request;
 use ml_core::sync::connection;
 use ml_core::sync::record::State;
 use serde_json::{Value, json};

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::books::customer::{self, CustomerSource};
 use crate::host::Host;
-use crate::jobs::run::Done;
+use crate::jobs::Done;
 use crate::models::bigcommerce::{self, CustomerId};
 use crate::sync::record::{Failure, SyncRecord};
 use crate::sync::resolve::{self, CustomerLink, Matched};

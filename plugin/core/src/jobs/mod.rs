@@ -4,5 +4,37 @@
 //!
 //! May import: `sync`, `books`, `models` and the base modules.
 
+use crate::host::{Host, KvError};
+use crate::sync::record::{State, SyncRecord};
+use crate::sync::store;
+
 pub mod customer;
+pub mod order;
 pub mod run;
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    Posted {
+        qbo_id: String,
+        sync_token: String,
+        requestid: Option<String>,
+        digest: String,
+    },
+    Unchanged,
+    Skipped(String),
+}
+
+/// A job's record and the state last saved, so a save files it under the right counts.
+pub(crate) struct Job {
+    pub(crate) rec: SyncRecord,
+    pub(crate) saved_state: Option<State>,
+}
+
+impl Job {
+    pub(crate) fn save(&mut self, host: &mut dyn Host) -> Result<(), KvError> {
+        store::save_record(host, &self.rec, self.saved_state)?;
+        self.saved_state = Some(self.rec.state);
+        Ok(())
+    }
+}

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::crypto::{self, Keyring};
 use crate::host::{CasOutcome, Host, LogLevel};
 use crate::http::HttpResponse;
+use crate::http::{Request, error_response};
 use crate::models::token::{self, CONNECT_PATH, TokenError};
-use crate::routes::router::{Request, error_response};
 use crate::settings::{self, QuickBooksSettings};
 use crate::sync::connection::{self, ConnectionError, Vault};
 

@@ -5,51 +5,13 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use crate::host::{Host, LogLevel};
-use crate::http::{HttpResponse, header_value};
-use crate::jobs::run;
+use crate::http::{HttpResponse, MAX_BODY, Request, error_response};
+use crate::jobs::{order, run};
 use crate::models::webhook::{self, EventKind};
 use crate::settings::{self, SettingsError};
 use crate::sync::record::{Entity, State};
 use crate::sync::store::{self, EventRef};
-
-/// Largest request body the connector accepts (webhooks, mapping): 64 KiB.
-pub const MAX_BODY: usize = 64 * 1024;
-
-/// KV key of the mapping set with `PUT /admin/mapping`.
-pub const MAPPING_KEY: &str = "config/mapping";
-
-/// An incoming request, as the adapter read it. `body` holds at most `MAX_BODY + 1` bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    pub method: String,
-    pub path_and_query: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Request {
-    /// The path without the query.
-    pub fn path(&self) -> &str {
-        self.path_and_query.split('?').next().unwrap_or("/")
-    }
-
-    /// The raw query string, if any.
-    pub fn query(&self) -> Option<&str> {
-        self.path_and_query.split_once('?').map(|(_, q)| q)
-    }
-
-    /// A query parameter, percent-decoded.
-    pub fn query_param(&self, name: &str) -> Option<String> {
-        form_urlencoded::parse(self.query()?.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    }
-
-    /// A header, compared case-insensitively.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        header_value(&self.headers, name)
-    }
-}
+use crate::sync::upstream;
 
 /// Work a request leaves behind, run after the response is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,11 +22,6 @@ pub enum Work {
         id: String,
         event: EventRef,
     },
-}
-
-/// A JSON error body: `{"error": code, "message": message}`.
-pub fn error_response(status: u16, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::json(status, &json!({"error": code, "message": message}))
 }
 
 fn settings_error(e: &SettingsError) -> HttpResponse {
@@ -225,7 +182,7 @@ fn admin_fixed(req: &Request, path: &str, host: &mut dyn Host) -> HttpResponse {
 /// The mapping in force: the one stored by `PUT /admin/mapping`, else the `mapping` variable,
 /// else the built-in default.
 pub fn current_mapping(host: &mut dyn Host) -> Result<Value, HttpResponse> {
-    match host.kv_get(MAPPING_KEY) {
+    match host.kv_get(store::MAPPING_KEY) {
         Ok(Some(bytes)) => serde_json::from_slice(&bytes).map_err(|e| {
             error_response(
                 500,
@@ -281,7 +238,7 @@ fn put_mapping(req: &Request, host: &mut dyn Host) -> HttpResponse {
     };
     let normalized = serde_json::to_value(&config).unwrap_or(Value::Null);
     let bytes = serde_json::to_vec(&normalized).unwrap_or_default();
-    match host.kv_set(MAPPING_KEY, &bytes) {
+    match host.kv_set(store::MAPPING_KEY, &bytes) {
         Ok(()) => HttpResponse::json(200, &normalized),
         Err(e) => error_response(
             503,
@@ -458,9 +415,9 @@ fn preview_order(host: &mut dyn Host, id: &str) -> HttpResponse {
     let Ok(order_id) = id.parse::<u64>() else {
         return error_response(400, "bad_request", &format!("`{id}` is not an order id"));
     };
-    let result = run::upstreams(host).and_then(|up| {
-        let fetched = run::fetch_order(host, &up, order_id)?;
-        run::prepare_order(host, &up, fetched, true)
+    let result = upstream::upstreams(host).and_then(|up| {
+        let fetched = order::fetch_order(host, &up, order_id)?;
+        order::prepare_order(host, &up, fetched, true)
     });
     match result {
         Ok(p) => HttpResponse::json(

@@ -14,6 +14,7 @@ use crate::http::{HttpRequest, HttpResponse, TransportError};
 use crate::models::token::{self, Bootstrap, TokenError, TokenSet};
 use crate::secret::Secret;
 use crate::settings::QuickBooksSettings;
+use crate::sync::record::{self, Failure, Service};
 use crate::sync::store;
 
 const TOKENS_KEY: &str = "cred/qbo/tokens";
@@ -444,6 +445,16 @@ pub fn supersede_bootstrap(
             host.kv_set(BOOTSTRAP_FP_KEY, token::fingerprint(configured).as_bytes())
         }
         None => Ok(()),
+    }
+}
+
+/// A QuickBooks connection problem that is not lost authorization.
+pub fn connection_failure(e: &ConnectionError) -> Failure {
+    match e {
+        ConnectionError::Token(t) => Failure::from_token_error(t),
+        ConnectionError::Kv(k) => Failure::storage(&k.to_string()),
+        ConnectionError::Transport(t) => record::classify_transport(Service::QuickBooks, t),
+        other => Failure::configuration(&other.to_string()),
     }
 }
 

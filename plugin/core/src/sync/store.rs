@@ -20,12 +20,38 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::books::mapping::MappingConfig;
 use crate::host::{CasOutcome, Host, KvError};
 use crate::models::token::Lease;
-use crate::sync::record::{Entity, State, SyncRecord};
+use crate::settings;
+use crate::sync::record::{Entity, Failure, State, SyncRecord};
 
 /// How long an entity lease lasts if its holder dies.
 pub const ENTITY_LEASE_MS: i64 = 120_000;
+
+/// KV key of the mapping set with `PUT /admin/mapping`.
+pub const MAPPING_KEY: &str = "config/mapping";
+
+/// The mapping in force (stored by `PUT /admin/mapping`, else the `mapping` variable, else the default).
+pub fn mapping_config(host: &mut dyn Host) -> Result<MappingConfig, Failure> {
+    let stored = host
+        .kv_get(MAPPING_KEY)
+        .map_err(|e| Failure::storage(&e.to_string()))?;
+    let bytes = match stored {
+        Some(b) => b,
+        None => match settings::optional(host, "mapping") {
+            Some(text) => text.into_bytes(),
+            None => return Ok(MappingConfig::default()),
+        },
+    };
+    MappingConfig::parse(&bytes).map_err(|problems| {
+        let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        Failure::mapping(&format!(
+            "the mapping is invalid: {}; fix it with PUT /admin/mapping",
+            list.join("; ")
+        ))
+    })
+}
 
 fn counter(host: &mut dyn Host, key: &str) -> Result<i64, KvError> {
     host.kv_increment(key, 0)

@@ -10,7 +10,7 @@ use crate::host::Host;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::models::bigcommerce;
 use crate::models::quickbooks::{self, QboError};
-use crate::settings::{BigCommerceSettings, QuickBooksSettings};
+use crate::settings::{self, BigCommerceSettings, QuickBooksSettings};
 use crate::sync::connection::{self, CallError, Vault};
 use crate::sync::record::{self, Failure, Service};
 
@@ -19,6 +19,18 @@ pub struct Upstreams {
     pub bc: BigCommerceSettings,
     pub qbo: QuickBooksSettings,
     pub keyring: Keyring,
+}
+
+/// Reads the settings every job needs.
+pub fn upstreams(host: &mut dyn Host) -> Result<Upstreams, Failure> {
+    let bc = BigCommerceSettings::read(host).map_err(|e| Failure::configuration(&e.to_string()))?;
+    let qbo = QuickBooksSettings::read(host).map_err(|e| Failure::configuration(&e.to_string()))?;
+    let keyring = Keyring::from_config(
+        settings::optional(host, "encryption_key").as_deref(),
+        settings::optional(host, "encryption_key_previous").as_deref(),
+    )
+    .map_err(|e| Failure::configuration(&e.to_string()))?;
+    Ok(Upstreams { bc, qbo, keyring })
 }
 
 /// A QuickBooks response that carried a fault, with the fault kept for callers that react to
@@ -94,7 +106,7 @@ impl Upstreams {
             CallError::Connection(c) if c.needs_reauth() => {
                 QboFailure::from(Failure::needs_reauth(&c.to_string()))
             }
-            CallError::Connection(c) => QboFailure::from(crate::jobs::run::connection_failure(&c)),
+            CallError::Connection(c) => QboFailure::from(connection::connection_failure(&c)),
             CallError::Transport(t) => {
                 QboFailure::from(record::classify_transport(Service::QuickBooks, &t))
             }
