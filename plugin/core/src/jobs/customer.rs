@@ -12,7 +12,8 @@ use crate::books::customer::{self, CustomerSource};
 use crate::host::Host;
 use crate::jobs::Done;
 use crate::models::bigcommerce::{self, CustomerId};
-use crate::sync::record::{Failure, SyncRecord};
+use crate::sync::failure::Failure;
+use crate::sync::record::SyncRecord;
 use crate::sync::resolve::{self, CustomerLink, Matched};
 use crate::sync::upstream::{QboFailure, Upstreams, id_and_token};
 

@@ -12,7 +12,7 @@ use crate::jobs::{Done, Job};
 use crate::models::bigcommerce::{self, CatalogProduct, Order, OrderId, OrderProduct, ProductId};
 use crate::models::quickbooks::{self, request_id};
 use crate::sync::connection::{self, Vault};
-use crate::sync::record::{Failure, Service};
+use crate::sync::failure::{Failure, Service};
 use crate::sync::resolve::{self, Matched};
 use crate::sync::store;
 use crate::sync::upstream::{QboFailure, Upstreams, id_and_token};

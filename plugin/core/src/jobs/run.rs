@@ -9,7 +9,8 @@ use crate::host::{Host, KvError, LogLevel};
 use crate::jobs::{Done, Job, customer, order};
 use crate::settings::{self, RetrySettings};
 use crate::sync::connection::{self, Vault};
-use crate::sync::record::{Entity, Failure, State, SyncRecord};
+use crate::sync::failure::Failure;
+use crate::sync::record::{Entity, State, SyncRecord};
 use crate::sync::store::{self, DueEntry, EventRef};
 use crate::sync::upstream;
 

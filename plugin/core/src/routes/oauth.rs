@@ -209,7 +209,7 @@ fn intuit_declined(error: &str, description: Option<&str>) -> HttpResponse {
         .map(|d| {
             format!(
                 " ({})",
-                crate::sync::record::sanitize(&d.chars().take(200).collect::<String>())
+                crate::sync::failure::sanitize(&d.chars().take(200).collect::<String>())
             )
         })
         .unwrap_or_default();

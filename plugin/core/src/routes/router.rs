@@ -435,7 +435,7 @@ fn preview_order(host: &mut dyn Host, id: &str) -> HttpResponse {
             };
             HttpResponse::json(
                 status,
-                &json!({"error": f.reason(), "message": crate::sync::record::explain(&f)}),
+                &json!({"error": f.reason(), "message": crate::sync::failure::explain(&f)}),
             )
         }
     }

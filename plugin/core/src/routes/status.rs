@@ -15,7 +15,7 @@ use crate::models::quickbooks::{self, CompanyInfo};
 use crate::models::token::{self, CONNECT_PATH};
 use crate::settings::{self, BigCommerceSettings, QuickBooksSettings};
 use crate::sync::connection::{self, ConnectionError, Vault};
-use crate::sync::record::{self, sanitize};
+use crate::sync::failure::{self, sanitize};
 use crate::sync::store;
 use crate::sync::upstream::Upstreams;
 
@@ -195,7 +195,7 @@ fn quickbooks_status(host: &mut dyn Host, bc: Option<BigCommerceSettings>) -> Va
                 ));
             }
         },
-        Err(f) => section["error"] = json!(record::explain(&f.failure)),
+        Err(f) => section["error"] = json!(failure::explain(&f.failure)),
     }
     // Read after the call: it may have refreshed the tokens or lost the authorization.
     let vault = Vault {

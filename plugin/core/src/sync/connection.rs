@@ -14,7 +14,7 @@ use crate::http::{HttpRequest, HttpResponse, TransportError};
 use crate::models::token::{self, Bootstrap, TokenError, TokenSet};
 use crate::secret::Secret;
 use crate::settings::QuickBooksSettings;
-use crate::sync::record::{self, Failure, Service};
+use crate::sync::failure::{self, Failure, Service};
 use crate::sync::store;
 
 const TOKENS_KEY: &str = "cred/qbo/tokens";
@@ -453,7 +453,7 @@ pub fn connection_failure(e: &ConnectionError) -> Failure {
     match e {
         ConnectionError::Token(t) => Failure::from_token_error(t),
         ConnectionError::Kv(k) => Failure::storage(&k.to_string()),
-        ConnectionError::Transport(t) => record::classify_transport(Service::QuickBooks, t),
+        ConnectionError::Transport(t) => failure::classify_transport(Service::QuickBooks, t),
         other => Failure::configuration(&other.to_string()),
     }
 }

@@ -6,7 +6,9 @@
 //! May import: `books`, `models` and the base modules.
 
 pub mod connection;
+pub mod failure;
 pub mod record;
 pub mod resolve;
+pub mod retry;
 pub mod store;
 pub mod upstream;

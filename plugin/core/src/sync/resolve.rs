@@ -13,7 +13,7 @@ use crate::books::customer::{self, CustomerSource};
 use crate::books::mapping::{Plan, ResolvedRefs};
 use crate::host::Host;
 use crate::models::quickbooks::{self, request_id};
-use crate::sync::record::Failure;
+use crate::sync::failure::Failure;
 use crate::sync::store;
 use crate::sync::upstream::{QboFailure, Upstreams, id_and_token};
 

@@ -24,7 +24,8 @@ use crate::books::mapping::MappingConfig;
 use crate::host::{CasOutcome, Host, KvError};
 use crate::models::token::Lease;
 use crate::settings;
-use crate::sync::record::{Entity, Failure, State, SyncRecord};
+use crate::sync::failure::Failure;
+use crate::sync::record::{Entity, State, SyncRecord};
 
 /// How long an entity lease lasts if its holder dies.
 pub const ENTITY_LEASE_MS: i64 = 120_000;

@@ -12,7 +12,7 @@ use crate::models::bigcommerce;
 use crate::models::quickbooks::{self, QboError};
 use crate::settings::{self, BigCommerceSettings, QuickBooksSettings};
 use crate::sync::connection::{self, CallError, Vault};
-use crate::sync::record::{self, Failure, Service};
+use crate::sync::failure::{self, Failure, Service};
 
 /// Everything needed to talk to both services.
 pub struct Upstreams {
@@ -66,12 +66,12 @@ impl Upstreams {
     ) -> Result<HttpResponse, Failure> {
         let resp = host
             .http(request)
-            .map_err(|e| record::classify_transport(Service::BigCommerce, &e))?;
+            .map_err(|e| failure::classify_transport(Service::BigCommerce, &e))?;
         if resp.is_success() {
             return Ok(resp);
         }
         let api = bigcommerce::parse_api_error(&resp);
-        Err(record::classify_bigcommerce(resp.status, &resp.headers)
+        Err(failure::classify_bigcommerce(resp.status, &resp.headers)
             .with_upstream_message(&api.message))
     }
 
@@ -108,14 +108,15 @@ impl Upstreams {
             }
             CallError::Connection(c) => QboFailure::from(connection::connection_failure(&c)),
             CallError::Transport(t) => {
-                QboFailure::from(record::classify_transport(Service::QuickBooks, &t))
+                QboFailure::from(failure::classify_transport(Service::QuickBooks, &t))
             }
         })?;
         match quickbooks::check_response(&resp) {
             Ok(()) => Ok(resp),
             Err(fault) => {
-                let failure = record::classify_quickbooks(resp.status, fault.code(), &resp.headers)
-                    .with_upstream_message(&fault.to_string());
+                let failure =
+                    failure::classify_quickbooks(resp.status, fault.code(), &resp.headers)
+                        .with_upstream_message(&fault.to_string());
                 let mut failure = failure;
                 if failure.intuit_tid.is_none() {
                     failure.intuit_tid = fault.intuit_tid.clone();

@@ -1,0 +1,57 @@
+//! Why an order cannot become an invoice.
+
+use crate::models::money::Money;
+
+/// Why an order cannot become an invoice. Each message says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappingError {
+    #[error("Item '{name}' not found in QuickBooks: create it or change the mapping")]
+    UnknownItem { name: String },
+    #[error(
+        "Income account '{name}' not found in QuickBooks (or it has no service item): create the account or change the mapping"
+    )]
+    UnknownAccount { name: String },
+    #[error(
+        "Class '{name}' not found in QuickBooks: create it (and turn on class tracking) or change the mapping"
+    )]
+    UnknownClass { name: String },
+    #[error(
+        "Discount account '{name}' not found in QuickBooks: create it or change invoice.discount.account in the mapping"
+    )]
+    UnknownDiscountAccount { name: String },
+    #[error(
+        "tax mode is 'line' but no tax item is configured: set invoice.tax.item in the mapping"
+    )]
+    MissingTaxItem,
+    #[error(
+        "catalog data for product {product_id} was not fetched but a category/brand rule needs it (connector bug: report it)"
+    )]
+    MissingCatalogProduct { product_id: u64 },
+    #[error(
+        "the customer group of customer {customer_id} was not fetched but a rule needs it (connector bug: report it)"
+    )]
+    MissingCustomerGroup { customer_id: u64 },
+    #[error(
+        "invoice number '{doc_number}' is {len} characters; QuickBooks allows 21: shorten invoice.doc_number in the mapping"
+    )]
+    DocNumberTooLong { doc_number: String, len: usize },
+    #[error(
+        "the order has no creation date, so the invoice date is unknown: check the order in BigCommerce and replay it"
+    )]
+    MissingOrderDate,
+    #[error(
+        "the order has nothing to invoice (no priced lines, charges or tax): nothing was posted"
+    )]
+    NothingToInvoice,
+    #[error(
+        "BigCommerce's totals for this order do not add up ({check}): BigCommerce says {bigcommerce}, \
+         its parts add up to {computed} (difference {difference}). Nothing was posted, to avoid a wrong invoice: \
+         check the order's discounts, fees and tax in BigCommerce, then replay it"
+    )]
+    TotalsDoNotTie {
+        check: String,
+        bigcommerce: Money,
+        computed: Money,
+        difference: Money,
+    },
+}

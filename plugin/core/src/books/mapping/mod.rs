@@ -1,0 +1,37 @@
+//! The mapping engine: BigCommerce order → QuickBooks invoice (CONTRACT.md §4). Pure.
+//!
+//! Flow for a job: [`plan`] says which catalog products / customer group to fetch; after
+//! fetching, [`plan_exact`] gives the exact item/account/class names to resolve to QuickBooks
+//! ids; [`build_invoice`] lays out the invoice.
+//!
+//! Money rules (why the invoice total equals BigCommerce's to the cent):
+//! - BigCommerce's own identity is checked first (`total_ex_tax = subtotal_ex_tax + shipping +
+//!   handling + wrapping + fees − coupon_discount − discount_amount`, `total_inc_tax =
+//!   total_ex_tax + total_tax`, Σ line `total_ex_tax` = `subtotal_ex_tax`). A gap larger than
+//!   one cent per rounded term is [`MappingError::TotalsDoNotTie`]: we refuse to post a wrong
+//!   invoice.
+//! - Every line amount is its 4-decimal BigCommerce amount rounded to cents (half away from
+//!   zero). The target is `total_inc_tax` rounded (`total_ex_tax` for tax mode `none`). What
+//!   rounding leaves over (the *residue*, at most one cent per rounded line) is absorbed in the
+//!   tax amount when tax is posted and BigCommerce charged tax; otherwise in the largest
+//!   product line.
+//! - `TxnDate` is the UTC calendar date of `date_created` (BigCommerce sends UTC; the company
+//!   time zone is not known to the core).
+//! - `GlobalTaxCalculation` is never sent: it is rejected by US companies, and non-US
+//!   companies must match it to `is_tax_inclusive_pricing` — the lines are always ex-tax here,
+//!   with tax as a line or `TxnTaxDetail`.
+//!
+//! Files: [`config`] (the configuration and its validation), [`plan`] (rule matching and what
+//! to fetch), [`totals`] (the tie-out check), [`invoice`] (the layout), [`error`].
+
+pub mod config;
+pub mod error;
+pub mod invoice;
+pub mod plan;
+pub mod totals;
+
+pub use config::*;
+pub use error::*;
+pub use invoice::*;
+pub use plan::*;
+pub use totals::*;
