@@ -15,7 +15,7 @@ use crate::sync::connection::{self, Vault};
 use crate::sync::failure::{Failure, Service};
 use crate::sync::resolve::{self, Matched};
 use crate::sync::store;
-use crate::sync::upstream::{QboFailure, Upstreams, id_and_token};
+use crate::sync::upstream::{EntityCall, QboFailure, Upstreams, id_and_token};
 
 fn qf(e: QboFailure) -> Failure {
     e.failure
@@ -281,7 +281,7 @@ pub(crate) fn run(
         let mut edited_in_quickbooks = false;
         if replay {
             // Re-check QuickBooks: the linked invoice may have been changed or deleted there.
-            match up.qbo_read(host, "invoice", "Invoice", &qbo_id) {
+            match up.qbo_entity(host, "invoice", "Invoice", EntityCall::Read { id: &qbo_id }) {
                 Ok(current) => {
                     let current_token = id_and_token(&current).1;
                     edited_in_quickbooks =
@@ -336,7 +336,15 @@ fn update_invoice(
         body["SyncToken"] = json!(token);
         body["sparse"] = json!(true);
         let rid = request_id(&["upd", &order_id.to_string(), &token, &prepared.digest]);
-        match up.qbo_update(host, "invoice", "Invoice", &body, &rid) {
+        match up.qbo_entity(
+            host,
+            "invoice",
+            "Invoice",
+            EntityCall::Update {
+                body: &body,
+                request_id: &rid,
+            },
+        ) {
             Ok(updated) => {
                 let (id, new_token) = id_and_token(&updated);
                 return Ok(Done::Posted {
@@ -349,7 +357,7 @@ fn update_invoice(
             // Someone edited the invoice in QuickBooks meanwhile: take its current SyncToken and retry once.
             Err(e) if e.has_code("5010") && attempt == 0 => {
                 let current = up
-                    .qbo_read(host, "invoice", "Invoice", qbo_id)
+                    .qbo_entity(host, "invoice", "Invoice", EntityCall::Read { id: qbo_id })
                     .map_err(qf)?;
                 token = id_and_token(&current).1;
                 let now = host.now();
@@ -441,7 +449,15 @@ fn create_invoice(
     // The requestid is durable before the request leaves: a retry after a crash reuses it.
     job.save(host)
         .map_err(|e| Failure::storage(&e.to_string()))?;
-    match up.qbo_create(host, "invoice", "Invoice", &prepared.invoice, &rid) {
+    match up.qbo_entity(
+        host,
+        "invoice",
+        "Invoice",
+        EntityCall::Create {
+            body: &prepared.invoice,
+            request_id: &rid,
+        },
+    ) {
         Ok(created) => {
             let (id, token) = id_and_token(&created);
             Ok(Done::Posted {

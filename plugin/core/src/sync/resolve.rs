@@ -15,7 +15,7 @@ use crate::host::Host;
 use crate::models::quickbooks::{self, request_id};
 use crate::sync::failure::Failure;
 use crate::sync::store;
-use crate::sync::upstream::{QboFailure, Upstreams, id_and_token};
+use crate::sync::upstream::{EntityCall, QboFailure, Upstreams, id_and_token};
 
 /// Placeholder id used by a dry run for something that would be created.
 pub const WOULD_CREATE: &str = "(would be created)";
@@ -157,12 +157,14 @@ fn account_item(
         "IncomeAccountRef": {"value": account_id},
         "Description": format!("BigCommerce sales booked to {name} (created by ml-connector)"),
     });
-    let created = up.qbo_create(
+    let created = up.qbo_entity(
         host,
         "item",
         "Item",
-        &body,
-        &request_id(&["acct-item", realm, name]),
+        EntityCall::Create {
+            body: &body,
+            request_id: &request_id(&["acct-item", realm, name]),
+        },
     )?;
     let (id, _) = id_and_token(&created);
     remember(host, &key, &id, name);
@@ -414,12 +416,14 @@ fn create(
     let mut last = None;
     for name in display_names_to_try(source) {
         let payload = customer::customer_payload_named(source, &name);
-        match up.qbo_create(
+        match up.qbo_entity(
             host,
             "customer",
             "Customer",
-            &payload,
-            &create_request_id(source, &name),
+            EntityCall::Create {
+                body: &payload,
+                request_id: &create_request_id(source, &name),
+            },
         ) {
             Ok(created) => {
                 let (qbo_id, sync_token) = id_and_token(&created);
@@ -520,11 +524,24 @@ pub fn sparse_update(
         let mut parts = vec!["cust-upd", qbo_id, token.as_str()];
         parts.extend_from_slice(rid_parts);
         let rid = request_id(&parts);
-        match up.qbo_update(host, "customer", "Customer", &body, &rid) {
+        match up.qbo_entity(
+            host,
+            "customer",
+            "Customer",
+            EntityCall::Update {
+                body: &body,
+                request_id: &rid,
+            },
+        ) {
             Ok(updated) => return Ok((updated, rid)),
             // Someone edited the customer in QuickBooks meanwhile: take its current SyncToken.
             Err(e) if e.has_code("5010") && attempt == 0 => {
-                let current = up.qbo_read(host, "customer", "Customer", qbo_id)?;
+                let current = up.qbo_entity(
+                    host,
+                    "customer",
+                    "Customer",
+                    EntityCall::Read { id: qbo_id },
+                )?;
                 token = id_and_token(&current).1;
             }
             Err(e) => return Err(e),

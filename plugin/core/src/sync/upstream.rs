@@ -149,48 +149,50 @@ impl Upstreams {
             })
     }
 
-    /// Creates an entity with a `requestid` and returns QuickBooks' version of it.
-    pub fn qbo_create(
+    /// Creates, sparse-updates or reads one entity and returns QuickBooks' version of it:
+    /// the one path for QuickBooks entity calls.
+    pub fn qbo_entity(
         &self,
         host: &mut dyn Host,
         entity_path: &str,
         entity: &str,
-        body: &Value,
-        request_id: &str,
+        call: EntityCall,
     ) -> Result<Value, QboFailure> {
         let resp = self.qbo_send(host, &|base, realm, token| {
-            quickbooks::create(base, realm, token, entity_path, body, request_id)
+            call.request(base, realm, token, entity_path)
         })?;
         entity_of(&resp, entity)
     }
+}
 
-    /// Sparse-updates an entity.
-    pub fn qbo_update(
-        &self,
-        host: &mut dyn Host,
-        entity_path: &str,
-        entity: &str,
-        body: &Value,
-        request_id: &str,
-    ) -> Result<Value, QboFailure> {
-        let resp = self.qbo_send(host, &|base, realm, token| {
-            quickbooks::sparse_update(base, realm, token, entity_path, body, request_id)
-        })?;
-        entity_of(&resp, entity)
-    }
+/// One QuickBooks entity call, for [`Upstreams::qbo_entity`].
+#[derive(Debug, Clone, Copy)]
+pub enum EntityCall<'a> {
+    /// Create with a `requestid` (QuickBooks answers a repeat with the first result).
+    Create {
+        body: &'a Value,
+        request_id: &'a str,
+    },
+    /// Sparse update (`body` carries `Id`, `SyncToken` and `sparse`).
+    Update {
+        body: &'a Value,
+        request_id: &'a str,
+    },
+    /// Read one entity by id.
+    Read { id: &'a str },
+}
 
-    /// Reads one entity by id.
-    pub fn qbo_read(
-        &self,
-        host: &mut dyn Host,
-        entity_path: &str,
-        entity: &str,
-        id: &str,
-    ) -> Result<Value, QboFailure> {
-        let resp = self.qbo_send(host, &|base, realm, token| {
-            quickbooks::read(base, realm, token, entity_path, id)
-        })?;
-        entity_of(&resp, entity)
+impl EntityCall<'_> {
+    fn request(&self, base: &str, realm: &str, token: &str, entity_path: &str) -> HttpRequest {
+        match *self {
+            EntityCall::Create { body, request_id } => {
+                quickbooks::create(base, realm, token, entity_path, body, request_id)
+            }
+            EntityCall::Update { body, request_id } => {
+                quickbooks::sparse_update(base, realm, token, entity_path, body, request_id)
+            }
+            EntityCall::Read { id } => quickbooks::read(base, realm, token, entity_path, id),
+        }
     }
 }
 

@@ -1,12 +1,14 @@
-//! Shared fixtures for the job tests: a [`FakeHost`] wired to small in-memory models of
-//! BigCommerce and QuickBooks Online, a host wrapper that interleaves KV writes with HTTP
+//! Shared fixtures for the job tests: a [`FakeHost`] wired to the one in-memory model of
+//! BigCommerce (orders, customers) and of QuickBooks Online every core test uses, a host wrapper that interleaves KV writes with HTTP
 //! requests (so tests can check *when* a credential was stored), and helpers that drive the
 //! connector through its public entry points only.
 //!
 //! The QuickBooks model is deliberately strict where the connector's guarantees depend on it:
 //! it honours `requestid` replays, checks `SyncToken`s, rotates refresh tokens on every
-//! refresh and rejects superseded ones with `invalid_grant`, and accepts only the access
-//! tokens it issued.
+//! refresh and rejects superseded ones with `invalid_grant`, accepts only the access tokens
+//! it issued, keeps one DisplayName namespace across customers, vendors and employees
+//! (active or not), and answers customer queries with active customers only unless asked
+//! otherwise.
 
 #![allow(dead_code)]
 
@@ -154,14 +156,19 @@ impl Host for Recorder {
 // ---------------------------------------------------------------------------------------------
 // BigCommerce model.
 
-/// Orders by id; anything else is a loud failure.
+/// Orders and customers by id; anything else is a loud failure.
 #[derive(Default)]
 pub struct Bc {
     pub orders: BTreeMap<u64, Value>,
+    pub customers: HashMap<u64, Value>,
 }
 
 impl Bc {
     fn handle(&mut self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let customers = format!("{BC_BASE}/stores/{STORE_HASH}/v3/customers?");
+        if req.url.starts_with(&customers) {
+            return Ok(self.customers(req));
+        }
         let prefix = format!("{BC_BASE}/stores/{STORE_HASH}/v2/orders/");
         let rest = req.url.strip_prefix(&prefix).unwrap_or_else(|| {
             panic!(
@@ -192,6 +199,24 @@ impl Bc {
             )),
         }
     }
+
+    fn customers(&mut self, req: &HttpRequest) -> HttpResponse {
+        assert_eq!(req.method, Method::Get, "BigCommerce is only read");
+        assert!(
+            req.url.contains("include=addresses"),
+            "customers are fetched with their addresses"
+        );
+        let ids = query_param(&req.url, "id:in").expect("id:in");
+        let data: Vec<Value> = ids
+            .split(',')
+            .filter_map(|i| i.parse::<u64>().ok())
+            .filter_map(|i| self.customers.get(&i).cloned())
+            .collect();
+        HttpResponse::json(
+            200,
+            &json!({"data": data, "meta": {"pagination": {"total": data.len()}}}),
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -217,6 +242,9 @@ pub struct Qbo {
     pub unknown_names: HashSet<String>,
     name_ids: HashMap<String, String>,
     pub customers: Vec<Value>,
+    /// Vendors and employees: they share the customers' DisplayName namespace.
+    pub vendors: Vec<Value>,
+    pub employees: Vec<Value>,
     pub invoices: BTreeMap<String, Value>,
     /// Answers already given per `requestid`: replays return them without writing.
     replies: HashMap<String, HttpResponse>,
@@ -233,6 +261,12 @@ pub struct Qbo {
     pub faults: VecDeque<(String, Fault)>,
     /// A fault on every matching request until cleared.
     pub permanent: Option<(String, Fault)>,
+    /// Decoded query statements, in order.
+    pub statements: Vec<String>,
+    /// Bodies of customer writes that QuickBooks accepted.
+    pub writes: Vec<Value>,
+    /// A concurrent creator: just before our create of this DisplayName, it creates this customer.
+    pub race: Option<(String, Value)>,
 }
 
 fn needle_matches(needle: &str, req: &HttpRequest) -> bool {
@@ -271,8 +305,8 @@ fn query_param(url: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// `SELECT * FROM E WHERE F = 'v' [AND …]` → (E, F, v).
-fn parse_statement(stmt: &str) -> (String, String, String) {
+/// `SELECT * FROM E WHERE F = 'v' [AND Active IN (true, false)]` → (E, F, v, include inactive).
+pub fn parse_statement(stmt: &str) -> (String, String, String, bool) {
     let words: Vec<&str> = stmt.split_whitespace().collect();
     let entity = words[3].to_string();
     let field = words[5].to_string();
@@ -286,7 +320,12 @@ fn parse_statement(stmt: &str) -> (String, String, String) {
             c => value.push(c),
         }
     }
-    (entity, field, value)
+    (
+        entity,
+        field,
+        value,
+        stmt.contains("Active IN (true, false)"),
+    )
 }
 
 impl Qbo {
@@ -398,28 +437,25 @@ impl Qbo {
                 if let Some(r) = self.replies.get(&rid) {
                     return Ok(r.clone());
                 }
-                let name = body
-                    .get("DisplayName")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                if self
-                    .customers
-                    .iter()
-                    .any(|c| c["DisplayName"] == name.as_str())
-                {
-                    return Ok(qbo_json(
-                        400,
-                        fixture("quickbooks/fault_6240_duplicate_name_400.json"),
-                    ));
+                let r = if body.get("Id").is_some() {
+                    self.update_customer(body)
+                } else {
+                    self.create_customer(body)
+                };
+                if r.is_success() {
+                    self.replies.insert(rid, r.clone());
                 }
-                let mut c = body;
-                c["Id"] = json!(self.new_id());
-                c["SyncToken"] = json!("0");
-                self.customers.push(c.clone());
-                let r = qbo_json(200, json!({"Customer": c}));
-                self.replies.insert(rid, r.clone());
                 r
+            }
+            (Method::Get, p) if p.starts_with("customer/") => {
+                let id = &p["customer/".len()..];
+                match self.customers.iter().find(|c| c["Id"] == id) {
+                    Some(c) => qbo_json(200, json!({"Customer": c})),
+                    None => qbo_json(
+                        400,
+                        fault_body("610", "Object Not Found", "ValidationFault"),
+                    ),
+                }
             }
             _ => panic!(
                 "QuickBooks model: unexpected request {} {}",
@@ -427,6 +463,85 @@ impl Qbo {
                 req.url
             ),
         })
+    }
+
+    /// Whether a DisplayName is in use (by another customer, a vendor or an employee).
+    fn taken(&self, name: &str, except: Option<&str>) -> bool {
+        self.customers
+            .iter()
+            .any(|c| c["DisplayName"] == name && c["Id"].as_str() != except)
+            || self
+                .vendors
+                .iter()
+                .chain(&self.employees)
+                .any(|v| v["DisplayName"] == name)
+    }
+
+    /// Adds a customer as if made in QuickBooks (an `Id`, SyncToken 0, active unless told).
+    pub fn insert_customer(&mut self, mut c: Value) -> Value {
+        c["Id"] = json!(self.new_id());
+        c["SyncToken"] = json!("0");
+        if c.get("Active").is_none() {
+            c["Active"] = json!(true);
+        }
+        self.customers.push(c.clone());
+        c
+    }
+
+    fn create_customer(&mut self, body: Value) -> HttpResponse {
+        let name = body["DisplayName"].as_str().unwrap_or_default().to_string();
+        if let Some((_, theirs)) = self.race.take_if(|(n, _)| *n == name) {
+            self.insert_customer(theirs);
+        }
+        if self.taken(&name, None) {
+            return qbo_json(
+                400,
+                fixture("quickbooks/fault_6240_duplicate_name_400.json"),
+            );
+        }
+        self.writes.push(body.clone());
+        let c = self.insert_customer(body);
+        qbo_json(200, json!({"Customer": c}))
+    }
+
+    fn update_customer(&mut self, body: Value) -> HttpResponse {
+        assert_eq!(body["sparse"], json!(true), "customer updates are sparse");
+        let id = body["Id"].as_str().unwrap().to_string();
+        if let Some(name) = body.get("DisplayName").and_then(Value::as_str)
+            && self.taken(name, Some(&id))
+        {
+            return qbo_json(
+                400,
+                fixture("quickbooks/fault_6240_duplicate_name_400.json"),
+            );
+        }
+        let Some(current) = self.customers.iter_mut().find(|c| c["Id"] == id.as_str()) else {
+            return qbo_json(
+                400,
+                fault_body("610", "Object Not Found", "ValidationFault"),
+            );
+        };
+        if body["SyncToken"] != current["SyncToken"] {
+            return qbo_json(
+                400,
+                fault_body("5010", "Stale Object Error", "ValidationFault"),
+            );
+        }
+        for (k, v) in body.as_object().unwrap() {
+            if k != "sparse" && k != "SyncToken" {
+                current[k] = v.clone();
+            }
+        }
+        let next = current["SyncToken"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            + 1;
+        current["SyncToken"] = json!(next.to_string());
+        let out = current.clone();
+        self.writes.push(body);
+        qbo_json(200, json!({"Customer": out}))
     }
 
     fn create_invoice(&mut self, mut inv: Value) -> HttpResponse {
@@ -482,7 +597,8 @@ impl Qbo {
     }
 
     fn query(&mut self, stmt: &str) -> HttpResponse {
-        let (entity, field, value) = parse_statement(stmt);
+        self.statements.push(stmt.to_string());
+        let (entity, field, value, with_inactive) = parse_statement(stmt);
         let found: Vec<Value> = match entity.as_str() {
             "Item" | "Class" | "Account" => {
                 if self.unknown_names.contains(&value) {
@@ -502,6 +618,7 @@ impl Qbo {
             "Customer" => self
                 .customers
                 .iter()
+                .filter(|c| with_inactive || c["Active"] != json!(false))
                 .filter(|c| match field.as_str() {
                     "PrimaryEmailAddr" => {
                         c.pointer("/PrimaryEmailAddr/Address")
@@ -585,6 +702,45 @@ impl Qbo {
     }
 }
 
+/// A [`FakeHost`] with every variable set and its routes wired to the models; QuickBooks
+/// holds [`BOOTSTRAP_RT`] as a valid refresh token.
+pub fn wired_host() -> (FakeHost, Rc<RefCell<Bc>>, Rc<RefCell<Qbo>>) {
+    let mut host = FakeHost::new(t0());
+    for (k, v) in [
+        ("bigcommerce_store_hash", STORE_HASH),
+        ("bigcommerce_access_token", BC_TOKEN),
+        ("bigcommerce_api_base", BC_BASE),
+        ("bigcommerce_webhook_secret", WEBHOOK_SECRET),
+        ("qbo_client_id", CLIENT_ID),
+        ("qbo_client_secret", CLIENT_SECRET),
+        ("qbo_api_base", QBO_BASE),
+        ("qbo_oauth_base", OAUTH_BASE),
+        ("qbo_realm_id", REALM),
+        ("qbo_refresh_token", BOOTSTRAP_RT),
+        ("admin_token", ADMIN_TOKEN),
+        ("retry_base_seconds", "10"),
+        ("max_attempts", "5"),
+    ] {
+        host.set_config(k, v);
+    }
+    host.set_config(
+        "encryption_key",
+        &base64::engine::general_purpose::STANDARD.encode(KEY_BYTES),
+    );
+    let bc = Rc::new(RefCell::new(Bc::default()));
+    let qbo = Rc::new(RefCell::new(Qbo::default()));
+    qbo.borrow_mut()
+        .valid_refresh
+        .insert(BOOTSTRAP_RT.to_string());
+    let b = bc.clone();
+    host.route(BC_BASE, move |r| b.borrow_mut().handle(r));
+    let q = qbo.clone();
+    host.route(QBO_BASE, move |r| q.borrow_mut().handle(r));
+    let q = qbo.clone();
+    host.route(OAUTH_BASE, move |r| q.borrow_mut().handle(r));
+    (host, bc, qbo)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The world: host + models + helpers.
 
@@ -604,39 +760,7 @@ impl Default for World {
 impl World {
     /// Fully configured, QuickBooks holding [`BOOTSTRAP_RT`] as a valid refresh token.
     pub fn new() -> Self {
-        let mut host = FakeHost::new(t0());
-        for (k, v) in [
-            ("bigcommerce_store_hash", STORE_HASH),
-            ("bigcommerce_access_token", BC_TOKEN),
-            ("bigcommerce_api_base", BC_BASE),
-            ("bigcommerce_webhook_secret", WEBHOOK_SECRET),
-            ("qbo_client_id", CLIENT_ID),
-            ("qbo_client_secret", CLIENT_SECRET),
-            ("qbo_api_base", QBO_BASE),
-            ("qbo_oauth_base", OAUTH_BASE),
-            ("qbo_realm_id", REALM),
-            ("qbo_refresh_token", BOOTSTRAP_RT),
-            ("admin_token", ADMIN_TOKEN),
-            ("retry_base_seconds", "10"),
-            ("max_attempts", "5"),
-        ] {
-            host.set_config(k, v);
-        }
-        host.set_config(
-            "encryption_key",
-            &base64::engine::general_purpose::STANDARD.encode(KEY_BYTES),
-        );
-        let bc = Rc::new(RefCell::new(Bc::default()));
-        let qbo = Rc::new(RefCell::new(Qbo::default()));
-        qbo.borrow_mut()
-            .valid_refresh
-            .insert(BOOTSTRAP_RT.to_string());
-        let b = bc.clone();
-        host.route(BC_BASE, move |r| b.borrow_mut().handle(r));
-        let q = qbo.clone();
-        host.route(QBO_BASE, move |r| q.borrow_mut().handle(r));
-        let q = qbo.clone();
-        host.route(OAUTH_BASE, move |r| q.borrow_mut().handle(r));
+        let (host, bc, qbo) = wired_host();
         World {
             host: Recorder {
                 inner: host,
