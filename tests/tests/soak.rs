@@ -6,7 +6,7 @@
 //! - 5 % server errors (500/502/503) on BigCommerce and QuickBooks API paths;
 //! - 2 % rate limits, as BigCommerce 429s with `X-Rate-Limit-Time-Reset-Ms: 1000`. QuickBooks
 //!   429s are left out on purpose: the contract makes every QuickBooks 429 wait at least 60 s
-//!   (`record::classify_quickbooks` enforces it whatever `Retry-After` says), which would make
+//!   (`failure::classify_quickbooks` enforces it whatever `Retry-After` says), which would make
 //!   the soak minutes long; `retries.rs` covers that path on its own;
 //! - 1 % "timeouts" as lost answers: the simulator does the work (an invoice or customer is
 //!   created), then answers 504 instead of the real response (`FaultAction::AfterHandler` with

@@ -1,5 +1,5 @@
 //! Deterministic tests of the order job, driven through the app's public entry points
-//! (`router::handle` + `router::run`, `job::retry_due`, the admin routes) on a simulated clock,
+//! (`router::handle` + `router::run`, `jobs::run::retry_due`, the admin routes) on a simulated clock,
 //! against in-memory models of BigCommerce and QuickBooks Online (see `common`).
 
 mod common;

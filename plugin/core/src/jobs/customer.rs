@@ -80,7 +80,7 @@ pub fn run(
     if !replay && !link.inactive && link.digest == digest {
         let done = unchanged(rec, &link, digest.clone());
         if done != Done::Unchanged {
-            // `job::finish` marks a plain `Unchanged`; this one also records the link.
+            // `jobs::run::finish` marks a plain `Unchanged`; this one also records the link.
             rec.note(
                 "unchanged",
                 json!({"digest": digest, "note": "nothing relevant changed; no QuickBooks call"}),

@@ -280,7 +280,7 @@ pub fn customer(
     Ok((link, how))
 }
 
-/// [`customer`] without the reactivation: the customer job folds `Active: true` into its own
+/// [`customer()`] without the reactivation: the customer job folds `Active: true` into its own
 /// sparse update (one write instead of two). A link found inactive keeps `inactive: true`.
 pub fn find_or_create(
     host: &mut dyn Host,

@@ -1,6 +1,6 @@
 //! The mapping engine: BigCommerce order → QuickBooks invoice (CONTRACT.md §4). Pure.
 //!
-//! Flow for a job: [`plan`] says which catalog products / customer group to fetch; after
+//! Flow for a job: [`plan()`] says which catalog products / customer group to fetch; after
 //! fetching, [`plan_exact`] gives the exact item/account/class names to resolve to QuickBooks
 //! ids; [`build_invoice`] lays out the invoice.
 //!
@@ -21,7 +21,7 @@
 //!   companies must match it to `is_tax_inclusive_pricing` — the lines are always ex-tax here,
 //!   with tax as a line or `TxnTaxDetail`.
 //!
-//! Files: [`config`] (the configuration and its validation), [`plan`] (rule matching and what
+//! Files: [`config`] (the configuration and its validation), [`plan`](mod@plan) (rule matching and what
 //! to fetch), [`totals`] (the tie-out check), [`invoice`] (the layout), [`error`].
 
 pub mod config;

@@ -4,7 +4,7 @@
 //! carry only fields QuickBooks accepts on writes: an unknown property is fault 2010, so
 //! read-only fields (`TotalAmt`, `Balance`, `MetaData`…) are read but never sent.
 //!
-//! Files: [`entities`] (the models), [`response`] (faults and decoding), [`query`] (query
+//! Files: [`entities`] (the models), [`response`] (faults and decoding), [`query`](mod@query) (query
 //! statements), [`request`] (request builders and request ids).
 
 pub mod entities;
