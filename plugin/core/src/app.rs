@@ -115,6 +115,7 @@ pub fn handle(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<Work>
             "GET" => crate::oauth::callback(req, host),
             _ => method_not_allowed(req, "GET"),
         },
+        p if crate::console::owns(p) => crate::console::serve(req, p),
         p if p.starts_with("/admin/") => match authorize_admin(req, host) {
             Err(resp) => resp,
             Ok(()) => admin(req, p, host),

@@ -11,6 +11,7 @@
 pub mod app;
 pub mod bigcommerce;
 pub mod connection;
+pub mod console;
 pub mod crypto;
 pub mod customer;
 pub mod customer_job;
