@@ -445,7 +445,9 @@ function timelineSection(record) {
 export async function mappingView({ signal, params }) {
   const resp = await api.get('/admin/mapping', { signal });
   if (!resp.ok) return [heading('Mapping'), problem(resp, 'The mapping could not be read')];
-  const original = JSON.stringify(resp.data, null, 2);
+  // The rules themselves (a reply that wraps them as `{"mapping": …}` is unwrapped).
+  const rules = resp.data && resp.data.mapping && !('version' in resp.data) ? resp.data.mapping : resp.data;
+  const original = JSON.stringify(rules, null, 2);
   const editor = h('textarea', { name: 'mapping', rows: '22', spellcheck: 'false', autocomplete: 'off', class: 'code', value: original });
   const out = h('div', { 'aria-live': 'polite', id: 'mapping-result' });
   const save = actionButton('Check and save', 'Checking…', async () => {
@@ -493,7 +495,7 @@ export async function mappingView({ signal, params }) {
 function previewSection(initial) {
   const input = h('input', { type: 'text', name: 'order', inputmode: 'numeric', value: initial, required: true, pattern: '[0-9]+' });
   const out = h('div', { 'aria-live': 'polite', id: 'preview-result' });
-  const button = h('button', { type: 'submit', text: 'Preview' });
+  const button = h('button', { type: 'submit', id: 'preview', text: 'Preview' });
   const form = h('form', { class: 'inline' }, field('Order number', input), h('div', { class: 'actions' }, button));
   const run = async () => {
     const id = input.value.trim();

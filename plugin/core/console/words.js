@@ -8,8 +8,9 @@ import { h } from './dom.js';
 const dateTime = new Intl.DateTimeFormat(undefined, {
   dateStyle: 'medium', timeStyle: 'short',
 });
+// (`dateStyle` cannot be combined with `timeZoneName`: the parts are spelled out.)
 const dateTimeZone = new Intl.DateTimeFormat(undefined, {
-  dateStyle: 'medium', timeStyle: 'short', timeZoneName: 'short',
+  year: 'numeric', month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit', timeZoneName: 'short',
 });
 
 /** The browser's time zone name (e.g. "Europe/Paris"). */
@@ -227,8 +228,7 @@ export function stepWords(entry, record) {
     case 'skipped':
       return `Skipped: ${d.reason || 'nothing to post'}.`;
     case 'attempt_failed': {
-      const side = d.service ? `${d.service}: ` : '';
-      const explanation = d.explanation ? `${side}${d.explanation}` : 'it failed';
+      const explanation = d.explanation || `${d.service || 'it'} did not answer as expected`;
       let next = '';
       if (d.gave_up) next = ' The connector gave up retrying.';
       else if (d.next_attempt_at) next = ` Will try again ${fromNow(d.next_attempt_at, new Date(entry.at))}.`;
