@@ -28,7 +28,11 @@ const INSTALL_HINT: &str = "the console tests need Debian's `chromium` and `chro
 // ---- the browser ------------------------------------------------------------------------------
 
 /// Finds an executable: the variable's value when set, else the first name found on `path`.
-fn find_program(var: Option<String>, names: &[&str], path: Option<&str>) -> Result<PathBuf, String> {
+fn find_program(
+    var: Option<String>,
+    names: &[&str],
+    path: Option<&str>,
+) -> Result<PathBuf, String> {
     if let Some(explicit) = var.filter(|v| !v.is_empty()) {
         let p = PathBuf::from(&explicit);
         return if p.is_file() {
@@ -45,7 +49,10 @@ fn find_program(var: Option<String>, names: &[&str], path: Option<&str>) -> Resu
             }
         }
     }
-    Err(format!("none of {} is on PATH: {INSTALL_HINT}", names.join(", ")))
+    Err(format!(
+        "none of {} is on PATH: {INSTALL_HINT}",
+        names.join(", ")
+    ))
 }
 
 /// A `chromedriver` process and a headless Chromium session. Dropping it stops both.
@@ -84,7 +91,9 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}; {INSTALL_HINT}", driver_bin.display()));
+            .unwrap_or_else(|e| {
+                panic!("cannot start {}: {e}; {INSTALL_HINT}", driver_bin.display())
+            });
         let mut browser = Browser {
             client: None,
             driver,
@@ -167,7 +176,9 @@ impl Browser {
             if tokio::time::Instant::now() >= deadline {
                 self.snap("timeout").await;
                 let main = self.main_text().await;
-                panic!("`{css}` never showed `{needle}` (last: `{last}`); the page showed:\n{main}");
+                panic!(
+                    "`{css}` never showed `{needle}` (last: `{last}`); the page showed:\n{main}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -201,7 +212,9 @@ impl Browser {
             .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("no `{css}`: {e}"));
-        el.clear().await.unwrap_or_else(|e| panic!("cannot clear `{css}`: {e}"));
+        el.clear()
+            .await
+            .unwrap_or_else(|e| panic!("cannot clear `{css}`: {e}"));
         el.send_keys(text)
             .await
             .unwrap_or_else(|e| panic!("cannot type into `{css}`: {e}"));
@@ -217,8 +230,9 @@ impl Browser {
     /// Saves a screenshot of the whole page as `<prefix>-<name>.png`.
     async fn snap(&self, name: &str) -> PathBuf {
         let (w, h) = self.c().get_window_size().await.unwrap_or((1280, 900));
+        // The window is taller than its viewport by the (headless) browser's own frame.
         let full = self
-            .js("return Math.ceil(document.documentElement.scrollHeight)")
+            .js("window.scrollTo(0, 0); return Math.ceil(document.documentElement.scrollHeight) + 140")
             .await
             .as_u64()
             .unwrap_or(h)
@@ -240,7 +254,11 @@ impl Browser {
                    .map(el => el.outerHTML.slice(0, 120));",
             )
             .await;
-        assert_eq!(unlabelled, json!([]), "unlabelled controls on the {view} view");
+        assert_eq!(
+            unlabelled,
+            json!([]),
+            "unlabelled controls on the {view} view"
+        );
     }
 
     /// Every resource the page loaded came from `origin`.
@@ -314,7 +332,9 @@ fn broken_mapping() -> Value {
 
 async fn wait_state(env: &TestEnv, entity: &str, id: u64, state: &str) -> Value {
     eventually_named(&format!("{entity} {id} is {state}"), WAIT, || async {
-        let (status, rec) = env.admin_get(&format!("/admin/records/{entity}/{id}")).await;
+        let (status, rec) = env
+            .admin_get(&format!("/admin/records/{entity}/{id}"))
+            .await;
         (status == 200 && rec["state"] == state).then_some(rec)
     })
     .await
@@ -336,13 +356,17 @@ fn origin(env: &TestEnv) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_finds_a_failed_order_fixes_the_mapping_and_replays_it_from_the_console() {
     let browser = Browser::start("flow").await;
-    let env = TestEnv::start(TestOptions::default().var("mapping", broken_mapping().to_string())).await;
+    let env =
+        TestEnv::start(TestOptions::default().var("mapping", broken_mapping().to_string())).await;
     let order = generate(701, &shape(7));
     let total = order.order["total_inc_tax"].clone();
     env.bc.place_order(order).await.unwrap();
     let rec = wait_state(&env, "order", 701, "failed").await;
     assert!(
-        rec["last_error"].as_str().unwrap_or_default().contains("Gadget Sales"),
+        rec["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Gadget Sales"),
         "{rec}"
     );
 
@@ -351,12 +375,21 @@ async fn an_operator_finds_a_failed_order_fixes_the_mapping_and_replays_it_from_
     browser.wait_text("main h1", "Status").await;
     let url = browser.c().current_url().await.unwrap();
     assert_eq!(url.path(), "/admin/ui", "`/` redirects to the console");
-    browser.wait_text("section[aria-label=BigCommerce] h2", "Connected").await;
-    browser.wait_text("section[aria-label=QuickBooks] h2", "Connected").await;
-    let failed = browser.wait_text("a.count[data-state=failed]", "Failed").await;
+    browser
+        .wait_text("section[aria-label=BigCommerce] h2", "Connected")
+        .await;
+    browser
+        .wait_text("section[aria-label=QuickBooks] h2", "Connected")
+        .await;
+    let failed = browser
+        .wait_text("a.count[data-state=failed]", "Failed")
+        .await;
     assert!(failed.starts_with('1'), "one failed record: {failed}");
     let footer = browser.wait_text("footer", "times shown in").await;
-    assert!(footer.contains(BROWSER_TZ), "times are in the browser's zone: {footer}");
+    assert!(
+        footer.contains(BROWSER_TZ),
+        "times are in the browser's zone: {footer}"
+    );
     browser.assert_controls_labelled("status").await;
     browser.snap("1-status").await;
 
@@ -371,8 +404,13 @@ async fn an_operator_finds_a_failed_order_fixes_the_mapping_and_replays_it_from_
     // The failed count leads to the failed records, newest first.
     browser.click("a.count[data-state=failed]").await;
     browser.wait_text("main h1", "Records").await;
-    let row = browser.wait_text("tr[data-record='order/701']", "Failed").await;
-    assert!(row.contains("Gadget Sales"), "the row says what went wrong: {row}");
+    let row = browser
+        .wait_text("tr[data-record='order/701']", "Failed")
+        .await;
+    assert!(
+        row.contains("Gadget Sales"),
+        "the row says what went wrong: {row}"
+    );
     browser.assert_controls_labelled("records").await;
     browser.snap("2-records-failed").await;
 
@@ -380,9 +418,16 @@ async fn an_operator_finds_a_failed_order_fixes_the_mapping_and_replays_it_from_
     browser.click("tr[data-record='order/701'] a").await;
     browser.wait_text("main h1", "Order 701").await;
     let what = browser.wait_text(".failure .what", "Gadget Sales").await;
-    assert!(!what.contains("What to do"), "the explanation and the fix are apart: {what}");
-    browser.wait_text(".failure .todo", "press Replay below").await;
-    let history = browser.wait_text("ol.timeline", "placed in BigCommerce").await;
+    assert!(
+        !what.contains("What to do"),
+        "the explanation and the fix are apart: {what}"
+    );
+    browser
+        .wait_text(".failure .todo", "press Replay below")
+        .await;
+    let history = browser
+        .wait_text("ol.timeline", "placed in BigCommerce")
+        .await;
     assert!(history.contains("Attempt 1 failed"), "{history}");
     browser.snap("3-record-failed").await;
 
@@ -408,11 +453,20 @@ async fn an_operator_finds_a_failed_order_fixes_the_mapping_and_replays_it_from_
         .filter_map(Value::as_str)
         .collect();
     assert!(problems.len() >= 3, "every problem listed: {problems:?}");
-    assert!(problems.iter().any(|p| p.contains("$.version")), "{problems:?}");
-    assert!(problems.iter().any(|p| p.contains("$.invoice.tax.mode")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("$.version")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("$.invoice.tax.mode")),
+        "{problems:?}"
+    );
     browser.snap("4-mapping-problems").await;
     let (_, stored) = env.admin_get("/admin/mapping").await;
-    assert_eq!(stored["invoice"]["default_item"], "Gadget Sales", "nothing was saved");
+    assert_eq!(
+        stored["invoice"]["default_item"], "Gadget Sales",
+        "nothing was saved"
+    );
 
     // Fix it: the item the company has.
     let fixed = broken_mapping()
@@ -428,12 +482,18 @@ async fn an_operator_finds_a_failed_order_fixes_the_mapping_and_replays_it_from_
     browser.type_into("input[name=order]", "701").await;
     browser.click("#preview").await;
     let table = browser.wait_text("table.invoice", "Total").await;
-    assert!(table.contains("BigCommerce Sales") || table.contains('#'), "{table}");
+    assert!(
+        table.contains("BigCommerce Sales") || table.contains('#'),
+        "{table}"
+    );
     let total_row = browser
         .wait_text("table.invoice tfoot tr.total", "Total")
         .await
         .replace(',', "");
-    let total_text = total.as_str().map(str::to_string).unwrap_or_else(|| total.to_string());
+    let total_text = total
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| total.to_string());
     let whole = total_text.split('.').next().unwrap().to_string();
     assert!(
         total_row.contains('$') && total_row.contains(&whole),
@@ -446,7 +506,9 @@ async fn an_operator_finds_a_failed_order_fixes_the_mapping_and_replays_it_from_
     browser.goto(&env.url("/admin/ui#/record/order/701")).await;
     browser.wait_text("main h1", "Order 701").await;
     browser.click("#replay").await;
-    browser.wait_text("main .banner.good", "Replayed. It is now: Posted.").await;
+    browser
+        .wait_text("main .banner.good", "Replayed. It is now: Posted.")
+        .await;
     let invoices = env.qbo.invoices();
     assert_eq!(invoices.len(), 1, "exactly one invoice");
     let invoice_id = invoices[0]["Id"].as_str().unwrap().to_string();
@@ -455,26 +517,40 @@ async fn an_operator_finds_a_failed_order_fixes_the_mapping_and_replays_it_from_
         .await;
     assert_eq!(
         href,
-        json!(format!("https://app.qbo.intuit.com/app/invoice?txnId={invoice_id}")),
+        json!(format!(
+            "https://app.qbo.intuit.com/app/invoice?txnId={invoice_id}"
+        )),
         "the invoice links into QuickBooks"
     );
-    let history = browser.wait_text("ol.timeline", "Someone pressed Replay").await;
+    let history = browser
+        .wait_text("ol.timeline", "Someone pressed Replay")
+        .await;
     assert!(history.contains("Saved in QuickBooks"), "{history}");
-    assert!(!browser.is_shown(".failure").await, "no failure shown once posted");
+    assert!(
+        !browser.is_shown(".failure").await,
+        "no failure shown once posted"
+    );
     browser.snap("6-record-posted").await;
 
     // The status now counts it as posted.
     browser.click("nav a[data-view=status]").await;
-    let posted = browser.wait_text("a.count[data-state=posted]", "Posted").await;
+    let posted = browser
+        .wait_text("a.count[data-state=posted]", "Posted")
+        .await;
     assert!(posted.starts_with('1'), "{posted}");
-    let failed = browser.wait_text("a.count[data-state=failed]", "Failed").await;
+    let failed = browser
+        .wait_text("a.count[data-state=failed]", "Failed")
+        .await;
     assert!(failed.starts_with('0'), "{failed}");
 
     // Nothing came from another origin, and the page was sent with its policy.
     browser.assert_same_origin(&origin(&env)).await;
     let page = env.request("GET", "/admin/ui", &[], Vec::new()).await;
     let csp = page.headers["content-security-policy"].to_str().unwrap();
-    assert!(csp.starts_with("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(
+        csp.starts_with("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     assert_eq!(page.headers["x-content-type-options"], "nosniff");
 
     // On a phone-width screen nothing needs sideways scrolling.
@@ -484,10 +560,15 @@ async fn an_operator_finds_a_failed_order_fixes_the_mapping_and_replays_it_from_
     let overflow = browser
         .js("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
         .await;
-    assert!(overflow.as_i64().unwrap_or(1) <= 0, "sideways overflow of {overflow}px on a phone");
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "sideways overflow of {overflow}px on a phone"
+    );
     browser.snap("7-phone-record").await;
     browser.goto(&env.url("/admin/ui#/status")).await;
-    browser.wait_text("a.count[data-state=posted]", "Posted").await;
+    browser
+        .wait_text("a.count[data-state=posted]", "Posted")
+        .await;
     browser.snap("8-phone-status").await;
 }
 
@@ -497,17 +578,22 @@ async fn a_wrong_token_is_refused_with_a_message_and_a_revoked_one_returns_to_th
     let env = TestEnv::start(TestOptions::default()).await;
 
     sign_in(&browser, &env, "not-the-admin-token").await;
-    browser.wait_text("form .banner.bad", "refused the admin token").await;
-    let stored = browser
-        .js("return sessionStorage.length")
+    browser
+        .wait_text("form .banner.bad", "refused the admin token")
         .await;
+    let stored = browser.js("return sessionStorage.length").await;
     assert_eq!(stored, json!(0), "a refused token is not kept");
-    assert!(!browser.is_shown("#nav").await, "no navigation before signing in");
+    assert!(
+        !browser.is_shown("#nav").await,
+        "no navigation before signing in"
+    );
     browser.assert_controls_labelled("sign-in").await;
     browser.snap("1-refused").await;
 
     // The right token, typed once and submitted with Enter, is kept for the tab.
-    browser.type_into("input[name=token]", &env.admin_token).await;
+    browser
+        .type_into("input[name=token]", &env.admin_token)
+        .await;
     browser
         .c()
         .find(Locator::Css("input[name=token]"))
@@ -568,9 +654,18 @@ async fn when_quickbooks_access_is_lost_the_connect_button_leads_through_consent
     wait_state(&env, "order", 802, "needs_reauth").await;
 
     sign_in(&browser, &env, &env.admin_token).await;
-    browser.wait_text("section[aria-label=QuickBooks] h2", "Not connected").await;
-    browser.wait_text("section[aria-label=QuickBooks]", "QuickBooks access was lost").await;
-    let parked = browser.wait_text("a.count[data-state=needs_reauth]", "QuickBooks").await;
+    browser
+        .wait_text("section[aria-label=QuickBooks] h2", "Not connected")
+        .await;
+    browser
+        .wait_text(
+            "section[aria-label=QuickBooks]",
+            "QuickBooks access was lost",
+        )
+        .await;
+    let parked = browser
+        .wait_text("a.count[data-state=needs_reauth]", "QuickBooks")
+        .await;
     assert!(parked.starts_with('1'), "{parked}");
     browser.snap("1-needs-reauth").await;
 
@@ -579,15 +674,22 @@ async fn when_quickbooks_access_is_lost_the_connect_button_leads_through_consent
     browser.click("#connect-quickbooks").await;
     browser.wait_text("h1", "QuickBooks connected").await;
     browser.click("a[href='/admin/ui#/status']").await;
-    browser.wait_text("section[aria-label=QuickBooks] h2", "Connected").await;
-    assert!(!browser.is_shown("#connect-quickbooks").await, "no button once connected");
+    browser
+        .wait_text("section[aria-label=QuickBooks] h2", "Connected")
+        .await;
+    assert!(
+        !browser.is_shown("#connect-quickbooks").await,
+        "no button once connected"
+    );
 
     // Parked records resume by themselves on the next scheduler run.
     let (code, report) = env.admin_post("/admin/retry-due", &Value::Null).await;
     assert_eq!(code, 200, "{report}");
     wait_state(&env, "order", 802, "posted").await;
     browser.goto(&env.url("/admin/ui#/record/order/802")).await;
-    browser.wait_text("ol.timeline", "QuickBooks was connected again").await;
+    browser
+        .wait_text("ol.timeline", "QuickBooks was connected again")
+        .await;
     browser.snap("2-resumed").await;
 }
 
@@ -596,10 +698,20 @@ fn without_chromium_the_console_tests_fail_saying_what_to_install() {
     let empty = tempfile::tempdir().unwrap();
     let path = std::env::join_paths([empty.path()]).unwrap();
     let err = find_program(None, &["chromedriver"], path.to_str()).unwrap_err();
-    assert!(err.contains("apt-get install -y chromium chromium-driver"), "{err}");
-    let err = find_program(Some("/nonexistent/chromedriver".into()), &["chromedriver"], None)
-        .unwrap_err();
-    assert!(err.contains("/nonexistent/chromedriver") && err.contains("chromium-driver"), "{err}");
+    assert!(
+        err.contains("apt-get install -y chromium chromium-driver"),
+        "{err}"
+    );
+    let err = find_program(
+        Some("/nonexistent/chromedriver".into()),
+        &["chromedriver"],
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("/nonexistent/chromedriver") && err.contains("chromium-driver"),
+        "{err}"
+    );
     // And it finds one that is there.
     let exe = empty.path().join("chromedriver");
     std::fs::write(&exe, b"").unwrap();

@@ -5,7 +5,7 @@ import * as api from './api.js';
 import { h, replace, banner, rawJson, facts, field } from './dom.js';
 import {
   when, fromNow, money, quantity, STATES, STATE_ORDER, stateBadge, entityWord, docWord, qboLink,
-  documentsOf, stepWords, explainFailure, BACKFILL_STATES, ENTITIES,
+  documentsOf, stepWords, explainFailure, BACKFILL_STATES, ENTITIES, connectWords, sentence, day,
 } from './words.js';
 
 const heading = (text) => h('h1', { tabindex: '-1', text });
@@ -134,7 +134,7 @@ function connectionCard(name, section, pairs, extra) {
   return h('section', { class: 'card', 'aria-label': name },
     h('h2', {}, name, ' ', okBadge(section.ok === true)),
     facts(pairs),
-    section.error ? banner('bad', section.error) : null,
+    section.error ? banner('bad', sentence(connectWords(section.error, 'with the button below'))) : null,
     warningsList(section.warnings),
     extra || null);
 }
@@ -324,7 +324,7 @@ function recordsTable(rows) {
         h('th', { scope: 'row', 'data-label': 'Record' },
           h('a', { href: `#/record/${r.entity}/${encodeURIComponent(r.id)}`, text: `${entityWord(r.entity)} ${r.id}` })),
         h('td', { 'data-label': 'State' }, stateBadge(r.state)),
-        h('td', { 'data-label': 'In QuickBooks' }, docs.length ? docs.map((d) => `${docWord(d.type)} ${d.doc_number || d.qbo_id}`).join(', ') : '—'),
+        h('td', { 'data-label': 'In QuickBooks' }, docs.length ? docs.map((d) => `${docWord(d.type)} ${d.doc_number || `(id ${d.qbo_id})`}`).join(', ') : '—'),
         h('td', { 'data-label': 'Tries', text: String(r.attempts ?? 0) }),
         h('td', { 'data-label': 'Last change' }, when(r.updated_at) || '—'),
         h('td', { 'data-label': 'Problem', class: 'problem' }, failure ? shorten(failure, 140) : '—'));
@@ -418,7 +418,7 @@ function documentsSection(record) {
         h('th', { scope: 'row', 'data-label': 'Document', text: docWord(d.type) }),
         h('td', { 'data-label': 'Number', text: d.doc_number || `id ${d.qbo_id}` }),
         h('td', { 'data-label': 'Amount', text: money(d.total ?? d.amount, d.currency) || '—' }),
-        h('td', { 'data-label': 'State', text: d.state || (d.source ? `from ${d.source}` : '—') }),
+        h('td', { 'data-label': 'State', text: d.state || (d.source ? `from ${d.source}` : record.state === 'posted' ? 'up to date' : '—') }),
         h('td', { 'data-label': 'Open' }, link
           ? externalLink(link, 'Open in QuickBooks', `Open ${docWord(d.type)} ${d.doc_number || d.qbo_id} in QuickBooks (new tab)`)
           : '—'));
@@ -549,7 +549,7 @@ function invoicePreview(p) {
     if (disc) {
       return h('tr', { class: 'discount' },
         h('td', { 'data-label': 'Line', text: l.Description || 'Discount' }),
-        h('td', { 'data-label': 'Item', text: disc.DiscountAccountRef ? `Account ${refName(disc.DiscountAccountRef)}` : 'Discount' }),
+        h('td', { 'data-label': 'Item', text: disc.DiscountAccountRef?.name ? `Account ${disc.DiscountAccountRef.name}` : 'Discount account' }),
         h('td', { 'data-label': 'Class', text: refName(disc.ClassRef) || '—' }),
         h('td', { 'data-label': 'Qty', class: 'num', text: '' }),
         h('td', { 'data-label': 'Unit price', class: 'num', text: disc.PercentBased ? `${quantity(disc.DiscountPercent)} %` : '' }),
@@ -569,7 +569,7 @@ function invoicePreview(p) {
   return [
     facts([
       ['Invoice number', inv.DocNumber],
-      ['Date', inv.TxnDate],
+      ['Date', day(inv.TxnDate)],
       ['Customer', customer.display_name ? `${customer.display_name} (${matched})` : null],
       ['Currency', currency],
     ]),

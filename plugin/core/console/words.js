@@ -30,6 +30,15 @@ export function when(value, { zone = false } = {}) {
   return h('time', { datetime: d.toISOString(), title: d.toISOString(), text });
 }
 
+const dateOnly = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium' });
+
+/** A calendar date (`2026-01-08`) as the person writes dates; no time zone shift. */
+export function day(value) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(String(value || ''));
+  if (!m) return value || '';
+  return dateOnly.format(new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
+}
+
 const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
 
 /** "in 5 minutes", "3 hours ago" (relative to `now`, a Date). */
@@ -153,7 +162,15 @@ export function documentsOf(record) {
   if (Array.isArray(record.documents) && record.documents.length) return record.documents;
   if (!record.qbo_id) return [];
   const type = record.entity === 'customer' ? 'Customer' : 'Invoice';
-  return [{ type, qbo_id: record.qbo_id, sync_token: record.qbo_sync_token }];
+  const doc = { type, qbo_id: record.qbo_id, sync_token: record.qbo_sync_token };
+  // A record read one by one has its history: the last invoice prepared gives number and total.
+  const mapped = Array.isArray(record.audit)
+    ? [...record.audit].reverse().find((e) => e.step === 'mapped' && e.detail) : null;
+  if (mapped && type === 'Invoice') {
+    doc.doc_number = mapped.detail.doc_number || undefined;
+    doc.total = mapped.detail.total || undefined;
+  }
+  return [doc];
 }
 
 // ---- history ------------------------------------------------------------------------------
@@ -202,10 +219,15 @@ export function stepWords(entry, record) {
       }
       return `Read the order from BigCommerce: ${ORDER_STATUS[d.status_id] ?? `status ${d.status_id}`}, total ${money(d.total_inc_tax)}, ${d.lines ?? '?'} line${d.lines === 1 ? '' : 's'}.`;
     case 'mapped': {
-      const who = d.customer?.matched_by ? ` Customer found by ${matchedWords(d.customer.matched_by)}.` : '';
+      const by = d.customer?.matched_by;
+      const who = !by ? '' : by === 'created' ? ' A new QuickBooks customer was made for it.'
+        : ` Customer found by ${matchedWords(by)}.`;
       return `Prepared the invoice${d.doc_number ? ` number ${d.doc_number}` : ''} for ${money(d.total)}.${who}`;
     }
     case 'matched':
+      if (d.matched_by === 'created') {
+        return `Made a new QuickBooks customer${d.display_name ? ` “${d.display_name}”` : ''}.`;
+      }
       return `Matched the QuickBooks customer${d.display_name ? ` “${d.display_name}”` : ''} by ${matchedWords(d.matched_by)}.`;
     case 'write_planned':
       return 'Sending it to QuickBooks.';
@@ -234,7 +256,7 @@ export function stepWords(entry, record) {
       else if (d.next_attempt_at) next = ` Will try again ${fromNow(d.next_attempt_at, new Date(entry.at))}.`;
       else if (d.reason === 'needs_reauth') next = ' Waiting for QuickBooks to be connected again.';
       else if (d.retryable === false) next = ' This needs a person to fix.';
-      return `Attempt ${d.attempt ?? ''} failed: ${explanation}.${next}`.replace('..', '.');
+      return `Attempt ${d.attempt ?? ''} failed: ${connectWords(explanation, 'on the Status page')}.${next}`.replace('..', '.');
     }
     case 'replay_requested':
       return `Someone pressed Replay (it was ${STATES[d.from]?.word.toLowerCase() || d.from}).`;
@@ -260,9 +282,22 @@ export function explainFailure(record) {
   const replayRoute = /(POST )?\/admin\/replay\/\{?[a-z]+\}?\/\{?[a-z0-9]+\}?/gi;
   todo = todo.replace(replayRoute, 'press Replay below');
   todo = todo.replace(/\(GET\/PUT \/admin\/mapping\)/g, 'on the Mapping page');
+  todo = connectWords(todo, 'with the button on the Status page');
+  what = connectWords(what, 'with the button on the Status page');
   what = what.replace(/^gave up after (\d+) attempts \(max_attempts\):/, 'Gave up after $1 tries:');
   const action = ACTIONS[record.reason] || null;
-  return { what, todo, action };
+  return { what: sentence(what), todo: sentence(todo), action };
+}
+
+/** The connector's advice names its OAuth route; in the console that is a button. */
+export function connectWords(text, where) {
+  return String(text || '').replace(/re-authorize at \/oauth\/quickbooks\/connect/g, `connect QuickBooks again ${where}`);
+}
+
+/** Starts a sentence with a capital letter. */
+export function sentence(text) {
+  const t = String(text || '').trim();
+  return t ? t[0].toUpperCase() + t.slice(1) : t;
 }
 
 /** What the console itself can take the person to, per failure reason. */

@@ -117,10 +117,7 @@ pub fn serve(req: &Request, path: &str) -> HttpResponse {
             None => error_response(
                 404,
                 "not_found",
-                &format!(
-                    "the console has no file {}; open {UI_PATH}",
-                    req.path()
-                ),
+                &format!("the console has no file {}; open {UI_PATH}", req.path()),
             ),
         }
     };
@@ -328,7 +325,14 @@ mod tests {
     fn the_files_load_nothing_from_another_origin() {
         for asset in ASSETS {
             let text = String::from_utf8_lossy(asset.body);
-            for needle in ["http://", "//cdn", "@import url(", "<script>", " style=\"", "onclick="] {
+            for needle in [
+                "http://",
+                "//cdn",
+                "@import url(",
+                "<script>",
+                " style=\"",
+                "onclick=",
+            ] {
                 // The one absolute URL allowed is QuickBooks' own, as a link target the user
                 // follows, never loaded by the page; `http://www.w3.org/2000/svg` is a
                 // namespace name, not a request.
