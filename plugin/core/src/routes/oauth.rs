@@ -365,8 +365,8 @@ pub fn callback(req: &Request, host: &mut dyn Host) -> HttpResponse {
     // `realm` is digits only (checked above), so it is safe to put in HTML as is.
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>QuickBooks connected</title></head>\
-         <body><h1>{message}</h1><p>The connector can now post to QuickBooks. You can close this page; \
-         <code>GET /admin/status</code> shows the connection.</p></body></html>\n"
+         <body><h1>{message}</h1><p>The connector can now post to QuickBooks. \
+         <a href=\"/admin/ui#/status\">Back to the console</a> (<code>GET /admin/status</code> shows the connection).</p></body></html>\n"
     );
     let mut resp = HttpResponse::new(200, html);
     resp.headers

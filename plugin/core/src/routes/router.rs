@@ -72,6 +72,7 @@ pub fn handle(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<Work>
             "GET" => crate::routes::oauth::callback(req, host),
             _ => method_not_allowed(req, "GET"),
         },
+        p if super::console::owns(p) => super::console::serve(req, p),
         p if p.starts_with("/admin/") => match authorize_admin(req, host) {
             Err(resp) => resp,
             Ok(()) => admin(req, p, host),
