@@ -193,7 +193,9 @@ pub fn check_public_base_url(url: &str) -> Result<String, String> {
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
     if host.is_empty() || authority.contains('@') {
-        return Err(format!("`{url}` has no host name: write it as https://host"));
+        return Err(format!(
+            "`{url}` has no host name: write it as https://host"
+        ));
     }
     if rest.contains('?') || rest.contains('#') {
         return Err(format!(

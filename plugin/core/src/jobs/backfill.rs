@@ -153,8 +153,8 @@ pub fn current(host: &mut dyn Host) -> Result<Option<(Control, Progress)>, KvErr
     let Some(control) = load_control(host)? else {
         return Ok(None);
     };
-    let progress = load_progress(host, &control.run)?
-        .unwrap_or_else(|| Progress::new(control.started_at));
+    let progress =
+        load_progress(host, &control.run)?.unwrap_or_else(|| Progress::new(control.started_at));
     Ok(Some((control, progress)))
 }
 
@@ -218,7 +218,9 @@ pub fn view(host: &mut dyn Host) -> Result<Value, KvError> {
 pub enum StartError {
     #[error("{0}")]
     BadRequest(String),
-    #[error("a backfill is already running (since {since}); watch it with GET /admin/backfill or cancel it with DELETE /admin/backfill")]
+    #[error(
+        "a backfill is already running (since {since}); watch it with GET /admin/backfill or cancel it with DELETE /admin/backfill"
+    )]
     Running { since: String },
     #[error("another backfill request is being handled right now; try again in a moment")]
     Busy,
@@ -269,7 +271,11 @@ pub fn parse_window(
     let until = match v.get("until") {
         Some(Value::String(s)) => Some(parse_date("until", s, true)?),
         Some(Value::Null) | None => None,
-        Some(other) => return Err(format!("`until` must be a date string or null, not {other}")),
+        Some(other) => {
+            return Err(format!(
+                "`until` must be a date string or null, not {other}"
+            ));
+        }
     };
     if let Some(u) = until
         && since > u
@@ -317,11 +323,7 @@ fn start_locked(
     let now = host.now();
     let mut nonce = [0u8; 4];
     host.random_bytes(&mut nonce);
-    let run = format!(
-        "bf-{}-{}",
-        now.timestamp_millis(),
-        hex::encode(nonce)
-    );
+    let run = format!("bf-{}-{}", now.timestamp_millis(), hex::encode(nonce));
     // Progress first: a slice that sees the control record always finds its progress.
     save_progress(host, &run, &Progress::new(now))?;
     let control = Control {
@@ -464,8 +466,12 @@ fn list_page(host: &mut dyn Host, control: &Control, p: &mut Progress) -> Result
         sort: OrderSort::IdAsc,
         ..OrderListQuery::default()
     };
-    let request =
-        bigcommerce::orders_page(&up.bc.api_base, &up.bc.store_hash, &up.bc.access_token, &query);
+    let request = bigcommerce::orders_page(
+        &up.bc.api_base,
+        &up.bc.store_hash,
+        &up.bc.access_token,
+        &query,
+    );
     let resp = up.bc_send(host, &request)?;
     let rows = bigcommerce::parse_order_list(&resp).map_err(|e| {
         Failure::unreadable(
@@ -476,9 +482,12 @@ fn list_page(host: &mut dyn Host, control: &Control, p: &mut Progress) -> Result
     let mut items = Vec::new();
     for row in &rows {
         p.orders_seen += 1;
-        let record = store::load_record(host, Entity::Order, &row.id.to_string())
-            .map_err(storage)?;
-        match eligibility(row, record.as_ref().and_then(|r| r.qbo_id.as_ref()).is_some()) {
+        let record =
+            store::load_record(host, Entity::Order, &row.id.to_string()).map_err(storage)?;
+        match eligibility(
+            row,
+            record.as_ref().and_then(|r| r.qbo_id.as_ref()).is_some(),
+        ) {
             false => p.orders_skipped += 1,
             true => match bulk::freshness(record.as_ref(), row.date_modified) {
                 Freshness::UpToDate => p.orders_already_synced += 1,
@@ -566,10 +575,7 @@ mod tests {
         let now = t("2026-03-10T12:00:00Z");
         assert_eq!(
             parse_window(br#"{"since": "2026-01-01", "until": "2026-02-28"}"#, now),
-            Ok((
-                t("2026-01-01T00:00:00Z"),
-                Some(t("2026-02-28T23:59:59Z"))
-            ))
+            Ok((t("2026-01-01T00:00:00Z"), Some(t("2026-02-28T23:59:59Z"))))
         );
         assert_eq!(
             parse_window(br#"{"since": "2026-01-01T00:00:00Z", "until": null}"#, now),

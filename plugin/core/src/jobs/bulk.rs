@@ -383,7 +383,6 @@ fn drain_one(host: &mut dyn Host, report: &mut SliceReport) -> Result<Step, KvEr
     }
 }
 
-
 /// Whether a run result means the entity reached a final state.
 pub fn settled(result: &RunResult) -> Option<State> {
     match result {

@@ -78,7 +78,12 @@ pub fn list(host: &mut dyn Host, up: &Upstreams) -> Result<Vec<HookInfo>, Failur
     for page in 1..=40u32 {
         let resp = up.bc_send(
             host,
-            &bigcommerce::hooks_page(&up.bc.api_base, &up.bc.store_hash, &up.bc.access_token, page),
+            &bigcommerce::hooks_page(
+                &up.bc.api_base,
+                &up.bc.store_hash,
+                &up.bc.access_token,
+                page,
+            ),
         )?;
         let listed = bigcommerce::parse_hook_list(&resp).map_err(|e| {
             Failure::unreadable(Service::BigCommerce, &format!("the hook list ({e})"))
@@ -133,7 +138,11 @@ pub fn register(host: &mut dyn Host) -> Result<Value, HooksError> {
                 let updated = bigcommerce::parse_hook(&resp).map_err(|e| {
                     Failure::unreadable(Service::BigCommerce, &format!("a hook ({e})"))
                 })?;
-                let action = if h.is_active { "updated" } else { "reactivated" };
+                let action = if h.is_active {
+                    "updated"
+                } else {
+                    "reactivated"
+                };
                 hooks.retain(|x| x.id != h.id);
                 hooks.push(updated.clone());
                 (updated, action)
@@ -158,8 +167,10 @@ pub fn register(host: &mut dyn Host) -> Result<Value, HooksError> {
             }
         };
         let (hook, action) = action;
-        report.push(json!({"scope": scope, "id": hook.id, "hook_scope": hook.scope,
-                           "is_active": hook.is_active, "action": action}));
+        report.push(
+            json!({"scope": scope, "id": hook.id, "hook_scope": hook.scope,
+                           "is_active": hook.is_active, "action": action}),
+        );
     }
     Ok(json!({"destination": dest, "hooks": report}))
 }
@@ -175,9 +186,7 @@ pub fn status(host: &mut dyn Host) -> Value {
         }
     };
     let dest = destination(&base);
-    let fail = |message: String| {
-        json!({"ok": false, "destination": dest, "hooks": [], "missing": [], "error": message})
-    };
+    let fail = |message: String| json!({"ok": false, "destination": dest, "hooks": [], "missing": [], "error": message});
     let secret = settings::optional(host, "bigcommerce_webhook_secret").unwrap_or_default();
     let up = match bc_upstreams(host) {
         Ok(u) => u,
@@ -206,10 +215,7 @@ pub fn status(host: &mut dyn Host) -> Value {
     }
     let mut problems = Vec::new();
     if !missing.is_empty() {
-        problems.push(format!(
-            "no hook for {} at {dest}",
-            missing.join(", ")
-        ));
+        problems.push(format!("no hook for {} at {dest}", missing.join(", ")));
     }
     if !inactive.is_empty() {
         problems.push(format!(

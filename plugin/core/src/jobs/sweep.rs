@@ -259,12 +259,15 @@ fn orders_page(host: &mut dyn Host, run: &mut SweepRun) -> Result<(), Failure> {
         page: run.orders.page,
         ..OrderListQuery::default()
     };
-    let request =
-        bigcommerce::orders_page(&up.bc.api_base, &up.bc.store_hash, &up.bc.access_token, &query);
+    let request = bigcommerce::orders_page(
+        &up.bc.api_base,
+        &up.bc.store_hash,
+        &up.bc.access_token,
+        &query,
+    );
     let resp = up.bc_send(host, &request)?;
-    let rows = bigcommerce::parse_order_list(&resp).map_err(|e| {
-        Failure::unreadable(Service::BigCommerce, &format!("an order list ({e})"))
-    })?;
+    let rows = bigcommerce::parse_order_list(&resp)
+        .map_err(|e| Failure::unreadable(Service::BigCommerce, &format!("an order list ({e})")))?;
     let mut items = Vec::new();
     for row in &rows {
         if run.orders.has_seen(row.id.0, row.date_modified) {
@@ -285,8 +288,7 @@ fn orders_page(host: &mut dyn Host, run: &mut SweepRun) -> Result<(), Failure> {
     queue(host, run, Entity::Order, &items).map_err(storage)?;
     let keys: Vec<(u64, Option<DateTime<Utc>>)> =
         rows.iter().map(|r| (r.id.0, r.date_modified)).collect();
-    run.orders
-        .advance(&keys, rows.len() >= PAGE_LIMIT as usize);
+    run.orders.advance(&keys, rows.len() >= PAGE_LIMIT as usize);
     Ok(())
 }
 
@@ -319,8 +321,11 @@ fn customers_page(host: &mut dyn Host, run: &mut SweepRun) -> Result<(), Failure
         }
     }
     queue(host, run, Entity::Customer, &items).map_err(storage)?;
-    let keys: Vec<(u64, Option<DateTime<Utc>>)> =
-        page.rows.iter().map(|r| (r.id.0, r.date_modified)).collect();
+    let keys: Vec<(u64, Option<DateTime<Utc>>)> = page
+        .rows
+        .iter()
+        .map(|r| (r.id.0, r.date_modified))
+        .collect();
     run.customers.advance(&keys, page.has_more(PAGE_LIMIT));
     Ok(())
 }

@@ -9,8 +9,8 @@ use crate::http::{HttpResponse, MAX_BODY, Request, error_response};
 use crate::jobs::{bulk, order, run};
 use crate::models::webhook::{self, EventKind};
 use crate::settings::{self, SettingsError};
-use crate::sync::record::{Entity, State};
 use crate::sync::pace::Paced;
+use crate::sync::record::{Entity, State};
 use crate::sync::store::{self, EventRef};
 use crate::sync::upstream;
 

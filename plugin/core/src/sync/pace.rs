@@ -319,10 +319,7 @@ mod tests {
         let until = p.bigcommerce_wait().unwrap();
         assert_eq!(until, t0() + Duration::milliseconds(12_000));
         pause_bigcommerce(&mut h, until).unwrap();
-        assert_eq!(
-            check(&mut h, 1).unwrap(),
-            Some(Wait::BigCommerce { until })
-        );
+        assert_eq!(check(&mut h, 1).unwrap(), Some(Wait::BigCommerce { until }));
         h.advance(Duration::seconds(13));
         assert_eq!(check(&mut h, 1).unwrap(), None);
     }
