@@ -7,6 +7,7 @@
 //! standard interfaces Spin ships, so nothing here is something the component could come to
 //! depend on by accident.
 
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod kv;

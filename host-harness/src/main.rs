@@ -35,6 +35,12 @@ enum Command {
     /// Run the SIMULATED demo: the real component against in-process BigCommerce and QuickBooks
     /// simulators, three orders placed and shown as invoices. Needs no credentials.
     Demo(DemoArgs),
+    /// Start a backfill on a running connector (either host) and show its progress until it
+    /// ends. Ctrl-C stops watching; the backfill goes on. Admin token from ML_ADMIN_TOKEN.
+    Backfill(ml_harness::cli::BackfillArgs),
+    /// Print a running connector's /admin/status as a table (exit 2 when something needs
+    /// fixing). Admin token from ML_ADMIN_TOKEN.
+    Status(ml_harness::cli::StatusArgs),
 }
 
 #[derive(Parser)]
@@ -105,6 +111,16 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Demo(args) => runtime.block_on(run_demo_command(args)),
+        Command::Backfill(args) => runtime.block_on(ml_harness::cli::backfill(args, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })),
+        Command::Status(args) => {
+            let code = runtime.block_on(ml_harness::cli::status(args))?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
     }
 }
 

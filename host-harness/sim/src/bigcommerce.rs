@@ -213,6 +213,43 @@ impl BcSimHandle {
         })
     }
 
+    /// Edits a stored order as a merchant would in BigCommerce: `f` changes it and its
+    /// `date_modified` becomes now (RFC 2822). Delivers nothing: pair it with [`Self::deliver`]
+    /// for a webhook, or leave it for the sweep. Returns false when there is no such order.
+    pub fn modify_order(&self, id: u64, f: impl FnOnce(&mut Value)) -> bool {
+        let now = chrono::DateTime::from_timestamp(hooks::unix_now(), 0)
+            .unwrap_or_default()
+            .to_rfc2822();
+        self.update_order(id, |o| {
+            f(o);
+            o["date_modified"] = Value::String(now);
+        })
+    }
+
+    /// Stores a v3 customer as created or edited now (`date_modified`, and `date_created` when
+    /// absent, set to now in ISO-8601), without any webhook.
+    pub fn put_customer_now(&self, mut customer: Value) {
+        let now = chrono::DateTime::from_timestamp(hooks::unix_now(), 0)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        if customer.get("date_created").is_none_or(Value::is_null) {
+            customer["date_created"] = Value::String(now.clone());
+        }
+        customer["date_modified"] = Value::String(now);
+        self.put_customer(customer);
+    }
+
+    /// Deactivates a hook as BigCommerce does after its deliveries kept failing.
+    pub fn deactivate_hook(&self, id: u64) -> bool {
+        self.with(|s| match s.hooks.iter_mut().find(|h| h.id == id) {
+            Some(h) => {
+                h.is_active = false;
+                true
+            }
+            None => false,
+        })
+    }
+
     /// Edits a stored order's `/products` rows (embedded consignments follow them).
     pub fn update_products(&self, id: u64, f: impl FnOnce(&mut Vec<Value>)) -> bool {
         self.with(|s| match s.orders.get_mut(&id) {
@@ -309,7 +346,8 @@ impl BcSimHandle {
 
     /// Delivers an event to every active hook whose scope matches, as BigCommerce does: the stub
     /// body (`scope`, `store_id`, `data`, `hash`, `created_at`, `producer`), the hook's custom
-    /// headers, Standard Webhooks headers, retries on non-2xx or timeout.
+    /// headers, Standard Webhooks headers, retries on non-2xx or timeout; a hook whose every
+    /// retry failed is deactivated (`is_active: false`).
     pub async fn deliver(&self, scope: &str, data: Value) -> anyhow::Result<DeliveryReport> {
         let body = hooks::event_body(
             scope,
@@ -342,9 +380,19 @@ impl BcSimHandle {
             hooks: Vec::new(),
         };
         for hook in &targets {
-            report
-                .hooks
-                .push(hooks::deliver_to(&self.client, &settings, hook, body, &webhook_id).await);
+            let delivery =
+                hooks::deliver_to(&self.client, &settings, hook, body, &webhook_id).await;
+            if !delivery.delivered {
+                // Every retry failed: BigCommerce deactivates the hook (after about 48 h of
+                // retries; here after `retry_schedule`) and delivers nothing more to it.
+                self.with(|s| {
+                    if let Some(h) = s.hooks.iter_mut().find(|h| h.id == hook.id) {
+                        h.is_active = false;
+                        h.updated_at = hooks::unix_now();
+                    }
+                });
+            }
+            report.hooks.push(delivery);
         }
         Ok(report)
     }

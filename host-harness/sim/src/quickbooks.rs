@@ -47,6 +47,11 @@ pub struct QboSimConfig {
     pub rotate_refresh_tokens: bool,
     /// More API requests than this in flight at once are answered 429 (the real limit is 10).
     pub max_concurrent_requests: usize,
+    /// More API requests than this within a minute (fixed 60 s windows) are answered 429, as
+    /// QuickBooks does past 500 per company and minute. Off (`None`) by default: the
+    /// connector paces only its bulk work (backfill, sweep), and tests that post hundreds of
+    /// webhooks a minute would otherwise measure the limit instead of themselves.
+    pub max_requests_per_minute: Option<usize>,
     /// Reject a second invoice with the same `DocNumber` (fault 6140), as companies with
     /// duplicate-number checking do.
     pub reject_duplicate_doc_number: bool,
@@ -63,6 +68,7 @@ impl Default for QboSimConfig {
             access_token_ttl_secs: 3600,
             rotate_refresh_tokens: true,
             max_concurrent_requests: 10,
+            max_requests_per_minute: None,
             reject_duplicate_doc_number: true,
             redirect_uris: Vec::new(),
         }
@@ -97,6 +103,10 @@ struct Shared {
     db: Mutex<Db>,
     auth: Mutex<Auth>,
     in_flight: AtomicUsize,
+    /// Start of the current minute window and the requests counted in it.
+    minute: Mutex<(Instant, usize)>,
+    /// Requests refused by the per-minute limit.
+    throttled: AtomicUsize,
     control: Control,
 }
 
@@ -128,6 +138,8 @@ impl QboSim {
             db: Mutex::new(db),
             auth: Mutex::new(auth),
             in_flight: AtomicUsize::new(0),
+            minute: Mutex::new((Instant::now(), 0)),
+            throttled: AtomicUsize::new(0),
             control: control.clone(),
         });
         let app = Router::new()
@@ -190,6 +202,11 @@ impl QboSimHandle {
     /// The consent URL (`qbo_authorize_url`).
     pub fn authorize_url(&self) -> String {
         format!("{}/connect/oauth2", self.base_url())
+    }
+    /// API requests refused with 429 by the per-minute limit
+    /// ([`QboSimConfig::max_requests_per_minute`]).
+    pub fn throttled_per_minute(&self) -> usize {
+        self.shared.throttled.load(Ordering::SeqCst)
     }
     pub fn realm_id(&self) -> &str {
         &self.shared.cfg.realm_id
@@ -639,6 +656,25 @@ async fn throttle(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Res
         fn drop(&mut self) {
             self.0.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+    if let Some(limit) = s.cfg.max_requests_per_minute {
+        let mut window = lock(&s.minute);
+        if window.0.elapsed() >= Duration::from_secs(60) {
+            *window = (Instant::now(), 0);
+        }
+        if window.1 >= limit {
+            s.throttled.fetch_add(1, Ordering::SeqCst);
+            return gateway_fault(
+                429,
+                "message=ThrottleExceeded; errorCode=003001; statusCode=429",
+                &format!(
+                    "Too many requests for this company and app (more than {limit} in a minute); wait and retry"
+                ),
+                "3001",
+                "SERVICE",
+            );
+        }
+        window.1 += 1;
     }
     let before = s.in_flight.fetch_add(1, Ordering::SeqCst);
     let _slot = Slot(&s.in_flight);

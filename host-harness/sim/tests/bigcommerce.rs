@@ -767,3 +767,136 @@ async fn faults_injected_through_control_hit_bigcommerce_paths() {
     let o: Value = get(&h, "/v2/orders/270").await.json().await.unwrap();
     assert_eq!(o["status_id"], 2);
 }
+
+#[tokio::test]
+async fn a_hook_whose_every_retry_failed_is_deactivated_and_receives_nothing_more() {
+    let h = BcSim::start(BcSimConfig {
+        retry_schedule: vec![Duration::from_millis(1); 2],
+        ..BcSimConfig::default()
+    })
+    .await
+    .unwrap();
+    let (dest, seen) = receiver(vec![503, 503, 503]).await;
+    let id = h.add_hook("store/customer/created", &dest, &[]);
+    let data = serde_json::json!({"type": "customer", "id": 3});
+    let report = h
+        .deliver("store/customer/created", data.clone())
+        .await
+        .unwrap();
+    assert!(!report.all_delivered());
+    let listed: Value = get(&h, "/v3/hooks").await.json().await.unwrap();
+    assert_eq!(listed["data"][0]["id"], id);
+    assert_eq!(listed["data"][0]["is_active"], false);
+    let later = h.deliver("store/customer/created", data).await.unwrap();
+    assert!(later.hooks.is_empty(), "an inactive hook gets nothing");
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn hooks_are_listed_in_pages_and_one_per_scope_and_destination() {
+    let h = sim().await;
+    for i in 0..3 {
+        h.add_hook(&format!("store/order/s{i}"), "https://a.example/w", &[]);
+    }
+    let page: Value = get(&h, "/v3/hooks?limit=2&page=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+    assert_eq!(page["meta"]["pagination"]["total_pages"], 2);
+    let dup = client()
+        .post(format!("{}/v3/hooks", h.store_url()))
+        .header("X-Auth-Token", h.token())
+        .json(&serde_json::json!({"scope": "store/order/s0", "destination": "https://a.example/w"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dup.status(), 422);
+}
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_order_list_filters_by_id_and_dates_sorts_and_ends_with_a_204() {
+    let h = sim().await;
+    for id in 1..=5u64 {
+        let mut g = generate(id, &shape(false, false));
+        let day = |d: u64| {
+            chrono::DateTime::parse_from_rfc3339(&format!("2026-01-{d:02}T10:00:00Z"))
+                .unwrap()
+                .to_rfc2822()
+        };
+        g.order["date_created"] = Value::String(day(id));
+        g.order["date_modified"] = Value::String(day(16 - id));
+        h.put_order(g);
+    }
+    let all: Value = get(&h, "/v2/orders").await.json().await.unwrap();
+    assert_eq!(ids(&all), [1, 2, 3, 4, 5], "default sort: id ascending");
+    let window: Value = get(
+        &h,
+        "/v2/orders?min_date_created=2026-01-02T00:00:00Z&max_date_created=Sun,%2004%20Jan%202026%2010:00:00%20%2B0000&sort=id:desc",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(ids(&window), [4, 3, 2]);
+    let keyset: Value = get(&h, "/v2/orders?min_id=4&limit=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(&keyset), [4]);
+    let modified: Value = get(
+        &h,
+        "/v2/orders?min_date_modified=2026-01-13T10:00:00Z&sort=date_modified:asc",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(ids(&modified), [3, 2, 1]);
+    let past_the_end = get(&h, "/v2/orders?min_id=6").await;
+    assert_eq!(past_the_end.status(), 204);
+    assert!(past_the_end.text().await.unwrap().is_empty());
+    assert_eq!(
+        get(&h, "/v2/orders?min_date_created=yesterday")
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(get(&h, "/v2/orders?sort=total:asc").await.status(), 400);
+}
+
+#[tokio::test]
+async fn customers_filter_by_date_modified_and_sort() {
+    let h = sim().await;
+    let mut c: Value = h.customer(1).expect("seeded customer 1");
+    c["id"] = 9001.into();
+    c["email"] = "later@example.com".into();
+    c["date_modified"] = "2026-06-01T00:00:00Z".into();
+    h.put_customer(c);
+    let later: Value = get(
+        &h,
+        "/v3/customers?date_modified:min=2026-05-31T00:00:00&sort=date_modified:asc",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(ids(&later["data"]), [9001]);
+    assert_eq!(later["meta"]["pagination"]["total"], 1);
+    assert_eq!(
+        get(&h, "/v3/customers?date_modified:min=soon")
+            .await
+            .status(),
+        422
+    );
+}

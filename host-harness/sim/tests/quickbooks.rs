@@ -925,3 +925,25 @@ async fn company_info_preferences_and_unknown_routes() {
     assert!(resp.text().await.unwrap().contains("GET /v2/nowhere"));
     assert!(api.sim.control().calls_to("/v2/nowhere") >= 1);
 }
+
+#[tokio::test]
+async fn past_its_per_minute_limit_the_company_answers_429() {
+    let sim = QboSim::start(QboSimConfig {
+        max_requests_per_minute: Some(3),
+        ..QboSimConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let api = Api {
+        token: sim.issue_access_token(),
+        http: reqwest::Client::new(),
+        sim,
+    };
+    for _ in 0..3 {
+        assert_eq!(api.query("SELECT * FROM Class").await.0, StatusCode::OK);
+    }
+    let (status, body) = api.query("SELECT * FROM Class").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["fault"]["error"][0]["code"], "3001");
+    assert_eq!(api.sim.throttled_per_minute(), 1);
+}

@@ -9,6 +9,7 @@ pub const DEFAULT_QBO_OAUTH_BASE: &str = "https://oauth.platform.intuit.com";
 pub const DEFAULT_QBO_AUTHORIZE_URL: &str = "https://appcenter.intuit.com/connect/oauth2";
 pub const DEFAULT_RETRY_BASE_SECONDS: u64 = 60;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+pub const DEFAULT_SWEEP_INTERVAL_SECONDS: u64 = 300;
 
 /// A variable that is required but has no value, or has a value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -152,4 +153,85 @@ impl QuickBooksSettings {
 
 fn trim_base(s: String) -> String {
     s.trim().trim_end_matches('/').to_string()
+}
+
+/// `sweep_interval_seconds`: how often retry-due also sweeps for changes no webhook announced
+/// (`None` = the sweep is off, the value `0`).
+pub fn sweep_interval(host: &mut dyn Host) -> Result<Option<u64>, SettingsError> {
+    let secs = number(
+        host,
+        "sweep_interval_seconds",
+        DEFAULT_SWEEP_INTERVAL_SECONDS,
+    )?;
+    Ok((secs > 0).then_some(secs))
+}
+
+/// `public_base_url`, checked: an absolute `https://` URL (plain `http://` only for a loopback
+/// host, for local runs), without query or fragment; returned without a trailing slash.
+pub fn public_base_url(host: &mut dyn Host) -> Result<String, SettingsError> {
+    let raw = optional(host, "public_base_url").ok_or(SettingsError::Invalid {
+        name: "public_base_url",
+        reason: "it is not set: set it to the connector's public https address (for example \
+                 https://connector.example.com), the one BigCommerce can reach"
+            .into(),
+    })?;
+    check_public_base_url(raw.trim()).map_err(|reason| SettingsError::Invalid {
+        name: "public_base_url",
+        reason,
+    })
+}
+
+/// The checks of [`public_base_url`] on a value.
+pub fn check_public_base_url(url: &str) -> Result<String, String> {
+    let trimmed = url.trim_end_matches('/');
+    let (scheme, rest) = trimmed
+        .split_once("://")
+        .ok_or_else(|| format!("`{url}` is not an absolute URL: write it as https://host"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    if host.is_empty() || authority.contains('@') {
+        return Err(format!(
+            "`{url}` has no host name: write it as https://host"
+        ));
+    }
+    if rest.contains('?') || rest.contains('#') {
+        return Err(format!(
+            "`{url}` has a query or fragment: give only the base address"
+        ));
+    }
+    let loopback = host == "localhost" || host == "::1" || host.starts_with("127.");
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(trimmed.to_string()),
+        "http" if loopback => Ok(trimmed.to_string()),
+        "http" => Err(format!(
+            "`{url}` is plain http: BigCommerce delivers webhooks only over https (port 443); \
+             use the https address (http is allowed only for localhost)"
+        )),
+        other => Err(format!("`{url}` uses `{other}`: use https")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_base_url_must_be_https_except_on_loopback() {
+        assert_eq!(
+            check_public_base_url("https://connector.example.com/").as_deref(),
+            Ok("https://connector.example.com")
+        );
+        assert!(check_public_base_url("http://127.0.0.1:3000").is_ok());
+        assert!(check_public_base_url("http://localhost:3000").is_ok());
+        assert!(check_public_base_url("http://[::1]:3000").is_ok());
+        let plain = check_public_base_url("http://connector.example.com").unwrap_err();
+        assert!(plain.contains("https"), "{plain}");
+        assert!(check_public_base_url("connector.example.com").is_err());
+        assert!(check_public_base_url("https://").is_err());
+        assert!(check_public_base_url("https://x.example?a=1").is_err());
+        assert!(check_public_base_url("ftp://x.example").is_err());
+    }
 }

@@ -1,6 +1,7 @@
 //! Jobs: what happens to one entity under its lease, from webhook to posted QuickBooks
-//! document (order, customer; later payment, refund, backfill, sweep), and the scheduler
-//! entry points that run them (`run`).
+//! document (order, customer; later payment, refund), the scheduler entry points that run them
+//! (`run`), and bulk work: the backfill, the sweep and the paced queue they fill (`bulk`),
+//! plus webhook registration (`hooks`).
 //!
 //! May import: `sync`, `books`, `models` and the base modules.
 
@@ -8,9 +9,13 @@ use crate::host::{Host, KvError};
 use crate::sync::record::{State, SyncRecord};
 use crate::sync::store;
 
+pub mod backfill;
+pub mod bulk;
 pub mod customer;
+pub mod hooks;
 pub mod order;
 pub mod run;
+pub mod sweep;
 
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

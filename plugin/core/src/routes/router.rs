@@ -6,9 +6,10 @@ use subtle::ConstantTimeEq;
 
 use crate::host::{Host, LogLevel};
 use crate::http::{HttpResponse, MAX_BODY, Request, error_response};
-use crate::jobs::{order, run};
+use crate::jobs::{bulk, order, run};
 use crate::models::webhook::{self, EventKind};
 use crate::settings::{self, SettingsError};
+use crate::sync::pace::Paced;
 use crate::sync::record::{Entity, State};
 use crate::sync::store::{self, EventRef};
 use crate::sync::upstream;
@@ -22,6 +23,9 @@ pub enum Work {
         id: String,
         event: EventRef,
     },
+    /// A slice of bulk work: drain the backfill/sweep queue, list the next page (after
+    /// `POST /admin/backfill` and every `POST /admin/retry-due`).
+    Bulk,
 }
 
 fn settings_error(e: &SettingsError) -> HttpResponse {
@@ -43,7 +47,14 @@ fn method_not_allowed(req: &Request, allowed: &str) -> HttpResponse {
 }
 
 /// Routes one request. Returns the response and any work to do after sending it.
+///
+/// Every QuickBooks call made while handling it is counted for pacing ([`Paced`]).
 pub fn handle(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<Work>) {
+    let mut paced = Paced::new(host);
+    handle_paced(req, &mut paced)
+}
+
+fn handle_paced(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<Work>) {
     if req.body.len() > MAX_BODY {
         return (
             error_response(
@@ -75,7 +86,14 @@ pub fn handle(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<Work>
         p if super::console::owns(p) => super::console::serve(req, p),
         p if p.starts_with("/admin/") => match authorize_admin(req, host) {
             Err(resp) => resp,
-            Ok(()) => admin(req, p, host),
+            Ok(()) => {
+                let resp = admin(req, p, host);
+                // Retry-due and a started backfill leave a slice of bulk work behind.
+                let bulk = req.method == "POST"
+                    && resp.is_success()
+                    && matches!(p, "/admin/retry-due" | "/admin/backfill");
+                return (resp, bulk.then_some(Work::Bulk));
+            }
         },
         _ => error_response(
             404,
@@ -86,8 +104,10 @@ pub fn handle(req: &Request, host: &mut dyn Host) -> (HttpResponse, Option<Work>
     (response, None)
 }
 
-/// Runs work left by [`handle`].
+/// Runs work left by [`handle`] (counting QuickBooks calls for pacing, like [`handle`]).
 pub fn run(work: Work, host: &mut dyn Host) {
+    let mut paced = Paced::new(host);
+    let host: &mut dyn Host = &mut paced;
     match work {
         Work::Sync { entity, id, event } => {
             if let Err(e) = run::sync(host, entity, &id, run::Trigger::Event(event)) {
@@ -95,6 +115,14 @@ pub fn run(work: Work, host: &mut dyn Host) {
                 host.log(
                     LogLevel::Warn,
                     &format!("{entity} {id}: could not run now ({e}); retry-due will"),
+                );
+            }
+        }
+        Work::Bulk => {
+            if let Err(e) = bulk::slice(host, bulk::SLICE_MS) {
+                host.log(
+                    LogLevel::Warn,
+                    &format!("bulk work stopped ({e}); the next retry-due goes on"),
                 );
             }
         }
@@ -171,6 +199,16 @@ fn admin_fixed(req: &Request, path: &str, host: &mut dyn Host) -> HttpResponse {
             "GET" => get_mapping(host),
             "PUT" => put_mapping(req, host),
             _ => method_not_allowed(req, "GET, PUT"),
+        },
+        "/admin/backfill" => match req.method.as_str() {
+            "POST" => crate::routes::bulk::start_backfill(req, host),
+            "GET" => crate::routes::bulk::get_backfill(host),
+            "DELETE" => crate::routes::bulk::cancel_backfill(host),
+            _ => method_not_allowed(req, "GET, POST, DELETE"),
+        },
+        "/admin/webhooks" => match req.method.as_str() {
+            "POST" => crate::routes::bulk::register_webhooks(host),
+            _ => method_not_allowed(req, "POST"),
         },
         _ => error_response(
             404,

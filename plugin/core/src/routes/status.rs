@@ -37,12 +37,14 @@ pub fn status(host: &mut dyn Host) -> HttpResponse {
     };
     let quickbooks = quickbooks_status(host, bc_settings.ok());
     let records = records_status(host);
+    let webhooks = crate::jobs::hooks::status(host);
+    let sweep = crate::jobs::sweep::status(host);
     let ok = bigcommerce["ok"] == json!(true) && quickbooks["ok"] == json!(true);
     let checked_at = rfc3339(host.now());
     HttpResponse::json(
         200,
         &json!({"ok": ok, "checked_at": checked_at, "bigcommerce": bigcommerce, "quickbooks": quickbooks,
-                "records": records}),
+                "records": records, "webhooks": webhooks, "sweep": sweep}),
     )
 }
 

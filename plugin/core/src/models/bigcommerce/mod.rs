@@ -5,14 +5,17 @@
 //! a missing key never fails a sync; decoding errors name the JSON path that failed.
 //!
 //! Files: [`entities`] (the models), [`lenient`] (field decoders), [`response`] (errors and
-//! decoding), [`request`] (request builders).
+//! decoding), [`request`] (request builders), [`listing`] (order and customer lists by date, webhook
+//! subscriptions).
 
 pub mod entities;
 pub mod lenient;
+pub mod listing;
 pub mod request;
 pub mod response;
 
 pub use entities::*;
+pub use listing::*;
 pub use request::*;
 pub use response::*;
 

@@ -3,7 +3,7 @@
 use crate::http::{HttpRequest, Method};
 use crate::models::bigcommerce::entities::{CustomerId, OrderId, ProductId};
 
-fn get(base: &str, store_hash: &str, token: &str, path_and_query: &str) -> HttpRequest {
+pub(crate) fn get(base: &str, store_hash: &str, token: &str, path_and_query: &str) -> HttpRequest {
     let base = base.trim_end_matches('/');
     let hash =
         percent_encoding::utf8_percent_encode(store_hash, percent_encoding::NON_ALPHANUMERIC);
