@@ -1,18 +1,24 @@
 //! Key-value storage: the `wasi:keyvalue` store and atomics hosts over a [`KvBackend`].
 //!
-//! [`SqliteBackend`] keeps data in one file under `--data-dir` (durable across restarts,
-//! the same embedded-database approach as Spin's default store); [`MemoryBackend`] is for
-//! tests. Compare-and-swap is real: a swap succeeds only if the key still holds exactly
+//! This capability owns its context ([`KvCtx`]) and is handed a [`KvView`] (its context plus
+//! the resource table) by whoever composes the host state; it knows nothing of that state.
+//!
+//! Backends: [`SqliteBackend`] keeps data in one file under `--data-dir` (durable across
+//! restarts, the same embedded-database approach as Spin's default store); [`MemoryBackend`]
+//! is for tests. Compare-and-swap is real: a swap succeeds only if the key still holds exactly
 //! what `cas.current` returned (absent included). Spin's SQLite store is weaker for an
 //! absent key (it upserts), which is why the component never relies on creating a key by
 //! swap; it creates keys with `increment`, which is atomic on both hosts.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+mod memory;
+mod sqlite;
 
-use anyhow::Context;
-use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, Linker, ResourceTable};
+
+pub use memory::MemoryBackend;
+pub use sqlite::SqliteBackend;
 
 /// A storage failure, reported to the component as `error::other`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,217 +56,6 @@ fn decode_counter(key: &str, bytes: &[u8]) -> Result<i64, BackendError> {
     Ok(i64::from_le_bytes(arr))
 }
 
-/// SQLite in a single file; one connection guarded by a mutex (statements are short).
-pub struct SqliteBackend {
-    conn: Mutex<Connection>,
-}
-
-impl SqliteBackend {
-    /// Opens (creating if needed) `dir/ml-connector.db`.
-    pub fn open_in(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
-        Self::open(&dir.join("ml-connector.db"))
-    }
-
-    /// Opens (creating if needed) the database file at `path`.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let conn =
-            Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        // WAL + NORMAL: a committed write survives a process crash, and readers don't block writers.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "busy_timeout", 5000)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS kv (
-                store TEXT NOT NULL,
-                key TEXT NOT NULL,
-                value BLOB NOT NULL,
-                PRIMARY KEY (store, key)
-            ) WITHOUT ROWID;",
-        )?;
-        Ok(SqliteBackend {
-            conn: Mutex::new(conn),
-        })
-    }
-
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, BackendError>,
-    ) -> Result<T, BackendError> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| BackendError("storage lock poisoned".into()))?;
-        f(&mut conn)
-    }
-}
-
-impl KvBackend for SqliteBackend {
-    fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        self.with(|c| {
-            Ok(
-                c.prepare_cached("SELECT value FROM kv WHERE store = ?1 AND key = ?2")?
-                    .query_row(params![store, key], |r| r.get(0))
-                    .optional()?,
-            )
-        })
-    }
-
-    fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), BackendError> {
-        self.with(|c| {
-            c.prepare_cached(
-                "INSERT INTO kv (store, key, value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute(params![store, key, value])?;
-            Ok(())
-        })
-    }
-
-    fn delete(&self, store: &str, key: &str) -> Result<(), BackendError> {
-        self.with(|c| {
-            c.prepare_cached("DELETE FROM kv WHERE store = ?1 AND key = ?2")?
-                .execute(params![store, key])?;
-            Ok(())
-        })
-    }
-
-    fn keys(&self, store: &str) -> Result<Vec<String>, BackendError> {
-        self.with(|c| {
-            let mut stmt = c.prepare_cached("SELECT key FROM kv WHERE store = ?1 ORDER BY key")?;
-            let rows = stmt.query_map(params![store], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<String>, _>>()?)
-        })
-    }
-
-    fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, BackendError> {
-        self.with(|c| {
-            // IMMEDIATE: take the write lock before reading, so the read-modify-write cannot
-            // interleave with another connection's (a deferred transaction would fail with "locked").
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let current: Option<Vec<u8>> = tx
-                .prepare_cached("SELECT value FROM kv WHERE store = ?1 AND key = ?2")?
-                .query_row(params![store, key], |r| r.get(0))
-                .optional()?;
-            let value = current
-                .as_deref()
-                .map(|b| decode_counter(key, b))
-                .transpose()?
-                .unwrap_or(0);
-            let sum = value
-                .checked_add(delta)
-                .ok_or_else(|| BackendError(format!("counter `{key}` would overflow")))?;
-            tx.prepare_cached(
-                "INSERT INTO kv (store, key, value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute(params![store, key, sum.to_le_bytes().as_slice()])?;
-            tx.commit()?;
-            Ok(sum)
-        })
-    }
-
-    fn compare_and_swap(
-        &self,
-        store: &str,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<bool, BackendError> {
-        self.with(|c| {
-            let changed = match expected {
-                Some(old) => c
-                    .prepare_cached("UPDATE kv SET value = ?4 WHERE store = ?1 AND key = ?2 AND value = ?3")?
-                    .execute(params![store, key, old, new])?,
-                None => c
-                    .prepare_cached(
-                        "INSERT INTO kv (store, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (store, key) DO NOTHING",
-                    )?
-                    .execute(params![store, key, new])?,
-            };
-            Ok(changed == 1)
-        })
-    }
-}
-
-/// An in-memory backend for tests.
-#[derive(Default)]
-pub struct MemoryBackend {
-    data: Mutex<Entries>,
-}
-
-/// (bucket label, key) -> value.
-type Entries = BTreeMap<(String, String), Vec<u8>>;
-
-impl MemoryBackend {
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Entries>, BackendError> {
-        self.data
-            .lock()
-            .map_err(|_| BackendError("storage lock poisoned".into()))
-    }
-}
-
-impl KvBackend for MemoryBackend {
-    fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        Ok(self
-            .lock()?
-            .get(&(store.to_string(), key.to_string()))
-            .cloned())
-    }
-
-    fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), BackendError> {
-        self.lock()?
-            .insert((store.to_string(), key.to_string()), value.to_vec());
-        Ok(())
-    }
-
-    fn delete(&self, store: &str, key: &str) -> Result<(), BackendError> {
-        self.lock()?.remove(&(store.to_string(), key.to_string()));
-        Ok(())
-    }
-
-    fn keys(&self, store: &str) -> Result<Vec<String>, BackendError> {
-        Ok(self
-            .lock()?
-            .keys()
-            .filter(|(s, _)| s == store)
-            .map(|(_, k)| k.clone())
-            .collect())
-    }
-
-    fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, BackendError> {
-        let mut data = self.lock()?;
-        let slot = (store.to_string(), key.to_string());
-        let value = data
-            .get(&slot)
-            .map(|b| decode_counter(key, b))
-            .transpose()?
-            .unwrap_or(0);
-        let sum = value
-            .checked_add(delta)
-            .ok_or_else(|| BackendError(format!("counter `{key}` would overflow")))?;
-        data.insert(slot, sum.to_le_bytes().to_vec());
-        Ok(sum)
-    }
-
-    fn compare_and_swap(
-        &self,
-        store: &str,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: &[u8],
-    ) -> Result<bool, BackendError> {
-        let mut data = self.lock()?;
-        let slot = (store.to_string(), key.to_string());
-        if data.get(&slot).map(Vec::as_slice) != expected {
-            return Ok(false);
-        }
-        data.insert(slot, new.to_vec());
-        Ok(true)
-    }
-}
-
 /// What the component's `bucket` resource refers to.
 #[derive(Debug)]
 pub struct Bucket {
@@ -276,21 +71,45 @@ pub struct Cas {
     seen: Option<Option<Vec<u8>>>,
 }
 
-/// Per-instance key-value state: the backend and the labels the manifest allows.
+/// Per-instance key-value context: the backend and the labels the manifest allows.
 #[derive(Clone)]
-pub struct KvState {
+pub struct KvCtx {
     pub backend: Arc<dyn KvBackend>,
     pub allowed_labels: Arc<Vec<String>>,
+}
+
+/// What the key-value host functions work on: this capability's context and the instance's
+/// resource table (where `bucket` and `cas` handles live).
+pub struct KvView<'a> {
+    pub ctx: &'a mut KvCtx,
+    pub table: &'a mut ResourceTable,
+}
+
+struct HasKv;
+
+impl HasData for HasKv {
+    type Data<'a> = KvView<'a>;
+}
+
+/// Adds `wasi:keyvalue/store` and `wasi:keyvalue/atomics` to `linker`, reaching each
+/// instance's key-value context through `get`.
+pub fn add_to_linker<T: 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> KvView<'_>,
+) -> wasmtime::Result<()> {
+    crate::bindings::wasi::keyvalue::store::add_to_linker::<T, HasKv>(linker, get)?;
+    crate::bindings::wasi::keyvalue::atomics::add_to_linker::<T, HasKv>(linker, get)?;
+    Ok(())
 }
 
 pub(crate) mod host {
     //! The generated host traits, implemented over [`KvBackend`](super::KvBackend).
     use wasmtime::component::Resource;
 
+    use super::KvView;
     use super::{Bucket, Cas};
     use crate::bindings::wasi::keyvalue::atomics::{self, CasError};
     use crate::bindings::wasi::keyvalue::store::{self, Error, KeyResponse};
-    use crate::state::HostState;
 
     type Wr<T> = wasmtime::Result<T>;
 
@@ -298,15 +117,15 @@ pub(crate) mod host {
         Error::Other(e.0)
     }
 
-    impl HostState {
+    impl KvView<'_> {
         fn bucket_label(&self, bucket: &Resource<Bucket>) -> Wr<String> {
             Ok(self.table.get(bucket)?.label.clone())
         }
     }
 
-    impl store::Host for HostState {
+    impl store::Host for KvView<'_> {
         fn open(&mut self, identifier: String) -> Wr<Result<Resource<Bucket>, Error>> {
-            if !self.kv.allowed_labels.contains(&identifier) {
+            if !self.ctx.allowed_labels.contains(&identifier) {
                 // Spin answers access-denied for a label not listed in `key_value_stores`.
                 return Ok(Err(Error::AccessDenied));
             }
@@ -314,14 +133,14 @@ pub(crate) mod host {
         }
     }
 
-    impl store::HostBucket for HostState {
+    impl store::HostBucket for KvView<'_> {
         fn get(
             &mut self,
             bucket: Resource<Bucket>,
             key: String,
         ) -> Wr<Result<Option<Vec<u8>>, Error>> {
             let label = self.bucket_label(&bucket)?;
-            Ok(self.kv.backend.get(&label, &key).map_err(other))
+            Ok(self.ctx.backend.get(&label, &key).map_err(other))
         }
 
         fn set(
@@ -331,18 +150,18 @@ pub(crate) mod host {
             value: Vec<u8>,
         ) -> Wr<Result<(), Error>> {
             let label = self.bucket_label(&bucket)?;
-            Ok(self.kv.backend.set(&label, &key, &value).map_err(other))
+            Ok(self.ctx.backend.set(&label, &key, &value).map_err(other))
         }
 
         fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Wr<Result<(), Error>> {
             let label = self.bucket_label(&bucket)?;
-            Ok(self.kv.backend.delete(&label, &key).map_err(other))
+            Ok(self.ctx.backend.delete(&label, &key).map_err(other))
         }
 
         fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Wr<Result<bool, Error>> {
             let label = self.bucket_label(&bucket)?;
             Ok(self
-                .kv
+                .ctx
                 .backend
                 .get(&label, &key)
                 .map(|v| v.is_some())
@@ -362,7 +181,7 @@ pub(crate) mod host {
             }
             let label = self.bucket_label(&bucket)?;
             Ok(self
-                .kv
+                .ctx
                 .backend
                 .keys(&label)
                 .map(|keys| KeyResponse { keys, cursor: None })
@@ -375,7 +194,7 @@ pub(crate) mod host {
         }
     }
 
-    impl atomics::Host for HostState {
+    impl atomics::Host for KvView<'_> {
         fn increment(
             &mut self,
             bucket: Resource<Bucket>,
@@ -384,7 +203,7 @@ pub(crate) mod host {
         ) -> Wr<Result<i64, Error>> {
             let label = self.bucket_label(&bucket)?;
             Ok(self
-                .kv
+                .ctx
                 .backend
                 .increment(&label, &key, delta)
                 .map_err(other))
@@ -394,14 +213,14 @@ pub(crate) mod host {
             let op = self.table.delete(cas)?;
             let expected = op.seen.clone().flatten();
             match self
-                .kv
+                .ctx
                 .backend
                 .compare_and_swap(&op.label, &op.key, expected.as_deref(), &value)
             {
                 Ok(true) => Ok(Ok(())),
                 Ok(false) => {
                     // Hand back a fresh handle already positioned at the latest value.
-                    let latest = match self.kv.backend.get(&op.label, &op.key) {
+                    let latest = match self.ctx.backend.get(&op.label, &op.key) {
                         Ok(v) => v,
                         Err(e) => return Ok(Err(CasError::StoreError(other(e)))),
                     };
@@ -417,7 +236,7 @@ pub(crate) mod host {
         }
     }
 
-    impl atomics::HostCas for HostState {
+    impl atomics::HostCas for KvView<'_> {
         fn new(
             &mut self,
             bucket: Resource<Bucket>,
@@ -436,7 +255,7 @@ pub(crate) mod host {
                 let op = self.table.get(&cas)?;
                 (op.label.clone(), op.key.clone())
             };
-            match self.kv.backend.get(&label, &key) {
+            match self.ctx.backend.get(&label, &key) {
                 Ok(value) => {
                     self.table.get_mut(&cas)?.seen = Some(value.clone());
                     Ok(Ok(value))
