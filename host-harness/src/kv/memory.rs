@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use super::{BackendError, KvBackend, decode_counter};
 
-/// An in-memory backend for tests.
+/// An in-memory backend for tests (counters as 8-byte little-endian, like SQLite).
 #[derive(Default)]
 pub struct MemoryBackend {
     data: Mutex<Entries>,
@@ -22,26 +22,27 @@ impl MemoryBackend {
     }
 }
 
+#[async_trait::async_trait]
 impl KvBackend for MemoryBackend {
-    fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+    async fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
         Ok(self
             .lock()?
             .get(&(store.to_string(), key.to_string()))
             .cloned())
     }
 
-    fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), BackendError> {
+    async fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), BackendError> {
         self.lock()?
             .insert((store.to_string(), key.to_string()), value.to_vec());
         Ok(())
     }
 
-    fn delete(&self, store: &str, key: &str) -> Result<(), BackendError> {
+    async fn delete(&self, store: &str, key: &str) -> Result<(), BackendError> {
         self.lock()?.remove(&(store.to_string(), key.to_string()));
         Ok(())
     }
 
-    fn keys(&self, store: &str) -> Result<Vec<String>, BackendError> {
+    async fn keys(&self, store: &str) -> Result<Vec<String>, BackendError> {
         Ok(self
             .lock()?
             .keys()
@@ -50,7 +51,7 @@ impl KvBackend for MemoryBackend {
             .collect())
     }
 
-    fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, BackendError> {
+    async fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, BackendError> {
         let mut data = self.lock()?;
         let slot = (store.to_string(), key.to_string());
         let value = data
@@ -65,7 +66,7 @@ impl KvBackend for MemoryBackend {
         Ok(sum)
     }
 
-    fn compare_and_swap(
+    async fn compare_and_swap(
         &self,
         store: &str,
         key: &str,
