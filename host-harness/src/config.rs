@@ -155,18 +155,28 @@ impl Variables {
     }
 }
 
-pub(crate) mod host {
-    //! The `wasi:config/store` host implementation.
-    use crate::bindings::wasi::config::store::{Error, Host};
-    use crate::state::HostState;
+/// Adds `wasi:config/store` to `linker`, reading each instance's [`Variables`] through `get`.
+pub fn add_to_linker<T: 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    get: fn(&mut T) -> &mut Variables,
+) -> wasmtime::Result<()> {
+    crate::bindings::wasi::config::store::add_to_linker::<T, wasmtime::component::HasSelf<Variables>>(
+        linker, get,
+    )
+}
 
-    impl Host for HostState {
+mod host {
+    //! The `wasi:config/store` host implementation.
+    use super::Variables;
+    use crate::bindings::wasi::config::store::{Error, Host};
+
+    impl Host for Variables {
         fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, Error>> {
-            Ok(self.variables.get(&key).map_err(Error::Upstream))
+            Ok(Variables::get(self, &key).map_err(Error::Upstream))
         }
 
         fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, Error>> {
-            Ok(self.variables.all().map_err(Error::Upstream))
+            Ok(self.all().map_err(Error::Upstream))
         }
     }
 }

@@ -8,8 +8,9 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use ml_harness::config::EnvSource;
 use ml_harness::demo::{self, Credentials, DemoOptions};
-use ml_harness::kv::SqliteBackend;
+use ml_harness::kv::{KvBackend, RedisOptions, SqliteBackend};
 use ml_harness::manifest::Manifest;
+use ml_harness::runtime_config::RuntimeConfig;
 use ml_harness::server::{self, AppConfig, Harness, ServeOptions};
 
 /// A wasmtime host for the ml-connector component.
@@ -80,6 +81,13 @@ struct ServeArgs {
     /// Data survives restarts. (The demo uses a fresh temporary directory instead.)
     #[arg(long, default_value = ".ml-data")]
     data_dir: PathBuf,
+    /// A Spin runtime config file saying where each key-value store lives, the same file
+    /// `spin up --runtime-config-file` takes: [key_value_store.default] with type = "redis" and
+    /// url = "redis://host:6379" (shared by several instances), or type = "spin" and
+    /// path = "file.db" (SQLite; relative to the file's directory). Without it, or for a label
+    /// it does not configure, `default` is SQLite under --data-dir.
+    #[arg(long, value_name = "FILE")]
+    runtime_config_file: Option<PathBuf>,
     /// Seconds between calls to POST /admin/retry-due (0 disables the timer; on Spin an
     /// external scheduler does this).
     #[arg(long, default_value_t = 15)]
@@ -164,6 +172,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         run_build(&manifest)?;
     }
     if demo_mode {
+        if args.runtime_config_file.is_some() {
+            tracing::warn!(
+                "--runtime-config-file is ignored by the SIMULATED demo (it keeps its data in a temporary directory)"
+            );
+        }
         let opts = DemoOptions {
             manifest: args.manifest.clone(),
             component: args.component.clone(),
@@ -183,7 +196,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| manifest.component.source.clone());
     let component = server::compile(&engine, &source)?;
-    let kv = Arc::new(SqliteBackend::open_in(&args.data_dir)?);
+    let kv = open_storage(&args, &manifest).await?;
     let harness = Arc::new(Harness::new(&engine, &component, app, kv)?);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -203,6 +216,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = stopper.send(true);
     });
     running.wait().await
+}
+
+/// The key-value storage: what the runtime config file says, else SQLite under --data-dir.
+async fn open_storage(args: &ServeArgs, manifest: &Manifest) -> anyhow::Result<Arc<dyn KvBackend>> {
+    let Some(file) = &args.runtime_config_file else {
+        return Ok(Arc::new(SqliteBackend::open_in(&args.data_dir)?));
+    };
+    let config = RuntimeConfig::load(file)?;
+    let (kv, described) = config
+        .open(
+            &manifest.component.key_value_stores,
+            &args.data_dir,
+            RedisOptions::default(),
+        )
+        .with_context(|| format!("runtime config file {}", file.display()))?;
+    for line in described {
+        tracing::info!("{line}");
+    }
+    // A store that is down now may be up by the first request (the component gets a storage
+    // error until then, and BigCommerce redelivers): warn, don't refuse to start.
+    for label in &manifest.component.key_value_stores {
+        if let Err(e) = kv.get(label, "ml-harness/startup-check").await {
+            tracing::warn!("key-value store `{label}` is not reachable yet: {e}");
+        }
+    }
+    Ok(kv)
 }
 
 async fn run_demo_command(args: DemoArgs) -> anyhow::Result<()> {

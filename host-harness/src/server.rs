@@ -16,18 +16,17 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
 };
 use wasmtime_wasi::WasiCtx;
-use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::config::{VariableSource, Variables, expand};
-use crate::kv::{KvBackend, KvState};
+use crate::kv::{KvBackend, KvCtx};
 use crate::manifest::Manifest;
 use crate::outbound::{AllowList, HostPattern, OutboundHooks};
 use crate::state::HostState;
@@ -114,9 +113,7 @@ impl Harness {
         kv: Arc<dyn KvBackend>,
     ) -> anyhow::Result<Self> {
         let mut linker: Linker<HostState> = Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        crate::bindings::HostServices::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        HostState::add_to_linker(&mut linker)?;
         let pre = ProxyPre::new(linker.instantiate_pre(component).map_err(anyhow::Error::from).context(
             "the component does not link: it imports something this host (and Spin) does not provide",
         )?)?;
@@ -130,25 +127,23 @@ impl Harness {
     }
 
     fn new_store(&self) -> Store<HostState> {
-        let state = HostState {
-            table: ResourceTable::new(),
-            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
-            http: WasiHttpCtx::new(),
-            hooks: OutboundHooks {
+        let state = HostState::new(
+            WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+            OutboundHooks {
                 allow: self.app.allow.clone(),
                 client: self.client.clone(),
             },
-            kv: KvState {
+            KvCtx {
                 backend: self.kv.clone(),
                 allowed_labels: Arc::new(self.app.kv_labels.clone()),
             },
-            variables: self.app.variables.clone(),
-            limits: StoreLimitsBuilder::new()
+            self.app.variables.clone(),
+            StoreLimitsBuilder::new()
                 .memory_size(MAX_MEMORY_BYTES)
                 .build(),
-        };
+        );
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| s.limits());
         store
     }
 

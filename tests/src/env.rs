@@ -26,9 +26,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use ml_harness::config::{Overrides, VariableSource, expand};
-use ml_harness::kv::{KvBackend, MemoryBackend, SqliteBackend};
+use ml_harness::kv::{KvBackend, MemoryBackend, RedisOptions, SqliteBackend};
 use ml_harness::manifest::Manifest;
 use ml_harness::outbound::{AllowList, HostPattern};
+use ml_harness::runtime_config::RuntimeConfig;
 use ml_harness::server::{self, AppConfig, Harness, Running, ServeOptions};
 use ml_sim::bigcommerce::{BcSim, BcSimConfig, BcSimHandle};
 use ml_sim::quickbooks::{QboSim, QboSimConfig, QboSimHandle};
@@ -85,12 +86,15 @@ impl VariableSource for Nothing {
 }
 
 /// Which key-value storage the harness uses.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub enum KvChoice {
     /// SQLite in the environment's data directory, reopened from disk on restart (the default:
     /// what `ml-harness serve` uses).
-    #[default]
     Sqlite,
+    /// A `redis-server` of the environment's own, on a free loopback port, configured through a
+    /// runtime config file in the data directory (as `--runtime-config-file` would); reconnected
+    /// on restart (the server keeps the data).
+    Redis,
     /// In memory; kept across [`TestEnv::restart`] (a restart then tests only the process side).
     Memory,
     /// A caller-supplied backend (fault injection); kept across restarts.
@@ -101,9 +105,22 @@ impl std::fmt::Debug for KvChoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             KvChoice::Sqlite => "Sqlite",
+            KvChoice::Redis => "Redis",
             KvChoice::Memory => "Memory",
             KvChoice::Custom(_) => "Custom",
         })
+    }
+}
+
+impl Default for KvChoice {
+    /// SQLite, or Redis when the environment variable `ML_E2E_KV` is `redis` (to run the e2e
+    /// suite against the Redis backend: `ML_E2E_KV=redis cargo test -p ml-e2e --test orders`).
+    fn default() -> Self {
+        match std::env::var("ML_E2E_KV").as_deref() {
+            Ok("redis") => KvChoice::Redis,
+            Ok("sqlite") | Ok("") | Err(_) => KvChoice::Sqlite,
+            Ok(other) => panic!("ML_E2E_KV={other} is not a backend: use sqlite or redis"),
+        }
     }
 }
 
@@ -135,7 +152,7 @@ impl Default for TestOptions {
         TestOptions {
             variables: BTreeMap::new(),
             unset: Vec::new(),
-            kv: KvChoice::Sqlite,
+            kv: KvChoice::default(),
             bc: BcSimConfig::default(),
             qbo: QboSimConfig::default(),
             retry_interval: None,
@@ -218,6 +235,8 @@ pub struct TestEnv {
     variables: BTreeMap<String, String>,
     options: TestOptions,
     data_dir: tempfile::TempDir,
+    /// The environment's own Redis, with [`KvChoice::Redis`].
+    redis: Option<crate::redis::RedisServer>,
     kv: Arc<dyn KvBackend>,
     harness: Arc<Harness>,
     running: Option<Running>,
@@ -279,8 +298,20 @@ impl TestEnv {
         }
 
         let data_dir = tempfile::Builder::new().prefix("ml-e2e-").tempdir()?;
+        let redis = match &options.kv {
+            KvChoice::Redis => {
+                let server = crate::redis::RedisServer::start().await?;
+                std::fs::write(
+                    data_dir.path().join(RUNTIME_CONFIG_FILE),
+                    server.runtime_config(),
+                )?;
+                Some(server)
+            }
+            _ => None,
+        };
         let kv: Arc<dyn KvBackend> = match &options.kv {
             KvChoice::Sqlite => Arc::new(SqliteBackend::open_in(data_dir.path())?),
+            KvChoice::Redis => open_runtime_config(data_dir.path())?,
             KvChoice::Memory => Arc::new(MemoryBackend::default()),
             KvChoice::Custom(backend) => backend.clone(),
         };
@@ -306,6 +337,7 @@ impl TestEnv {
             variables,
             options,
             data_dir,
+            redis,
             kv,
             harness,
             running: Some(running),
@@ -327,6 +359,11 @@ impl TestEnv {
     /// The data directory (holds `ml-connector.db` with the SQLite backend).
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
+    }
+
+    /// The environment's own Redis server (with [`KvChoice::Redis`]).
+    pub fn redis(&self) -> Option<&crate::redis::RedisServer> {
+        self.redis.as_ref()
     }
 
     /// The KV backend the running harness uses (for assertions on what is stored).
@@ -474,11 +511,18 @@ impl TestEnv {
     /// address, data directory and variables. With SQLite the database is reopened from disk.
     pub async fn restart(&mut self) {
         self.stop().await;
-        if matches!(self.options.kv, KvChoice::Sqlite) {
-            self.kv = Arc::new(
-                SqliteBackend::open_in(self.data_dir.path())
-                    .unwrap_or_else(|e| panic!("cannot reopen the KV database: {e:#}")),
-            );
+        match self.options.kv {
+            KvChoice::Sqlite => {
+                self.kv = Arc::new(
+                    SqliteBackend::open_in(self.data_dir.path())
+                        .unwrap_or_else(|e| panic!("cannot reopen the KV database: {e:#}")),
+                );
+            }
+            KvChoice::Redis => {
+                self.kv = open_runtime_config(self.data_dir.path())
+                    .unwrap_or_else(|e| panic!("cannot reconnect to Redis: {e:#}"));
+            }
+            KvChoice::Memory | KvChoice::Custom(_) => {}
         }
         self.harness = build_harness(&self.variables, &self.options, self.kv.clone())
             .unwrap_or_else(|e| panic!("cannot build the restarted harness: {e:#}"));
@@ -517,6 +561,16 @@ pub fn no_keep_alive_client() -> reqwest::Client {
         .pool_max_idle_per_host(0)
         .build()
         .expect("a reqwest client with default TLS-less settings builds")
+}
+
+/// The runtime config file a [`KvChoice::Redis`] environment writes in its data directory.
+pub const RUNTIME_CONFIG_FILE: &str = "runtime-config.toml";
+
+/// Opens the storage the data directory's runtime config names, with the harness's own code.
+fn open_runtime_config(dir: &Path) -> anyhow::Result<Arc<dyn KvBackend>> {
+    let config = RuntimeConfig::load(&dir.join(RUNTIME_CONFIG_FILE))?;
+    let (kv, _) = config.open(&["default".to_string()], dir, RedisOptions::default())?;
+    Ok(kv)
 }
 
 fn serve_options(options: &TestOptions) -> ServeOptions {

@@ -105,31 +105,32 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+#[async_trait::async_trait]
 impl KvBackend for FaultyKv {
-    fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        self.inner.get(store, key)
+    async fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        self.inner.get(store, key).await
     }
 
-    fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), BackendError> {
+    async fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), BackendError> {
         self.check_write(key, Some(value))?;
-        self.inner.set(store, key, value)
+        self.inner.set(store, key, value).await
     }
 
-    fn delete(&self, store: &str, key: &str) -> Result<(), BackendError> {
+    async fn delete(&self, store: &str, key: &str) -> Result<(), BackendError> {
         self.check_write(key, None)?;
-        self.inner.delete(store, key)
+        self.inner.delete(store, key).await
     }
 
-    fn keys(&self, store: &str) -> Result<Vec<String>, BackendError> {
-        self.inner.keys(store)
+    async fn keys(&self, store: &str) -> Result<Vec<String>, BackendError> {
+        self.inner.keys(store).await
     }
 
-    fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, BackendError> {
+    async fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, BackendError> {
         self.check_write(key, None)?;
-        self.inner.increment(store, key, delta)
+        self.inner.increment(store, key, delta).await
     }
 
-    fn compare_and_swap(
+    async fn compare_and_swap(
         &self,
         store: &str,
         key: &str,
@@ -137,7 +138,7 @@ impl KvBackend for FaultyKv {
         new: &[u8],
     ) -> Result<bool, BackendError> {
         self.check_write(key, Some(new))?;
-        self.inner.compare_and_swap(store, key, expected, new)
+        self.inner.compare_and_swap(store, key, expected, new).await
     }
 }
 
@@ -156,42 +157,54 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_disarmed_backend_passes_everything_through() {
+    #[tokio::test]
+    async fn a_disarmed_backend_passes_everything_through() {
         let kv = kv();
-        kv.set(S, "rec/order/1", br#"{"state":"posted"}"#).unwrap();
+        kv.set(S, "rec/order/1", br#"{"state":"posted"}"#)
+            .await
+            .unwrap();
         assert_eq!(
-            kv.get(S, "rec/order/1").unwrap().as_deref(),
+            kv.get(S, "rec/order/1").await.unwrap().as_deref(),
             Some(&br#"{"state":"posted"}"#[..])
         );
         assert!(!kv.tripped());
     }
 
-    #[test]
-    fn the_link_write_and_every_write_after_it_fail_until_disarmed() {
+    #[tokio::test]
+    async fn the_link_write_and_every_write_after_it_fail_until_disarmed() {
         let kv = kv();
         kv.arm();
-        kv.set(S, "rec/order/1", br#"{"state":"pending"}"#).unwrap();
-        kv.increment(S, "count/pending", 1).unwrap();
+        kv.set(S, "rec/order/1", br#"{"state":"pending"}"#)
+            .await
+            .unwrap();
+        kv.increment(S, "count/pending", 1).await.unwrap();
         assert!(
-            kv.set(S, "rec/order/1", br#"{"state":"posted"}"#).is_err(),
+            kv.set(S, "rec/order/1", br#"{"state":"posted"}"#)
+                .await
+                .is_err(),
             "the link write is dropped"
         );
         assert!(kv.tripped());
         assert!(
-            kv.increment(S, "count/posted", 1).is_err(),
+            kv.increment(S, "count/posted", 1).await.is_err(),
             "the host is dead"
         );
-        assert!(kv.compare_and_swap(S, "lease/order/1", None, b"x").is_err());
-        assert!(kv.delete(S, "anything").is_err());
+        assert!(
+            kv.compare_and_swap(S, "lease/order/1", None, b"x")
+                .await
+                .is_err()
+        );
+        assert!(kv.delete(S, "anything").await.is_err());
         assert_eq!(
-            kv.get(S, "rec/order/1").unwrap().as_deref(),
+            kv.get(S, "rec/order/1").await.unwrap().as_deref(),
             Some(&br#"{"state":"pending"}"#[..]),
             "reads still work"
         );
         assert_eq!(kv.dropped_writes(), 4);
         kv.disarm();
-        kv.set(S, "rec/order/1", br#"{"state":"posted"}"#).unwrap();
-        assert_eq!(kv.increment(S, "count/posted", 1).unwrap(), 1);
+        kv.set(S, "rec/order/1", br#"{"state":"posted"}"#)
+            .await
+            .unwrap();
+        assert_eq!(kv.increment(S, "count/posted", 1).await.unwrap(), 1);
     }
 }

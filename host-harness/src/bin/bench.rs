@@ -2,13 +2,15 @@
 //!
 //! ```text
 //! cargo run --release -p ml-harness --bin bench -- health [--requests 10000]
-//! cargo run --release -p ml-harness --bin bench -- kv [--ops 20000]
+//! cargo run --release -p ml-harness --bin bench -- kv [--ops 20000] [--concurrency 32] [--redis-url redis://127.0.0.1:6379]
 //! ```
 //!
 //! `health` measures what every request pays: a fresh instance of the component, the call into
 //! `wasi:http/incoming-handler`, the response — in-process through `Harness::call` (no TCP),
-//! one at a time and then from two concurrent tasks. `kv` measures `SqliteBackend` writes
-//! (200-byte values, WAL + synchronous=NORMAL) and counter increments.
+//! one at a time and then from two concurrent tasks. `kv` measures a key-value backend (SQLite:
+//! WAL + synchronous=FULL on its own thread, grouping concurrent requests into one commit; or a
+//! Redis): sets of 200-byte values, increments, compare-and-swaps and gets, one task at a time
+//! and then from many, with latency percentiles.
 //! The orders benchmark (webhooks in, invoices out) lives in the e2e crate:
 //! `cargo run --release -p ml-e2e --bin bench_orders`.
 
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ml_harness::config::{Overrides, VariableSource};
-use ml_harness::kv::{KvBackend, MemoryBackend, SqliteBackend};
+use ml_harness::kv::{KvBackend, MemoryBackend, RedisBackend, RedisOptions, SqliteBackend};
 use ml_harness::manifest::Manifest;
 use ml_harness::server::{self, AppConfig, Harness};
 
@@ -45,11 +47,18 @@ enum Command {
         #[arg(long)]
         component: Option<PathBuf>,
     },
-    /// `SqliteBackend` sets of 200-byte values and increments.
+    /// Key-value backend operations (SQLite by default, or a Redis with --redis-url), one task
+    /// at a time and then from --concurrency tasks.
     Kv {
         /// Operations per measurement.
         #[arg(long, default_value_t = 20_000)]
         ops: usize,
+        /// Tasks of the concurrent measurements.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Measure the Redis at this URL instead of SQLite (its keys `bench/*` are overwritten).
+        #[arg(long)]
+        redis_url: Option<String>,
     },
     /// Not here: see `cargo run --release -p ml-e2e --bin bench_orders`.
     Orders,
@@ -77,7 +86,11 @@ fn main() -> anyhow::Result<()> {
             manifest,
             component,
         } => runtime.block_on(health(requests, &manifest, component)),
-        Command::Kv { ops } => kv(ops),
+        Command::Kv {
+            ops,
+            concurrency,
+            redis_url,
+        } => kv(ops, concurrency, redis_url),
         Command::Orders => {
             println!("the orders benchmark is `cargo run --release -p ml-e2e --bin bench_orders`");
             Ok(())
@@ -173,63 +186,138 @@ async fn health(
     Ok(())
 }
 
-fn kv(ops: usize) -> anyhow::Result<()> {
+fn kv(ops: usize, concurrency: usize, redis_url: Option<String>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let dir = std::env::temp_dir().join(format!("ml-bench-kv-{}", std::process::id()));
-    let result = kv_in(&dir, ops);
+    let result = runtime.block_on(async {
+        let (label, backend): (&str, Arc<dyn KvBackend>) = match &redis_url {
+            Some(url) => (
+                "redis",
+                Arc::new(RedisBackend::new(url, RedisOptions::default())?),
+            ),
+            None => ("sqlite", Arc::new(SqliteBackend::open_in(&dir)?)),
+        };
+        kv_in(label, backend, ops, concurrency).await
+    });
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn kv_in(dir: &std::path::Path, ops: usize) -> anyhow::Result<()> {
-    let backend = SqliteBackend::open_in(dir)?;
-    let value = vec![b'x'; 200];
-
-    let t = Instant::now();
-    for i in 0..ops {
-        backend
-            .set("default", &format!("bench/new/{i}"), &value)
-            .context("set")?;
+/// One measured phase: `ops` operations from `concurrency` tasks; prints throughput and latency.
+async fn phase<F, Fut>(name: &str, ops: usize, concurrency: usize, op: F) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let wall = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..concurrency {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut i = t;
+            while i < ops {
+                let started = Instant::now();
+                op(i).await?;
+                samples.push(started.elapsed());
+                i += concurrency;
+            }
+            anyhow::Ok(samples)
+        }));
     }
-    let elapsed = t.elapsed();
-    println!(
-        "sqlite set (new keys, 200 B):  {} sets/s ({ops} in {elapsed:.2?})",
-        per_second(ops, elapsed)
-    );
-
-    let t = Instant::now();
-    for i in 0..ops {
-        backend
-            .set("default", &format!("bench/new/{}", i % 100), &value)
-            .context("overwrite")?;
+    let mut samples = Vec::with_capacity(ops);
+    for task in tasks {
+        samples.extend(task.await??);
     }
-    let elapsed = t.elapsed();
+    let wall = wall.elapsed();
+    samples.sort_unstable();
+    let n = samples.len().max(1);
     println!(
-        "sqlite set (overwrite, 200 B): {} sets/s ({ops} in {elapsed:.2?})",
-        per_second(ops, elapsed)
+        "{name:<34} {:>7} ops/s; latency p50 {:.1?}, p99 {:.1?} ({ops} ops, {concurrency} task(s), {wall:.2?})",
+        per_second(ops, wall),
+        samples[n * 50 / 100],
+        samples[(n * 99 / 100).min(n - 1)],
     );
+    Ok(())
+}
 
-    let t = Instant::now();
-    for _ in 0..ops {
-        backend
-            .increment("default", "bench/counter", 1)
-            .context("increment")?;
+async fn kv_in(
+    label: &'static str,
+    backend: Arc<dyn KvBackend>,
+    ops: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let value = Arc::new(vec![b'x'; 200]);
+    for tasks in [1, concurrency] {
+        let (b, v) = (backend.clone(), value.clone());
+        phase(
+            &format!("{label} set (new keys, 200 B)"),
+            ops,
+            tasks,
+            move |i| {
+                let (b, v) = (b.clone(), v.clone());
+                async move {
+                    b.set("default", &format!("bench/{tasks}/new/{i}"), &v)
+                        .await
+                        .context("set")
+                }
+            },
+        )
+        .await?;
+        let (b, v) = (backend.clone(), value.clone());
+        phase(
+            &format!("{label} set (overwrite, 200 B)"),
+            ops,
+            tasks,
+            move |i| {
+                let (b, v) = (b.clone(), v.clone());
+                async move {
+                    b.set("default", &format!("bench/{tasks}/new/{}", i % 100), &v)
+                        .await
+                        .context("overwrite")
+                }
+            },
+        )
+        .await?;
+        let b = backend.clone();
+        phase(&format!("{label} increment"), ops, tasks, move |_| {
+            let b = b.clone();
+            async move {
+                b.increment("default", "bench/counter", 1)
+                    .await
+                    .map(drop)
+                    .context("increment")
+            }
+        })
+        .await?;
+        let b = backend.clone();
+        phase(&format!("{label} compare-and-swap"), ops, tasks, move |i| {
+            let b = b.clone();
+            async move {
+                let key = format!("bench/{tasks}/cas/{}", i % 64);
+                let current = b.get("default", &key).await.context("get")?;
+                b.compare_and_swap("default", &key, current.as_deref(), &i.to_le_bytes())
+                    .await
+                    .map(drop)
+                    .context("compare-and-swap")
+            }
+        })
+        .await?;
+        let b = backend.clone();
+        phase(&format!("{label} get (200 B)"), ops, tasks, move |i| {
+            let b = b.clone();
+            async move {
+                b.get("default", &format!("bench/{tasks}/new/{i}"))
+                    .await
+                    .map(drop)
+                    .context("get")
+            }
+        })
+        .await?;
     }
-    let elapsed = t.elapsed();
-    println!(
-        "sqlite increment:              {} increments/s ({ops} in {elapsed:.2?})",
-        per_second(ops, elapsed)
-    );
-
-    let t = Instant::now();
-    for i in 0..ops {
-        backend
-            .get("default", &format!("bench/new/{i}"))
-            .context("get")?;
-    }
-    let elapsed = t.elapsed();
-    println!(
-        "sqlite get (200 B):            {} gets/s ({ops} in {elapsed:.2?})",
-        per_second(ops, elapsed)
-    );
     Ok(())
 }

@@ -4,8 +4,15 @@
 //! - No cursor paging (Spin rejects it), so nothing is ever found by listing keys.
 //! - A compare-and-swap from "absent" is an upsert on Spin's SQLite store, so keys that are
 //!   compare-and-swapped are created with `increment(key, 0)` first (atomic on every host)
-//!   and only ever hold 8-byte counters. JSON values are written by the holder of the
+//!   and only ever hold counters. JSON values are written by the holder of the
 //!   entity's lease, or are append-only slots whose numbers come from `increment`.
+//! - Hosts store counters differently: 8-byte little-endian (SQLite, ours and Spin's) or
+//!   decimal text (Redis, where `increment` is `INCRBY`). So a counter is read with
+//!   [`decode_counter`], which takes both, and swapped with [`cas_counter`], which writes
+//!   the encoding the key already has (an `increment` after it must still work).
+//! - Spin's Redis store can report a swap that lost the race as done (its `WATCH`ed
+//!   transaction is aborted, but the abort is not reported), so a lease taken by swap is read
+//!   back before it is trusted.
 //!
 //! Layout:
 //! - `rec/{entity}/{id}`: the [`SyncRecord`] (source of truth), written under `lease/{entity}/{id}`.
@@ -80,7 +87,7 @@ fn set_json<T: Serialize>(host: &mut dyn Host, key: &str, value: &T) -> Result<(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseGuard {
     key: String,
-    value: [u8; 8],
+    value: i64,
 }
 
 /// Tries once to take the lease at `key` for `ttl_ms`. `None` when someone else holds it.
@@ -91,23 +98,29 @@ pub fn try_acquire(
 ) -> Result<Option<LeaseGuard>, KvError> {
     let now = host.now();
     // Creates the key (as a free lease) atomically if it does not exist yet.
-    let current = counter(host, key)?.to_le_bytes();
-    if !crate::models::token::lease_is_free(&current, now) {
+    let current = counter(host, key)?;
+    if !crate::models::token::lease_is_free(&current.to_le_bytes(), now) {
         return Ok(None);
     }
     let mut nonce = [0u8; 2];
     host.random_bytes(&mut nonce);
-    let value = Lease::encode(
-        now.timestamp_millis() + ttl_ms,
-        u16::from_le_bytes(nonce) | 1,
-    );
-    match host.kv_cas(key, &current, &value)? {
-        CasOutcome::Swapped => Ok(Some(LeaseGuard {
-            key: key.to_string(),
-            value,
-        })),
-        CasOutcome::Conflict(_) => Ok(None),
+    let value = Lease {
+        expires_at_ms: now.timestamp_millis() + ttl_ms,
+        nonce: u16::from_le_bytes(nonce) | 1,
     }
+    .to_i64();
+    if !cas_counter(host, key, current, value)? {
+        return Ok(None);
+    }
+    // Ours only if it reads back as ours (see the module docs: a host may report a lost swap
+    // as done). The value carries random bits, so another holder's value differs.
+    if read_counter(host, key)? != value {
+        return Ok(None);
+    }
+    Ok(Some(LeaseGuard {
+        key: key.to_string(),
+        value,
+    }))
 }
 
 /// Takes the lease, waiting up to `wait_ms` for the current holder.
@@ -134,8 +147,7 @@ pub fn acquire(
 
 /// Gives a lease back (only if it is still ours).
 pub fn release(host: &mut dyn Host, guard: LeaseGuard) -> Result<(), KvError> {
-    host.kv_cas(&guard.key, &guard.value, &Lease::FREE)
-        .map(|_| ())
+    cas_counter(host, &guard.key, guard.value, 0).map(|_| ())
 }
 
 /// The lease key of an entity.
@@ -227,10 +239,37 @@ pub fn counts(host: &mut dyn Host) -> Result<Vec<(State, i64)>, KvError> {
         .collect()
 }
 
-fn decode_i64(bytes: &[u8]) -> i64 {
-    <[u8; 8]>::try_from(bytes)
-        .map(i64::from_le_bytes)
-        .unwrap_or(0)
+/// Reads a stored counter in either host encoding: 8-byte little-endian, or decimal text.
+///
+/// The two never look alike for the values the connector stores: eight bytes of decimal text
+/// end in a digit, while a little-endian counter's last byte is its most significant one, which
+/// is below `'0'` (0x30) for every value under about 3.4 * 10^18 and 0xFF for negative ones.
+pub fn decode_counter(bytes: &[u8]) -> Option<i64> {
+    match <[u8; 8]>::try_from(bytes) {
+        Ok(le) if !le[7].is_ascii_digit() => Some(i64::from_le_bytes(le)),
+        _ => std::str::from_utf8(bytes).ok()?.trim().parse().ok(),
+    }
+}
+
+/// Swaps the counter at `key` from `expected` to `new`, in whichever encoding the key holds
+/// (little-endian first; decimal text when that is what the host keeps). `false` when the key
+/// holds another value.
+pub fn cas_counter(
+    host: &mut dyn Host,
+    key: &str,
+    expected: i64,
+    new: i64,
+) -> Result<bool, KvError> {
+    match host.kv_cas(key, &expected.to_le_bytes(), &new.to_le_bytes())? {
+        CasOutcome::Swapped => Ok(true),
+        CasOutcome::Conflict(Some(text)) if text == expected.to_string().as_bytes() => {
+            match host.kv_cas(key, &text, new.to_string().as_bytes())? {
+                CasOutcome::Swapped => Ok(true),
+                CasOutcome::Conflict(_) => Ok(false),
+            }
+        }
+        CasOutcome::Conflict(_) => Ok(false),
+    }
 }
 
 /// Names an entity.
@@ -371,9 +410,7 @@ pub fn due_entries(
         contiguous &= n == done && m < now_minute;
         if contiguous {
             // Every minute up to this one is finished: never read them again.
-            if let CasOutcome::Swapped =
-                host.kv_cas("due/cursor", &stored.to_le_bytes(), &(m + 1).to_le_bytes())?
-            {
+            if cas_counter(host, "due/cursor", stored, m + 1)? {
                 stored = m + 1;
             } else {
                 contiguous = false;
@@ -385,7 +422,10 @@ pub fn due_entries(
 }
 
 fn read_counter(host: &mut dyn Host, key: &str) -> Result<i64, KvError> {
-    Ok(host.kv_get(key)?.map(|b| decode_i64(&b)).unwrap_or(0))
+    Ok(host
+        .kv_get(key)?
+        .and_then(|b| decode_counter(&b))
+        .unwrap_or(0))
 }
 
 /// Marks entry `i` of minute `m` (and everything before it) as handled.
@@ -396,7 +436,7 @@ pub fn mark_due_done(host: &mut dyn Host, m: i64, i: i64) -> Result<(), KvError>
         if done >= i {
             return Ok(());
         }
-        if let CasOutcome::Swapped = host.kv_cas(&key, &done.to_le_bytes(), &i.to_le_bytes())? {
+        if cas_counter(host, &key, done, i)? {
             return Ok(());
         }
     }
@@ -425,9 +465,7 @@ pub fn mark_parked_done(host: &mut dyn Host, i: i64) -> Result<(), KvError> {
         if done >= i {
             return Ok(());
         }
-        if let CasOutcome::Swapped =
-            host.kv_cas("log/parked/done", &done.to_le_bytes(), &i.to_le_bytes())?
-        {
+        if cas_counter(host, "log/parked/done", done, i)? {
             return Ok(());
         }
     }
@@ -473,4 +511,182 @@ pub fn cache_get<T: for<'de> Deserialize<'de>>(
 /// Writes a cached JSON value.
 pub fn cache_set<T: Serialize>(host: &mut dyn Host, key: &str, value: &T) -> Result<(), KvError> {
     set_json(host, key, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::LogLevel;
+    use crate::http::{HttpRequest, HttpResponse, TransportError};
+    use crate::testing::FakeHost;
+
+    /// A host that keeps data the way Spin's Redis store does: counters as decimal text
+    /// (`INCRBY`), and a swap that lost its race reported as done. `rival` is a value another
+    /// instance writes to `key` just before our next swap of it.
+    struct RedisLike {
+        inner: FakeHost,
+        rival: Option<(String, Vec<u8>)>,
+    }
+
+    impl Host for RedisLike {
+        fn now(&self) -> DateTime<Utc> {
+            self.inner.now()
+        }
+        fn random_bytes(&mut self, buf: &mut [u8]) {
+            self.inner.random_bytes(buf)
+        }
+        fn config(&mut self, name: &str) -> Option<String> {
+            self.inner.config(name)
+        }
+        fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+            self.inner.http(request)
+        }
+        fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+            self.inner.kv_get(key)
+        }
+        fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
+            self.inner.kv_set(key, value)
+        }
+        fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
+            self.inner.kv_delete(key)
+        }
+        fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
+            let current = match self.inner.kv.get(key) {
+                None => 0,
+                Some(b) => std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .ok_or_else(|| KvError("ERR value is not an integer".into()))?,
+            };
+            let sum = current + delta;
+            self.inner
+                .kv
+                .insert(key.into(), sum.to_string().into_bytes());
+            Ok(sum)
+        }
+        fn kv_cas(
+            &mut self,
+            key: &str,
+            expected: &[u8],
+            new: &[u8],
+        ) -> Result<CasOutcome, KvError> {
+            let current = self.inner.kv.get(key).cloned();
+            if current.as_deref() != Some(expected) {
+                return Ok(CasOutcome::Conflict(current));
+            }
+            if let Some((k, v)) = self.rival.take_if(|(k, _)| k == key) {
+                // The rival's write lands between our read and our swap; ours is dropped, and
+                // reported as done.
+                self.inner.kv.insert(k, v);
+                return Ok(CasOutcome::Swapped);
+            }
+            self.inner.kv.insert(key.into(), new.to_vec());
+            Ok(CasOutcome::Swapped)
+        }
+        fn sleep_ms(&mut self, ms: u64) {
+            self.inner.sleep_ms(ms)
+        }
+        fn log(&mut self, level: LogLevel, message: &str) {
+            self.inner.log(level, message)
+        }
+    }
+
+    fn redis_like() -> RedisLike {
+        RedisLike {
+            inner: FakeHost::new(DateTime::from_timestamp(1_750_000_000, 0).unwrap()),
+            rival: None,
+        }
+    }
+
+    #[test]
+    fn counters_decode_in_both_host_encodings() {
+        for v in [
+            0i64,
+            1,
+            7,
+            12_345_678,
+            29_500_000,
+            -3,
+            1 << 56,
+            i64::MAX >> 8,
+        ] {
+            assert_eq!(
+                decode_counter(&v.to_le_bytes()),
+                Some(v),
+                "{v} little-endian"
+            );
+            assert_eq!(
+                decode_counter(v.to_string().as_bytes()),
+                Some(v),
+                "{v} as text"
+            );
+        }
+        assert_eq!(decode_counter(b"{\"json\":1}"), None);
+    }
+
+    #[test]
+    fn leases_work_where_counters_are_decimal_text_and_increment_still_works_after() {
+        let mut h = redis_like();
+        let guard = try_acquire(&mut h, "lease/x", 1000)
+            .unwrap()
+            .expect("free lease taken");
+        assert!(
+            try_acquire(&mut h, "lease/x", 1000).unwrap().is_none(),
+            "held"
+        );
+        let stored = h.inner.kv["lease/x"].clone();
+        assert!(
+            stored.iter().all(u8::is_ascii_digit),
+            "stored as text: {stored:?}"
+        );
+        assert!(
+            h.kv_increment("lease/x", 0).is_ok(),
+            "still a counter for INCRBY"
+        );
+        release(&mut h, guard).unwrap();
+        assert_eq!(h.inner.kv["lease/x"], b"0");
+        assert!(try_acquire(&mut h, "lease/x", 1000).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_lease_swap_that_lost_the_race_but_was_reported_done_is_not_taken() {
+        let mut h = redis_like();
+        h.kv_increment("lease/x", 0).unwrap();
+        let rival = Lease {
+            expires_at_ms: h.now().timestamp_millis() + 60_000,
+            nonce: 0x4243,
+        }
+        .to_i64();
+        h.rival = Some(("lease/x".into(), rival.to_string().into_bytes()));
+        assert_eq!(try_acquire(&mut h, "lease/x", 1000).unwrap(), None);
+        assert_eq!(
+            read_counter(&mut h, "lease/x").unwrap(),
+            rival,
+            "the rival holds it"
+        );
+    }
+
+    #[test]
+    fn due_entries_logs_and_counts_work_where_counters_are_decimal_text() {
+        let mut h = redis_like();
+        let now = h.now();
+        let at = now - chrono::Duration::minutes(3);
+        for id in ["1", "2"] {
+            schedule(&mut h, &DueEntry::retry(Entity::Order, id, at)).unwrap();
+        }
+        let due = due_entries(&mut h, now, 10).unwrap();
+        assert_eq!(due.len(), 2);
+        for d in &due {
+            mark_due_done(&mut h, d.minute, d.slot).unwrap();
+        }
+        assert!(due_entries(&mut h, now, 10).unwrap().is_empty(), "all done");
+        assert_eq!(log_len(&mut h, &format!("due/{}", minute(at))).unwrap(), 2);
+        h.kv_increment("count/posted", 3).unwrap();
+        let posted = counts(&mut h)
+            .unwrap()
+            .into_iter()
+            .find(|(s, _)| *s == State::Posted)
+            .unwrap();
+        assert_eq!(posted.1, 3);
+    }
 }
