@@ -263,7 +263,7 @@ export function stepWords(entry, record) {
     case 'reauthorized':
       return 'QuickBooks was connected again; resuming.';
     default:
-      return `${String(entry.step).replaceAll('_', ' ')}.`;
+      return `${sentence(String(entry.step).replaceAll('_', ' '))}.`;
   }
 }
 
