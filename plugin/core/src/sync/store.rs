@@ -27,8 +27,11 @@ use crate::settings;
 use crate::sync::failure::Failure;
 use crate::sync::record::{Entity, State, SyncRecord};
 
-/// How long an entity lease lasts if its holder dies.
-pub const ENTITY_LEASE_MS: i64 = 120_000;
+/// How long an entity lease lasts if its holder dies. Its holder renews it between steps
+/// (`sync::lease`), so it only has to outlive one step: one upstream request
+/// ([`crate::http::UPSTREAM_DEADLINE_MS`]) or one bounded wait. Short, so a dead worker's
+/// event is picked up well within a minute (CONTRACT §5).
+pub const ENTITY_LEASE_MS: i64 = 20_000;
 
 /// KV key of the mapping set with `PUT /admin/mapping`.
 pub const MAPPING_KEY: &str = "config/mapping";
@@ -81,6 +84,30 @@ fn set_json<T: Serialize>(host: &mut dyn Host, key: &str, value: &T) -> Result<(
 pub struct LeaseGuard {
     key: String,
     value: [u8; 8],
+}
+
+impl LeaseGuard {
+    /// The lease's KV key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Extends a held lease to `ttl_ms` from now. `false` when the key no longer holds this
+/// holder's value (the lease expired and someone else took it): the holder must stop.
+pub fn renew(host: &mut dyn Host, guard: &mut LeaseGuard, ttl_ms: i64) -> Result<bool, KvError> {
+    let nonce = Lease::decode(&guard.value)
+        .ok()
+        .flatten()
+        .map_or(1, |l| l.nonce);
+    let value = Lease::encode(host.now().timestamp_millis() + ttl_ms, nonce);
+    match host.kv_cas(&guard.key, &guard.value, &value)? {
+        CasOutcome::Swapped => {
+            guard.value = value;
+            Ok(true)
+        }
+        CasOutcome::Conflict(_) => Ok(false),
+    }
 }
 
 /// Tries once to take the lease at `key` for `ttl_ms`. `None` when someone else holds it.
@@ -158,12 +185,36 @@ pub fn load_record(
 
 /// Writes a record (caller holds its lease), keeping the per-state counts and logs in step.
 /// `previous` is the state it had when loaded (`None` for a new record).
+///
+/// Whatever makes the record findable again is filed *before* the record itself: its due
+/// entry (`retrying`), its parked slot (`needs_reauth`), its listing slot (new records). A
+/// crash in between then leaves an extra entry (harmless: handling one is idempotent), never
+/// a `retrying` record no one will run.
 pub fn save_record(
     host: &mut dyn Host,
     record: &SyncRecord,
     previous: Option<State>,
 ) -> Result<(), KvError> {
-    set_json(host, &record_key(record.entity, &record.id), record)?;
+    let changed = previous != Some(record.state);
+    match record.state {
+        // Every new retry time needs its own entry, also when rescheduled within `retrying`.
+        State::Retrying => {
+            if let Some(at) = record.next_attempt_at {
+                schedule(host, &DueEntry::retry(record.entity, &record.id, at))?;
+            }
+        }
+        State::NeedsReauth if changed => {
+            append(
+                host,
+                "log/parked",
+                &EntityRef {
+                    entity: record.entity,
+                    id: record.id.clone(),
+                },
+            )?;
+        }
+        _ => {}
+    }
     if previous.is_none() {
         append(
             host,
@@ -174,34 +225,12 @@ pub fn save_record(
             },
         )?;
     }
-    if previous != Some(record.state) {
+    set_json(host, &record_key(record.entity, &record.id), record)?;
+    if changed {
         if let Some(p) = previous {
             host.kv_increment(&format!("count/{}", p.as_str()), -1)?;
         }
         host.kv_increment(&format!("count/{}", record.state.as_str()), 1)?;
-        match record.state {
-            State::Retrying => {
-                if let Some(at) = record.next_attempt_at {
-                    schedule(host, &DueEntry::retry(record.entity, &record.id, at))?;
-                }
-            }
-            State::NeedsReauth => {
-                append(
-                    host,
-                    "log/parked",
-                    &EntityRef {
-                        entity: record.entity,
-                        id: record.id.clone(),
-                    },
-                )?;
-            }
-            _ => {}
-        }
-    } else if record.state == State::Retrying {
-        // Rescheduled within `retrying`: the new time needs its own entry.
-        if let Some(at) = record.next_attempt_at {
-            schedule(host, &DueEntry::retry(record.entity, &record.id, at))?;
-        }
     }
     Ok(())
 }
@@ -305,9 +334,11 @@ fn minute(at: DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(60)
 }
 
-/// Files `entry` under the minute it becomes due.
+/// Files `entry` under the minute it becomes due — or under the current minute when that time
+/// has already passed: `retry-due` never reads a minute again once it has moved past it.
 pub fn schedule(host: &mut dyn Host, entry: &DueEntry) -> Result<(), KvError> {
-    append(host, &format!("due/{}", minute(entry.at)), entry).map(|_| ())
+    let m = minute(entry.at).max(minute(host.now()));
+    append(host, &format!("due/{m}"), entry).map(|_| ())
 }
 
 /// How far back `retry-due` looks the first time it runs.
