@@ -430,7 +430,7 @@ fn a_bigcommerce_429_posts_once_when_the_scheduler_first_looks_after_the_reset()
 
 #[test]
 fn a_bigcommerce_429_posts_once_when_the_next_scheduler_tick_is_past_every_entry_of_the_minute() {
-    // What works today despite the head-of-line blocking above: one tick past the guard entry.
+    // One tick before the reset time, one past every entry of the minute.
     let mut w = world_with_order();
     let mut limited = ml_core::http::HttpResponse::json(429, &json!({"status": 429}));
     limited
@@ -458,6 +458,48 @@ fn a_bigcommerce_429_posts_once_when_the_next_scheduler_tick_is_past_every_entry
     w.clear_log();
     w.retry_due();
     assert_eq!(w.requests(), Vec::<String>::new());
+}
+
+#[test]
+fn a_quickbooks_429_with_a_huge_retry_after_waits_a_day_frees_the_order_and_blocks_no_other() {
+    let mut w = world_with_order();
+    w.put_order(202, order_json(202, &plain_shape(2)));
+    let mut throttled = ml_core::http::HttpResponse::json(
+        429,
+        &fault_body("003001", "ThrottleExceeded", "ServiceFault"),
+    );
+    throttled
+        .headers
+        .push(("Retry-After".into(), "99999999999999".into()));
+    w.host.inner.once("POST /invoice?", Ok(throttled));
+    w.deliver("store/order/created", ORDER, &hash(1));
+    let rec = w.record(ORDER);
+    assert_eq!(rec.state, State::Retrying, "audit: {:?}", w.steps(ORDER));
+    assert_eq!(rec.reason.as_deref(), Some("rate_limited"));
+    assert_eq!(
+        rec.next_attempt_at,
+        Some(t0() + chrono::Duration::hours(24)),
+        "Retry-After is capped at a day"
+    );
+    let lease = w.host.inner.kv[&format!("lease/order/{ORDER}")].clone();
+    assert!(
+        ml_core::models::token::lease_is_free(&lease, w.now()),
+        "the order's lease was released"
+    );
+
+    // Another order goes through, and the scheduler handles both guard entries.
+    w.deliver("store/order/created", 202, &hash(2));
+    w.advance(60);
+    let report = w.retry_due();
+    assert_eq!(report.busy, 0, "{report:?}");
+    assert_eq!(w.record(202).state, State::Posted);
+    assert_eq!(w.record(ORDER).state, State::Retrying);
+
+    // A day later the throttled order posts, once.
+    w.advance(24 * 3600);
+    w.retry_due();
+    assert_eq!(w.record(ORDER).state, State::Posted);
+    assert_eq!(accepted_invoices(&w), 2);
 }
 
 #[test]
@@ -1026,6 +1068,41 @@ fn a_delivery_while_another_worker_holds_the_order_is_finished_by_retry_due() {
     assert_eq!(rec.state, State::Posted);
     assert_eq!(rec.audit[0].detail["hash"], json!(hash(1)));
     assert_eq!(accepted_invoices(&w), 1);
+}
+
+#[test]
+fn retry_due_runs_the_entries_behind_one_whose_worker_is_still_running() {
+    let mut w = world_with_order();
+    w.put_order(202, order_json(202, &plain_shape(2)));
+    // Another instance works on ORDER for ten minutes (renewing its lease all along).
+    let held = ml_core::models::token::Lease::encode(t0().timestamp_millis() + 600_000, 0x55);
+    w.host
+        .inner
+        .kv
+        .insert(format!("lease/order/{ORDER}"), held.to_vec());
+    w.deliver("store/order/created", ORDER, &hash(1));
+    // Order 202 fails once; its retry is filed behind ORDER's guard entry.
+    w.qbo
+        .borrow_mut()
+        .faults
+        .push_back(("POST /invoice?".into(), Fault::ServerError));
+    w.deliver("store/order/created", 202, &hash(2));
+    assert_eq!(w.record(202).state, State::Retrying);
+
+    w.advance(60);
+    let report = w.retry_due();
+    assert_eq!(report.busy, 1, "{report:?}");
+    assert_eq!(
+        w.record(202).state,
+        State::Posted,
+        "not held up by the busy entry ahead of it: {report:?}"
+    );
+
+    // ORDER's entry stayed on file: once the other instance is gone, it runs.
+    w.advance(600);
+    w.retry_due();
+    assert_eq!(w.record(ORDER).state, State::Posted);
+    assert_eq!(accepted_invoices(&w), 2);
 }
 
 #[test]

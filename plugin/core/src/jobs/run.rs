@@ -241,6 +241,9 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
     let now = host.now();
     readopt_bootstrap(host);
     let entries = store::due_entries(host, now, DUE_SCAN)?;
+    // Minutes with an entry whose worker is still running: that entry stays on file, so the
+    // minute's done mark cannot move past it (the entries behind it still run now).
+    let mut held_back = std::collections::BTreeSet::new();
     for due in entries {
         if report.ran >= RETRY_BATCH {
             break;
@@ -253,20 +256,23 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
         let result = run_due_entry(host, &due.entry, trigger)?;
         report.count(&result);
         if result == RunResult::Busy {
-            // Its worker is still running; look again on the next call.
-            break;
+            // Its worker is still running; look at it again on the next call.
+            held_back.insert(due.minute);
+            continue;
         }
-        if due.markable {
+        if due.markable && !held_back.contains(&due.minute) {
             store::mark_due_done(host, due.minute, due.slot)?;
         }
     }
     if !connection::state(host)?.needs_reauth {
+        let mut markable = true;
         for (slot, r) in store::parked_entries(host, RETRY_BATCH)? {
             report.examined += 1;
             let result = sync_with_wait(host, r.entity, &r.id, Trigger::Due, 0)?;
             if result == RunResult::Busy {
                 report.busy += 1;
-                break;
+                markable = false;
+                continue;
             }
             if matches!(result, RunResult::Ran(_)) {
                 report.resumed_after_reauth += 1;
@@ -276,7 +282,9 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
                 // Still not authorized after all: stop resuming; a later call tries again.
                 break;
             }
-            store::mark_parked_done(host, slot)?;
+            if markable {
+                store::mark_parked_done(host, slot)?;
+            }
         }
     }
     Ok(report)

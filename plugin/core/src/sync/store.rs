@@ -15,6 +15,10 @@
 //! - `due/{minute}/n`, `due/{minute}/{i}`, `due/{minute}/done` and `due/cursor`: work that
 //!   becomes due in a given minute, so `retry-due` reads only the minutes that have come.
 //! - `count/{state}`: records per state, adjusted on every transition.
+//!
+//! Bounded growth without listing keys: a due entry is deleted once it is marked handled, a
+//! minute's counters once the cursor moves past it, a parked slot once it is resumed. What
+//! stays is per entity (its record, its lease, its listing slot, a customer's link) or fixed.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -406,6 +410,11 @@ pub fn due_entries(
                 host.kv_cas("due/cursor", &stored.to_le_bytes(), &(m + 1).to_le_bytes())?
             {
                 stored = m + 1;
+                if n > 0 {
+                    // Its entries went as they were marked; its counters go now.
+                    host.kv_delete(&format!("{log}/n"))?;
+                    host.kv_delete(&format!("{log}/done"))?;
+                }
             } else {
                 contiguous = false;
             }
@@ -419,8 +428,13 @@ fn read_counter(host: &mut dyn Host, key: &str) -> Result<i64, KvError> {
     Ok(host.kv_get(key)?.map(|b| decode_i64(&b)).unwrap_or(0))
 }
 
-/// Marks entry `i` of minute `m` (and everything before it) as handled.
+/// Marks entry `i` of minute `m` (and everything before it) as handled, and deletes the
+/// entries it marks: nothing reads a slot at or below a minute's done mark again.
 pub fn mark_due_done(host: &mut dyn Host, m: i64, i: i64) -> Result<(), KvError> {
+    if read_counter(host, "due/cursor")? > m {
+        // Another call finished the minute (and deleted its counters) meanwhile.
+        return Ok(());
+    }
     let key = format!("due/{m}/done");
     loop {
         let done = counter(host, &key)?;
@@ -428,6 +442,9 @@ pub fn mark_due_done(host: &mut dyn Host, m: i64, i: i64) -> Result<(), KvError>
             return Ok(());
         }
         if let CasOutcome::Swapped = host.kv_cas(&key, &done.to_le_bytes(), &i.to_le_bytes())? {
+            for slot in (done + 1)..=i {
+                host.kv_delete(&format!("due/{m}/{slot}"))?;
+            }
             return Ok(());
         }
     }
@@ -449,7 +466,7 @@ pub fn parked_entries(host: &mut dyn Host, limit: usize) -> Result<Vec<(i64, Ent
     Ok(out)
 }
 
-/// Marks parked slots up to `i` as resumed.
+/// Marks parked slots up to `i` as resumed, and deletes them.
 pub fn mark_parked_done(host: &mut dyn Host, i: i64) -> Result<(), KvError> {
     loop {
         let done = counter(host, "log/parked/done")?;
@@ -459,9 +476,34 @@ pub fn mark_parked_done(host: &mut dyn Host, i: i64) -> Result<(), KvError> {
         if let CasOutcome::Swapped =
             host.kv_cas("log/parked/done", &done.to_le_bytes(), &i.to_le_bytes())?
         {
+            for slot in (done + 1)..=i {
+                host.kv_delete(&format!("log/parked/{slot}"))?;
+            }
             return Ok(());
         }
     }
+}
+
+/// Appends to a log that keeps only its newest `keep` slots: appending slot `n` deletes slot
+/// `n − keep` (whose value is handed to `evict` first, to delete what it names). For logs
+/// read only near their head (pending OAuth states).
+pub fn append_bounded<T: Serialize + for<'de> Deserialize<'de>>(
+    host: &mut dyn Host,
+    log: &str,
+    value: &T,
+    keep: i64,
+    evict: &mut dyn FnMut(&mut dyn Host, T) -> Result<(), KvError>,
+) -> Result<i64, KvError> {
+    let n = append(host, log, value)?;
+    let old = n - keep;
+    if old >= 1 {
+        let key = format!("{log}/{old}");
+        if let Some(v) = get_json::<T>(host, &key).ok().flatten() {
+            evict(host, v)?;
+        }
+        host.kv_delete(&key)?;
+    }
+    Ok(n)
 }
 
 /// Newest records first, filtered, reading at most `max_scan` log slots.
