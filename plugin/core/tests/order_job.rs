@@ -1236,3 +1236,78 @@ fn generated_order_shapes_each_post_one_invoice_that_totals_to_the_cent() {
     assert_eq!(accepted_invoices(&w), 16);
     assert_eq!(w.count("oauth.test"), 1, "one refresh for the whole run");
 }
+
+#[test]
+fn a_backslash_in_the_shoppers_name_or_email_still_posts_the_order() {
+    for guest in [false, true] {
+        let mut w = World::new();
+        let mut shape = plain_shape(3);
+        shape.guest = guest;
+        let mut order = order_json(ORDER, &shape);
+        order["billing_address"]["first_name"] = json!("Jo\\hn");
+        order["billing_address"]["last_name"] = json!("O\\Brien");
+        order["billing_address"]["company"] = json!("");
+        order["billing_address"]["email"] = json!("jo\\hn@example.com");
+        w.put_order(ORDER, order);
+        w.deliver("store/order/created", ORDER, &hash(1));
+        let rec = w.record(ORDER);
+        assert_eq!(
+            rec.state,
+            State::Posted,
+            "guest {guest}: {:?}",
+            rec.last_error
+        );
+        assert_eq!(accepted_invoices(&w), 1);
+    }
+}
+
+#[test]
+fn non_canonical_ids_in_admin_routes_are_refused_with_400_and_make_no_second_record() {
+    let mut w = world_with_order();
+    w.deliver("store/order/created", ORDER, &hash(1));
+    assert_eq!(w.record(ORDER).state, State::Posted);
+    for id in ["0101", "00101", "0", "000", "99999999999999999999999"] {
+        for (method, path) in [
+            ("POST", format!("/admin/replay/order/{id}")),
+            ("GET", format!("/admin/records/order/{id}")),
+            ("GET", format!("/admin/preview/order/{id}")),
+            ("POST", format!("/admin/replay/customer/{id}")),
+        ] {
+            let resp = w.admin(method, &path);
+            assert_eq!(resp.status, 400, "{method} {path}");
+            let body: Value = serde_json::from_slice(&resp.body).unwrap();
+            assert_eq!(body["error"], "bad_request");
+            assert!(body["message"].as_str().unwrap().contains("id"), "{body}");
+        }
+    }
+    let resp = w.admin("POST", "/admin/replay/order/0101");
+    let body: Value = serde_json::from_slice(&resp.body).unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("use 101"),
+        "says which id to use: {body}"
+    );
+    assert_eq!(records_in_kv(&w), 1, "no second record for order 101");
+    assert_eq!(accepted_invoices(&w), 1);
+}
+
+#[test]
+fn secrets_with_a_trailing_newline_from_a_mounted_file_still_work() {
+    let mut w = World::new();
+    w.put_order(ORDER, order_json(ORDER, &plain_shape(1)));
+    for name in [
+        "admin_token",
+        "bigcommerce_webhook_secret",
+        "bigcommerce_access_token",
+        "qbo_client_secret",
+        "qbo_refresh_token",
+        "encryption_key",
+    ] {
+        let value = w.host.inner.config[name].clone();
+        w.set_config(name, &format!("{value}\n"));
+    }
+    let resp = w.deliver("store/order/created", ORDER, &hash(1));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let rec = w.record(ORDER);
+    assert_eq!(rec.state, State::Posted, "{:?}", rec.last_error);
+    assert_eq!(accepted_invoices(&w), 1);
+}
