@@ -1311,3 +1311,60 @@ fn secrets_with_a_trailing_newline_from_a_mounted_file_still_work() {
     assert_eq!(rec.state, State::Posted, "{:?}", rec.last_error);
     assert_eq!(accepted_invoices(&w), 1);
 }
+
+#[test]
+fn amounts_too_large_to_add_up_fail_the_order_with_a_reason_instead_of_panicking() {
+    for huge in [
+        "79228162514264337593543950335",
+        "1e27",
+        "-79228162514264337593543950335",
+    ] {
+        let mut w = World::new();
+        let mut order = order_json(ORDER, &plain_shape(1));
+        order["subtotal_ex_tax"] = json!(huge);
+        order["total_ex_tax"] = json!(huge);
+        order["total_inc_tax"] = json!(huge);
+        order["consignments"]["shipping"][0]["line_items"][0]["total_ex_tax"] = json!(huge);
+        order["consignments"]["shipping"][0]["line_items"][1]["total_ex_tax"] = json!(huge);
+        w.put_order(ORDER, order);
+        let resp = w.deliver("store/order/created", ORDER, &hash(1));
+        assert_eq!(resp.status, 200);
+        let rec = w.record(ORDER);
+        assert_eq!(rec.state, State::Failed, "{huge}: {:?}", w.steps(ORDER));
+        let why = rec.last_error.clone().unwrap_or_default();
+        assert!(why.contains("too large"), "{huge}: {why}");
+        assert_eq!(accepted_invoices(&w), 0);
+        let lease = w.host.inner.kv[&format!("lease/order/{ORDER}")].clone();
+        assert!(ml_core::models::token::lease_is_free(&lease, w.now()));
+    }
+}
+
+#[test]
+fn an_order_whose_line_pages_never_end_fails_after_a_bounded_number_of_pages() {
+    let mut w = World::new();
+    let mut order = order_json(ORDER, &plain_shape(1));
+    let line = order["consignments"]["shipping"][0]["line_items"][0].clone();
+    // An older store: no consignments, so the lines are a paged resource.
+    order.as_object_mut().unwrap().remove("consignments");
+    w.put_order(ORDER, order);
+    let page: Vec<Value> = (0..250)
+        .map(|i| {
+            let mut l = line.clone();
+            l["id"] = json!(i + 1);
+            l
+        })
+        .collect();
+    w.host.inner.route("/v2/orders/101/products", move |_| {
+        Ok(ml_core::http::HttpResponse::json(200, &json!(page)))
+    });
+    w.deliver("store/order/created", ORDER, &hash(1));
+    let rec = w.record(ORDER);
+    assert_eq!(rec.state, State::Failed, "{:?}", w.steps(ORDER));
+    assert!(
+        rec.last_error.as_deref().unwrap().contains("line items"),
+        "{:?}",
+        rec.last_error
+    );
+    assert_eq!(w.count("/v2/orders/101/products"), 40);
+    assert_eq!(accepted_invoices(&w), 0);
+}
