@@ -132,6 +132,18 @@ pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&
         .map(|(_, v)| v.as_str())
 }
 
+/// How long an upstream request may take to connect (the component sets it on every request).
+pub const UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// How long an upstream request may wait for the response to start.
+pub const UPSTREAM_FIRST_BYTE_TIMEOUT_MS: u64 = 10_000;
+/// How long an upstream response body may pause between chunks.
+pub const UPSTREAM_BETWEEN_BYTES_TIMEOUT_MS: u64 = 5_000;
+/// The most one upstream request may take in all, from sending it to its last body byte;
+/// the component gives up (a timeout, retried later) past it. Leases held while a job runs
+/// outlive it with room to spare (see `sync::lease`), so a live worker never loses its lease
+/// inside one request.
+pub const UPSTREAM_DEADLINE_MS: u64 = 15_000;
+
 /// Why a request got no HTTP response at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {

@@ -29,9 +29,29 @@ impl SettingsError {
     }
 }
 
-/// Reads a variable, treating an empty value as unset (Spin variables cannot be "absent" once declared).
+/// The secret variables (CONTRACT §2). Their values are used as given, except that trailing
+/// whitespace is dropped: a secret mounted from a file usually ends in a newline, and keeping
+/// it would make every comparison fail (401 everywhere) without saying why.
+pub const SECRET_VARIABLES: &[&str] = &[
+    "bigcommerce_access_token",
+    "bigcommerce_webhook_secret",
+    "bigcommerce_client_secret",
+    "qbo_client_secret",
+    "qbo_refresh_token",
+    "encryption_key",
+    "encryption_key_previous",
+    "admin_token",
+];
+
+/// Reads a variable, treating an empty value as unset (Spin variables cannot be "absent" once
+/// declared). Secret variables lose their trailing whitespace (see [`SECRET_VARIABLES`]).
 pub fn optional(host: &mut dyn Host, name: &str) -> Option<String> {
-    host.config(name).filter(|v| !v.trim().is_empty())
+    let value = host.config(name).filter(|v| !v.trim().is_empty())?;
+    if SECRET_VARIABLES.contains(&name) {
+        Some(value.trim_end().to_string())
+    } else {
+        Some(value)
+    }
 }
 
 /// Reads a required variable.

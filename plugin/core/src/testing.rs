@@ -10,6 +10,8 @@ use crate::host::{CasOutcome, Host, KvError, LogLevel};
 use crate::http::{HttpRequest, HttpResponse, TransportError};
 
 type Responder = Box<dyn FnMut(&HttpRequest) -> Result<HttpResponse, TransportError>>;
+/// Something the rest of the world does at a chosen moment (another instance writing, …).
+type Hook = Box<dyn FnMut(&mut FakeHost)>;
 
 /// A scripted host.
 pub struct FakeHost {
@@ -22,6 +24,8 @@ pub struct FakeHost {
     routes: Vec<(String, Responder)>,
     queued: VecDeque<(String, Result<HttpResponse, TransportError>)>,
     seed: u64,
+    sleep_hook: Option<Hook>,
+    get_hooks: Vec<(String, Option<Hook>)>,
 }
 
 impl FakeHost {
@@ -36,7 +40,22 @@ impl FakeHost {
             routes: Vec::new(),
             queued: VecDeque::new(),
             seed: 0x9E37_79B9_7F4A_7C15,
+            sleep_hook: None,
+            get_hooks: Vec::new(),
         }
+    }
+
+    /// Runs `hook` after every sleep (what happens elsewhere while a job waits).
+    pub fn on_sleep(&mut self, hook: impl FnMut(&mut FakeHost) + 'static) -> &mut Self {
+        self.sleep_hook = Some(Box::new(hook));
+        self
+    }
+
+    /// Runs `hook` right after every read of `key` (another instance writing just after this
+    /// one read). Hooks do not fire while a hook runs.
+    pub fn after_get(&mut self, key: &str, hook: impl FnMut(&mut FakeHost) + 'static) -> &mut Self {
+        self.get_hooks.push((key.to_string(), Some(Box::new(hook))));
+        self
     }
 
     /// Sets a configuration variable.
@@ -128,7 +147,14 @@ impl Host for FakeHost {
     }
 
     fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.kv.get(key).cloned())
+        let value = self.kv.get(key).cloned();
+        if let Some(i) = self.get_hooks.iter().position(|(k, _)| k == key)
+            && let Some(mut hook) = self.get_hooks[i].1.take()
+        {
+            hook(self);
+            self.get_hooks[i].1 = Some(hook);
+        }
+        Ok(value)
     }
 
     fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
@@ -167,6 +193,10 @@ impl Host for FakeHost {
 
     fn sleep_ms(&mut self, ms: u64) {
         self.now += Duration::milliseconds(ms as i64);
+        if let Some(mut hook) = self.sleep_hook.take() {
+            hook(self);
+            self.sleep_hook.get_or_insert(hook);
+        }
     }
 
     fn log(&mut self, level: LogLevel, message: &str) {

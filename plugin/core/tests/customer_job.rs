@@ -285,8 +285,8 @@ fn a_deleted_customer_becomes_inactive_and_keeps_its_link() {
     );
     assert_eq!(
         w.host.calls_to("bc.test"),
-        0,
-        "a deleted customer is not fetched"
+        1,
+        "the deletion is confirmed with BigCommerce, not taken from the webhook"
     );
     let customers = w.customers();
     assert_eq!(customers.len(), 1, "deactivated, never deleted");
@@ -672,4 +672,44 @@ fn an_order_reactivates_an_inactive_customer_matched_by_email() {
         "an invoice cannot reference an inactive customer"
     );
     assert_eq!(link.sync_token, "1");
+}
+
+#[test]
+fn a_backslash_in_a_customers_name_or_email_still_syncs_and_renames() {
+    let mut w = World::new();
+    w.put_customer(bc_customer(42, "Jo\\hn", "O\\Brien", "jo\\hn@example.com"));
+    assert_eq!(
+        w.deliver("store/customer/created", 42),
+        RunResult::Ran(State::Posted),
+        "{:?}",
+        w.record(42).last_error
+    );
+    assert_eq!(w.customers()[0]["DisplayName"], "Jo/hn O/Brien");
+    w.edit_customer(42, |c| c["last_name"] = json!("O\\Neil"));
+    assert_eq!(
+        w.deliver("store/customer/updated", 42),
+        RunResult::Ran(State::Posted),
+        "{:?}",
+        w.record(42).last_error
+    );
+    assert_eq!(w.customers()[0]["DisplayName"], "Jo/hn O/Neil");
+    assert_eq!(w.customers().len(), 1);
+}
+
+#[test]
+fn a_deleted_webhook_for_a_customer_bigcommerce_still_has_deactivates_nothing() {
+    let mut w = World::new();
+    w.put_customer(ana());
+    w.deliver("store/customer/created", 42);
+    // A forged or stale `deleted` event: BigCommerce still has the customer.
+    assert_eq!(
+        w.deliver("store/customer/deleted", 42),
+        RunResult::Ran(State::Posted)
+    );
+    let customers = w.customers();
+    assert_eq!(customers.len(), 1);
+    assert_eq!(customers[0]["Active"], true, "not deactivated");
+    assert!(!w.steps(42).contains(&"deactivated".to_string()));
+    let link = resolve::load_link(&mut w.host, "link/customer/42").unwrap();
+    assert!(!link.inactive);
 }

@@ -430,7 +430,7 @@ fn a_bigcommerce_429_posts_once_when_the_scheduler_first_looks_after_the_reset()
 
 #[test]
 fn a_bigcommerce_429_posts_once_when_the_next_scheduler_tick_is_past_every_entry_of_the_minute() {
-    // What works today despite the head-of-line blocking above: one tick past the guard entry.
+    // One tick before the reset time, one past every entry of the minute.
     let mut w = world_with_order();
     let mut limited = ml_core::http::HttpResponse::json(429, &json!({"status": 429}));
     limited
@@ -458,6 +458,48 @@ fn a_bigcommerce_429_posts_once_when_the_next_scheduler_tick_is_past_every_entry
     w.clear_log();
     w.retry_due();
     assert_eq!(w.requests(), Vec::<String>::new());
+}
+
+#[test]
+fn a_quickbooks_429_with_a_huge_retry_after_waits_a_day_frees_the_order_and_blocks_no_other() {
+    let mut w = world_with_order();
+    w.put_order(202, order_json(202, &plain_shape(2)));
+    let mut throttled = ml_core::http::HttpResponse::json(
+        429,
+        &fault_body("003001", "ThrottleExceeded", "ServiceFault"),
+    );
+    throttled
+        .headers
+        .push(("Retry-After".into(), "99999999999999".into()));
+    w.host.inner.once("POST /invoice?", Ok(throttled));
+    w.deliver("store/order/created", ORDER, &hash(1));
+    let rec = w.record(ORDER);
+    assert_eq!(rec.state, State::Retrying, "audit: {:?}", w.steps(ORDER));
+    assert_eq!(rec.reason.as_deref(), Some("rate_limited"));
+    assert_eq!(
+        rec.next_attempt_at,
+        Some(t0() + chrono::Duration::hours(24)),
+        "Retry-After is capped at a day"
+    );
+    let lease = w.host.inner.kv[&format!("lease/order/{ORDER}")].clone();
+    assert!(
+        ml_core::models::token::lease_is_free(&lease, w.now()),
+        "the order's lease was released"
+    );
+
+    // Another order goes through, and the scheduler handles both guard entries.
+    w.deliver("store/order/created", 202, &hash(2));
+    w.advance(60);
+    let report = w.retry_due();
+    assert_eq!(report.busy, 0, "{report:?}");
+    assert_eq!(w.record(202).state, State::Posted);
+    assert_eq!(w.record(ORDER).state, State::Retrying);
+
+    // A day later the throttled order posts, once.
+    w.advance(24 * 3600);
+    w.retry_due();
+    assert_eq!(w.record(ORDER).state, State::Posted);
+    assert_eq!(accepted_invoices(&w), 2);
 }
 
 #[test]
@@ -1029,6 +1071,41 @@ fn a_delivery_while_another_worker_holds_the_order_is_finished_by_retry_due() {
 }
 
 #[test]
+fn retry_due_runs_the_entries_behind_one_whose_worker_is_still_running() {
+    let mut w = world_with_order();
+    w.put_order(202, order_json(202, &plain_shape(2)));
+    // Another instance works on ORDER for ten minutes (renewing its lease all along).
+    let held = ml_core::models::token::Lease::encode(t0().timestamp_millis() + 600_000, 0x55);
+    w.host
+        .inner
+        .kv
+        .insert(format!("lease/order/{ORDER}"), held.to_vec());
+    w.deliver("store/order/created", ORDER, &hash(1));
+    // Order 202 fails once; its retry is filed behind ORDER's guard entry.
+    w.qbo
+        .borrow_mut()
+        .faults
+        .push_back(("POST /invoice?".into(), Fault::ServerError));
+    w.deliver("store/order/created", 202, &hash(2));
+    assert_eq!(w.record(202).state, State::Retrying);
+
+    w.advance(60);
+    let report = w.retry_due();
+    assert_eq!(report.busy, 1, "{report:?}");
+    assert_eq!(
+        w.record(202).state,
+        State::Posted,
+        "not held up by the busy entry ahead of it: {report:?}"
+    );
+
+    // ORDER's entry stayed on file: once the other instance is gone, it runs.
+    w.advance(600);
+    w.retry_due();
+    assert_eq!(w.record(ORDER).state, State::Posted);
+    assert_eq!(accepted_invoices(&w), 2);
+}
+
+#[test]
 fn replay_of_an_order_whose_invoice_was_deleted_in_quickbooks_recreates_it_once() {
     let mut w = world_with_order();
     w.deliver("store/order/created", ORDER, &hash(1));
@@ -1158,4 +1235,136 @@ fn generated_order_shapes_each_post_one_invoice_that_totals_to_the_cent() {
     }
     assert_eq!(accepted_invoices(&w), 16);
     assert_eq!(w.count("oauth.test"), 1, "one refresh for the whole run");
+}
+
+#[test]
+fn a_backslash_in_the_shoppers_name_or_email_still_posts_the_order() {
+    for guest in [false, true] {
+        let mut w = World::new();
+        let mut shape = plain_shape(3);
+        shape.guest = guest;
+        let mut order = order_json(ORDER, &shape);
+        order["billing_address"]["first_name"] = json!("Jo\\hn");
+        order["billing_address"]["last_name"] = json!("O\\Brien");
+        order["billing_address"]["company"] = json!("");
+        order["billing_address"]["email"] = json!("jo\\hn@example.com");
+        w.put_order(ORDER, order);
+        w.deliver("store/order/created", ORDER, &hash(1));
+        let rec = w.record(ORDER);
+        assert_eq!(
+            rec.state,
+            State::Posted,
+            "guest {guest}: {:?}",
+            rec.last_error
+        );
+        assert_eq!(accepted_invoices(&w), 1);
+    }
+}
+
+#[test]
+fn non_canonical_ids_in_admin_routes_are_refused_with_400_and_make_no_second_record() {
+    let mut w = world_with_order();
+    w.deliver("store/order/created", ORDER, &hash(1));
+    assert_eq!(w.record(ORDER).state, State::Posted);
+    for id in ["0101", "00101", "0", "000", "99999999999999999999999"] {
+        for (method, path) in [
+            ("POST", format!("/admin/replay/order/{id}")),
+            ("GET", format!("/admin/records/order/{id}")),
+            ("GET", format!("/admin/preview/order/{id}")),
+            ("POST", format!("/admin/replay/customer/{id}")),
+        ] {
+            let resp = w.admin(method, &path);
+            assert_eq!(resp.status, 400, "{method} {path}");
+            let body: Value = serde_json::from_slice(&resp.body).unwrap();
+            assert_eq!(body["error"], "bad_request");
+            assert!(body["message"].as_str().unwrap().contains("id"), "{body}");
+        }
+    }
+    let resp = w.admin("POST", "/admin/replay/order/0101");
+    let body: Value = serde_json::from_slice(&resp.body).unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("use 101"),
+        "says which id to use: {body}"
+    );
+    assert_eq!(records_in_kv(&w), 1, "no second record for order 101");
+    assert_eq!(accepted_invoices(&w), 1);
+}
+
+#[test]
+fn secrets_with_a_trailing_newline_from_a_mounted_file_still_work() {
+    let mut w = World::new();
+    w.put_order(ORDER, order_json(ORDER, &plain_shape(1)));
+    for name in [
+        "admin_token",
+        "bigcommerce_webhook_secret",
+        "bigcommerce_access_token",
+        "qbo_client_secret",
+        "qbo_refresh_token",
+        "encryption_key",
+    ] {
+        let value = w.host.inner.config[name].clone();
+        w.set_config(name, &format!("{value}\n"));
+    }
+    let resp = w.deliver("store/order/created", ORDER, &hash(1));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let rec = w.record(ORDER);
+    assert_eq!(rec.state, State::Posted, "{:?}", rec.last_error);
+    assert_eq!(accepted_invoices(&w), 1);
+}
+
+#[test]
+fn amounts_too_large_to_add_up_fail_the_order_with_a_reason_instead_of_panicking() {
+    for huge in [
+        "79228162514264337593543950335",
+        "1e27",
+        "-79228162514264337593543950335",
+    ] {
+        let mut w = World::new();
+        let mut order = order_json(ORDER, &plain_shape(1));
+        order["subtotal_ex_tax"] = json!(huge);
+        order["total_ex_tax"] = json!(huge);
+        order["total_inc_tax"] = json!(huge);
+        order["consignments"]["shipping"][0]["line_items"][0]["total_ex_tax"] = json!(huge);
+        order["consignments"]["shipping"][0]["line_items"][1]["total_ex_tax"] = json!(huge);
+        w.put_order(ORDER, order);
+        let resp = w.deliver("store/order/created", ORDER, &hash(1));
+        assert_eq!(resp.status, 200);
+        let rec = w.record(ORDER);
+        assert_eq!(rec.state, State::Failed, "{huge}: {:?}", w.steps(ORDER));
+        let why = rec.last_error.clone().unwrap_or_default();
+        assert!(why.contains("too large"), "{huge}: {why}");
+        assert_eq!(accepted_invoices(&w), 0);
+        let lease = w.host.inner.kv[&format!("lease/order/{ORDER}")].clone();
+        assert!(ml_core::models::token::lease_is_free(&lease, w.now()));
+    }
+}
+
+#[test]
+fn an_order_whose_line_pages_never_end_fails_after_a_bounded_number_of_pages() {
+    let mut w = World::new();
+    let mut order = order_json(ORDER, &plain_shape(1));
+    let line = order["consignments"]["shipping"][0]["line_items"][0].clone();
+    // An older store: no consignments, so the lines are a paged resource.
+    order.as_object_mut().unwrap().remove("consignments");
+    w.put_order(ORDER, order);
+    let page: Vec<Value> = (0..250)
+        .map(|i| {
+            let mut l = line.clone();
+            l["id"] = json!(i + 1);
+            l
+        })
+        .collect();
+    w.host.inner.route("/v2/orders/101/products", move |_| {
+        Ok(ml_core::http::HttpResponse::json(200, &json!(page)))
+    });
+    w.deliver("store/order/created", ORDER, &hash(1));
+    let rec = w.record(ORDER);
+    assert_eq!(rec.state, State::Failed, "{:?}", w.steps(ORDER));
+    assert!(
+        rec.last_error.as_deref().unwrap().contains("line items"),
+        "{:?}",
+        rec.last_error
+    );
+    assert_eq!(w.count("/v2/orders/101/products"), 40);
+    assert_eq!(accepted_invoices(&w), 0);
 }

@@ -21,10 +21,9 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::host::{CasOutcome, Host, KvError, LogLevel};
+use crate::host::{Host, KvError, LogLevel};
 use crate::jobs::run::{self, RunResult, Trigger};
 use crate::jobs::{backfill, sweep};
-use crate::models::token::{Lease, lease_is_free};
 use crate::sync::connection;
 use crate::sync::pace;
 use crate::sync::record::{Entity, State, SyncRecord};
@@ -161,49 +160,9 @@ pub fn freshness(record: Option<&SyncRecord>, modified: Option<DateTime<Utc>>) -
     }
 }
 
-/// A lease renewed as the slice goes (a dead slice blocks the next one for at most 30 s).
-struct SliceLease {
-    value: [u8; 8],
-    nonce: u16,
-}
-
-impl SliceLease {
-    fn acquire(host: &mut dyn Host) -> Result<Option<SliceLease>, KvError> {
-        let now = host.now();
-        let current = host.kv_increment(LEASE_KEY, 0)?.to_le_bytes();
-        if !lease_is_free(&current, now) {
-            return Ok(None);
-        }
-        let mut nonce = [0u8; 2];
-        host.random_bytes(&mut nonce);
-        let nonce = u16::from_le_bytes(nonce) | 1;
-        let value = Lease::encode(now.timestamp_millis() + LEASE_TTL_MS, nonce);
-        Ok(match host.kv_cas(LEASE_KEY, &current, &value)? {
-            CasOutcome::Swapped => Some(SliceLease { value, nonce }),
-            CasOutcome::Conflict(_) => None,
-        })
-    }
-
-    /// Extends the lease; false when it was lost (expired and taken by another slice).
-    fn renew(&mut self, host: &mut dyn Host) -> Result<bool, KvError> {
-        let value = Lease::encode(host.now().timestamp_millis() + LEASE_TTL_MS, self.nonce);
-        if value == self.value {
-            return Ok(true);
-        }
-        match host.kv_cas(LEASE_KEY, &self.value, &value)? {
-            CasOutcome::Swapped => {
-                self.value = value;
-                Ok(true)
-            }
-            CasOutcome::Conflict(_) => Ok(false),
-        }
-    }
-
-    fn release(self, host: &mut dyn Host) -> Result<(), KvError> {
-        host.kv_cas(LEASE_KEY, &self.value, &Lease::FREE)
-            .map(|_| ())
-    }
-}
+/// The slice lease is the shared [`store`] lease (`lease/bulk`), renewed as the slice goes: a
+/// dead slice blocks the next one for at most [`LEASE_TTL_MS`].
+type SliceLease = store::LeaseGuard;
 
 /// What one slice did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -244,14 +203,14 @@ pub fn slice(host: &mut dyn Host, budget_ms: i64) -> Result<SliceReport, KvError
     if !has_work(host, start)? {
         return Ok(SliceReport::default());
     }
-    let Some(mut lease) = SliceLease::acquire(host)? else {
+    let Some(mut lease) = store::try_acquire(host, LEASE_KEY, LEASE_TTL_MS)? else {
         return Ok(SliceReport {
             busy: true,
             ..SliceReport::default()
         });
     };
     let result = slice_locked(host, &mut lease, start + Duration::milliseconds(budget_ms));
-    lease.release(host)?;
+    store::release(host, lease)?;
     result
 }
 
@@ -272,7 +231,7 @@ fn slice_locked(
     let mut report = SliceReport::default();
     sweep::initialize(host)?;
     loop {
-        if host.now() >= deadline || !lease.renew(host)? {
+        if host.now() >= deadline || !store::renew(host, lease, LEASE_TTL_MS)? {
             break;
         }
         match drain_one(host, &mut report)? {

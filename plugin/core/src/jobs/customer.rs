@@ -12,7 +12,7 @@ use crate::books::customer::{self, CustomerSource};
 use crate::host::Host;
 use crate::jobs::Done;
 use crate::models::bigcommerce::{self, CustomerId};
-use crate::sync::failure::Failure;
+use crate::sync::failure::{Failure, FailureKind};
 use crate::sync::record::SyncRecord;
 use crate::sync::resolve::{self, CustomerLink, Matched};
 use crate::sync::upstream::{QboFailure, Upstreams, id_and_token};
@@ -38,12 +38,9 @@ pub fn run(
         bc_customer_id: Some(id),
         ..CustomerSource::default()
     });
-    // A deleted customer cannot be fetched any more: asking would only cost a call.
-    let fetched = if rec.last_scope.as_deref() == Some(DELETED_SCOPE) {
-        None
-    } else {
-        fetch(host, up, id)?
-    };
+    // Whatever the event says, BigCommerce decides: a `deleted` webhook is only believed once
+    // the customer is gone there too (anyone holding the webhook secret could send one).
+    let fetched = fetch(host, up, id)?;
     let now = host.now();
     let Some(raw) = fetched else {
         rec.note(
@@ -53,6 +50,13 @@ pub fn run(
         );
         return deactivate(host, up, rec, &key, replay);
     };
+    if rec.last_scope.as_deref() == Some(DELETED_SCOPE) {
+        rec.note(
+            "not_deleted",
+            json!({"note": "a customer/deleted event arrived, but BigCommerce still has the customer: it is synced as it is, not deactivated"}),
+            now,
+        );
+    }
     let source = CustomerSource::from_v3_customer(&raw);
     let digest = customer::source_digest(&source);
     rec.note(
@@ -98,10 +102,11 @@ fn address_count(raw: &Value) -> usize {
         .map_or(0, Vec::len)
 }
 
-/// The customer with its addresses, or `None` when BigCommerce no longer has it.
+/// The customer with its addresses, or `None` when BigCommerce no longer has it (absent from
+/// the list, or a 404).
 fn fetch(host: &mut dyn Host, up: &Upstreams, id: u64) -> Result<Option<Value>, Failure> {
     let bc = &up.bc;
-    let resp = up.bc_send(
+    let resp = match up.bc_send(
         host,
         &bigcommerce::customers_by_ids(
             &bc.api_base,
@@ -109,7 +114,11 @@ fn fetch(host: &mut dyn Host, up: &Upstreams, id: u64) -> Result<Option<Value>, 
             &bc.access_token,
             &[CustomerId(id)],
         ),
-    )?;
+    ) {
+        Ok(resp) => resp,
+        Err(f) if f.kind == FailureKind::NotFound => return Ok(None),
+        Err(f) => return Err(f),
+    };
     // Parsed twice: the typed form checks the shape, the raw form feeds the mapping.
     bigcommerce::parse_customers(&resp).map_err(|e| {
         Failure::mapping(&format!(

@@ -5,7 +5,8 @@
 //!
 //! May import: `sync`, `books`, `models` and the base modules.
 
-use crate::host::{Host, KvError};
+use crate::host::Host;
+use crate::sync::lease::{LeaseError, SharedLease};
 use crate::sync::record::{State, SyncRecord};
 use crate::sync::store;
 
@@ -30,14 +31,21 @@ pub enum Done {
     Skipped(String),
 }
 
-/// A job's record and the state last saved, so a save files it under the right counts.
+/// A job's record, the state last saved (so a save files it under the right counts), and the
+/// entity lease the job runs under.
 pub(crate) struct Job {
     pub(crate) rec: SyncRecord,
     pub(crate) saved_state: Option<State>,
+    pub(crate) lease: Option<SharedLease>,
 }
 
 impl Job {
-    pub(crate) fn save(&mut self, host: &mut dyn Host) -> Result<(), KvError> {
+    /// Saves the record — only after renewing the lease proves it is still ours, so a worker
+    /// that outlived its lease never overwrites the record of the one that took over.
+    pub(crate) fn save(&mut self, host: &mut dyn Host) -> Result<(), LeaseError> {
+        if let Some(lease) = &self.lease {
+            lease.borrow_mut().renew(host)?;
+        }
         store::save_record(host, &self.rec, self.saved_state)?;
         self.saved_state = Some(self.rec.state);
         Ok(())

@@ -21,12 +21,27 @@ fn qf(e: QboFailure) -> Failure {
     e.failure
 }
 
+/// Why the order cannot become an invoice: a mapping problem for the operator to fix, or
+/// amounts the connector cannot compute with (BigCommerce's data, not the mapping).
+fn mapping_failure(e: mapping::MappingError) -> Failure {
+    match e {
+        mapping::MappingError::AmountTooLarge { .. } => {
+            Failure::unreadable(Service::BigCommerce, &e.to_string())
+        }
+        other => Failure::mapping(&other.to_string()),
+    }
+}
+
 /// An order fetched from BigCommerce with what mapping needs.
 pub struct FetchedOrder {
     pub raw: Value,
     pub order: Order,
     pub lines: Vec<OrderProduct>,
 }
+
+/// Most pages of line items read for one order (250 lines each): a store that keeps
+/// answering full pages cannot keep a job paging forever.
+pub const MAX_LINE_PAGES: u32 = 40;
 
 /// Fetches the order with its line items: one request in the common case.
 pub fn fetch_order(host: &mut dyn Host, up: &Upstreams, id: u64) -> Result<FetchedOrder, Failure> {
@@ -46,7 +61,17 @@ pub fn fetch_order(host: &mut dyn Host, up: &Upstreams, id: u64) -> Result<Fetch
     if order.consignments.is_none() {
         // An older store without consignments: the line items are a separate, paged resource.
         lines.clear();
-        for page in 1.. {
+        for page in 1..=MAX_LINE_PAGES + 1 {
+            if page > MAX_LINE_PAGES {
+                return Err(Failure::unreadable(
+                    Service::BigCommerce,
+                    &format!(
+                        "order {id} has more than {} line items (every page came back full): the \
+                         connector reads at most that many; check the order in BigCommerce",
+                        MAX_LINE_PAGES * 250
+                    ),
+                ));
+            }
             let resp = up.bc_send(
                 host,
                 &bigcommerce::order_products(
@@ -184,10 +209,9 @@ pub fn prepare_order(
         catalog: &catalog,
         customer_group_id: group,
     };
-    let exact = mapping::plan_exact(&config, &ctx).map_err(|e| Failure::mapping(&e.to_string()))?;
+    let exact = mapping::plan_exact(&config, &ctx).map_err(mapping_failure)?;
     // Totals are checked before anything is resolved or created in QuickBooks.
-    mapping::check_totals(&fetched.order, &fetched.lines)
-        .map_err(|e| Failure::mapping(&e.to_string()))?;
+    mapping::check_totals(&fetched.order, &fetched.lines).map_err(mapping_failure)?;
     let access = connection::access(
         host,
         &Vault {
@@ -209,7 +233,7 @@ pub fn prepare_order(
     let source = invoice_customer_source(&config, &fetched);
     let customer = resolve::customer(host, up, &source, dry_run).map_err(qf)?;
     let draft = mapping::build_invoice(&config, &ctx, &refs, &customer.0.qbo_id)
-        .map_err(|e| Failure::mapping(&e.to_string()))?;
+        .map_err(mapping_failure)?;
     let invoice = serde_json::to_value(&draft.invoice).unwrap_or(Value::Null);
     let digest = customer::content_digest(&invoice);
     Ok(Prepared {

@@ -10,6 +10,7 @@ use crate::jobs::{Done, Job, customer, order};
 use crate::settings::{self, RetrySettings};
 use crate::sync::connection::{self, Vault};
 use crate::sync::failure::Failure;
+use crate::sync::lease::{self, Held, LeaseError, LeasedHost, SharedLease};
 use crate::sync::record::{Entity, State, SyncRecord};
 use crate::sync::store::{self, DueEntry, EventRef};
 use crate::sync::upstream;
@@ -57,12 +58,31 @@ fn sync_with_wait(
     wait_ms: u64,
 ) -> Result<RunResult, KvError> {
     let key = store::entity_lease_key(entity, id);
-    let Some(lease) = store::acquire(host, &key, store::ENTITY_LEASE_MS, wait_ms)? else {
+    let Some(guard) = store::acquire(host, &key, store::ENTITY_LEASE_MS, wait_ms)? else {
         return Ok(RunResult::Busy);
     };
-    let result = sync_locked(host, entity, id, trigger);
-    store::release(host, lease)?;
-    result
+    let held = Held::new(guard, store::ENTITY_LEASE_MS, host.now());
+    let result = {
+        // Every upstream request of the job renews the lease first (and refuses to leave
+        // once it is lost); saving the record checks it too.
+        let mut leased = LeasedHost::new(host, held.clone());
+        sync_locked(&mut leased, entity, id, trigger, &held)
+    };
+    lease::release(host, &held)?;
+    match result {
+        Err(LeaseError::Lost(_)) => {
+            host.log(
+                LogLevel::Warn,
+                &format!(
+                    "{entity} {id}: this run outlived its lease and stopped without saving; the \
+                     worker that took over finishes it"
+                ),
+            );
+            Ok(RunResult::Busy)
+        }
+        Err(LeaseError::Kv(e)) => Err(e),
+        Ok(r) => Ok(r),
+    }
 }
 
 fn sync_locked(
@@ -70,7 +90,8 @@ fn sync_locked(
     entity: Entity,
     id: &str,
     trigger: Trigger,
-) -> Result<RunResult, KvError> {
+    held: &SharedLease,
+) -> Result<RunResult, LeaseError> {
     let now = host.now();
     let loaded = store::load_record(host, entity, id)?;
     let previous = loaded.as_ref().map(|r| r.state);
@@ -104,10 +125,10 @@ fn sync_locked(
     }
     store::save_record(host, &rec, previous)?;
     let mut job = Job {
+        saved_state: Some(rec.state),
         rec,
-        saved_state: None,
+        lease: Some(held.clone()),
     };
-    job.saved_state = Some(job.rec.state);
     let replay = trigger == Trigger::Replay;
     let outcome = match upstream::upstreams(host) {
         Err(f) => Err(f),
@@ -124,7 +145,7 @@ fn finish(
     host: &mut dyn Host,
     job: &mut Job,
     outcome: Result<Done, Failure>,
-) -> Result<(), KvError> {
+) -> Result<(), LeaseError> {
     let now = host.now();
     match outcome {
         Ok(Done::Posted {
@@ -220,6 +241,9 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
     let now = host.now();
     readopt_bootstrap(host);
     let entries = store::due_entries(host, now, DUE_SCAN)?;
+    // Minutes with an entry whose worker is still running: that entry stays on file, so the
+    // minute's done mark cannot move past it (the entries behind it still run now).
+    let mut held_back = std::collections::BTreeSet::new();
     for due in entries {
         if report.ran >= RETRY_BATCH {
             break;
@@ -232,20 +256,23 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
         let result = run_due_entry(host, &due.entry, trigger)?;
         report.count(&result);
         if result == RunResult::Busy {
-            // Its worker is still running; look again on the next call.
-            break;
+            // Its worker is still running; look at it again on the next call.
+            held_back.insert(due.minute);
+            continue;
         }
-        if due.markable {
+        if due.markable && !held_back.contains(&due.minute) {
             store::mark_due_done(host, due.minute, due.slot)?;
         }
     }
     if !connection::state(host)?.needs_reauth {
+        let mut markable = true;
         for (slot, r) in store::parked_entries(host, RETRY_BATCH)? {
             report.examined += 1;
             let result = sync_with_wait(host, r.entity, &r.id, Trigger::Due, 0)?;
             if result == RunResult::Busy {
                 report.busy += 1;
-                break;
+                markable = false;
+                continue;
             }
             if matches!(result, RunResult::Ran(_)) {
                 report.resumed_after_reauth += 1;
@@ -255,7 +282,9 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
                 // Still not authorized after all: stop resuming; a later call tries again.
                 break;
             }
-            store::mark_parked_done(host, slot)?;
+            if markable {
+                store::mark_parked_done(host, slot)?;
+            }
         }
     }
     Ok(report)

@@ -79,6 +79,51 @@ impl Money {
     }
 }
 
+/// Largest amount (and quantity or rate) the connector reads: 10^15. Every number read from
+/// outside is checked against it at the boundary (see [`LenientDecimal`]), so sums and products
+/// of the amounts of one order stay far inside `Decimal`'s range (about 7.9 × 10^28) and can
+/// never overflow; the arithmetic that combines them is checked as well
+/// ([`Money::checked_add`] and friends) and turns an overflow into an error, never a panic.
+pub const MAX_AMOUNT: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
+
+/// A computation whose result does not fit an exact amount.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("amounts too large to add up exactly ({0})")]
+pub struct MoneyOverflow(pub String);
+
+impl Money {
+    /// `self + rhs`, or `None` on overflow.
+    pub fn checked_add(self, rhs: Money) -> Option<Money> {
+        self.0.checked_add(rhs.0).map(Money)
+    }
+
+    /// `self − rhs`, or `None` on overflow.
+    pub fn checked_sub(self, rhs: Money) -> Option<Money> {
+        self.0.checked_sub(rhs.0).map(Money)
+    }
+
+    /// `self × rhs`, or `None` on overflow.
+    pub fn checked_mul(self, rhs: Decimal) -> Option<Money> {
+        self.0.checked_mul(rhs).map(Money)
+    }
+
+    /// The sum of `amounts`, or `None` on overflow.
+    pub fn checked_sum<I: IntoIterator<Item = Money>>(amounts: I) -> Option<Money> {
+        amounts
+            .into_iter()
+            .try_fold(Money::ZERO, |acc, m| acc.checked_add(m))
+    }
+}
+
+fn bounded<E: de::Error>(d: Decimal) -> Result<Option<Decimal>, E> {
+    if d.abs() > MAX_AMOUNT {
+        return Err(E::custom(format!(
+            "{d} is too large: the connector reads amounts up to 10^15; check the value at its source"
+        )));
+    }
+    Ok(Some(d))
+}
+
 /// Rounds a decimal to two places, half away from zero.
 pub fn round2(d: Decimal) -> Decimal {
     d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
@@ -217,14 +262,14 @@ impl<'de> Visitor<'de> for LenientDecimal {
             return Ok(None);
         }
         parse_decimal(t)
-            .map(Some)
             .ok_or_else(|| E::custom(format!("'{v}' is not a decimal amount")))
+            .and_then(bounded)
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Some(Decimal::from(v)))
+        bounded(Decimal::from(v))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Some(Decimal::from(v)))
+        bounded(Decimal::from(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
         // serde_json (without `arbitrary_precision`) hands JSON numbers with a fraction over as
@@ -236,8 +281,8 @@ impl<'de> Visitor<'de> for LenientDecimal {
         }
         let text = format!("{v}");
         parse_decimal(&text)
-            .map(Some)
             .ok_or_else(|| E::custom(format!("{text} is not a decimal amount")))
+            .and_then(bounded)
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
@@ -331,6 +376,50 @@ pub(crate) use dec;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_beyond_ten_to_the_fifteen_are_refused_where_they_are_read() {
+        #[derive(serde::Deserialize)]
+        struct A {
+            #[allow(dead_code)]
+            v: Money,
+        }
+        for ok in [
+            r#"{"v": "1000000000000000"}"#,
+            r#"{"v": -1000000000000000}"#,
+            r#"{"v": "0.0000001"}"#,
+        ] {
+            assert!(serde_json::from_str::<A>(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            r#"{"v": "1000000000000000.01"}"#,
+            r#"{"v": "79228162514264337593543950335"}"#,
+            r#"{"v": "1e27"}"#,
+            r#"{"v": 18446744073709551615}"#,
+        ] {
+            let err = serde_json::from_str::<A>(bad).err().expect(bad).to_string();
+            assert!(err.contains("too large"), "{bad}: {err}");
+        }
+        assert!(serde_json::from_str::<A>(r#"{"v": -1e300}"#).is_err());
+    }
+
+    #[test]
+    fn checked_arithmetic_reports_overflow_instead_of_panicking() {
+        let max = Money::new(Decimal::MAX);
+        // (Adding a cent to the largest value rounds away; a whole unit overflows.)
+        assert_eq!(max.checked_add(Money::new(Decimal::ONE)), None);
+        assert_eq!(
+            Money::new(Decimal::MIN).checked_sub(Money::new(Decimal::ONE)),
+            None
+        );
+        assert_eq!(max.checked_mul(Decimal::TWO), None);
+        assert_eq!(Money::checked_sum([max, max]), None);
+        assert_eq!(
+            Money::checked_sum([Money::from_cents(150), Money::from_cents(250)]),
+            Some(Money::from_cents(400))
+        );
+        assert_eq!(MAX_AMOUNT, Decimal::from(1_000_000_000_000_000u64));
+    }
 
     #[test]
     fn bigcommerce_strings_numbers_and_blanks_all_parse() {

@@ -211,8 +211,10 @@ fn seconds(v: Option<&Value>) -> Option<i64> {
 }
 
 fn after(now: DateTime<Utc>, secs: i64) -> DateTime<Utc> {
-    // Clamped so a hostile or broken value cannot overflow chrono.
-    now + Duration::seconds(secs.clamp(0, 100 * 365 * 86_400))
+    // Clamped, and added with checked arithmetic, so a hostile or broken value (or a clock gone
+    // wild) cannot overflow chrono.
+    now.checked_add_signed(Duration::seconds(secs.clamp(0, 100 * 365 * 86_400)))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// Interprets a token endpoint response.

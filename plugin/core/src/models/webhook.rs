@@ -20,6 +20,9 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Header carrying the shared secret registered in the hook's `headers` object.
 pub const SECRET_HEADER: &str = "x-ml-webhook-secret";
 
+/// Longest `scope` accepted (BigCommerce's longest are about 40 characters).
+pub const MAX_SCOPE_LEN: usize = 128;
+
 /// Largest accepted distance between `webhook-timestamp` and now (Standard Webhooks default).
 pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 
@@ -322,6 +325,20 @@ pub fn parse(body: &[u8]) -> Result<WebhookEvent, WebhookError> {
         }
     })?;
 
+    // The scope is stored on the record (last scope, event keys, audit): bounded, and only the
+    // characters BigCommerce's scopes use (`store/order/statusUpdated`).
+    if raw.scope.is_empty()
+        || raw.scope.len() > MAX_SCOPE_LEN
+        || !raw
+            .scope
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'_')
+    {
+        return Err(WebhookError::BadRequest(format!(
+            "webhook field `scope` must be 1-{MAX_SCOPE_LEN} characters of letters, digits, `/` and `_` \
+             (BigCommerce sends e.g. store/order/created)"
+        )));
+    }
     if raw.hash.is_empty()
         || raw.hash.len() > 128
         || !raw
@@ -699,6 +716,32 @@ mod tests {
         }
         let err = parse(br#"{"scope":"store/order/created","hash":"h","data":[]}"#).unwrap_err();
         assert!(err.to_string().contains("`data`"), "{err}");
+    }
+
+    #[test]
+    fn scopes_are_bounded_in_length_and_characters() {
+        let body = |scope: &str| {
+            serde_json::to_vec(&serde_json::json!({
+                "scope": scope, "store_id": "1", "data": {"type": "order", "id": 1},
+                "hash": "abc", "created_at": 1_700_000_000, "producer": "stores/x"
+            }))
+            .unwrap()
+        };
+        assert!(parse(&body("store/order/statusUpdated")).is_ok());
+        assert!(parse(&body("store/product/inventory/order/updated")).is_ok());
+        for bad in [
+            format!("store/order/{}", "a".repeat(120)),
+            "store/order/created\n".to_string(),
+            "store/order/created ".to_string(),
+            "store/order/créé".to_string(),
+            "store/order/*".to_string(),
+            "store/order/<script>".to_string(),
+            String::new(),
+        ] {
+            let err = parse(&body(&bad)).unwrap_err();
+            assert_eq!(err.status(), 400, "{bad:?}");
+            assert!(err.to_string().contains("scope"), "{err}");
+        }
     }
 
     #[test]

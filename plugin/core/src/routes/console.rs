@@ -8,8 +8,8 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::http::{Request, error_response};
 use crate::http::{HttpResponse, header_value};
+use crate::http::{Request, error_response};
 
 /// Where the console lives; `GET /` redirects here.
 pub const UI_PATH: &str = "/admin/ui";

@@ -20,7 +20,8 @@ use crate::http::HttpResponse;
 use crate::http::{Request, error_response};
 use crate::models::token::{self, CONNECT_PATH, TokenError};
 use crate::settings::{self, QuickBooksSettings};
-use crate::sync::connection::{self, ConnectionError, Vault};
+use crate::sync::connection::{self, Vault};
+use crate::sync::store;
 
 /// How long a connect link stays usable.
 pub const STATE_TTL: Duration = Duration::minutes(10);
@@ -28,6 +29,11 @@ pub const STATE_TTL: Duration = Duration::minutes(10);
 pub const STATE_BYTES: usize = 32;
 /// Prefix of the KV keys holding pending states.
 pub const STATE_KEY_PREFIX: &str = "oauth/state/";
+/// The log naming pending states, newest last; only the newest [`MAX_PENDING_STATES`] stay.
+const STATE_LOG: &str = "oauth/states";
+/// Connect links that stay usable at once: starting one more retires the oldest (its state is
+/// deleted), so states nobody completes never pile up.
+pub const MAX_PENDING_STATES: i64 = 16;
 
 /// Written over a state while it is being consumed; never opens as a sealed value.
 const CONSUMED: &[u8] = b"consumed";
@@ -121,7 +127,13 @@ pub fn connect(req: &Request, host: &mut dyn Host) -> HttpResponse {
         created_at: host.now(),
     };
     let bytes = serde_json::to_vec(&pending).unwrap_or_default();
-    if let Err(e) = (Vault { keyring: &keyring }).write(host, &state_key(&state), &bytes) {
+    let key = state_key(&state);
+    if let Err(e) = (Vault { keyring: &keyring }).write(host, &key, &bytes) {
+        return storage_error(&e);
+    }
+    // Remember it, retiring the oldest pending state (deleting a used one again is harmless).
+    let retire = &mut |host: &mut dyn Host, old: String| host.kv_delete(&old);
+    if let Err(e) = store::append_bounded(host, STATE_LOG, &key, MAX_PENDING_STATES, retire) {
         return storage_error(&e);
     }
     let url = token::authorize_url(&qbo.authorize_url, &qbo.client_id, &redirect, &state);
@@ -346,9 +358,7 @@ pub fn callback(req: &Request, host: &mut dyn Host) -> HttpResponse {
     };
     tokens.realm_id = Some(realm.clone());
     let vault = Vault { keyring: &keyring };
-    let stored = connection::connected(host, &vault, &tokens)
-        .and_then(|()| connection::supersede_bootstrap(host, &qbo).map_err(ConnectionError::from));
-    if let Err(e) = stored {
+    if let Err(e) = connection::connected_superseding(host, &vault, &tokens, &qbo) {
         return storage_error(&e);
     }
     host.log(
@@ -646,6 +656,48 @@ mod tests {
         assert!(
             !h.kv.contains_key(&state_key(&state)),
             "the state is deleted once used"
+        );
+    }
+
+    #[test]
+    fn a_callback_during_another_instances_refresh_waits_for_it_and_its_tokens_win() {
+        let mut h = host();
+        let state = start(&mut h);
+        route_token_success(&mut h);
+        // Another instance is refreshing (it holds the refresh lease) with the old grant.
+        let held = crate::models::token::Lease::encode(h.now.timestamp_millis() + 30_000, 0x77);
+        h.kv.insert("lease/qbo-refresh".into(), held.to_vec());
+        let other_finishes = move |h: &mut FakeHost| {
+            if h.kv.get("lease/qbo-refresh").map(Vec::as_slice) == Some(held.as_slice()) {
+                let old = crate::models::token::TokenSet {
+                    access_token: crate::secret::Secret::new("OLD-GRANT-ACCESS".into()),
+                    access_expires_at: h.now + Duration::hours(1),
+                    refresh_token: crate::secret::Secret::new("OLD-GRANT-REFRESH".into()),
+                    refresh_expires_at: None,
+                    refresh_hard_expires_at: None,
+                    realm_id: Some(REALM.into()),
+                };
+                let kr = keyring();
+                connection::store_tokens(h, &Vault { keyring: &kr }, &old).unwrap();
+                h.kv.insert(
+                    "lease/qbo-refresh".into(),
+                    crate::models::token::Lease::FREE.to_vec(),
+                );
+            }
+        };
+        h.on_sleep(other_finishes);
+        let resp = callback(&get(&callback_url(&state), None), &mut h);
+        assert_eq!(resp.status, 200, "{}", body(&resp));
+        // If the callback did not wait, the other instance finishes only now.
+        other_finishes(&mut h);
+        let vault = Vault {
+            keyring: &keyring(),
+        };
+        let tokens = connection::expiries(&mut h, &vault).unwrap().unwrap();
+        assert_eq!(
+            tokens.refresh_token.expose(),
+            REFRESH,
+            "the new authorization is what stays stored"
         );
     }
 

@@ -303,14 +303,33 @@ fn with_entity(
             &format!("unknown entity `{entity}`: use order or customer"),
         );
     };
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
-        return error_response(
+    match canonical_id(id) {
+        Ok(id) => f(e, &id),
+        Err(message) => error_response(
             400,
             "bad_request",
-            &format!("`{id}` is not a BigCommerce {entity} id (digits only)"),
-        );
+            &format!("{message} (a BigCommerce {entity} id)"),
+        ),
     }
-    f(e, id)
+}
+
+/// An entity id as webhooks name it: a positive whole number without leading zeros. `0250`
+/// is refused rather than read as `250`: it would name a second record for the same entity, and
+/// silently rewriting what the operator typed hides the mistake.
+fn canonical_id(id: &str) -> Result<String, String> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("`{id}` is not an id: use digits only"));
+    }
+    match id.parse::<u64>() {
+        Ok(0) | Err(_) => Err(format!(
+            "`{id}` is not an id: ids are whole numbers from 1 to {}",
+            u64::MAX
+        )),
+        Ok(n) if n.to_string() != id => Err(format!(
+            "`{id}` is not written the way BigCommerce writes ids: use {n}"
+        )),
+        Ok(n) => Ok(n.to_string()),
+    }
 }
 
 /// `POST /webhooks/bigcommerce`: authenticate, parse, record durably, acknowledge, then work.
@@ -451,8 +470,12 @@ fn retry_due(host: &mut dyn Host) -> HttpResponse {
 }
 
 fn preview_order(host: &mut dyn Host, id: &str) -> HttpResponse {
-    let Ok(order_id) = id.parse::<u64>() else {
-        return error_response(400, "bad_request", &format!("`{id}` is not an order id"));
+    // A canonical id always parses.
+    let order_id = match canonical_id(id) {
+        Ok(id) => id.parse::<u64>().unwrap_or_default(),
+        Err(message) => {
+            return error_response(400, "bad_request", &format!("{message} (an order id)"));
+        }
     };
     let result = upstream::upstreams(host).and_then(|up| {
         let fetched = order::fetch_order(host, &up, order_id)?;

@@ -20,7 +20,10 @@ use crate::sync::store;
 const TOKENS_KEY: &str = "cred/qbo/tokens";
 const BOOTSTRAP_FP_KEY: &str = "cred/qbo/bootstrap-fingerprint";
 const STATE_KEY: &str = "cred/qbo/state";
+/// Held by whoever writes the token set: a refresh, an OAuth connect, a re-seal.
 const REFRESH_LEASE_KEY: &str = "lease/qbo-refresh";
+/// Outlives what its holder does: one token request (at most
+/// [`crate::http::UPSTREAM_DEADLINE_MS`]) and a few KV writes.
 const REFRESH_LEASE_MS: i64 = 30_000;
 /// How long a loser waits for the winner's refresh.
 const REFRESH_WAIT_MS: u64 = 15_000;
@@ -86,9 +89,32 @@ impl Vault<'_> {
         };
         let opened = crypto::open(self.keyring, key, &sealed)?;
         if opened.needs_reseal {
-            self.write(host, key, &opened.plaintext)?;
+            self.reseal(host, key, &sealed, &opened.plaintext)?;
         }
         Ok(Some(opened.plaintext))
+    }
+
+    /// Re-seals a value read under the previous key — under the credential lease, and only if
+    /// the key still holds what was read: another instance may have stored a rotated refresh
+    /// token since, and writing the old one back would lose the authorization. Best effort:
+    /// when the lease is busy (a refresh is running, which re-seals anyway) a later read does it.
+    fn reseal(
+        &self,
+        host: &mut dyn Host,
+        key: &str,
+        read: &[u8],
+        plaintext: &[u8],
+    ) -> Result<(), ConnectionError> {
+        let Some(lease) = store::try_acquire(host, REFRESH_LEASE_KEY, REFRESH_LEASE_MS)? else {
+            return Ok(());
+        };
+        let result = match host.kv_get(key) {
+            Ok(Some(current)) if current == read => self.write(host, key, plaintext),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        let _ = store::release(host, lease);
+        result
     }
 
     /// Seals and writes a value (the KV key is the associated data).
@@ -199,15 +225,49 @@ pub fn store_tokens(
     vault.write(host, TOKENS_KEY, &bytes)
 }
 
-/// Stores tokens from a completed OAuth connect and clears `needs_reauth`.
+/// Stores tokens from a completed OAuth connect and clears `needs_reauth`, holding the
+/// refresh lease: a refresh running elsewhere finishes first, so its tokens (from the old
+/// grant) can never land after these.
 pub fn connected(
     host: &mut dyn Host,
     vault: &Vault,
     tokens: &TokenSet,
 ) -> Result<(), ConnectionError> {
-    store_tokens(host, vault, tokens)?;
-    set_state(host, &ConnectionState::default())?;
-    Ok(())
+    connect_holding_lease(host, vault, tokens, None)
+}
+
+/// [`connected`], also recording the configured `qbo_refresh_token` as superseded (see
+/// [`supersede_bootstrap`]) under the same lease, so no instance adopts it in between.
+pub fn connected_superseding(
+    host: &mut dyn Host,
+    vault: &Vault,
+    tokens: &TokenSet,
+    settings: &QuickBooksSettings,
+) -> Result<(), ConnectionError> {
+    connect_holding_lease(host, vault, tokens, Some(settings))
+}
+
+fn connect_holding_lease(
+    host: &mut dyn Host,
+    vault: &Vault,
+    tokens: &TokenSet,
+    superseding: Option<&QuickBooksSettings>,
+) -> Result<(), ConnectionError> {
+    let Some(lease) = store::acquire(host, REFRESH_LEASE_KEY, REFRESH_LEASE_MS, REFRESH_WAIT_MS)?
+    else {
+        return Err(ConnectionError::Kv(KvError(
+            "another instance kept the QuickBooks tokens busy (a refresh that did not finish)"
+                .into(),
+        )));
+    };
+    let result = store_tokens(host, vault, tokens)
+        .and_then(|()| Ok(set_state(host, &ConnectionState::default())?))
+        .and_then(|()| match superseding {
+            Some(settings) => Ok(supersede_bootstrap(host, settings)?),
+            None => Ok(()),
+        });
+    let _ = store::release(host, lease);
+    result
 }
 
 fn authorization_lost() -> ConnectionError {
@@ -563,6 +623,63 @@ mod tests {
         );
         assert_eq!(h.calls_to("/oauth2/v1/tokens/bearer"), 1);
     }
+    #[test]
+    fn re_sealing_after_a_key_rotation_never_overwrites_tokens_another_instance_just_stored() {
+        let mut h = host();
+        let old = Keyring::from_bytes([9u8; 32], None);
+        connected(
+            &mut h,
+            &Vault { keyring: &old },
+            &tokens("ACCESS-1", "REFRESH-1"),
+        )
+        .unwrap();
+        // `encryption_key` is now [7; 32], `encryption_key_previous` the old [9; 32].
+        let rotated = Keyring::from_bytes([7u8; 32], Some([9u8; 32]));
+        // Right after this instance reads the old value, another one stores rotated tokens.
+        let mut fired = false;
+        h.after_get(TOKENS_KEY, move |h| {
+            if !fired {
+                fired = true;
+                let kr = Keyring::from_bytes([7u8; 32], None);
+                store_tokens(h, &Vault { keyring: &kr }, &tokens("ACCESS-2", "REFRESH-2")).unwrap();
+            }
+        });
+        let vault = Vault { keyring: &rotated };
+        vault.read(&mut h, TOKENS_KEY).unwrap().unwrap();
+        let stored = load_tokens(&mut h, &vault).unwrap().unwrap();
+        assert_eq!(
+            stored.refresh_token.expose(),
+            "REFRESH-2",
+            "the re-seal did not put the superseded refresh token back"
+        );
+    }
+
+    #[test]
+    fn re_sealing_after_a_key_rotation_writes_the_value_under_the_current_key() {
+        let mut h = host();
+        let old = Keyring::from_bytes([9u8; 32], None);
+        connected(
+            &mut h,
+            &Vault { keyring: &old },
+            &tokens("ACCESS-1", "REFRESH-1"),
+        )
+        .unwrap();
+        let rotated = Keyring::from_bytes([7u8; 32], Some([9u8; 32]));
+        load_tokens(&mut h, &Vault { keyring: &rotated })
+            .unwrap()
+            .unwrap();
+        let current_only = keyring();
+        let stored = load_tokens(
+            &mut h,
+            &Vault {
+                keyring: &current_only,
+            },
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(stored.refresh_token.expose(), "REFRESH-1");
+    }
+
     #[test]
     fn a_refresh_waiter_after_an_invalid_grant_does_not_ask_intuit_again() {
         let mut h = host();

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::http::{TransportError, header_value};
 use crate::models::token::TokenError;
-use crate::sync::retry::{MAX_RETRY_DELAY, QBO_THROTTLE_DELAY};
+use crate::sync::retry::{MAX_RETRY_DELAY, throttle_wait};
 
 /// Which side a failure came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,24 +354,36 @@ fn intuit_tid(headers: &[(String, String)]) -> Option<String> {
     (!clean.is_empty()).then_some(clean)
 }
 
+/// A header holding a whole number. A number too large for `u64` (all digits) reads as
+/// `u64::MAX`, so an absurd `Retry-After` means "wait as long as allowed", never "no wait".
 fn header_u64(headers: &[(String, String)], name: &str) -> Option<u64> {
-    header_value(headers, name)?.trim().parse().ok()
+    let text = header_value(headers, name)?.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse().unwrap_or(u64::MAX))
+}
+
+/// `Retry-After` (delta-seconds; an HTTP date is not read and counts as absent).
+fn retry_after(headers: &[(String, String)]) -> Option<Duration> {
+    header_u64(headers, "retry-after").map(Duration::from_secs)
 }
 
 /// Classifies a non-2xx BigCommerce response.
 pub fn classify_bigcommerce(status: u16, headers: &[(String, String)]) -> Failure {
     let f = match status {
         429 => {
-            let min = header_u64(headers, "x-rate-limit-time-reset-ms")
+            let asked = header_u64(headers, "x-rate-limit-time-reset-ms")
                 .map(Duration::from_millis)
                 .or_else(|| header_u64(headers, "x-retry-after").map(Duration::from_secs))
-                .or_else(|| header_u64(headers, "retry-after").map(Duration::from_secs));
+                .or_else(|| retry_after(headers));
             Failure::new(
                 Service::BigCommerce,
                 FailureKind::RateLimited,
-                Retryability::retryable(min),
+                Retryability::retryable(Some(throttle_wait(asked))),
                 "BigCommerce rate limit reached (the quota is shared by every app on the store)",
-                "nothing to do: the connector waits for the rate-limit window to reset and retries",
+                "nothing to do: the connector waits for the rate-limit window to reset (60 s when BigCommerce \
+                 names no time, at most a day) and retries",
             )
         }
         404 => Failure::new(
@@ -392,7 +404,7 @@ pub fn classify_bigcommerce(status: u16, headers: &[(String, String)]) -> Failur
         500..=599 => Failure::new(
             Service::BigCommerce,
             FailureKind::ServerError,
-            Retryability::retryable(header_u64(headers, "retry-after").map(Duration::from_secs)),
+            Retryability::retryable(retry_after(headers)),
             "BigCommerce had a server error or is in maintenance",
             "nothing to do: the connector retries on its schedule",
         ),
@@ -432,14 +444,12 @@ pub fn classify_quickbooks(
     let bug = "this is likely a connector bug: report it with the record's audit trail (it includes intuit_tid)";
 
     let mut f = if status == 429 || code == Some("3001") {
-        let after = header_u64(headers, "retry-after")
-            .map(Duration::from_secs)
-            .unwrap_or(Duration::ZERO);
         qb(
             K::RateLimited,
-            Retryability::retryable(Some(after.max(QBO_THROTTLE_DELAY))),
+            Retryability::retryable(Some(throttle_wait(retry_after(headers)))),
             "QuickBooks throttled the connector (too many requests for this company)",
-            "nothing to do: the connector waits at least 60 s and retries",
+            "nothing to do: the connector waits for QuickBooks' Retry-After (60 s when it names no time, at \
+             most a day) and retries",
         )
     } else {
         match code {
@@ -552,9 +562,7 @@ pub fn classify_quickbooks(
                 ),
                 500..=599 => qb(
                     K::ServerError,
-                    Retryability::retryable(
-                        header_u64(headers, "retry-after").map(Duration::from_secs),
-                    ),
+                    Retryability::retryable(retry_after(headers)),
                     "QuickBooks had a server error",
                     "nothing to do: the connector retries on its schedule",
                 ),
@@ -669,8 +677,10 @@ mod tests {
         let f = classify_bigcommerce(429, &[]);
         assert_eq!(
             f.retryable,
-            Retryability::Retryable { min_delay: None },
-            "platform load: plain backoff"
+            Retryability::Retryable {
+                min_delay: Some(Duration::from_secs(60))
+            },
+            "no time named: 60 s (CONTRACT §3)"
         );
     }
 
@@ -701,28 +711,25 @@ mod tests {
     }
 
     #[test]
-    fn quickbooks_throttling_waits_at_least_sixty_seconds() {
-        let f = classify_quickbooks(429, None, &[]);
+    fn quickbooks_throttling_waits_for_retry_after_else_sixty_seconds() {
+        let waits =
+            |headers: &[(String, String)]| classify_quickbooks(429, None, headers).retryable;
+        let secs = |s| Retryability::Retryable {
+            min_delay: Some(Duration::from_secs(s)),
+        };
+        assert_eq!(waits(&[]), secs(60));
+        assert_eq!(waits(&h(&[("Retry-After", "120")])), secs(120));
+        assert_eq!(waits(&h(&[("Retry-After", "5")])), secs(5));
         assert_eq!(
-            f.retryable,
-            Retryability::Retryable {
-                min_delay: Some(QBO_THROTTLE_DELAY)
-            }
+            waits(&h(&[("Retry-After", "99999999999999999999")])),
+            secs(86_400)
         );
-        let f = classify_quickbooks(429, None, &h(&[("Retry-After", "120")]));
         assert_eq!(
-            f.retryable,
-            Retryability::Retryable {
-                min_delay: Some(Duration::from_secs(120))
-            }
+            waits(&h(&[("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")])),
+            secs(60),
+            "an HTTP date is not read: the default wait"
         );
-        let f = classify_quickbooks(429, None, &h(&[("Retry-After", "5")]));
-        assert_eq!(
-            f.retryable,
-            Retryability::Retryable {
-                min_delay: Some(QBO_THROTTLE_DELAY)
-            }
-        );
+        assert_eq!(waits(&h(&[("Retry-After", "-5")])), secs(60));
         assert_eq!(
             classify_quickbooks(400, Some("003001"), &[]).kind,
             FailureKind::RateLimited

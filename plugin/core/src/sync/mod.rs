@@ -7,6 +7,7 @@
 
 pub mod connection;
 pub mod failure;
+pub mod lease;
 pub mod pace;
 pub mod record;
 pub mod resolve;

@@ -32,6 +32,9 @@ fn minute_of(at: DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(60)
 }
 
+/// The minute of the newest per-minute QuickBooks counter (a cleanup hint, not a counter).
+const QBO_LAST_KEY: &str = "pace/qbo/last";
+
 fn qbo_key(minute: i64) -> String {
     format!("pace/qbo/{minute}")
 }
@@ -40,8 +43,7 @@ fn qbo_key(minute: i64) -> String {
 pub fn qbo_used(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvError> {
     Ok(host
         .kv_get(&qbo_key(minute_of(now)))?
-        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-        .map(i64::from_le_bytes)
+        .and_then(|b| super::store::decode_counter(&b))
         .unwrap_or(0))
 }
 
@@ -158,9 +160,22 @@ impl<'a> Paced<'a> {
         self.qbo_calls += 1;
         let minute = minute_of(self.inner.now());
         match self.inner.kv_increment(&qbo_key(minute), 1) {
-            // The first call of a minute clears a counter nobody reads any more.
+            // The first call of a minute deletes the counter of the last minute that had one
+            // (only the current minute is ever read), so the store keeps at most two of them
+            // however long the gaps between busy minutes are.
             Ok(1) => {
-                let _ = self.inner.kv_delete(&qbo_key(minute - 2));
+                let last = self
+                    .inner
+                    .kv_get(QBO_LAST_KEY)
+                    .ok()
+                    .flatten()
+                    .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok());
+                if let Some(last) = last.filter(|l| *l != minute) {
+                    let _ = self.inner.kv_delete(&qbo_key(last));
+                }
+                let _ = self
+                    .inner
+                    .kv_set(QBO_LAST_KEY, minute.to_string().as_bytes());
             }
             Ok(_) => {}
             Err(e) => self

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::sync::failure::{Failure, Retryability, explain};
-use crate::sync::retry::retry_delay;
+use crate::sync::retry::{retry_at, retry_delay};
 
 /// A `pending` record untouched this long is presumed orphaned and counts as due.
 pub const PENDING_STALE_AFTER: chrono::Duration = chrono::Duration::seconds(30);
@@ -296,8 +296,7 @@ impl SyncRecord {
             }
             Retryability::Retryable { min_delay } => {
                 let delay = retry_delay(self.attempts, base_secs, jitter, min_delay);
-                let at =
-                    now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
+                let at = retry_at(now, delay);
                 self.state = State::Retrying;
                 self.next_attempt_at = Some(at);
                 self.last_error = Some(explain(failure));
@@ -478,6 +477,69 @@ mod tests {
         let mut rec = SyncRecord::new(Entity::Customer, "42", t0());
         rec.attempt_failed(&classify_quickbooks(429, None, &[]), t0(), 10, 1, 0);
         assert_eq!(rec.next_attempt_at, Some(t0() + secs(60)));
+    }
+
+    #[test]
+    fn a_429_with_a_huge_retry_after_waits_a_day_at_most_and_never_overflows_the_date() {
+        for value in [
+            "99999999999999",
+            "18446744073709551615",
+            "999999999999999999999999",
+        ] {
+            for failure in [
+                classify_quickbooks(429, None, &h(&[("Retry-After", value)])),
+                classify_bigcommerce(429, &h(&[("Retry-After", value)])),
+                classify_bigcommerce(429, &h(&[("X-Rate-Limit-Time-Reset-Ms", value)])),
+            ] {
+                let mut rec = SyncRecord::new(Entity::Order, "250", t0());
+                rec.attempt_failed(&failure, t0(), 10, 60, MID);
+                assert_eq!(rec.state, State::Retrying, "{value}");
+                assert_eq!(rec.next_attempt_at, Some(t0() + secs(86_400)), "{value}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_429_waits_for_its_retry_after_when_given_else_sixty_seconds_for_both_services() {
+        let wait = |f: &Failure| {
+            let mut rec = SyncRecord::new(Entity::Order, "250", t0());
+            rec.attempt_failed(f, t0(), 10, 1, 0);
+            (rec.next_attempt_at.unwrap() - t0()).num_seconds()
+        };
+        assert_eq!(wait(&classify_quickbooks(429, None, &[])), 60);
+        assert_eq!(wait(&classify_bigcommerce(429, &[])), 60);
+        assert_eq!(
+            wait(&classify_quickbooks(429, None, &h(&[("Retry-After", "5")]))),
+            5
+        );
+        assert_eq!(
+            wait(&classify_bigcommerce(429, &h(&[("Retry-After", "5")]))),
+            5
+        );
+        assert_eq!(
+            wait(&classify_quickbooks(
+                429,
+                None,
+                &h(&[("Retry-After", "7200")])
+            )),
+            7200
+        );
+        assert_eq!(
+            wait(&classify_bigcommerce(
+                429,
+                &h(&[("X-Rate-Limit-Time-Reset-Ms", "15000")])
+            )),
+            15
+        );
+    }
+
+    #[test]
+    fn a_retry_time_past_the_end_of_the_calendar_is_clamped_not_a_panic() {
+        let end = DateTime::<Utc>::MAX_UTC - secs(10);
+        let mut rec = SyncRecord::new(Entity::Order, "250", end);
+        rec.attempt_failed(&classify_quickbooks(500, None, &[]), end, 10, 60, MID);
+        assert_eq!(rec.state, State::Retrying);
+        assert_eq!(rec.next_attempt_at, Some(DateTime::<Utc>::MAX_UTC));
     }
 
     #[test]

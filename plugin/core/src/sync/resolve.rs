@@ -14,6 +14,7 @@ use crate::books::mapping::{Plan, ResolvedRefs};
 use crate::host::Host;
 use crate::models::quickbooks::{self, request_id};
 use crate::sync::failure::Failure;
+use crate::sync::lease::{self, Held, LeasedHost};
 use crate::sync::store;
 use crate::sync::upstream::{EntityCall, QboFailure, Upstreams, id_and_token};
 
@@ -251,8 +252,9 @@ impl Matched {
     }
 }
 
-/// How long a link lease lasts if its holder dies: longer than a handful of QuickBooks calls.
-pub const LINK_LEASE_MS: i64 = 60_000;
+/// How long a link lease lasts if its holder dies. Its holder renews it before each QuickBooks
+/// call (`sync::lease`), so it outlives one call ([`crate::http::UPSTREAM_DEADLINE_MS`]).
+pub const LINK_LEASE_MS: i64 = 20_000;
 /// How long a job waits for another worker creating the same customer.
 const LINK_LEASE_WAIT_MS: u64 = 10_000;
 /// Numbered DisplayNames (` 2`, ` 3`, …) tried once every contract candidate is taken.
@@ -298,7 +300,7 @@ pub fn find_or_create(
     // An order and a customer event for the same customer run under different entity leases:
     // this lease makes check-link → create → save-link one step for everyone.
     let lease_key = format!("lease/{key}");
-    let lease = store::acquire(host, &lease_key, LINK_LEASE_MS, LINK_LEASE_WAIT_MS)
+    let guard = store::acquire(host, &lease_key, LINK_LEASE_MS, LINK_LEASE_WAIT_MS)
         .map_err(|e| {
             QboFailure::from(busy(&format!(
                 "the customer lease could not be taken ({e})"
@@ -309,13 +311,18 @@ pub fn find_or_create(
                 "another worker is still creating this customer in QuickBooks",
             ))
         })?;
-    let result = match load_link(host, &key) {
-        // The previous holder created it while we waited.
-        Some(link) => Ok((link, Matched::Link)),
-        None => find_or_plan(host, up, source, &key, false),
+    let held = Held::new(guard, LINK_LEASE_MS, host.now());
+    let result = {
+        // Renewed before every QuickBooks call; a holder that lost it sends nothing more.
+        let mut leased = LeasedHost::new(host, held.clone());
+        match load_link(&mut leased, &key) {
+            // The previous holder created it while we waited.
+            Some(link) => Ok((link, Matched::Link)),
+            None => find_or_plan(&mut leased, up, source, &key, false),
+        }
     };
     // A lease that cannot be released expires by itself.
-    let _ = store::release(host, lease);
+    let _ = lease::release(host, &held);
     result
 }
 
@@ -356,6 +363,12 @@ fn pick(found: &[Value]) -> Option<&Value> {
 }
 
 fn by_email(host: &mut dyn Host, up: &Upstreams, email: &str) -> Result<Vec<Value>, QboFailure> {
+    if email.contains('\\') {
+        // How QuickBooks escapes a backslash in a query is undocumented, and a guess could match
+        // someone else: such an address is never searched for. Matching goes on by name, and a
+        // new customer carries the address as BigCommerce has it.
+        return Ok(Vec::new());
+    }
     let stmt = format!(
         "{} AND Active IN (true, false)",
         q("Customer", "PrimaryEmailAddr", email)?

@@ -22,6 +22,10 @@
 //! - `due/{minute}/n`, `due/{minute}/{i}`, `due/{minute}/done` and `due/cursor`: work that
 //!   becomes due in a given minute, so `retry-due` reads only the minutes that have come.
 //! - `count/{state}`: records per state, adjusted on every transition.
+//!
+//! Bounded growth without listing keys: a due entry is deleted once it is marked handled, a
+//! minute's counters once the cursor moves past it, a parked slot once it is resumed. What
+//! stays is per entity (its record, its lease, its listing slot, a customer's link) or fixed.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,8 +38,11 @@ use crate::settings;
 use crate::sync::failure::Failure;
 use crate::sync::record::{Entity, State, SyncRecord};
 
-/// How long an entity lease lasts if its holder dies.
-pub const ENTITY_LEASE_MS: i64 = 120_000;
+/// How long an entity lease lasts if its holder dies. Its holder renews it between steps
+/// (`sync::lease`), so it only has to outlive one step: one upstream request
+/// ([`crate::http::UPSTREAM_DEADLINE_MS`]) or one bounded wait. Short, so a dead worker's
+/// event is picked up well within a minute (CONTRACT §5).
+pub const ENTITY_LEASE_MS: i64 = 20_000;
 
 /// KV key of the mapping set with `PUT /admin/mapping`.
 pub const MAPPING_KEY: &str = "config/mapping";
@@ -88,6 +95,32 @@ fn set_json<T: Serialize>(host: &mut dyn Host, key: &str, value: &T) -> Result<(
 pub struct LeaseGuard {
     key: String,
     value: i64,
+}
+
+impl LeaseGuard {
+    /// The lease's KV key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Extends a held lease to `ttl_ms` from now. `false` when the key no longer holds this
+/// holder's value (the lease expired and someone else took it): the holder must stop.
+pub fn renew(host: &mut dyn Host, guard: &mut LeaseGuard, ttl_ms: i64) -> Result<bool, KvError> {
+    let nonce = Lease::from_i64(guard.value).map_or(1, |l| l.nonce);
+    let value = Lease {
+        expires_at_ms: host.now().timestamp_millis() + ttl_ms,
+        nonce,
+    }
+    .to_i64();
+    // Like `try_acquire`: ours only if it reads back as ours (a host may report a lost swap as done).
+    if !cas_counter(host, &guard.key, guard.value, value)?
+        || read_counter(host, &guard.key)? != value
+    {
+        return Ok(false);
+    }
+    guard.value = value;
+    Ok(true)
 }
 
 /// Tries once to take the lease at `key` for `ttl_ms`. `None` when someone else holds it.
@@ -170,12 +203,36 @@ pub fn load_record(
 
 /// Writes a record (caller holds its lease), keeping the per-state counts and logs in step.
 /// `previous` is the state it had when loaded (`None` for a new record).
+///
+/// Whatever makes the record findable again is filed *before* the record itself: its due
+/// entry (`retrying`), its parked slot (`needs_reauth`), its listing slot (new records). A
+/// crash in between then leaves an extra entry (harmless: handling one is idempotent), never
+/// a `retrying` record no one will run.
 pub fn save_record(
     host: &mut dyn Host,
     record: &SyncRecord,
     previous: Option<State>,
 ) -> Result<(), KvError> {
-    set_json(host, &record_key(record.entity, &record.id), record)?;
+    let changed = previous != Some(record.state);
+    match record.state {
+        // Every new retry time needs its own entry, also when rescheduled within `retrying`.
+        State::Retrying => {
+            if let Some(at) = record.next_attempt_at {
+                schedule(host, &DueEntry::retry(record.entity, &record.id, at))?;
+            }
+        }
+        State::NeedsReauth if changed => {
+            append(
+                host,
+                "log/parked",
+                &EntityRef {
+                    entity: record.entity,
+                    id: record.id.clone(),
+                },
+            )?;
+        }
+        _ => {}
+    }
     if previous.is_none() {
         append(
             host,
@@ -186,34 +243,12 @@ pub fn save_record(
             },
         )?;
     }
-    if previous != Some(record.state) {
+    set_json(host, &record_key(record.entity, &record.id), record)?;
+    if changed {
         if let Some(p) = previous {
             host.kv_increment(&format!("count/{}", p.as_str()), -1)?;
         }
         host.kv_increment(&format!("count/{}", record.state.as_str()), 1)?;
-        match record.state {
-            State::Retrying => {
-                if let Some(at) = record.next_attempt_at {
-                    schedule(host, &DueEntry::retry(record.entity, &record.id, at))?;
-                }
-            }
-            State::NeedsReauth => {
-                append(
-                    host,
-                    "log/parked",
-                    &EntityRef {
-                        entity: record.entity,
-                        id: record.id.clone(),
-                    },
-                )?;
-            }
-            _ => {}
-        }
-    } else if record.state == State::Retrying {
-        // Rescheduled within `retrying`: the new time needs its own entry.
-        if let Some(at) = record.next_attempt_at {
-            schedule(host, &DueEntry::retry(record.entity, &record.id, at))?;
-        }
     }
     Ok(())
 }
@@ -344,9 +379,11 @@ fn minute(at: DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(60)
 }
 
-/// Files `entry` under the minute it becomes due.
+/// Files `entry` under the minute it becomes due — or under the current minute when that time
+/// has already passed: `retry-due` never reads a minute again once it has moved past it.
 pub fn schedule(host: &mut dyn Host, entry: &DueEntry) -> Result<(), KvError> {
-    append(host, &format!("due/{}", minute(entry.at)), entry).map(|_| ())
+    let m = minute(entry.at).max(minute(host.now()));
+    append(host, &format!("due/{m}"), entry).map(|_| ())
 }
 
 /// How far back `retry-due` looks the first time it runs.
@@ -412,6 +449,11 @@ pub fn due_entries(
             // Every minute up to this one is finished: never read them again.
             if cas_counter(host, "due/cursor", stored, m + 1)? {
                 stored = m + 1;
+                if n > 0 {
+                    // Its entries went as they were marked; its counters go now.
+                    host.kv_delete(&format!("{log}/n"))?;
+                    host.kv_delete(&format!("{log}/done"))?;
+                }
             } else {
                 contiguous = false;
             }
@@ -428,8 +470,13 @@ fn read_counter(host: &mut dyn Host, key: &str) -> Result<i64, KvError> {
         .unwrap_or(0))
 }
 
-/// Marks entry `i` of minute `m` (and everything before it) as handled.
+/// Marks entry `i` of minute `m` (and everything before it) as handled, and deletes the
+/// entries it marks: nothing reads a slot at or below a minute's done mark again.
 pub fn mark_due_done(host: &mut dyn Host, m: i64, i: i64) -> Result<(), KvError> {
+    if read_counter(host, "due/cursor")? > m {
+        // Another call finished the minute (and deleted its counters) meanwhile.
+        return Ok(());
+    }
     let key = format!("due/{m}/done");
     loop {
         let done = counter(host, &key)?;
@@ -437,6 +484,9 @@ pub fn mark_due_done(host: &mut dyn Host, m: i64, i: i64) -> Result<(), KvError>
             return Ok(());
         }
         if cas_counter(host, &key, done, i)? {
+            for slot in (done + 1)..=i {
+                host.kv_delete(&format!("due/{m}/{slot}"))?;
+            }
             return Ok(());
         }
     }
@@ -458,7 +508,7 @@ pub fn parked_entries(host: &mut dyn Host, limit: usize) -> Result<Vec<(i64, Ent
     Ok(out)
 }
 
-/// Marks parked slots up to `i` as resumed.
+/// Marks parked slots up to `i` as resumed, and deletes them.
 pub fn mark_parked_done(host: &mut dyn Host, i: i64) -> Result<(), KvError> {
     loop {
         let done = counter(host, "log/parked/done")?;
@@ -466,9 +516,34 @@ pub fn mark_parked_done(host: &mut dyn Host, i: i64) -> Result<(), KvError> {
             return Ok(());
         }
         if cas_counter(host, "log/parked/done", done, i)? {
+            for slot in (done + 1)..=i {
+                host.kv_delete(&format!("log/parked/{slot}"))?;
+            }
             return Ok(());
         }
     }
+}
+
+/// Appends to a log that keeps only its newest `keep` slots: appending slot `n` deletes slot
+/// `n − keep` (whose value is handed to `evict` first, to delete what it names). For logs
+/// read only near their head (pending OAuth states).
+pub fn append_bounded<T: Serialize + for<'de> Deserialize<'de>>(
+    host: &mut dyn Host,
+    log: &str,
+    value: &T,
+    keep: i64,
+    evict: &mut dyn FnMut(&mut dyn Host, T) -> Result<(), KvError>,
+) -> Result<i64, KvError> {
+    let n = append(host, log, value)?;
+    let old = n - keep;
+    if old >= 1 {
+        let key = format!("{log}/{old}");
+        if let Some(v) = get_json::<T>(host, &key).ok().flatten() {
+            evict(host, v)?;
+        }
+        host.kv_delete(&key)?;
+    }
+    Ok(n)
 }
 
 /// Newest records first, filtered, reading at most `max_scan` log slots.
@@ -680,7 +755,8 @@ mod tests {
             mark_due_done(&mut h, d.minute, d.slot).unwrap();
         }
         assert!(due_entries(&mut h, now, 10).unwrap().is_empty(), "all done");
-        assert_eq!(log_len(&mut h, &format!("due/{}", minute(at))).unwrap(), 2);
+        // A finished minute's log is deleted with its entries (the store stays bounded).
+        assert_eq!(log_len(&mut h, &format!("due/{}", minute(at))).unwrap(), 0);
         h.kv_increment("count/posted", 3).unwrap();
         let posted = counts(&mut h)
             .unwrap()

@@ -44,6 +44,11 @@ pub enum MappingError {
     )]
     NothingToInvoice,
     #[error(
+        "the order's amounts are too large to add up exactly ({what}): check the order in BigCommerce; \
+         nothing was posted"
+    )]
+    AmountTooLarge { what: String },
+    #[error(
         "BigCommerce's totals for this order do not add up ({check}): BigCommerce says {bigcommerce}, \
          its parts add up to {computed} (difference {difference}). Nothing was posted, to avoid a wrong invoice: \
          check the order's discounts, fees and tax in BigCommerce, then replay it"

@@ -8,7 +8,7 @@ use crate::books::mapping::error::MappingError;
 use crate::books::mapping::plan::{
     OrderContext, ResolvedRefs, Target, charges, is_skipped, line_target, order_discount,
 };
-use crate::books::mapping::totals::check_totals;
+use crate::books::mapping::totals::{check_totals, minus, sum};
 use crate::models::bigcommerce::{Order, OrderProduct};
 use crate::models::money::{Money, round2};
 use crate::models::quickbooks::{
@@ -54,12 +54,14 @@ pub fn render_doc_number(template: &str, order: &Order) -> Result<String, Mappin
 /// Chooses `(Qty, UnitPrice)` with `round2(Qty × UnitPrice) == amount` exactly.
 fn qty_and_price(quantity: Decimal, amount: Money) -> (Decimal, Decimal) {
     let a = amount.amount();
-    if quantity > Decimal::ZERO {
-        let exact = a / quantity;
+    // Checked: a tiny fractional quantity would make the unit price overflow.
+    if quantity > Decimal::ZERO
+        && let Some(exact) = a.checked_div(quantity)
+    {
         for dp in 2..=7u32 {
             let u = exact
                 .round_dp_with_strategy(dp, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
-            if round2(u * quantity) == a {
+            if u.checked_mul(quantity).map(round2) == Some(a) {
                 return (quantity, u.normalize());
             }
         }
@@ -230,19 +232,25 @@ pub fn build_invoice(
         rounded_terms += 1;
     }
 
-    let sales_sum: Money = lines
+    // Every amount was read bounded (`money::MAX_AMOUNT`) and their sums were checked by
+    // `check_totals` above; the sums here are checked all the same.
+    let sales: Vec<Money> = lines
         .iter()
         .filter(|l| l.sales_item_line_detail.is_some())
         .map(|l| l.amount)
-        .sum();
-    let before_tax = sales_sum - discount;
+        .collect();
+    let before_tax = minus("invoice lines", sum("invoice lines", &sales)?, discount)?;
     let bc_tax = order.total_tax.round_cents();
     let (target, posts_tax) = match inv_cfg.tax.mode {
         TaxMode::None => (order.total_ex_tax.round_cents(), false),
         TaxMode::Line | TaxMode::TxnDetail => (order.total_inc_tax.round_cents(), true),
     };
     let tax_amount_target = if posts_tax { bc_tax } else { Money::ZERO };
-    let residue = target - before_tax - tax_amount_target;
+    let residue = minus(
+        "rounding residue",
+        minus("rounding residue", target, before_tax)?,
+        tax_amount_target,
+    )?;
     rounded_terms += 2; // the total itself and the tax are rounded too
     if residue.abs() > Money::from_cents(1) * Decimal::from(rounded_terms as u64) {
         return Err(MappingError::TotalsDoNotTie {
@@ -323,14 +331,14 @@ pub fn build_invoice(
         if let Some(d) = &l.sales_item_line_detail {
             let q = d.qty.unwrap_or(Decimal::ONE);
             let u = d.unit_price.unwrap_or_default();
-            debug_assert_eq!(round2(q * u), l.amount.amount());
-            total += l.amount;
+            debug_assert_eq!(q.checked_mul(u).map(round2), Some(l.amount.amount()));
+            total = sum("invoice total", &[total, l.amount])?;
         } else if l.discount_line_detail.is_some() {
-            total -= l.amount;
+            total = minus("invoice total", total, l.amount)?;
         }
     }
     if let Some(t) = txn_tax_detail.as_ref().and_then(|t| t.total_tax) {
-        total += t;
+        total = sum("invoice total", &[total, t])?;
     }
     if total != target {
         return Err(MappingError::TotalsDoNotTie {
