@@ -278,7 +278,10 @@ async fn an_expired_token_is_refreshed_once_for_jobs_racing_on_three_instances()
         let sent = futures::future::join_all(
             ids.iter()
                 .enumerate()
-                .map(|(k, id)| cluster.webhook(k % 3, &created_hook(*id))),
+                .map(|(k, id)| {
+                    let cluster = &cluster;
+                    async move { cluster.webhook(k % 3, &created_hook(*id)).await }
+                }),
         )
         .await;
         assert!(sent.iter().all(|s| *s == 200), "{sent:?}");
