@@ -49,12 +49,21 @@ async fn counters_are_stored_as_spin_stores_them_so_both_hosts_can_share_one_red
         -1,
         "negative sums work"
     );
+    assert_eq!(
+        kv.increment("default", "big", i64::MAX).await.unwrap(),
+        i64::MAX
+    );
     let err = kv
-        .increment("default", "n", i64::MAX)
+        .increment("default", "big", 1)
         .await
         .map(|_| ())
         .unwrap_err();
-    assert!(err.0.contains("INCRBY"), "{err}");
+    assert!(err.0.contains("INCRBY"), "an overflow is an error: {err}");
+    assert_eq!(
+        kv.increment("default", "big", 0).await.unwrap(),
+        i64::MAX,
+        "and changes nothing"
+    );
     assert_eq!(kv.increment("default", "n", 0).await.unwrap(), -1);
 }
 

@@ -1,11 +1,14 @@
 //! Orders benchmark: webhooks in, invoices out, through the real component in the real
 //! harness against the in-process simulators (no injected latency), on loopback.
 //!
-//! `cargo run --release -p ml-e2e --bin bench_orders -- [ORDERS] [CONCURRENCY]`
+//! `cargo run --release -p ml-e2e --bin bench_orders -- [ORDERS] [CONCURRENCY] [--kv sqlite|redis] [--instances N]`
 //!
 //! Reports orders/s (first webhook sent → last invoice in QuickBooks), webhook response time
-//! percentiles, and upstream calls per order at steady state (customers already linked,
-//! names already resolved — the warm-up phase takes care of that).
+//! percentiles, upstream calls per order at steady state (customers already linked, names
+//! already resolved — the warm-up phase takes care of that), and key-value operations per order
+//! with their latency. `--kv redis` starts a `redis-server` on a free loopback port; with
+//! `--instances N` (Redis only) N harnesses share it, each with its own connection, and the
+//! webhooks are spread over them round-robin. All of it runs on this machine's cores.
 
 // Floating point only formats the measurements; no money is computed here.
 #![allow(clippy::float_arithmetic)]
@@ -15,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ml_harness::config::{EnvSource, Overrides};
-use ml_harness::kv::SqliteBackend;
+use ml_harness::kv::{BackendError, KvBackend, RedisBackend, RedisOptions, SqliteBackend};
 use ml_harness::manifest::Manifest;
 use ml_harness::server::{self, AppConfig, Harness, ServeOptions};
 use ml_sim::bigcommerce::{BcSim, BcSimConfig, OrderShape, generate};
@@ -58,18 +61,110 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx]
 }
 
+/// Counts and times every key-value operation (all instances together).
+#[derive(Default)]
+struct KvStats {
+    samples: std::sync::Mutex<Vec<(&'static str, Duration)>>,
+}
+
+impl KvStats {
+    fn take(&self) -> Vec<(&'static str, Duration)> {
+        std::mem::take(&mut *self.samples.lock().unwrap())
+    }
+}
+
+struct Timed {
+    inner: Arc<dyn KvBackend>,
+    stats: Arc<KvStats>,
+}
+
+impl Timed {
+    async fn time<T>(
+        &self,
+        op: &'static str,
+        f: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        let started = Instant::now();
+        let out = f.await;
+        self.stats
+            .samples
+            .lock()
+            .unwrap()
+            .push((op, started.elapsed()));
+        out
+    }
+}
+
+#[async_trait::async_trait]
+impl KvBackend for Timed {
+    async fn get(&self, s: &str, k: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        self.time("get", self.inner.get(s, k)).await
+    }
+    async fn set(&self, s: &str, k: &str, v: &[u8]) -> Result<(), BackendError> {
+        self.time("set", self.inner.set(s, k, v)).await
+    }
+    async fn delete(&self, s: &str, k: &str) -> Result<(), BackendError> {
+        self.time("delete", self.inner.delete(s, k)).await
+    }
+    async fn keys(&self, s: &str) -> Result<Vec<String>, BackendError> {
+        self.time("keys", self.inner.keys(s)).await
+    }
+    async fn increment(&self, s: &str, k: &str, d: i64) -> Result<i64, BackendError> {
+        self.time("increment", self.inner.increment(s, k, d)).await
+    }
+    async fn compare_and_swap(
+        &self,
+        s: &str,
+        k: &str,
+        e: Option<&[u8]>,
+        n: &[u8],
+    ) -> Result<bool, BackendError> {
+        self.time("swap", self.inner.compare_and_swap(s, k, e, n))
+            .await
+    }
+}
+
+fn report_kv(samples: Vec<(&'static str, Duration)>, orders: f64) {
+    let mut all: Vec<Duration> = samples.iter().map(|(_, d)| *d).collect();
+    all.sort();
+    println!(
+        "  key-value operations per order: {:.1}; latency p50 {:.3} ms, p99 {:.3} ms",
+        all.len() as f64 / orders,
+        percentile(&all, 0.50).as_secs_f64() * 1e3,
+        percentile(&all, 0.99).as_secs_f64() * 1e3,
+    );
+    for op in ["get", "set", "increment", "swap", "delete", "keys"] {
+        let mut d: Vec<Duration> = samples
+            .iter()
+            .filter(|(o, _)| *o == op)
+            .map(|(_, d)| *d)
+            .collect();
+        if d.is_empty() {
+            continue;
+        }
+        d.sort();
+        println!(
+            "    {op:<9} {:>6.2}/order  p50 {:.3} ms  p99 {:.3} ms",
+            d.len() as f64 / orders,
+            percentile(&d, 0.50).as_secs_f64() * 1e3,
+            percentile(&d, 0.99).as_secs_f64() * 1e3,
+        );
+    }
+}
+
+/// Sends the webhooks, spread round-robin over `urls`.
 async fn fire(
     client: &reqwest::Client,
-    url: &str,
+    urls: &[String],
     bodies: Vec<String>,
     concurrency: usize,
 ) -> anyhow::Result<Vec<Duration>> {
     let queue = Arc::new(tokio::sync::Mutex::new(bodies));
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
+    for t in 0..concurrency {
         let queue = queue.clone();
         let client = client.clone();
-        let url = url.to_string();
+        let url = urls[t % urls.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -101,9 +196,29 @@ async fn fire(
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let orders: u64 = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(2000);
-    let concurrency: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(32);
+    let mut positional = Vec::new();
+    let mut kv_kind = "sqlite".to_string();
+    let mut instances = 1usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--kv" => kv_kind = args.next().context("--kv needs sqlite or redis")?,
+            "--instances" => {
+                instances = args.next().context("--instances needs a number")?.parse()?
+            }
+            _ => positional.push(arg),
+        }
+    }
+    let orders: u64 = positional.first().map(|s| s.parse()).transpose()?.unwrap_or(2000);
+    let concurrency: usize = positional.get(1).map(|s| s.parse()).transpose()?.unwrap_or(32);
+    anyhow::ensure!(
+        kv_kind == "sqlite" || kv_kind == "redis",
+        "--kv takes sqlite or redis"
+    );
+    anyhow::ensure!(
+        instances >= 1 && (kv_kind == "redis" || instances == 1),
+        "several instances need a shared store: --kv redis"
+    );
 
     let bc = BcSim::start(BcSimConfig {
         rate_limit_quota: u32::MAX,
@@ -143,11 +258,28 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| manifest.component.source.clone());
     let component = server::compile(&engine, &wasm)?;
     let dir = std::env::temp_dir().join(format!("ml-bench-orders-{}", std::process::id()));
-    let kv = Arc::new(SqliteBackend::open_in(&dir)?);
-    let harness = Arc::new(Harness::new(&engine, &component, app, kv)?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let running = server::serve(harness, listener, ServeOptions::default())?;
-    let url = format!("http://{}/webhooks/bigcommerce", running.addr);
+    let redis = match kv_kind.as_str() {
+        "redis" => Some(ml_e2e::redis::RedisServer::start().await?),
+        _ => None,
+    };
+    let stats = Arc::new(KvStats::default());
+    let mut running = Vec::new();
+    let mut urls = Vec::new();
+    for _ in 0..instances {
+        let inner: Arc<dyn KvBackend> = match &redis {
+            Some(r) => Arc::new(RedisBackend::new(&r.url(), RedisOptions::default())?),
+            None => Arc::new(SqliteBackend::open_in(&dir)?),
+        };
+        let kv = Arc::new(Timed {
+            inner,
+            stats: stats.clone(),
+        });
+        let harness = Arc::new(Harness::new(&engine, &component, app.clone(), kv)?);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let r = server::serve(harness, listener, ServeOptions::default())?;
+        urls.push(format!("http://{}/webhooks/bigcommerce", r.addr));
+        running.push(r);
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()?;
@@ -159,7 +291,7 @@ async fn main() -> anyhow::Result<()> {
     }
     fire(
         &client,
-        &url,
+        &urls,
         (1..=warm)
             .map(|id| webhook_body(bc.store_hash(), id))
             .collect(),
@@ -178,12 +310,13 @@ async fn main() -> anyhow::Result<()> {
     }
     bc.control().clear_log();
     qbo.control().clear_log();
+    stats.take();
     let bodies: Vec<String> = (first..=last)
         .rev()
         .map(|id| webhook_body(bc.store_hash(), id))
         .collect();
     let started = Instant::now();
-    let mut latencies = fire(&client, &url, bodies, concurrency).await?;
+    let mut latencies = fire(&client, &urls, bodies, concurrency).await?;
     let acked = started.elapsed();
     wait_for_invoices(&qbo, (warm + orders) as usize, Duration::from_secs(600)).await?;
     let elapsed = started.elapsed();
@@ -193,8 +326,9 @@ async fn main() -> anyhow::Result<()> {
     let qbo_calls = qbo.control().requests().len();
     let invoices = qbo.invoice_count();
     let orders_f = orders as f64;
+    let kv_samples = stats.take();
     println!(
-        "orders benchmark: {orders} orders, concurrency {concurrency}, 2-core machine, simulators in-process"
+        "orders benchmark: {orders} orders, concurrency {concurrency}, KV {kv_kind}, {instances} instance(s), 2-core machine, simulators in-process"
     );
     println!(
         "  all webhooks acknowledged in {:.2} s; all invoices posted in {:.2} s",
@@ -221,7 +355,11 @@ async fn main() -> anyhow::Result<()> {
         "  invoices in QuickBooks: {invoices} (expected {})",
         warm + orders
     );
-    running.stop().await?;
+    report_kv(kv_samples, orders_f);
+    for r in running {
+        r.stop().await?;
+    }
+    drop(redis);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
