@@ -70,7 +70,10 @@ async fn admin(
     let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +89,10 @@ async fn a_backfill_killed_midway_resumes_and_posts_every_eligible_order_exactly
     let data = tempfile::tempdir().unwrap();
     let token = "backfill-admin-token-0123456789";
     let mut vars: BTreeMap<String, String> = ml_harness::demo::simulator_variables(&bc, &qbo);
-    vars.insert("bigcommerce_webhook_secret".into(), "hook-secret-abc".into());
+    vars.insert(
+        "bigcommerce_webhook_secret".into(),
+        "hook-secret-abc".into(),
+    );
     vars.insert("admin_token".into(), token.into());
     vars.insert(
         "encryption_key".into(),
@@ -155,7 +161,11 @@ async fn a_backfill_killed_midway_resumes_and_posts_every_eligible_order_exactly
     let numbers = invoice_numbers(&invoices);
     let expected: BTreeSet<String> = eligible.iter().map(u64::to_string).collect();
     assert_eq!(numbers, expected, "every eligible order exactly once");
-    assert_eq!(qbo.throttled_per_minute(), 0, "never past QuickBooks' limit");
+    assert_eq!(
+        qbo.throttled_per_minute(),
+        0,
+        "never past QuickBooks' limit"
+    );
     second.kill().unwrap();
 }
 
@@ -266,7 +276,10 @@ async fn registering_webhooks_is_idempotent_and_reactivates_what_bigcommerce_dea
     let (_, s) = env.admin_get("/admin/status").await;
     assert_eq!(s["webhooks"]["ok"], false);
     let why = s["webhooks"]["error"].as_str().unwrap();
-    assert!(why.contains("deactivated") && why.contains("POST /admin/webhooks"), "{why}");
+    assert!(
+        why.contains("deactivated") && why.contains("POST /admin/webhooks"),
+        "{why}"
+    );
     let (_, fixed) = env.admin_post("/admin/webhooks", &Value::Null).await;
     let reactivated: Vec<&Value> = fixed["hooks"]
         .as_array()
@@ -279,13 +292,14 @@ async fn registering_webhooks_is_idempotent_and_reactivates_what_bigcommerce_dea
     assert!(env.bc.hooks().iter().all(|h| h.is_active));
 
     // The registered hooks really deliver: an order placed now becomes an invoice.
-    let report = env.bc.place_order(generate(5150, &shape(5150))).await.unwrap();
+    let report = env
+        .bc
+        .place_order(generate(5150, &shape(5150)))
+        .await
+        .unwrap();
     assert!(report.all_delivered(), "{report:?}");
     eventually_named("the delivered order's invoice", LONG, || async {
-        env.qbo
-            .invoices()
-            .iter()
-            .any(|i| i["DocNumber"] == "5150")
+        env.qbo.invoices().iter().any(|i| i["DocNumber"] == "5150")
     })
     .await;
 }
@@ -294,7 +308,10 @@ async fn registering_webhooks_is_idempotent_and_reactivates_what_bigcommerce_dea
 async fn bad_backfill_requests_are_refused_with_what_to_fix() {
     let env = TestEnv::start(TestOptions::default().without_webhooks()).await;
     for (body, needle) in [
-        (json!({"since": "2026-02-01", "until": "2026-01-01"}), "after `until`"),
+        (
+            json!({"since": "2026-02-01", "until": "2026-01-01"}),
+            "after `until`",
+        ),
         (json!({"since": "last tuesday"}), "not a date"),
         (json!({"until": "2026-01-01"}), "`since` is missing"),
     ] {
@@ -306,7 +323,12 @@ async fn bad_backfill_requests_are_refused_with_what_to_fix() {
     assert_eq!((code, idle["state"].as_str()), (200, Some("idle")));
     let auth = format!("Bearer {}", env.admin_token);
     let code = env
-        .request("DELETE", "/admin/backfill", &[("authorization", &auth)], Vec::new())
+        .request(
+            "DELETE",
+            "/admin/backfill",
+            &[("authorization", &auth)],
+            Vec::new(),
+        )
         .await
         .status;
     assert_eq!(code, 409, "nothing to cancel");
@@ -358,7 +380,15 @@ async fn the_cli_runs_a_backfill_to_the_end_and_prints_the_status_as_a_table() {
     let (u, t) = (url.clone(), token.clone());
     let run = tokio::task::spawn_blocking(move || {
         cli(
-            &["backfill", "--url", &u, "--since", "2026-01-01", "--poll", "0.2"],
+            &[
+                "backfill",
+                "--url",
+                &u,
+                "--since",
+                "2026-01-01",
+                "--poll",
+                "0.2",
+            ],
             Some(&t),
         )
     })

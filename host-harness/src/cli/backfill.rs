@@ -67,7 +67,7 @@ pub async fn backfill(
     let admin = Admin::from_env(&args.url)?;
     let started = admin
         .call(
-            reqwest::Method::POST,
+            http::Method::POST,
             "/admin/backfill",
             Some(&json!({"since": args.since, "until": args.until})),
         )
@@ -87,8 +87,10 @@ pub async fn backfill(
     );
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} orders\n  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} orders\n  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let every = Duration::from_secs_f64(args.poll.clamp(0.1, 60.0));
     let watch = async {
@@ -103,7 +105,7 @@ pub async fn backfill(
             }
             tokio::time::sleep(every).await;
             let answer = admin
-                .call(reqwest::Method::GET, "/admin/backfill", None)
+                .call(http::Method::GET, "/admin/backfill", None)
                 .await?;
             if answer.status != 200 {
                 bail!(

@@ -39,9 +39,10 @@ pub fn rows(s: &Value) -> Vec<(String, String, String)> {
     out.push((
         "BigCommerce".into(),
         yes_no(&bc["ok"]).into(),
-        bc["error"]
-            .as_str()
-            .map_or_else(|| format!("store {}", text(&bc["store_name"])), str::to_string),
+        bc["error"].as_str().map_or_else(
+            || format!("store {}", text(&bc["store_name"])),
+            str::to_string,
+        ),
     ));
     let q = &s["quickbooks"];
     out.push((
@@ -122,9 +123,7 @@ pub fn table(rows: &[(String, String, String)]) -> String {
 /// Runs the command; returns the exit code.
 pub async fn status(args: StatusArgs) -> anyhow::Result<i32> {
     let admin = Admin::from_env(&args.url)?;
-    let answer = admin
-        .call(reqwest::Method::GET, "/admin/status", None)
-        .await?;
+    let answer = admin.call(http::Method::GET, "/admin/status", None).await?;
     if answer.status != 200 {
         bail!(
             "the connector did not report its status (HTTP {}): {}",
@@ -134,7 +133,11 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<i32> {
     }
     let rows = rows(&answer.body);
     print!("{}", table(&rows));
-    Ok(if rows.iter().any(|r| r.1 == "NO") { 2 } else { 0 })
+    Ok(if rows.iter().any(|r| r.1 == "NO") {
+        2
+    } else {
+        0
+    })
 }
 
 #[cfg(test)]
@@ -157,7 +160,10 @@ mod tests {
         let t = table(&rows(&s));
         assert!(t.starts_with("Check"), "{t}");
         assert!(t.contains("BigCommerce  ok  store Example Store"), "{t}");
-        assert!(t.contains("Webhooks     NO  no hook for store/order/created"), "{t}");
+        assert!(
+            t.contains("Webhooks     NO  no hook for store/order/created"),
+            "{t}"
+        );
         assert!(t.contains("missed in total 3"), "{t}");
         assert!(t.contains("posted 12"), "{t}");
     }

@@ -45,7 +45,10 @@ async fn admin(harness: &Harness, method: &str, path: &str, body: &str) -> anyho
         .call(
             method,
             path,
-            &[("authorization", &auth), ("content-type", "application/json")],
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
             body.as_bytes().to_vec(),
         )
         .await?;
@@ -167,7 +170,10 @@ async fn main() -> anyhow::Result<()> {
         if s["last_run_at"] != before["last_run_at"] && s["running"] == false {
             break s;
         }
-        anyhow::ensure!(watch.elapsed() < Duration::from_secs(60), "no sweep ran: {s}");
+        anyhow::ensure!(
+            watch.elapsed() < Duration::from_secs(60),
+            "no sweep ran: {s}"
+        );
     };
     let lists = bc
         .control()
@@ -203,7 +209,10 @@ async fn main() -> anyhow::Result<()> {
         if s["last_run_at"] != before["last_run_at"] && s["running"] == false {
             break s;
         }
-        anyhow::ensure!(watch.elapsed() < Duration::from_secs(120), "no sweep ran: {s}");
+        anyhow::ensure!(
+            watch.elapsed() < Duration::from_secs(120),
+            "no sweep ran: {s}"
+        );
     };
     let lists = bc
         .control()
