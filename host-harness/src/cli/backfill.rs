@@ -67,7 +67,7 @@ pub async fn backfill(
     let admin = Admin::from_env(&args.url)?;
     let started = admin
         .call(
-            reqwest::Method::POST,
+            http::Method::POST,
             "/admin/backfill",
             Some(&json!({"since": args.since, "until": args.until})),
         )
@@ -105,7 +105,7 @@ pub async fn backfill(
             }
             tokio::time::sleep(every).await;
             let answer = admin
-                .call(reqwest::Method::GET, "/admin/backfill", None)
+                .call(http::Method::GET, "/admin/backfill", None)
                 .await?;
             if answer.status != 200 {
                 bail!(

@@ -4,6 +4,10 @@
 //!
 //! The admin token comes from `ML_ADMIN_TOKEN` only (a flag would land in shell history and
 //! process lists). Every failure ends the command with a non-zero exit and the reason.
+//!
+//! HTTP goes through the host's own outbound stack (hyper with rustls on ring and the webpki
+//! roots, [`crate::outbound`]), not reqwest: enabling reqwest's TLS would either build aws-lc
+//! or require a crypto provider in every process of the workspace (its features unify).
 
 mod backfill;
 mod status;
@@ -11,6 +15,8 @@ mod status;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
 pub use backfill::{BackfillArgs, backfill};
@@ -23,7 +29,10 @@ pub const TOKEN_VAR: &str = "ML_ADMIN_TOKEN";
 pub struct Admin {
     base: String,
     token: String,
-    http: reqwest::Client,
+    http: hyper_util::client::legacy::Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        Full<Bytes>,
+    >,
 }
 
 impl std::fmt::Debug for Admin {
@@ -65,12 +74,16 @@ impl Admin {
         if !matches!(parsed.scheme(), "http" | "https") {
             bail!("--url `{url}` must start with https:// (or http:// for a local connector)");
         }
-        // reqwest's rustls needs a process-wide crypto provider; ring, as the host uses.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("cannot build the HTTP client")?;
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https);
         Ok(Admin {
             base: url.trim_end_matches('/').to_string(),
             token: token.trim().to_string(),
@@ -81,27 +94,37 @@ impl Admin {
     /// Sends one admin request; a transport failure is an error naming the URL.
     pub async fn call(
         &self,
-        method: reqwest::Method,
+        method: http::Method,
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Answer> {
         let url = format!("{}{path}", self.base);
-        let mut req = self
-            .http
-            .request(method.clone(), &url)
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req
-            .send()
+        let mut req = http::Request::builder()
+            .method(method.clone())
+            .uri(&url)
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("accept", "application/json");
+        let bytes = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Bytes::from(serde_json::to_vec(b)?)
+            }
+            None => Bytes::new(),
+        };
+        let req = req
+            .body(Full::new(bytes))
+            .with_context(|| format!("`{url}` is not a valid request URL"))?;
+        let exchange = async {
+            let resp = self.http.request(req).await?;
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, body))
+        };
+        let (status, text) = tokio::time::timeout(Duration::from_secs(30), exchange)
             .await
+            .map_err(|_| anyhow!("the connector at {url} did not answer within 30 s"))?
             .with_context(|| format!("cannot reach the connector at {url}"))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .with_context(|| format!("reading the answer of {method} {url}"))?;
+        let text = String::from_utf8_lossy(&text).into_owned();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status == 401 {
             bail!(

@@ -123,9 +123,7 @@ pub fn table(rows: &[(String, String, String)]) -> String {
 /// Runs the command; returns the exit code.
 pub async fn status(args: StatusArgs) -> anyhow::Result<i32> {
     let admin = Admin::from_env(&args.url)?;
-    let answer = admin
-        .call(reqwest::Method::GET, "/admin/status", None)
-        .await?;
+    let answer = admin.call(http::Method::GET, "/admin/status", None).await?;
     if answer.status != 200 {
         bail!(
             "the connector did not report its status (HTTP {}): {}",

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::host::{Host, KvError};
 use crate::jobs::bulk::{self, Batch, Cursor, Freshness, Item, Listing, Source};
-use crate::jobs::run::RunResult;
+use crate::jobs::run::{self, RunResult, Trigger};
 use crate::models::bigcommerce::{self, OrderListQuery, OrderSort, OrderSummary, PAGE_LIMIT};
 use crate::sync::failure::{self, Failure, Retryability};
 use crate::sync::pace;
@@ -538,7 +538,14 @@ pub fn eligibility(row: &OrderSummary, posted: bool) -> bool {
 fn settle(host: &mut dyn Host, control: &Control, p: &mut Progress) -> Result<(), KvError> {
     let mut still = Vec::new();
     for id in std::mem::take(&mut p.unsettled) {
-        let state = store::load_record(host, Entity::Order, &id.to_string())?.map(|r| r.state);
+        let key = id.to_string();
+        let mut state = store::load_record(host, Entity::Order, &key)?.map(|r| r.state);
+        if state == Some(State::Pending) {
+            // Left pending by a worker that died: run it now (a live worker keeps it busy).
+            if let RunResult::Ran(s) = run::sync(host, Entity::Order, &key, Trigger::Due)? {
+                state = Some(s);
+            }
+        }
         match state {
             Some(State::Posted) => p.orders_posted += 1,
             Some(State::Failed) => p.orders_failed += 1,

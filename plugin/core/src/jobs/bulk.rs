@@ -319,16 +319,12 @@ fn drain_one(host: &mut dyn Host, report: &mut SliceReport) -> Result<Step, KvEr
         }
         let event = batch.event(&item);
         let id = item.id.to_string();
-        let result = match run::sync(host, batch.entity, &id, Trigger::Event(event)) {
-            Ok(r) => r,
-            Err(e) => {
-                host.log(
-                    LogLevel::Warn,
-                    &format!("bulk sync of {} {id} could not run: {e}", batch.entity),
-                );
-                return Err(e);
-            }
-        };
+        let result = run_queued(host, batch.entity, &id, event).inspect_err(|e| {
+            host.log(
+                LogLevel::Warn,
+                &format!("bulk sync of {} {id} could not run: {e}", batch.entity),
+            );
+        })?;
         report.ran += 1;
         match batch.source {
             Source::Backfill => {
@@ -339,6 +335,21 @@ fn drain_one(host: &mut dyn Host, report: &mut SliceReport) -> Result<Step, KvEr
         cursor.index += 1;
         store::cache_set(host, CURSOR_KEY, &cursor)?;
         return Ok(Step::Progress);
+    }
+}
+
+/// Runs one queued entity through the webhook job. When its record already has this event
+/// but is still `pending` (the slice that ran it died mid-job), the job is run as due: its
+/// lease is free, so nobody else is working on it.
+pub fn run_queued(
+    host: &mut dyn Host,
+    entity: Entity,
+    id: &str,
+    event: EventRef,
+) -> Result<RunResult, KvError> {
+    match run::sync(host, entity, id, Trigger::Event(event))? {
+        RunResult::NothingToDo(State::Pending) => run::sync(host, entity, id, Trigger::Due),
+        other => Ok(other),
     }
 }
 
