@@ -242,7 +242,11 @@ async fn each_order_delivered_to_every_instance_at_once_and_again_makes_one_invo
     assert_eq!(status["records"]["failed"], 0, "{status}");
     assert_eq!(status["records"]["retrying"], 0, "{status}");
     for id in &ids {
-        assert_eq!(cluster.invoices_for(*id), 1, "order {id} has exactly one invoice");
+        assert_eq!(
+            cluster.invoices_for(*id),
+            1,
+            "order {id} has exactly one invoice"
+        );
     }
     assert_eq!(cluster.qbo.invoice_count(), ids.len());
 }
@@ -275,14 +279,10 @@ async fn an_expired_token_is_refreshed_once_for_jobs_racing_on_three_instances()
             cluster.bc.put_order(order(*id));
         }
         // Spread over the instances, all at once: each instance's jobs find the token expired.
-        let sent = futures::future::join_all(
-            ids.iter()
-                .enumerate()
-                .map(|(k, id)| {
-                    let cluster = &cluster;
-                    async move { cluster.webhook(k % 3, &created_hook(*id)).await }
-                }),
-        )
+        let sent = futures::future::join_all(ids.iter().enumerate().map(|(k, id)| {
+            let cluster = &cluster;
+            async move { cluster.webhook(k % 3, &created_hook(*id)).await }
+        }))
         .await;
         assert!(sent.iter().all(|s| *s == 200), "{sent:?}");
         cluster.wait_posted(1, &ids, WAIT).await;

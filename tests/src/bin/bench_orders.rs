@@ -209,8 +209,16 @@ async fn main() -> anyhow::Result<()> {
             _ => positional.push(arg),
         }
     }
-    let orders: u64 = positional.first().map(|s| s.parse()).transpose()?.unwrap_or(2000);
-    let concurrency: usize = positional.get(1).map(|s| s.parse()).transpose()?.unwrap_or(32);
+    let orders: u64 = positional
+        .first()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(2000);
+    let concurrency: usize = positional
+        .get(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(32);
     anyhow::ensure!(
         kv_kind == "sqlite" || kv_kind == "redis",
         "--kv takes sqlite or redis"
