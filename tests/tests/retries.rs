@@ -308,8 +308,9 @@ async fn replay_after_the_invoice_was_deleted_in_quickbooks_recreates_it_once_an
 /// The host dies right when it stores the link to the invoice QuickBooks just created: the
 /// storage refuses that write and every write after it (lease release included), as a crash
 /// would leave things. After a restart on the same data the scheduler finds the invoice and
-/// links it. The dead host's entity lease has to expire first (ENTITY_LEASE_MS, 20 s, renewed
-/// while a job runs): that is the product's recovery time, not a test delay.
+/// links it. The event's guard entry comes due 30 s after the acknowledgement, by when the dead
+/// host's entity lease (ENTITY_LEASE_MS, 20 s, renewed only while a job runs) has expired: that
+/// is the product's recovery time, not a test delay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_quickbooks_created_the_invoice_but_before_the_link_was_stored_ends_with_one_invoice_after_restart()
  {
