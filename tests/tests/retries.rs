@@ -308,8 +308,9 @@ async fn replay_after_the_invoice_was_deleted_in_quickbooks_recreates_it_once_an
 /// The host dies right when it stores the link to the invoice QuickBooks just created: the
 /// storage refuses that write and every write after it (lease release included), as a crash
 /// would leave things. After a restart on the same data the scheduler finds the invoice and
-/// links it. The dead host's entity lease has to expire first (ENTITY_LEASE_MS, 120 s), so
-/// this test takes about two minutes: that is the product's recovery time, not a test delay.
+/// links it. The event's guard entry comes due 30 s after the acknowledgement, by when the dead
+/// host's entity lease (ENTITY_LEASE_MS, 20 s, renewed only while a job runs) has expired: that
+/// is the product's recovery time, not a test delay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_quickbooks_created_the_invoice_but_before_the_link_was_stored_ends_with_one_invoice_after_restart()
  {
@@ -398,7 +399,7 @@ async fn a_crash_after_quickbooks_created_the_invoice_but_before_the_link_was_st
 }
 
 /// The create reaches QuickBooks, which makes the invoice, but the answer never comes back: the
-/// connection hangs past the connector's own timeout (20 s: connect + first byte). The retry
+/// connection hangs past the connector's own deadline (15 s for the whole request). The retry
 /// must not make a second invoice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_create_response_is_retried_with_the_same_requestid_and_never_duplicates() {
@@ -451,7 +452,7 @@ async fn a_lost_create_response_is_retried_with_the_same_requestid_and_never_dup
     );
 }
 
-/// A QuickBooks 429 makes the record wait at least 60 s (CONTRACT §3). Waiting that out would
+/// A QuickBooks 429 without `Retry-After` makes the record wait 60 s (CONTRACT §3). Waiting that out would
 /// make the test slow, so after checking the schedule the test uses the operator's route to
 /// run the record now (`POST /admin/replay`), which is what an operator would do; the product
 /// itself is not bypassed.

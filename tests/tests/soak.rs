@@ -5,13 +5,12 @@
 //! Injected faults (per API request, seeded, so a run is reproducible up to request order):
 //! - 5 % server errors (500/502/503) on BigCommerce and QuickBooks API paths;
 //! - 2 % rate limits, as BigCommerce 429s with `X-Rate-Limit-Time-Reset-Ms: 1000`. QuickBooks
-//!   429s are left out on purpose: the contract makes every QuickBooks 429 wait at least 60 s
-//!   (`failure::classify_quickbooks` enforces it whatever `Retry-After` says), which would make
-//!   the soak minutes long; `retries.rs` covers that path on its own;
+//!   429s are left out on purpose: a 429 without `Retry-After` waits 60 s (CONTRACT §3), which
+//!   would make the soak minutes long; `retries.rs` covers that path on its own;
 //! - 1 % "timeouts" as lost answers: the simulator does the work (an invoice or customer is
 //!   created), then answers 504 instead of the real response (`FaultAction::AfterHandler` with
-//!   no hang). A true client timeout costs the connector's fixed 20 s (5 s connect + 15 s first
-//!   byte, no knob), far too slow for ~30 requests; `retries.rs` has one real timeout.
+//!   no hang). A true client timeout costs the connector's fixed 15 s deadline (no knob), far
+//!   too slow for ~30 requests; `retries.rs` has one real timeout.
 //!
 //! The QuickBooks simulator's own concurrency throttle (10 in flight, then 429) is raised: it
 //! would add QuickBooks 429s (60 s each) on top of the injected share.

@@ -4,19 +4,25 @@
 use chrono::{DateTime, Utc};
 use ml_core::host::{CasOutcome, Host, KvError, LogLevel};
 use ml_core::http::{HttpRequest, HttpResponse, TransportError};
+use wasi::clocks::monotonic_clock;
 use wasi::http::types::{
     ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
 };
+use wasi::io::poll::poll;
 
 use crate::bindings::wasi::config::store as config;
 use crate::bindings::wasi::keyvalue::{atomics, store};
 
 /// The label Spin always provides (ARCHITECTURE decision 4).
 const BUCKET: &str = "default";
-/// Upstream calls that take longer than this are treated as timeouts (and retried later).
-const CONNECT_TIMEOUT_NS: u64 = 5_000_000_000;
-const FIRST_BYTE_TIMEOUT_NS: u64 = 15_000_000_000;
-const BETWEEN_BYTES_TIMEOUT_NS: u64 = 15_000_000_000;
+/// Upstream calls that take longer than these are timeouts (retried later). They come from
+/// the core, whose leases are sized above them: the whole request, response body included, is
+/// cut off at `UPSTREAM_DEADLINE_MS` by this adapter itself, whatever the host honours.
+const MS: u64 = 1_000_000;
+const CONNECT_TIMEOUT_NS: u64 = ml_core::http::UPSTREAM_CONNECT_TIMEOUT_MS * MS;
+const FIRST_BYTE_TIMEOUT_NS: u64 = ml_core::http::UPSTREAM_FIRST_BYTE_TIMEOUT_MS * MS;
+const BETWEEN_BYTES_TIMEOUT_NS: u64 = ml_core::http::UPSTREAM_BETWEEN_BYTES_TIMEOUT_MS * MS;
+const DEADLINE_NS: u64 = ml_core::http::UPSTREAM_DEADLINE_MS * MS;
 /// Upstream responses larger than this are cut off (an order is a few KiB).
 const MAX_UPSTREAM_BODY: usize = 4 << 20;
 
@@ -46,6 +52,45 @@ fn kv_err(e: store::Error) -> KvError {
         store::Error::AccessDenied => "access to the key-value store was denied".to_string(),
         store::Error::Other(m) => m,
     })
+}
+
+/// Reads up to `limit` bytes of an upstream response body, giving up at `deadline`
+/// (monotonic-clock nanoseconds).
+fn read_body_until(
+    body: IncomingBody,
+    limit: usize,
+    deadline: u64,
+) -> Result<Vec<u8>, TransportError> {
+    let stream = body
+        .stream()
+        .map_err(|()| TransportError::Other("body stream unavailable".into()))?;
+    let mut out = Vec::new();
+    let mut timed_out = false;
+    while out.len() < limit {
+        let ready = {
+            let data = stream.subscribe();
+            let timer = monotonic_clock::subscribe_instant(deadline);
+            poll(&[&data, &timer])
+        };
+        if !ready.contains(&0) {
+            timed_out = true;
+            break;
+        }
+        let want = (limit - out.len()).min(64 * 1024) as u64;
+        match stream.read(want) {
+            Ok(chunk) => out.extend_from_slice(&chunk),
+            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
+                return Err(TransportError::Other(e.to_debug_string()));
+            }
+        }
+    }
+    drop(stream);
+    drop(body);
+    if timed_out {
+        return Err(TransportError::Timeout);
+    }
+    Ok(out)
 }
 
 /// Reads up to `limit` bytes of an incoming body.
@@ -88,6 +133,7 @@ fn transport_error(code: &ErrorCode) -> TransportError {
 }
 
 fn send(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+    let deadline = monotonic_clock::now().saturating_add(DEADLINE_NS);
     let url = url_parts(&request.url)
         .ok_or_else(|| TransportError::Other(format!("bad URL {}", request.url)))?;
     let headers = Fields::new();
@@ -131,7 +177,15 @@ fn send(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         drop(stream);
     }
     OutgoingBody::finish(body, None).map_err(|e| transport_error(&e))?;
-    pending.subscribe().block();
+    let answered = {
+        let response = pending.subscribe();
+        let timer = monotonic_clock::subscribe_instant(deadline);
+        poll(&[&response, &timer]).contains(&0)
+    };
+    if !answered {
+        // Dropping the pending response abandons the request.
+        return Err(TransportError::Timeout);
+    }
     let response = match pending.get() {
         Some(Ok(Ok(r))) => r,
         Some(Ok(Err(e))) => return Err(transport_error(&e)),
@@ -145,7 +199,7 @@ fn send(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
         .collect();
     let body = match response.consume() {
-        Ok(b) => read_body(b, MAX_UPSTREAM_BODY).map_err(TransportError::Other)?,
+        Ok(b) => read_body_until(b, MAX_UPSTREAM_BODY, deadline)?,
         Err(()) => Vec::new(),
     };
     Ok(HttpResponse {

@@ -681,6 +681,12 @@ mod tests {
     }
 
     #[test]
+    fn the_refresh_lease_outlives_a_token_request_and_waiting_for_it_fits_in_a_job_lease() {
+        assert!(REFRESH_LEASE_MS >= crate::http::UPSTREAM_DEADLINE_MS as i64 + 5_000);
+        assert!((REFRESH_WAIT_MS as i64) < store::ENTITY_LEASE_MS);
+    }
+
+    #[test]
     fn a_refresh_waiter_after_an_invalid_grant_does_not_ask_intuit_again() {
         let mut h = host();
         let kr = keyring();

@@ -187,6 +187,24 @@ mod tests {
     }
 
     #[test]
+    fn every_lease_outlives_one_step_and_a_dead_workers_lease_ends_well_within_a_minute() {
+        use crate::http::{
+            UPSTREAM_CONNECT_TIMEOUT_MS, UPSTREAM_DEADLINE_MS, UPSTREAM_FIRST_BYTE_TIMEOUT_MS,
+        };
+        assert!(
+            UPSTREAM_CONNECT_TIMEOUT_MS + UPSTREAM_FIRST_BYTE_TIMEOUT_MS <= UPSTREAM_DEADLINE_MS
+        );
+        // A step is one upstream request (renewed before it) or one wait (renewed during it);
+        // a few seconds of margin cover the KV calls around it.
+        for ttl in [store::ENTITY_LEASE_MS, crate::sync::resolve::LINK_LEASE_MS] {
+            assert!(ttl >= UPSTREAM_DEADLINE_MS as i64 + 5_000, "{ttl}");
+        }
+        // CONTRACT §5: posted within 60 s of the host running again — the dead worker's lease,
+        // then a scheduler tick (15 s) and the run itself.
+        assert!(store::ENTITY_LEASE_MS + 15_000 + UPSTREAM_DEADLINE_MS as i64 <= 60_000);
+    }
+
+    #[test]
     fn renewing_extends_the_lease_and_fails_once_someone_else_took_it() {
         let mut h = FakeHost::new(t0());
         let guard = store::try_acquire(&mut h, "lease/x", 20_000)

@@ -639,6 +639,19 @@ mod tests {
     }
 
     #[test]
+    fn a_record_remembers_a_bounded_number_of_bounded_event_keys() {
+        let mut rec = SyncRecord::new(Entity::Order, "1", t0());
+        let scope = format!("store/order/{}", "x".repeat(116)); // the longest scope accepted
+        for i in 0..500 {
+            let hash = format!("{i:0>128}");
+            assert!(rec.received(&scope, &hash, Some(i64::MAX), t0()));
+        }
+        assert_eq!(rec.recent_hashes.len(), RECENT_HASHES);
+        assert!(rec.recent_hashes.iter().all(|k| k.len() <= 128 + 128 + 21));
+        assert!(rec.audit.len() <= MAX_AUDIT);
+    }
+
+    #[test]
     fn skipped_and_replayed_records_are_audited() {
         let mut rec = SyncRecord::new(Entity::Order, "1", t0());
         rec.skipped("incomplete order (status 0)", t0());
