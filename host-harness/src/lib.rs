@@ -8,6 +8,7 @@
 //! depend on by accident.
 
 pub mod config;
+pub mod deadline;
 pub mod demo;
 pub mod kv;
 pub mod manifest;

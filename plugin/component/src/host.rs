@@ -48,11 +48,19 @@ fn kv_err(e: store::Error) -> KvError {
     })
 }
 
+/// Why a body could not be read.
+pub struct ReadError {
+    /// The host gave up waiting for the rest of the body (a deadline passed).
+    pub timed_out: bool,
+    pub message: String,
+}
+
 /// Reads up to `limit` bytes of an incoming body.
-pub fn read_body(body: IncomingBody, limit: usize) -> Result<Vec<u8>, String> {
-    let stream = body
-        .stream()
-        .map_err(|()| "body stream unavailable".to_string())?;
+pub fn read_body(body: IncomingBody, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let stream = body.stream().map_err(|()| ReadError {
+        timed_out: false,
+        message: "body stream unavailable".to_string(),
+    })?;
     let mut out = Vec::new();
     while out.len() < limit {
         let want = (limit - out.len()).min(64 * 1024) as u64;
@@ -60,7 +68,16 @@ pub fn read_body(body: IncomingBody, limit: usize) -> Result<Vec<u8>, String> {
             Ok(chunk) => out.extend_from_slice(&chunk),
             Err(wasi::io::streams::StreamError::Closed) => break,
             Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
-                return Err(e.to_debug_string());
+                let code = wasi::http::types::http_error_code(&e);
+                return Err(ReadError {
+                    timed_out: code.as_ref().is_some_and(|c| {
+                        matches!(transport_error(c), TransportError::Timeout)
+                    }),
+                    message: match code {
+                        Some(c) => format!("{c:?}"),
+                        None => e.to_debug_string(),
+                    },
+                });
             }
         }
     }
@@ -73,7 +90,8 @@ fn transport_error(code: &ErrorCode) -> TransportError {
     match code {
         ErrorCode::ConnectionTimeout
         | ErrorCode::ConnectionReadTimeout
-        | ErrorCode::ConnectionWriteTimeout => TransportError::Timeout,
+        | ErrorCode::ConnectionWriteTimeout
+        | ErrorCode::HttpResponseTimeout => TransportError::Timeout,
         ErrorCode::ConnectionRefused
         | ErrorCode::DestinationNotFound
         | ErrorCode::DestinationUnavailable
@@ -145,7 +163,13 @@ fn send(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
         .collect();
     let body = match response.consume() {
-        Ok(b) => read_body(b, MAX_UPSTREAM_BODY).map_err(TransportError::Other)?,
+        Ok(b) => read_body(b, MAX_UPSTREAM_BODY).map_err(|e| {
+            if e.timed_out {
+                TransportError::Timeout
+            } else {
+                TransportError::Other(format!("reading the response body: {}", e.message))
+            }
+        })?,
         Err(()) => Vec::new(),
     };
     Ok(HttpResponse {
