@@ -97,6 +97,8 @@ pub fn engine_with(limits: &Limits) -> anyhow::Result<Engine> {
     pooling.total_tables(instances * 2);
     pooling.max_memory_size(MAX_MEMORY_BYTES);
     pooling.total_core_instances(instances * 4);
+    // Each instance runs its guest on a fiber stack from the pool (2 MiB each by default).
+    pooling.total_stacks(instances);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     let engine = Engine::new(&config)?;
     let weak = engine.weak();

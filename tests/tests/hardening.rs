@@ -60,21 +60,38 @@ impl RawResponse {
     }
 }
 
-/// Reads one response (head, then a `content-length` body); `None` if the connection closes
-/// before a whole one arrives.
-async fn read_response(stream: &mut TcpStream) -> Option<RawResponse> {
-    let mut buf = Vec::new();
+/// Reads more from `stream` into `buf` until `done(buf)` holds; `None` if the connection
+/// closes first.
+async fn fill(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    done: impl Fn(&[u8]) -> bool,
+) -> Option<()> {
     let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
+    while !done(buf) {
         let n = stream.read(&mut chunk).await.ok()?;
         if n == 0 {
             return None;
         }
         buf.extend_from_slice(&chunk[..n]);
-    };
+    }
+    Some(())
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
+}
+
+/// Reads one response: the head, then a `content-length` or chunked body. `None` if the
+/// connection closes before a whole one arrives.
+async fn read_response(stream: &mut TcpStream) -> Option<RawResponse> {
+    let mut buf = Vec::new();
+    fill(stream, &mut buf, |b| find(b, b"\r\n\r\n", 0).is_some()).await?;
+    let head_end = find(&buf, b"\r\n\r\n", 0)? + 4;
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut lines = head.split("\r\n");
     let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
@@ -82,21 +99,37 @@ async fn read_response(stream: &mut TcpStream) -> Option<RawResponse> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + length {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
+    let value = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.to_ascii_lowercase())
+    };
+    let mut body = Vec::new();
+    if value("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        let mut at = head_end;
+        loop {
+            fill(stream, &mut buf, |b| find(b, b"\r\n", at).is_some()).await?;
+            let line_end = find(&buf, b"\r\n", at)?;
+            let size_text = String::from_utf8_lossy(&buf[at..line_end]).into_owned();
+            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+            at = line_end + 2;
+            if size == 0 {
+                break;
+            }
+            fill(stream, &mut buf, |b| b.len() >= at + size + 2).await?;
+            body.extend_from_slice(&buf[at..at + size]);
+            at += size + 2;
         }
-        buf.extend_from_slice(&chunk[..n]);
+    } else {
+        let length: usize = value("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        fill(stream, &mut buf, |b| b.len() >= head_end + length).await?;
+        body.extend_from_slice(&buf[head_end..head_end + length]);
     }
-    let body = &buf[head_end..head_end + length];
-    let json = serde_json::from_slice(body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
+    let json = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     Some(RawResponse {
         status,
         headers,

@@ -925,3 +925,33 @@ async fn company_info_preferences_and_unknown_routes() {
     assert!(resp.text().await.unwrap().contains("GET /v2/nowhere"));
     assert!(api.sim.control().calls_to("/v2/nowhere") >= 1);
 }
+
+#[tokio::test]
+async fn a_stall_body_fault_sends_the_head_and_half_the_body_then_cuts_the_connection() {
+    let api = Api::start().await;
+    api.sim.control().inject(FaultRule {
+        method: None,
+        path_contains: "/query".into(),
+        remaining: 1,
+        action: FaultAction::StallBody { ms: 200 },
+    });
+    let resp = api
+        .http
+        .get(with_query(&api.url("query"), &[("query", "SELECT * FROM Class")]))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("the head arrives");
+    assert_eq!(resp.status(), StatusCode::OK, "the real handler's status");
+    let declared = resp.content_length().expect("the full length is declared");
+    assert!(declared > 0);
+    assert!(
+        resp.bytes().await.is_err(),
+        "the body is cut short after the stall"
+    );
+    let logged = api.sim.control().requests();
+    assert!(logged.last().is_some_and(|r| r.faulted), "{logged:?}");
+    // The next request is answered whole.
+    let (status, _) = api.query("SELECT * FROM Class").await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -285,7 +285,7 @@ async fn slow_clients(opts: SlowClients) -> anyhow::Result<()> {
     let kv: Arc<dyn KvBackend> = Arc::new(MemoryBackend::default());
     let harness = Arc::new(Harness::new(&engine, &component, app, kv)?);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let running = server::serve(harness, listener, server::ServeOptions::default())?;
+    let running = server::serve(harness.clone(), listener, server::ServeOptions::default())?;
     let addr = running.addr;
     let health = "GET /health HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n";
     match raw_request(addr, health, Duration::from_secs(30)).await? {
@@ -339,6 +339,11 @@ async fn slow_clients(opts: SlowClients) -> anyhow::Result<()> {
     );
     // Let the server pick every one of them up before probing.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    println!(
+        "instances alive: {} (limit {})",
+        harness.live_instances(),
+        harness.limits().max_concurrent
+    );
     for probe in 1..=3 {
         match raw_request(addr, health, Duration::from_secs(30)).await? {
             Some((status, took)) => {

@@ -68,15 +68,21 @@ pub fn read_body(body: IncomingBody, limit: usize) -> Result<Vec<u8>, ReadError>
             Ok(chunk) => out.extend_from_slice(&chunk),
             Err(wasi::io::streams::StreamError::Closed) => break,
             Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
-                let code = wasi::http::types::http_error_code(&e);
-                return Err(ReadError {
-                    timed_out: code.as_ref().is_some_and(|c| {
-                        matches!(transport_error(c), TransportError::Timeout)
-                    }),
-                    message: match code {
-                        Some(c) => format!("{c:?}"),
-                        None => e.to_debug_string(),
+                // A host may fail a body stream with an error that carries no `error-code`
+                // (wasmtime's does): then its text is all there is to tell a timeout by.
+                return Err(match wasi::http::types::http_error_code(&e) {
+                    Some(code) => ReadError {
+                        timed_out: matches!(transport_error(&code), TransportError::Timeout),
+                        message: format!("{code:?}"),
                     },
+                    None => {
+                        let message = e.to_debug_string();
+                        let lower = message.to_ascii_lowercase();
+                        ReadError {
+                            timed_out: lower.contains("timeout") || lower.contains("timed out"),
+                            message,
+                        }
+                    }
                 });
             }
         }
