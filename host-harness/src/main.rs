@@ -194,7 +194,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if demo_mode {
         if args.limits.limits() != server::Limits::default() {
-            tracing::warn!("the demo runs with the default limits; the limit flags apply to real serving");
+            tracing::warn!(
+                "the demo runs with the default limits; the limit flags apply to real serving"
+            );
         }
         let opts = DemoOptions {
             manifest: args.manifest.clone(),

@@ -32,9 +32,9 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::config::{VariableSource, Variables, expand};
+use crate::deadline::TimedBody;
 use crate::kv::{KvBackend, KvState};
 use crate::manifest::Manifest;
-use crate::deadline::TimedBody;
 use crate::outbound::{AllowList, HostPattern, OutboundHooks, OutboundTimeouts};
 use crate::state::HostState;
 
@@ -355,10 +355,8 @@ impl Harness {
                         self.limits.response_timeout.as_secs()
                     ),
                 );
-                resp.headers_mut().insert(
-                    "retry-after",
-                    hyper::header::HeaderValue::from_static("5"),
-                );
+                resp.headers_mut()
+                    .insert("retry-after", hyper::header::HeaderValue::from_static("5"));
                 Ok(resp)
             }
         }
@@ -419,10 +417,8 @@ fn overloaded_response(limit: u32) -> hyper::Response<HyperOutgoingBody> {
              retry in a few seconds"
         ),
     );
-    resp.headers_mut().insert(
-        "retry-after",
-        hyper::header::HeaderValue::from_static("2"),
-    );
+    resp.headers_mut()
+        .insert("retry-after", hyper::header::HeaderValue::from_static("2"));
     resp
 }
 
@@ -625,8 +621,7 @@ mod tests {
                     flag.store(true, std::sync::atomic::Ordering::SeqCst);
                 });
                 let result = async {
-                    let instance =
-                        wasmtime::Instance::new_async(&mut store, &module, &[]).await?;
+                    let instance = wasmtime::Instance::new_async(&mut store, &module, &[]).await?;
                     let spin = instance.get_typed_func::<(), ()>(&mut store, "spin")?;
                     spin.call_async(&mut store, ()).await
                 }
@@ -657,7 +652,10 @@ mod tests {
     fn a_looping_guest_lets_other_tasks_on_its_thread_run_until_it_is_interrupted() {
         let ran = run_guest(Duration::from_millis(500));
         assert!(ran.result.is_err(), "interrupted at its deadline");
-        assert!(ran.others_ran, "another task ran while the guest was looping");
+        assert!(
+            ran.others_ran,
+            "another task ran while the guest was looping"
+        );
     }
 
     #[test]

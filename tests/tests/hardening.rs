@@ -169,31 +169,44 @@ async fn a_webhook_with_a_wrong_secret_is_refused_without_waiting_for_its_body()
     );
 }
 
+/// One kind of slow client: where it posts, what it sends, the status it should get at once.
+struct SlowKind {
+    method: &'static str,
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    expected: u16,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_slow_body_clients_than_the_instance_pool_do_not_stop_health_from_answering() {
     // More than the 1000 instances `server::engine()` pools.
     const CLIENTS: usize = 1100;
     let env = TestEnv::start(TestOptions::default().without_webhooks()).await;
-    let kinds: [(&str, &str, &[(&str, &str)], u16); 3] = [
-        (
-            "POST",
-            "/webhooks/bigcommerce",
-            &[(WEBHOOK_SECRET_HEADER, "not-the-secret")],
-            401,
-        ),
-        (
-            "PUT",
-            "/admin/mapping",
-            &[("authorization", "Bearer not-the-token")],
-            401,
-        ),
-        ("GET", "/health", &[], 200),
+    let kinds = [
+        SlowKind {
+            method: "POST",
+            path: "/webhooks/bigcommerce",
+            headers: &[(WEBHOOK_SECRET_HEADER, "not-the-secret")],
+            expected: 401,
+        },
+        SlowKind {
+            method: "PUT",
+            path: "/admin/mapping",
+            headers: &[("authorization", "Bearer not-the-token")],
+            expected: 401,
+        },
+        SlowKind {
+            method: "GET",
+            path: "/health",
+            headers: &[],
+            expected: 200,
+        },
     ];
     let mut clients = Vec::with_capacity(CLIENTS);
     for i in 0..CLIENTS {
-        let (method, path, headers, expected) = kinds[i % kinds.len()];
-        let conn = send_head(env.addr(), method, path, headers, 65536).await;
-        clients.push((conn, method, path, expected));
+        let kind = &kinds[i % kinds.len()];
+        let conn = send_head(env.addr(), kind.method, kind.path, kind.headers, 65536).await;
+        clients.push((conn, kind.method, kind.path, kind.expected));
     }
     // Every slow client is still connected, none has sent a byte of its body.
     let health = within(

@@ -291,6 +291,7 @@ pub async fn fault_layer(State(ctl): State<Control>, req: Request, next: Next) -
             let bytes = axum::body::to_bytes(body, usize::MAX)
                 .await
                 .unwrap_or_default();
+            parts.headers.remove(axum::http::header::TRANSFER_ENCODING);
             parts.headers.insert(
                 axum::http::header::CONTENT_LENGTH,
                 HeaderValue::from(bytes.len()),

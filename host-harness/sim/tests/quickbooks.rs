@@ -937,7 +937,10 @@ async fn a_stall_body_fault_sends_the_head_and_half_the_body_then_cuts_the_conne
     });
     let resp = api
         .http
-        .get(with_query(&api.url("query"), &[("query", "SELECT * FROM Class")]))
+        .get(with_query(
+            &api.url("query"),
+            &[("query", "SELECT * FROM Class")],
+        ))
         .bearer_auth(&api.token)
         .send()
         .await

@@ -87,9 +87,7 @@ fn read_head(request: &IncomingRequest) -> app::Request {
 
 /// Reads at most `MAX_BODY + 1` bytes of the body (enough for the core to tell that a body is
 /// too large without buffering all of it). A body the host stopped waiting for is a 408.
-fn read_request_body(
-    request: IncomingRequest,
-) -> Result<Vec<u8>, ml_core::http::HttpResponse> {
+fn read_request_body(request: IncomingRequest) -> Result<Vec<u8>, ml_core::http::HttpResponse> {
     let Ok(body) = request.consume() else {
         return Ok(Vec::new());
     };

@@ -102,6 +102,7 @@ pub enum Precheck {
 /// authenticated routes check the admin bearer first (the same answers [`handle`] gives), and
 /// routes that need no credentials use no body. The adapter calls this before reading, so a
 /// client that announces a body and never sends it cannot hold the connector up unauthenticated.
+/// A new route that takes a body must be authenticated here too, or it will get none.
 pub fn precheck(req: &Request, host: &mut dyn Host) -> Precheck {
     let declared = req
         .header("content-length")

@@ -48,7 +48,10 @@ fn a_webhook_with_a_wrong_secret_is_refused_before_its_body_is_read() {
     let req = head(
         "POST",
         "/webhooks/bigcommerce",
-        &[("x-ml-webhook-secret", "wrong"), ("content-length", "65536")],
+        &[
+            ("x-ml-webhook-secret", "wrong"),
+            ("content-length", "65536"),
+        ],
     );
     let resp = refused(app::precheck(&req, &mut host));
     assert_eq!(resp.status, 401);
@@ -104,7 +107,11 @@ fn a_webhook_is_refused_when_the_secret_variable_is_unset() {
 #[test]
 fn admin_routes_check_the_bearer_before_the_body_is_read() {
     let mut host = host();
-    for path in ["/admin/mapping", "/admin/records", "/oauth/quickbooks/connect"] {
+    for path in [
+        "/admin/mapping",
+        "/admin/records",
+        "/oauth/quickbooks/connect",
+    ] {
         let resp = refused(app::precheck(
             &head("PUT", path, &[("content-length", "65536")]),
             &mut host,
@@ -161,7 +168,11 @@ fn a_declared_body_over_the_limit_is_refused_on_every_route_without_reading_it()
             "/webhooks/bigcommerce",
             vec![("x-ml-webhook-secret", SECRET)],
         ),
-        ("PUT", "/admin/mapping", vec![("authorization", auth.as_str())]),
+        (
+            "PUT",
+            "/admin/mapping",
+            vec![("authorization", auth.as_str())],
+        ),
         ("GET", "/health", vec![]),
     ] {
         let mut headers = headers;
@@ -174,7 +185,10 @@ fn a_declared_body_over_the_limit_is_refused_on_every_route_without_reading_it()
     let req = head(
         "POST",
         "/webhooks/bigcommerce",
-        &[("x-ml-webhook-secret", SECRET), ("content-length", &exactly)],
+        &[
+            ("x-ml-webhook-secret", SECRET),
+            ("content-length", &exactly),
+        ],
     );
     assert_eq!(app::precheck(&req, &mut host), Precheck::ReadBody);
 }
