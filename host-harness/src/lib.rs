@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod deadline;
 pub mod demo;
 pub mod kv;
 pub mod manifest;

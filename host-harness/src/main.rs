@@ -102,6 +102,51 @@ struct ServeArgs {
     /// required ones are warned about and fail the requests that need them, as on Spin).
     #[arg(long)]
     no_demo: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Limits on requests, instances and outbound calls (see README, "Limits").
+#[derive(Parser)]
+struct LimitArgs {
+    /// Most requests handled at once, counting work that continues after a response; more
+    /// are answered 503 `overloaded` with Retry-After. Also the size of the instance pool.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent: u32,
+    /// Seconds a client has to send the request line and headers.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Seconds a client has to send the request body, after its headers (else 408).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout: u64,
+    /// Seconds the component has to answer a request (else 503 `timeout`).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    response_timeout: u64,
+    /// Seconds an instance may live, including the work it does after answering; then it is
+    /// stopped, even in the middle of computing (epoch interruption).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    work_timeout: u64,
+    /// Seconds any one outbound request may take in all (connect, response head and body),
+    /// whatever timeouts the component asks for.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    outbound_timeout: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> server::Limits {
+        let defaults = server::Limits::default();
+        server::Limits {
+            max_concurrent: self.max_concurrent,
+            header_timeout: Duration::from_secs(self.header_timeout),
+            body_timeout: Duration::from_secs(self.body_timeout),
+            response_timeout: Duration::from_secs(self.response_timeout),
+            work_timeout: Duration::from_secs(self.work_timeout),
+            outbound: ml_harness::outbound::OutboundTimeouts {
+                total: Duration::from_secs(self.outbound_timeout),
+                ..defaults.outbound
+            },
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -177,6 +222,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 "--runtime-config-file is ignored by the SIMULATED demo (it keeps its data in a temporary directory)"
             );
         }
+        if args.limits.limits() != server::Limits::default() {
+            tracing::warn!(
+                "the demo runs with the default limits; the limit flags apply to real serving"
+            );
+        }
         let opts = DemoOptions {
             manifest: args.manifest.clone(),
             component: args.component.clone(),
@@ -190,14 +240,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let app = AppConfig::resolve(&manifest, &EnvSource)?;
-    let engine = server::engine()?;
+    let limits = args.limits.limits();
+    let engine = server::engine_with(&limits)?;
     let source = args
         .component
         .clone()
         .unwrap_or_else(|| manifest.component.source.clone());
     let component = server::compile(&engine, &source)?;
     let kv = open_storage(&args, &manifest).await?;
-    let harness = Arc::new(Harness::new(&engine, &component, app, kv)?);
+    let harness = Arc::new(Harness::new(&engine, &component, app, kv)?.with_limits(limits));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -2,6 +2,11 @@
 //!
 //! The request runs in its own task so the component may keep working after it has set
 //! its response ("respond, then work"); the response is streamed back as soon as it is set.
+//!
+//! [`Limits`] keep slow clients, stalled upstreams and runaway guests from holding instances:
+//! deadlines on the request head, the request body, the response and the instance's whole
+//! life (enforced inside guest code by epoch interruption), and a cap on instances alive at
+//! once, past which requests are answered `503 overloaded` at once.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -26,27 +31,105 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::config::{VariableSource, Variables, expand};
+use crate::deadline::TimedBody;
 use crate::kv::{KvBackend, KvCtx};
 use crate::manifest::Manifest;
-use crate::outbound::{AllowList, HostPattern, OutboundHooks};
+use crate::outbound::{AllowList, HostPattern, OutboundHooks, OutboundTimeouts};
 use crate::state::HostState;
 
-/// Most instances alive at once (in-flight requests plus work continuing after a response).
-const MAX_INSTANCES: u32 = 1000;
 /// Linear memory any one instance may use.
 const MAX_MEMORY_BYTES: usize = 64 << 20;
+/// How often the engine's epoch advances: the granularity of guest deadlines, and how often a
+/// guest that computes without calling the host yields to other tasks.
+const EPOCH_TICK: Duration = Duration::from_millis(100);
 
-/// A wasmtime engine configured for serving: async, pooling allocator.
+/// Limits that keep slow clients, stalled upstreams and runaway guests from holding instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most instances alive at once: requests in progress plus work continuing after a
+    /// response. Beyond it requests are answered `503 overloaded` with `Retry-After` before
+    /// any instance is made. Size the engine's pool with [`engine_with`] to match.
+    pub max_concurrent: u32,
+    /// A client must send the whole request head within this (else the connection closes).
+    pub header_timeout: Duration,
+    /// ... and the whole request body within this of the head (else the component answers 408).
+    pub body_timeout: Duration,
+    /// The component must set its response within this of the request's arrival, else the
+    /// client is answered `503 timeout` (the instance keeps running, within `work_timeout`).
+    pub response_timeout: Duration,
+    /// An instance is stopped this long after its request arrived, whatever it is doing
+    /// (a guest computing without calling the host is interrupted by the epoch deadline).
+    pub work_timeout: Duration,
+    /// Deadlines of the component's outbound requests.
+    pub outbound: OutboundTimeouts,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_concurrent: 1000,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(120),
+            work_timeout: Duration::from_secs(600),
+            outbound: OutboundTimeouts::default(),
+        }
+    }
+}
+
+/// A wasmtime engine configured for serving, with a pool for the default
+/// [`Limits::max_concurrent`].
 pub fn engine() -> anyhow::Result<Engine> {
+    engine_with(&Limits::default())
+}
+
+/// A wasmtime engine configured for serving: async, epoch interruption (a ticker thread
+/// advances the epoch every 100 ms while the engine lives), and a pooling allocator with room
+/// for `limits.max_concurrent` instances, each with at most 64 MiB of linear memory.
+pub fn engine_with(limits: &Limits) -> anyhow::Result<Engine> {
+    let instances = limits.max_concurrent.max(1);
     let mut config = Config::new();
+    config.epoch_interruption(true);
     let mut pooling = PoolingAllocationConfig::default();
-    pooling.total_component_instances(MAX_INSTANCES);
-    pooling.total_memories(MAX_INSTANCES);
-    pooling.total_tables(MAX_INSTANCES * 2);
+    pooling.total_component_instances(instances);
+    pooling.total_memories(instances);
+    pooling.total_tables(instances * 2);
     pooling.max_memory_size(MAX_MEMORY_BYTES);
-    pooling.total_core_instances(MAX_INSTANCES * 4);
+    pooling.total_core_instances(instances * 4);
+    // Each instance runs its guest on a fiber stack from the pool (2 MiB each by default).
+    pooling.total_stacks(instances);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-    Ok(Engine::new(&config)?)
+    let engine = Engine::new(&config)?;
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => return,
+                }
+            }
+        })
+        .context("cannot start the epoch ticker thread")?;
+    Ok(engine)
+}
+
+/// Makes guest code in `store` trap once `deadline` has passed. Until then a guest that
+/// computes without calling the host yields to other tasks every epoch tick. Needs an engine
+/// from [`engine_with`] (epoch interruption on, ticker running).
+pub fn arm_deadline<T: 'static>(store: &mut Store<T>, deadline: std::time::Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if std::time::Instant::now() >= deadline {
+            Err(wasmtime::Error::msg(
+                "the component ran past its deadline (--work-timeout) and was interrupted",
+            ))
+        } else {
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        }
+    });
 }
 
 /// Compiles the component at `path`.
@@ -102,6 +185,15 @@ pub struct Harness {
     app: AppConfig,
     kv: Arc<dyn KvBackend>,
     client: crate::outbound::PooledClient,
+    limits: Limits,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// A store and the slot it occupies. Fields drop in order: the store (and its instance's
+/// pool slot) goes before the permit that lets another request in.
+struct Live {
+    store: Store<HostState>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Harness {
@@ -117,21 +209,43 @@ impl Harness {
         let pre = ProxyPre::new(linker.instantiate_pre(component).map_err(anyhow::Error::from).context(
             "the component does not link: it imports something this host (and Spin) does not provide",
         )?)?;
+        let limits = Limits::default();
         Ok(Harness {
             engine: engine.clone(),
             pre,
             app,
             kv,
             client: crate::outbound::pooled_client(),
+            slots: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent as usize)),
+            limits,
         })
     }
 
-    fn new_store(&self) -> Store<HostState> {
+    /// Serves within `limits` instead of [`Limits::default`] (the engine's pool must have room
+    /// for `limits.max_concurrent` instances: see [`engine_with`]).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.slots = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent as usize));
+        self.limits = limits;
+        self
+    }
+
+    /// The limits this harness serves within.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// How many instances are alive right now (requests in progress and work after responses).
+    pub fn live_instances(&self) -> usize {
+        (self.limits.max_concurrent as usize).saturating_sub(self.slots.available_permits())
+    }
+
+    fn new_store(&self, deadline: std::time::Instant) -> Store<HostState> {
         let state = HostState::new(
             WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
             OutboundHooks {
                 allow: self.app.allow.clone(),
                 client: self.client.clone(),
+                timeouts: self.limits.outbound,
             },
             KvCtx {
                 backend: self.kv.clone(),
@@ -144,11 +258,15 @@ impl Harness {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s.limits());
+        arm_deadline(&mut store, deadline);
         store
     }
 
     /// Runs one request through a fresh instance and returns the response as soon as the
-    /// component sets it; the instance keeps running in the background until it returns.
+    /// component sets it; the instance keeps running in the background until it returns (or
+    /// until [`Limits::work_timeout`]). Over [`Limits::max_concurrent`] the answer is
+    /// `503 overloaded` without an instance; with no response by [`Limits::response_timeout`]
+    /// it is `503 timeout`.
     pub async fn handle<B>(
         &self,
         req: hyper::Request<B>,
@@ -158,7 +276,20 @@ impl Harness {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         use wasmtime_wasi_http::WasiHttpView;
-        let mut store = self.new_store();
+        let arrived = tokio::time::Instant::now();
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                limit = self.limits.max_concurrent,
+                method = %req.method(),
+                path = %req.uri().path(),
+                "overloaded: answered 503 (--max-concurrent)"
+            );
+            return Ok(overloaded_response(self.limits.max_concurrent));
+        };
+        let body_by = arrived + self.limits.body_timeout;
+        let req = req.map(|body| TimedBody::new(body, body_by, None));
+        let work_by = arrived + self.limits.work_timeout;
+        let mut store = self.new_store(work_by.into_std());
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()
@@ -166,23 +297,36 @@ impl Harness {
             .new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = self.pre.clone();
+        let work_timeout = self.limits.work_timeout;
+        let mut live = Live { store, _slot: slot };
         let task = tokio::task::spawn(async move {
-            let proxy = pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(anyhow::Error::from)?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, req, out)
-                .await
-                .map_err(anyhow::Error::from)
+            let run = async {
+                let proxy = pre.instantiate_async(&mut live.store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut live.store, req, out)
+                    .await
+            };
+            let result = match tokio::time::timeout_at(work_by, run).await {
+                Ok(r) => r.map_err(anyhow::Error::from),
+                Err(_) => Err(anyhow::anyhow!(
+                    "the component was still running {} s after the request arrived \
+                     (--work-timeout) and was stopped",
+                    work_timeout.as_secs()
+                )),
+            };
+            if let Err(e) = &result {
+                tracing::warn!("component instance ended with an error: {e:#}");
+            }
+            drop(live);
+            result
         });
-        match receiver.await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(code)) => Err(anyhow::anyhow!(
+        match tokio::time::timeout_at(arrived + self.limits.response_timeout, receiver).await {
+            Ok(Ok(Ok(resp))) => Ok(resp),
+            Ok(Ok(Err(code))) => Err(anyhow::anyhow!(
                 "the component answered with an error: {code:?}"
             )),
-            Err(_) => {
+            Ok(Err(_)) => {
                 let err = match task.await {
                     Ok(Ok(())) => {
                         anyhow::anyhow!("the component returned without setting a response")
@@ -191,6 +335,24 @@ impl Harness {
                     Err(e) => e.into(),
                 };
                 Err(err.context("the component failed before responding"))
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "the component set no response within {} s (--response-timeout); answered 503",
+                    self.limits.response_timeout.as_secs()
+                );
+                let mut resp = error_response(
+                    503,
+                    "timeout",
+                    &format!(
+                        "the connector did not answer within {} s; the request may still \
+                         complete, so check before sending it again",
+                        self.limits.response_timeout.as_secs()
+                    ),
+                );
+                resp.headers_mut()
+                    .insert("retry-after", hyper::header::HeaderValue::from_static("5"));
+                Ok(resp)
             }
         }
     }
@@ -237,6 +399,21 @@ fn error_response(status: u16, code: &str, message: &str) -> hyper::Response<Hyp
         "content-type",
         hyper::header::HeaderValue::from_static("application/json"),
     );
+    resp
+}
+
+/// `503` with `{"error": "overloaded", ...}` and `Retry-After`, for requests over the cap.
+fn overloaded_response(limit: u32) -> hyper::Response<HyperOutgoingBody> {
+    let mut resp = error_response(
+        503,
+        "overloaded",
+        &format!(
+            "the connector is already handling {limit} requests at once (--max-concurrent); \
+             retry in a few seconds"
+        ),
+    );
+    resp.headers_mut()
+        .insert("retry-after", hyper::header::HeaderValue::from_static("2"));
     resp
 }
 
@@ -301,6 +478,7 @@ pub fn serve(
                         Err(e) => { tracing::warn!("accept failed: {e}"); continue; }
                     };
                     let harness = harness.clone();
+                    let header_timeout = harness.limits.header_timeout;
                     let mut stopping = stop_rx.clone();
                     connections.spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
@@ -319,6 +497,7 @@ pub fn serve(
                         });
                         let conn = http1::Builder::new()
                             .timer(TokioTimer::new())
+                            .header_read_timeout(header_timeout)
                             .keep_alive(true)
                             .serve_connection(TokioIo::new(stream), service);
                         let mut conn = std::pin::pin!(conn);
@@ -387,5 +566,98 @@ pub async fn run_retry_due(harness: &Harness) {
             String::from_utf8_lossy(&body)
         ),
         Err(e) => tracing::warn!("retry-due failed: {e:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A guest function that never returns on its own.
+    fn looping_guest(engine: &Engine) -> wasmtime::Module {
+        let wasm = wat::parse_str(r#"(module (func (export "spin") (loop $l (br $l))))"#)
+            .expect("valid text");
+        wasmtime::Module::new(engine, wasm).expect("compiles")
+    }
+
+    fn small_engine() -> Engine {
+        engine_with(&Limits {
+            max_concurrent: 4,
+            ..Limits::default()
+        })
+        .expect("engine")
+    }
+
+    /// What happened to a looping guest run by [`run_guest`].
+    struct Ran {
+        result: wasmtime::Result<()>,
+        /// Whether another task on the guest's (single) thread ran while it looped.
+        others_ran: bool,
+    }
+
+    /// Runs the looping guest with `deadline` on a thread of its own, with a single-threaded
+    /// runtime that also has one other task ready to run, and waits (up to a minute) for it to
+    /// end: a guest that is never interrupted fails the test instead of hanging it.
+    fn run_guest(deadline: Duration) -> Ran {
+        let engine = small_engine();
+        let module = looping_guest(&engine);
+        let mut store = Store::new(&engine, ());
+        arm_deadline(&mut store, std::time::Instant::now() + deadline);
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let ran = runtime.block_on(async {
+                let others_ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let flag = others_ran.clone();
+                let other = tokio::spawn(async move {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                });
+                let result = async {
+                    let instance = wasmtime::Instance::new_async(&mut store, &module, &[]).await?;
+                    let spin = instance.get_typed_func::<(), ()>(&mut store, "spin")?;
+                    spin.call_async(&mut store, ()).await
+                }
+                .await;
+                // Read before awaiting `other`: only a yield from the guest could have run it.
+                let others_ran = others_ran.load(std::sync::atomic::Ordering::SeqCst);
+                let _ = other.await;
+                Ran { result, others_ran }
+            });
+            let _ = done.send(ran);
+        });
+        result
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the guest was interrupted instead of looping forever")
+    }
+
+    #[test]
+    fn a_guest_that_loops_past_its_deadline_is_interrupted() {
+        let ran = run_guest(Duration::from_millis(300));
+        let err = ran.result.unwrap_err();
+        assert!(
+            format!("{err:?}").contains("ran past its deadline"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_looping_guest_lets_other_tasks_on_its_thread_run_until_it_is_interrupted() {
+        let ran = run_guest(Duration::from_millis(500));
+        assert!(ran.result.is_err(), "interrupted at its deadline");
+        assert!(
+            ran.others_ran,
+            "another task ran while the guest was looping"
+        );
+    }
+
+    #[test]
+    fn the_default_limits_fit_the_default_pool() {
+        let limits = Limits::default();
+        assert!(limits.body_timeout < limits.response_timeout);
+        assert!(limits.response_timeout < limits.work_timeout);
+        assert!(limits.outbound.total <= limits.work_timeout);
     }
 }

@@ -30,7 +30,7 @@ use ml_harness::kv::{KvBackend, MemoryBackend, RedisOptions, SqliteBackend};
 use ml_harness::manifest::Manifest;
 use ml_harness::outbound::{AllowList, HostPattern};
 use ml_harness::runtime_config::RuntimeConfig;
-use ml_harness::server::{self, AppConfig, Harness, Running, ServeOptions};
+use ml_harness::server::{self, AppConfig, Harness, Limits, Running, ServeOptions};
 use ml_sim::bigcommerce::{BcSim, BcSimConfig, BcSimHandle};
 use ml_sim::quickbooks::{QboSim, QboSimConfig, QboSimHandle};
 use serde_json::Value;
@@ -145,6 +145,9 @@ pub struct TestOptions {
     /// Register `store/order/*` and `store/customer/*` hooks in the BigCommerce simulator that
     /// deliver to this harness (default true).
     pub register_webhooks: bool,
+    /// The harness's limits (deadlines, concurrency cap); `max_concurrent` must stay within
+    /// the shared engine's pool (`Limits::default().max_concurrent`).
+    pub limits: Limits,
 }
 
 impl Default for TestOptions {
@@ -158,6 +161,7 @@ impl Default for TestOptions {
             retry_interval: None,
             allowed_outbound_hosts: None,
             register_webhooks: true,
+            limits: Limits::default(),
         }
     }
 }
@@ -202,6 +206,12 @@ impl TestOptions {
     /// Registers no hooks in the BigCommerce simulator.
     pub fn without_webhooks(mut self) -> Self {
         self.register_webhooks = false;
+        self
+    }
+
+    /// Serves within `limits` instead of the defaults.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 }
@@ -603,12 +613,10 @@ fn build_harness(
         app.allow = AllowList::new(patterns);
     }
     let compiled = component();
-    Ok(Arc::new(Harness::new(
-        &compiled.engine,
-        &compiled.component,
-        app,
-        kv,
-    )?))
+    Ok(Arc::new(
+        Harness::new(&compiled.engine, &compiled.component, app, kv)?
+            .with_limits(options.limits.clone()),
+    ))
 }
 
 /// Binds `addr` again after a stop; the port can take a moment to be released.

@@ -34,6 +34,10 @@ pub enum FaultAction {
     /// answer 504 instead: "the answer is lost". With `ms` past the client's timeout the client
     /// times out; with a short `ms` it sees a gateway timeout. Either way the write was done.
     AfterHandler { ms: u64 },
+    /// Run the real handler, send its status, headers (with the full `content-length`) and
+    /// the first half of its body, then send nothing for `ms` and cut the connection: a server
+    /// that stalls in the middle of a response body.
+    StallBody { ms: u64 },
 }
 
 /// A fault that applies to the next `remaining` requests whose path contains `path_contains`
@@ -281,6 +285,24 @@ pub async fn fault_layer(State(ctl): State<Control>, req: Request, next: Next) -
             tokio::time::sleep(Duration::from_millis(ms)).await;
             return status.into_response();
         }
+        Some(FaultAction::StallBody { ms }) => {
+            let real = next.run(req).await;
+            let (mut parts, body) = real.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            parts.headers.remove(axum::http::header::TRANSFER_ENCODING);
+            parts.headers.insert(
+                axum::http::header::CONTENT_LENGTH,
+                HeaderValue::from(bytes.len()),
+            );
+            let half = bytes.slice(..bytes.len() / 2);
+            let body = StalledBody {
+                first: Some(half),
+                stall: Box::pin(tokio::time::sleep(Duration::from_millis(ms))),
+            };
+            (Response::from_parts(parts, Body::new(body)), true)
+        }
         None => (next.run(req).await, false),
     };
     ctl.record(LoggedRequest {
@@ -291,6 +313,35 @@ pub async fn fault_layer(State(ctl): State<Control>, req: Request, next: Next) -
         faulted,
     });
     response
+}
+
+/// A body that yields its first part, then nothing until `stall` ends, then fails (so the
+/// connection is cut with the body incomplete).
+struct StalledBody {
+    first: Option<axum::body::Bytes>,
+    stall: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for StalledBody {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future;
+        let this = self.get_mut();
+        if let Some(first) = this.first.take() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(first))));
+        }
+        match this.stall.as_mut().poll(cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Some(Err(std::io::Error::other(
+                "simulated stall: the rest of the body never comes",
+            )))),
+        }
+    }
 }
 
 /// The control API: `POST /_sim/faults` (a [`FaultRule`]), `POST /_sim/random-faults` (a

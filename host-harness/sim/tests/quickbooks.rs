@@ -947,3 +947,36 @@ async fn past_its_per_minute_limit_the_company_answers_429() {
     assert_eq!(body["fault"]["error"][0]["code"], "3001");
     assert_eq!(api.sim.throttled_per_minute(), 1);
 }
+
+#[tokio::test]
+async fn a_stall_body_fault_sends_the_head_and_half_the_body_then_cuts_the_connection() {
+    let api = Api::start().await;
+    api.sim.control().inject(FaultRule {
+        method: None,
+        path_contains: "/query".into(),
+        remaining: 1,
+        action: FaultAction::StallBody { ms: 200 },
+    });
+    let resp = api
+        .http
+        .get(with_query(
+            &api.url("query"),
+            &[("query", "SELECT * FROM Class")],
+        ))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("the head arrives");
+    assert_eq!(resp.status(), StatusCode::OK, "the real handler's status");
+    let declared = resp.content_length().expect("the full length is declared");
+    assert!(declared > 0);
+    assert!(
+        resp.bytes().await.is_err(),
+        "the body is cut short after the stall"
+    );
+    let logged = api.sim.control().requests();
+    assert!(logged.last().is_some_and(|r| r.faulted), "{logged:?}");
+    // The next request is answered whole.
+    let (status, _) = api.query("SELECT * FROM Class").await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p ml-harness --bin bench -- health [--requests 10000]
 //! cargo run --release -p ml-harness --bin bench -- kv [--ops 20000] [--concurrency 32] [--redis-url redis://127.0.0.1:6379]
+//! cargo run --release -p ml-harness --bin bench -- slow-clients [--connections 2000]
 //! ```
 //!
 //! `health` measures what every request pays: a fresh instance of the component, the call into
@@ -11,6 +12,9 @@
 //! WAL + synchronous=FULL on its own thread, grouping concurrent requests into one commit; or a
 //! Redis): sets of 200-byte values, increments, compare-and-swaps and gets, one task at a time
 //! and then from many, with latency percentiles.
+//! `slow-clients` serves over TCP, opens many connections that send request headers announcing
+//! a 64 KiB body and then nothing, and reports what they got and whether `GET /health` still
+//! answers.
 //! The orders benchmark (webhooks in, invoices out) lives in the e2e crate:
 //! `cargo run --release -p ml-e2e --bin bench_orders`.
 
@@ -60,6 +64,28 @@ enum Command {
         #[arg(long)]
         redis_url: Option<String>,
     },
+    /// Many clients that send headers with `content-length: 65536` and no body, then
+    /// `GET /health` from a fresh connection.
+    SlowClients {
+        /// How many slow connections to open.
+        #[arg(long, default_value_t = 2000)]
+        connections: usize,
+        /// Where the slow clients post.
+        #[arg(long, default_value = "/webhooks/bigcommerce")]
+        path: String,
+        /// Send the right `x-ml-webhook-secret` (default: a wrong one).
+        #[arg(long)]
+        right_secret: bool,
+        /// Seconds to keep the slow connections open after the probes, waiting for answers.
+        #[arg(long, default_value_t = 2)]
+        hold: u64,
+        /// Path to the Spin manifest.
+        #[arg(long, default_value = "spin.toml")]
+        manifest: PathBuf,
+        /// The .wasm to run instead of the manifest's `source`.
+        #[arg(long)]
+        component: Option<PathBuf>,
+    },
     /// Not here: see `cargo run --release -p ml-e2e --bin bench_orders`.
     Orders,
 }
@@ -91,6 +117,21 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             redis_url,
         } => kv(ops, concurrency, redis_url),
+        Command::SlowClients {
+            connections,
+            path,
+            right_secret,
+            hold,
+            manifest,
+            component,
+        } => runtime.block_on(slow_clients(SlowClients {
+            connections,
+            path,
+            right_secret,
+            hold: Duration::from_secs(hold),
+            manifest,
+            component,
+        })),
         Command::Orders => {
             println!("the orders benchmark is `cargo run --release -p ml-e2e --bin bench_orders`");
             Ok(())
@@ -183,6 +224,174 @@ async fn health(
         samples.extend(task.await??);
     }
     report("GET /health, 2 tasks", samples, wall.elapsed());
+    Ok(())
+}
+
+struct SlowClients {
+    connections: usize,
+    path: String,
+    right_secret: bool,
+    hold: Duration,
+    manifest: PathBuf,
+    component: Option<PathBuf>,
+}
+
+const BENCH_SECRET: &str = "bench-webhook-secret";
+
+/// One raw HTTP/1.1 exchange on a fresh connection: the status code (0 when the connection
+/// closed without one) and how long it took; `None` when nothing came within `limit`.
+async fn raw_request(
+    addr: std::net::SocketAddr,
+    head: &str,
+    limit: Duration,
+) -> anyhow::Result<Option<(u16, Duration)>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(head.as_bytes()).await?;
+    let mut buf = Vec::new();
+    match tokio::time::timeout(limit, stream.read_to_end(&mut buf)).await {
+        Err(_) => Ok(None),
+        Ok(_) => Ok(Some((status_of(&buf), t.elapsed()))),
+    }
+}
+
+fn status_of(response: &[u8]) -> u16 {
+    String::from_utf8_lossy(response)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn slow_clients(opts: SlowClients) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The host's own account of what it refused (RUST_LOG overrides).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let manifest = Manifest::load(&opts.manifest)?;
+    let source = opts
+        .component
+        .clone()
+        .unwrap_or_else(|| manifest.component.source.clone());
+    let values = BTreeMap::from([
+        ("bigcommerce_store_hash".to_string(), "bench".to_string()),
+        ("admin_token".to_string(), "bench".to_string()),
+        (
+            "bigcommerce_webhook_secret".to_string(),
+            BENCH_SECRET.to_string(),
+        ),
+    ]);
+    let app = AppConfig::resolve(
+        &manifest,
+        &Overrides {
+            values,
+            fallback: Placeholders,
+        },
+    )?;
+    let engine = server::engine()?;
+    let component = server::compile(&engine, &source)?;
+    let kv: Arc<dyn KvBackend> = Arc::new(MemoryBackend::default());
+    let harness = Arc::new(Harness::new(&engine, &component, app, kv)?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let running = server::serve(harness.clone(), listener, server::ServeOptions::default())?;
+    let addr = running.addr;
+    let health = "GET /health HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n";
+    match raw_request(addr, health, Duration::from_secs(30)).await? {
+        Some((status, took)) => println!("before: GET /health -> {status} in {took:.1?}"),
+        None => println!("before: GET /health -> no answer within 30 s"),
+    }
+
+    let secret = if opts.right_secret {
+        BENCH_SECRET
+    } else {
+        "wrong"
+    };
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n\
+         content-length: 65536\r\nx-ml-webhook-secret: {secret}\r\n\r\n",
+        opts.path
+    );
+    let opened = Instant::now();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::with_capacity(opts.connections);
+    let mut refused = 0usize;
+    for _ in 0..opts.connections {
+        let mut stream = match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => s,
+            Err(e) => {
+                refused += 1;
+                if refused == 1 {
+                    println!("connect failed: {e}");
+                }
+                continue;
+            }
+        };
+        stream.write_all(head.as_bytes()).await?;
+        let mut released = released.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let mut buf = Vec::new();
+            // Held open (no body sent) until the probes are done and `hold` has passed.
+            tokio::select! {
+                _ = stream.read_to_end(&mut buf) => Some((status_of(&buf), t.elapsed())),
+                _ = released.wait_for(|r| *r) => None,
+            }
+        }));
+    }
+    println!(
+        "opened {} slow connections to {} ({} failed to connect) in {:.2?}",
+        tasks.len(),
+        opts.path,
+        refused,
+        opened.elapsed()
+    );
+    // Let the server pick every one of them up before probing.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    println!(
+        "instances alive: {} (limit {})",
+        harness.live_instances(),
+        harness.limits().max_concurrent
+    );
+    for probe in 1..=3 {
+        match raw_request(addr, health, Duration::from_secs(30)).await? {
+            Some((status, took)) => {
+                println!("during (probe {probe}): GET /health -> {status} in {took:.1?}")
+            }
+            None => println!("during (probe {probe}): GET /health -> no answer within 30 s"),
+        }
+    }
+    tokio::time::sleep(opts.hold).await;
+    let _ = release.send(true);
+    let mut by_status = BTreeMap::<u16, (usize, Duration)>::new();
+    let mut unanswered = 0usize;
+    for task in tasks {
+        match task.await? {
+            Some((status, took)) => {
+                let e = by_status.entry(status).or_default();
+                e.0 += 1;
+                e.1 = e.1.max(took);
+            }
+            None => unanswered += 1,
+        }
+    }
+    for (status, (n, slowest)) in &by_status {
+        println!("slow clients answered {status}: {n} (slowest after {slowest:.1?})");
+    }
+    println!(
+        "slow clients with no answer by the end (probes + {:?}): {unanswered}",
+        opts.hold
+    );
+    match raw_request(addr, health, Duration::from_secs(30)).await? {
+        Some((status, took)) => println!("after: GET /health -> {status} in {took:.1?}"),
+        None => println!("after: GET /health -> no answer within 30 s"),
+    }
+    running.abort();
     Ok(())
 }
 

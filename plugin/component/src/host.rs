@@ -93,11 +93,19 @@ fn read_body_until(
     Ok(out)
 }
 
+/// Why a body could not be read.
+pub struct ReadError {
+    /// The host gave up waiting for the rest of the body (a deadline passed).
+    pub timed_out: bool,
+    pub message: String,
+}
+
 /// Reads up to `limit` bytes of an incoming body.
-pub fn read_body(body: IncomingBody, limit: usize) -> Result<Vec<u8>, String> {
-    let stream = body
-        .stream()
-        .map_err(|()| "body stream unavailable".to_string())?;
+pub fn read_body(body: IncomingBody, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let stream = body.stream().map_err(|()| ReadError {
+        timed_out: false,
+        message: "body stream unavailable".to_string(),
+    })?;
     let mut out = Vec::new();
     while out.len() < limit {
         let want = (limit - out.len()).min(64 * 1024) as u64;
@@ -105,7 +113,22 @@ pub fn read_body(body: IncomingBody, limit: usize) -> Result<Vec<u8>, String> {
             Ok(chunk) => out.extend_from_slice(&chunk),
             Err(wasi::io::streams::StreamError::Closed) => break,
             Err(wasi::io::streams::StreamError::LastOperationFailed(e)) => {
-                return Err(e.to_debug_string());
+                // A host may fail a body stream with an error that carries no `error-code`
+                // (wasmtime's does): then its text is all there is to tell a timeout by.
+                return Err(match wasi::http::types::http_error_code(&e) {
+                    Some(code) => ReadError {
+                        timed_out: matches!(transport_error(&code), TransportError::Timeout),
+                        message: format!("{code:?}"),
+                    },
+                    None => {
+                        let message = e.to_debug_string();
+                        let lower = message.to_ascii_lowercase();
+                        ReadError {
+                            timed_out: lower.contains("timeout") || lower.contains("timed out"),
+                            message,
+                        }
+                    }
+                });
             }
         }
     }
@@ -118,7 +141,8 @@ fn transport_error(code: &ErrorCode) -> TransportError {
     match code {
         ErrorCode::ConnectionTimeout
         | ErrorCode::ConnectionReadTimeout
-        | ErrorCode::ConnectionWriteTimeout => TransportError::Timeout,
+        | ErrorCode::ConnectionWriteTimeout
+        | ErrorCode::HttpResponseTimeout => TransportError::Timeout,
         ErrorCode::ConnectionRefused
         | ErrorCode::DestinationNotFound
         | ErrorCode::DestinationUnavailable

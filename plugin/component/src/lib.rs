@@ -31,15 +31,24 @@ wasi::http::proxy::export!(Connector);
 impl wasi::exports::http::incoming_handler::Guest for Connector {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let mut host = host::WasiHost::new();
-        let request = match read_request(&request) {
-            Ok(r) => r,
-            Err(message) => {
-                let resp = http::error_response(400, "bad_request", &message);
+        let mut head = read_head(&request);
+        // Credentials are checked before the body is read: an unauthenticated client that
+        // announces a body and never sends it gets its answer at once.
+        match router::precheck(&head, &mut host) {
+            router::Precheck::Respond(resp) => {
                 send(response_out, &resp);
                 return;
             }
-        };
-        let (response, work) = router::handle(&request, &mut host);
+            router::Precheck::SkipBody => {}
+            router::Precheck::ReadBody => match read_request_body(request) {
+                Ok(body) => head.body = body,
+                Err(resp) => {
+                    send(response_out, &resp);
+                    return;
+                }
+            },
+        }
+        let (response, work) = router::handle(&head, &mut host);
         send(response_out, &response);
         if let Some(work) = work {
             router::run(work, &mut host);
@@ -47,9 +56,8 @@ impl wasi::exports::http::incoming_handler::Guest for Connector {
     }
 }
 
-/// Reads method, path, headers and at most `MAX_BODY + 1` bytes of the body (enough for the
-/// core to tell that a body is too large without buffering all of it).
-fn read_request(request: &IncomingRequest) -> Result<http::Request, String> {
+/// Reads method, path and headers; the body is left unread.
+fn read_head(request: &IncomingRequest) -> http::Request {
     use wasi::http::types::Method;
     let method = match request.method() {
         Method::Get => "GET".to_string(),
@@ -70,16 +78,34 @@ fn read_request(request: &IncomingRequest) -> Result<http::Request, String> {
         .into_iter()
         .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
         .collect();
-    let body = match request.consume() {
-        Ok(body) => host::read_body(body, http::MAX_BODY + 1)
-            .map_err(|e| format!("cannot read request body: {e}"))?,
-        Err(()) => Vec::new(),
-    };
-    Ok(http::Request {
+    http::Request {
         method,
         path_and_query,
         headers,
-        body,
+        body: Vec::new(),
+    }
+}
+
+/// Reads at most `MAX_BODY + 1` bytes of the body (enough for the core to tell that a body is
+/// too large without buffering all of it). A body the host stopped waiting for is a 408.
+fn read_request_body(request: IncomingRequest) -> Result<Vec<u8>, ml_core::http::HttpResponse> {
+    let Ok(body) = request.consume() else {
+        return Ok(Vec::new());
+    };
+    host::read_body(body, http::MAX_BODY + 1).map_err(|e| {
+        if e.timed_out {
+            http::error_response(
+                408,
+                "request_timeout",
+                "the request body did not arrive in time; send the request again",
+            )
+        } else {
+            http::error_response(
+                400,
+                "bad_request",
+                &format!("cannot read request body: {}", e.message),
+            )
+        }
     })
 }
 

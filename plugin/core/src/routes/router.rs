@@ -46,6 +46,57 @@ fn method_not_allowed(req: &Request, allowed: &str) -> HttpResponse {
     resp
 }
 
+/// What the adapter does with a request before reading its body (see [`precheck`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precheck {
+    /// Answer this now and do not read the body.
+    Respond(HttpResponse),
+    /// Read the body (at most `MAX_BODY + 1` bytes), then call [`handle`].
+    ReadBody,
+    /// Call [`handle`] without reading the body: the route does not use one.
+    SkipBody,
+}
+
+/// Decides from the method, path and headers alone (`req.body` is not looked at) whether a
+/// request may have its body read. A caller who has not authenticated never gets a body read:
+/// a declared body over 64 KiB is refused (413), the webhook route checks its shared secret and
+/// authenticated routes check the admin bearer first (the same answers [`handle`] gives), and
+/// routes that need no credentials use no body. The adapter calls this before reading, so a
+/// client that announces a body and never sends it cannot hold the connector up unauthenticated.
+/// A new route that takes a body must be authenticated here too, or it will get none.
+pub fn precheck(req: &Request, host: &mut dyn Host) -> Precheck {
+    let declared = req
+        .header("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Precheck::Respond(error_response(
+            413,
+            "payload_too_large",
+            "request bodies are limited to 64 KiB",
+        ));
+    }
+    let path = req.path().trim_end_matches('/');
+    let refused_or_read = |r: Result<(), HttpResponse>| match r {
+        Ok(()) => Precheck::ReadBody,
+        Err(resp) => Precheck::Respond(resp),
+    };
+    match path {
+        "/webhooks/bigcommerce" if req.method == "POST" => refused_or_read(
+            settings::required(host, "bigcommerce_webhook_secret")
+                .map_err(|e| settings_error(&e))
+                .and_then(|secret| {
+                    webhook::verify_shared_secret(&req.headers, &secret)
+                        .map_err(|e| e.to_response())
+                }),
+        ),
+        "/oauth/quickbooks/connect" => refused_or_read(authorize_admin(req, host)),
+        // The console's files are public and take no body; its calls to /admin carry the token.
+        p if super::console::owns(p) => Precheck::SkipBody,
+        p if p.starts_with("/admin/") => refused_or_read(authorize_admin(req, host)),
+        _ => Precheck::SkipBody,
+    }
+}
+
 /// Routes one request. Returns the response and any work to do after sending it.
 ///
 /// Every QuickBooks call made while handling it is counted for pacing ([`Paced`]).
