@@ -20,8 +20,19 @@ use std::sync::Mutex;
 
 use sim::{Check, Options, Outcome, Profile};
 
-/// Checks that known, not yet fixed bugs break, with the test that reproduces each.
-const KNOWN: &[(Check, &str)] = &[];
+/// Checks that known, not yet fixed bugs break (in the CI profile), with the test that
+/// reproduces each.
+const KNOWN: &[(Check, &str)] = &[
+    (
+        Check::Unscheduled,
+        "a_retry_is_lost_when_an_instance_dies_between_saving_a_record_and_filing_its_due_entry, \
+         a_hole_in_a_due_minute_marks_the_entries_before_it_done_unhandled",
+    ),
+    (
+        Check::Counts,
+        "status_counts_drift_when_an_instance_dies_between_saving_a_record_and_counting_it",
+    ),
+];
 
 fn known() -> Vec<Check> {
     KNOWN.iter().map(|(c, _)| *c).collect()
@@ -104,7 +115,7 @@ fn assert_only(failures: &[Outcome], tolerated: &[Check]) {
 #[test]
 fn a_range_of_seeds_keeps_every_invariant() {
     let start = env_u64("DST_START").unwrap_or(0);
-    let n = env_u64("DST_SEEDS").unwrap_or(200);
+    let n = env_u64("DST_SEEDS").unwrap_or(2_000);
     let opts = Options {
         profile: env_profile(Profile::BOUNDED),
         verbose: false,
@@ -146,4 +157,98 @@ fn replay_one_seed() {
     if !out.violations.is_empty() {
         panic!("{}", out.report());
     }
+}
+
+/// Runs `seeds` in `profile` and fails if any of them breaks one of `checks`.
+fn bug(profile: Profile, seeds: &[u64], checks: &[Check]) {
+    let opts = Options {
+        profile,
+        verbose: false,
+    };
+    let failures = run_seeds(seeds.iter().copied(), opts);
+    let broken: Vec<&Outcome> = failures
+        .iter()
+        .filter(|o| o.violations.iter().any(|v| checks.contains(&v.check)))
+        .collect();
+    for o in broken.iter().take(3) {
+        eprintln!("{}", o.report());
+    }
+    assert!(
+        broken.is_empty(),
+        "seeds {:?} still break {checks:?}",
+        broken.iter().map(|o| o.seed).collect::<Vec<_>>()
+    );
+}
+
+// Known bugs, found by the simulation; each test fails until its bug is fixed. The seeds are
+// valid for the core and simulation as they are now: a change to either moves every
+// trajectory, and then `cargo run --release -p ml-core --example dst -- --seeds 3000 --list
+// [--profile bounded]` finds the current ones.
+
+/// `sync::store::save_record` writes the record and only then files its retry in the due log
+/// (and its parked-log entry): an instance dying in between leaves a `retrying` (or
+/// `needs_reauth`) record nothing will ever run again.
+#[test]
+#[ignore = "known bug: the due entry is filed after the record"]
+fn a_retry_is_lost_when_an_instance_dies_between_saving_a_record_and_filing_its_due_entry() {
+    bug(
+        Profile::BOUNDED,
+        &[693, 875, 887, 1704, 1830, 2968],
+        &[Check::Unscheduled],
+    );
+}
+
+/// `sync::store::due_entries` marks a slot whose writer died (a hole) done with
+/// `mark_due_done(minute, i)`, which marks every earlier slot of that minute done too — even
+/// those it has just collected and not handled yet (and will not, if the first one is busy).
+/// Their records are never run again.
+#[test]
+#[ignore = "known bug: a hole in a due minute marks the entries before it done"]
+fn a_hole_in_a_due_minute_marks_the_entries_before_it_done_unhandled() {
+    bug(Profile::BOUNDED, &[1318, 2497, 2714], &[Check::Unscheduled]);
+}
+
+/// `sync::store::save_record` writes the record, then adjusts `count/{old}` and `count/{new}`
+/// in separate calls: an instance dying in between (or two workers saving one record after a
+/// lease expired) leaves the status counts wrong for good (negative ones are clamped to 0).
+#[test]
+#[ignore = "known bug: status counts are not updated atomically with the record"]
+fn status_counts_drift_when_an_instance_dies_between_saving_a_record_and_counting_it() {
+    bug(Profile::BOUNDED, &[5, 45, 48, 51, 64], &[Check::Counts]);
+}
+
+/// `sync::failure` turns any `Retry-After` / `X-Rate-Limit-Time-Reset-Ms` into the next
+/// attempt time unbounded: 99999999999 s parks the record until the year 5195, and
+/// 9999999999999 s panics (`DateTime + TimeDelta overflowed`) inside the job.
+#[test]
+#[ignore = "known bug: Retry-After is not capped (overflow)"]
+fn a_retry_after_no_real_service_sends_panics_the_job_or_parks_the_record_for_centuries() {
+    bug(
+        Profile::FULL,
+        &[45, 163, 182, 1026, 1048],
+        &[Check::Panic, Check::Stuck],
+    );
+}
+
+/// A worker whose entity lease expired during a long stall (a slow body, a paused VM) goes on
+/// and writes: two workers then create invoices for two versions of one order (two invoices),
+/// or the stale one overwrites the newer content (totals no longer tie).
+#[test]
+#[ignore = "known bug: leases are not renewed nor re-checked before writes"]
+fn a_worker_whose_lease_expired_during_a_stall_still_writes_to_quickbooks() {
+    bug(
+        Profile::FULL,
+        &[27, 29, 30, 388, 429],
+        &[Check::Duplicate, Check::Totals],
+    );
+}
+
+/// The refresh lease (30 s) expires while its holder waits on a slow token call; a second
+/// instance refreshes with the same refresh token; the first one's answer is then
+/// `invalid_grant`, and it marks the connection lost although the second stored a valid
+/// rotated token. Every record parks until a human re-authorizes.
+#[test]
+#[ignore = "known bug: a stale invalid_grant marks the connection lost"]
+fn a_refresh_lease_that_expires_during_a_slow_token_call_loses_the_authorization() {
+    bug(Profile::FULL, &[127, 1007, 1131], &[Check::Stuck]);
 }

@@ -15,7 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use rand::rngs::StdRng;
+use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 /// The payload a crashed task unwinds with (never a real panic).
@@ -55,7 +55,7 @@ pub trait World: Send + 'static {
         task: usize,
         kind: &Self::Kind,
         now: i64,
-        rng: &mut StdRng,
+        rng: &mut SmallRng,
         plan: &mut Plan<Self::Event>,
     );
 }
@@ -128,7 +128,7 @@ impl<E> Plan<E> {
 pub struct State<W: World> {
     /// Simulated time, ms since the start of the run.
     pub now: i64,
-    pub rng: StdRng,
+    pub rng: SmallRng,
     pub world: W,
     pub plan: Plan<W::Event>,
     pub tasks: Vec<Task<W::Kind>>,
@@ -348,7 +348,7 @@ impl<W: World> Executor<W> {
     pub fn new(seed: u64, world: W, skew: Vec<i64>) -> Self {
         let st = State {
             now: 0,
-            rng: StdRng::seed_from_u64(seed),
+            rng: SmallRng::seed_from_u64(seed),
             world,
             plan: Plan::default(),
             tasks: Vec::new(),

@@ -21,7 +21,7 @@ use ml_core::http::Request;
 use ml_core::routes::router;
 use ml_core::sync::record::{Entity, State as RecState, SyncRecord};
 use ml_sim::bigcommerce::{OrderShape, generate, shapes};
-use rand::rngs::StdRng;
+use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -40,7 +40,8 @@ pub enum Check {
     /// A record that never settled (or a run that never did).
     Stuck,
     /// A record that never settled because nothing will ever run it again: `retrying` or
-    /// `pending` with no due entry the scheduler will read.
+    /// `pending` with no due entry the scheduler will read, or `needs_reauth` with no entry in
+    /// the parked log.
     Unscheduled,
     /// A record that failed although only transient faults happened.
     Failed,
@@ -154,7 +155,7 @@ struct Scenario {
 }
 
 fn draw_scenario(seed: u64, profile: Profile) -> Scenario {
-    let mut g = StdRng::seed_from_u64(seed ^ 0xD57_5CE7_A210);
+    let mut g = SmallRng::seed_from_u64(seed ^ 0xD57_5CE7_A210);
     let machines = g.random_range(2..=3usize);
     let skew = (0..machines).map(|_| g.random_range(-2_000..=2_000)).collect();
     let chaos_ms = g.random_range(5..=20) * MIN;
@@ -311,7 +312,7 @@ fn admin(method: &str, path: &str) -> Request {
 /// Plans a new delivery of an event (and sometimes a duplicate of it).
 fn plan_delivery(
     st_world: &mut SimWorld,
-    rng: &mut StdRng,
+    rng: &mut SmallRng,
     plan: &mut Plan<Event>,
     now: i64,
     entity: Entity,
@@ -517,6 +518,7 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
                     w.qbo.valid_refresh.insert(fresh.clone());
                     w.config.insert("qbo_refresh_token".into(), fresh);
                     w.rotation_lost = false;
+                    w.last_reauth_at = Some(now);
                     sp.st.note(format!("{now:>9} operator re-authorizes"));
                 }
                 for (e, id) in replays {
@@ -576,6 +578,7 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
             return true;
         }
         let w = &st.world;
+        let now = st.now;
         // Settled, or stuck for good: nothing will ever run it again (then only ticks remain,
         // and the checks report it).
         st.now >= operator_at
@@ -586,8 +589,12 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
                 let id = id.to_string();
                 record(w, e, &id).is_some_and(|r| {
                     settled(r.state)
-                        || (matches!(r.state, RecState::Retrying | RecState::Pending)
-                            && live_due_entries(w, e, &id).is_empty())
+                        || unscheduled(w, &r)
+                        || (r.state == RecState::Retrying
+                            && r.next_attempt_at.is_some_and(|t| t > world::at(horizon)))
+                        || (r.state == RecState::NeedsReauth
+                            && authorization_lost(w)
+                            && w.last_reauth_at.is_none_or(|t| now > t + 10 * MIN))
                 })
             })
     };
@@ -659,9 +666,8 @@ fn check(w: &SimWorld, sc: &Scenario) -> Vec<Violation> {
         };
         *by_state.entry(rec.state.as_str()).or_default() += 1;
         if !settled(rec.state) {
-            let live = live_due_entries(w, *entity, &id.to_string());
             out.push(v(
-                if live.is_empty() && matches!(rec.state, RecState::Retrying | RecState::Pending) {
+                if unscheduled(w, &rec) {
                     Check::Unscheduled
                 } else {
                     Check::Stuck
@@ -788,6 +794,37 @@ fn live_due_entries(w: &SimWorld, entity: Entity, id: &str) -> Vec<(i64, i64)> {
         .into_iter()
         .filter(|(m, _)| *m >= cursor)
         .collect()
+}
+
+/// The connector believes QuickBooks authorization is lost (only a human can change that;
+/// the operator re-authorizes only when a rotated token was really lost).
+fn authorization_lost(w: &SimWorld) -> bool {
+    w.kv.get("cred/qbo/state")
+        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+        .is_some_and(|v| v["needs_reauth"] == json!(true))
+}
+
+/// Whether the parked log still lists the entity (not yet resumed).
+fn parked(w: &SimWorld, entity: Entity, id: &str) -> bool {
+    let done = counter(w, "log/parked/done");
+    (done + 1..=counter(w, "log/parked/n")).any(|i| {
+        w.kv.get(&format!("log/parked/{i}"))
+            .and_then(|b| serde_json::from_slice::<ml_core::sync::store::EntityRef>(b).ok())
+            .is_some_and(|r| r.entity == entity && r.id == id)
+    })
+}
+
+/// Nothing will ever run this unsettled record again (short of a new webhook or a replay).
+fn unscheduled(w: &SimWorld, rec: &SyncRecord) -> bool {
+    match rec.state {
+        RecState::Retrying | RecState::Pending => {
+            live_due_entries(w, rec.entity, &rec.id).is_empty()
+        }
+        RecState::NeedsReauth => {
+            !parked(w, rec.entity, &rec.id) && live_due_entries(w, rec.entity, &rec.id).is_empty()
+        }
+        _ => false,
+    }
 }
 
 /// Where the scheduler could still find an entity, in words.

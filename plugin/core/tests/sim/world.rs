@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use ml_core::host::{CasOutcome, Host, KvError, LogLevel};
 use ml_core::http::{HttpRequest, HttpResponse, TransportError};
 use ml_core::sync::record::Entity;
-use rand::rngs::StdRng;
+use rand::rngs::SmallRng;
 use rand::{Rng, RngCore};
 use serde_json::{Value, json};
 
@@ -162,6 +162,7 @@ pub struct SimWorld {
     pub rotation_lost: bool,
     /// Re-authorizations the operator made.
     pub reauthorizations: u32,
+    pub last_reauth_at: Option<i64>,
     /// Problems seen while the run went on (checked again at the end).
     pub violations: Vec<super::Violation>,
     /// Replays the operator asked for that answered something other than a record.
@@ -233,6 +234,7 @@ impl SimWorld {
             unsaved_rotation: Default::default(),
             rotation_lost: false,
             reauthorizations: 0,
+            last_reauth_at: None,
             stats: Stats::default(),
             pending_redeliveries: 0,
             pending_replays: 0,
@@ -256,7 +258,7 @@ impl SimWorld {
         body: &[u8],
         lost: bool,
         now: i64,
-        rng: &mut StdRng,
+        rng: &mut SmallRng,
         plan: &mut Plan<Event>,
     ) {
         let accepted = status == 200 && contains(body, b"\"accepted\"");
@@ -269,13 +271,13 @@ impl SimWorld {
         }
     }
 
-    fn redeliver(&mut self, n: usize, now: i64, rng: &mut StdRng, plan: &mut Plan<Event>) {
+    fn redeliver(&mut self, n: usize, now: i64, rng: &mut SmallRng, plan: &mut Plan<Event>) {
         self.pending_redeliveries += 1;
         plan.at(now + rng.random_range(60_000..300_000), Event::Deliver(n));
     }
 
     /// Decides what the network does to a request.
-    fn draw(&mut self, rng: &mut StdRng, req: &HttpRequest) -> (i64, Fate) {
+    fn draw(&mut self, rng: &mut SmallRng, req: &HttpRequest) -> (i64, Fate) {
         self.stats.http += 1;
         let is_bc = req.url.starts_with(BC_BASE);
         let is_token = req.url.starts_with(OAUTH_BASE);
@@ -316,7 +318,7 @@ impl SimWorld {
         (latency, fate)
     }
 
-    fn retry_after(&self, rng: &mut StdRng) -> Option<String> {
+    fn retry_after(&self, rng: &mut SmallRng) -> Option<String> {
         if self.faults.hostile_retry_after && rng.random_bool(0.2) {
             return Some(
                 ["99999999999", "9999999999999", "18446744073709551615"]
@@ -328,7 +330,7 @@ impl SimWorld {
             .then(|| rng.random_range(1..120u32).to_string())
     }
 
-    fn server_error(&self, rng: &mut StdRng, is_bc: bool) -> HttpResponse {
+    fn server_error(&self, rng: &mut SmallRng, is_bc: bool) -> HttpResponse {
         let status = [500, 502, 503][rng.random_range(0..3)];
         let mut r = if is_bc {
             HttpResponse::json(
@@ -346,7 +348,7 @@ impl SimWorld {
         r
     }
 
-    fn rate_limited(&self, rng: &mut StdRng, is_bc: bool) -> HttpResponse {
+    fn rate_limited(&self, rng: &mut SmallRng, is_bc: bool) -> HttpResponse {
         if is_bc {
             let mut r = HttpResponse::json(
                 429,
@@ -419,7 +421,7 @@ impl super::exec::World for SimWorld {
         task: usize,
         kind: &Kind,
         now: i64,
-        rng: &mut StdRng,
+        rng: &mut SmallRng,
         plan: &mut Plan<Event>,
     ) {
         self.stats.crashes += 1;
