@@ -150,6 +150,8 @@ pub struct State<W: World> {
     pub digest: u64,
     /// The last lines of the trace (for failure reports), and all of it when `verbose`.
     pub trace: std::collections::VecDeque<String>,
+    /// Keep the trace (costs a formatted line per host call).
+    pub tracing: bool,
     pub verbose: bool,
     running: Option<usize>,
 }
@@ -157,18 +159,34 @@ pub struct State<W: World> {
 const TRACE_KEEP: usize = 400;
 
 impl<W: World> State<W> {
-    /// Appends a line to the trace and folds it into the digest.
-    pub fn note(&mut self, line: String) {
-        for b in line.bytes() {
+    fn fold(&mut self, bytes: &[u8]) {
+        for &b in bytes {
             self.digest = (self.digest ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
         }
-        if self.verbose {
-            eprintln!("{line}");
+    }
+
+    /// Records an event: `key` goes into the digest; `line` into the trace (only formatted when
+    /// the trace is kept).
+    pub fn event(&mut self, key: &[i64], line: impl FnOnce() -> String) {
+        for k in key {
+            self.fold(&k.to_le_bytes());
         }
-        if self.trace.len() >= TRACE_KEEP {
-            self.trace.pop_front();
+        if self.tracing {
+            let line = line();
+            if self.verbose {
+                eprintln!("{line}");
+            }
+            if self.trace.len() >= TRACE_KEEP {
+                self.trace.pop_front();
+            }
+            self.trace.push_back(line);
         }
-        self.trace.push_back(line);
+    }
+
+    /// A line for the trace (and the digest).
+    pub fn note(&mut self, line: String) {
+        self.fold(line.as_bytes());
+        self.event(&[], || line);
     }
 
     /// Whether any task is still alive.
@@ -237,7 +255,7 @@ impl<W: World> Ctx<W> {
 
     /// A scheduling point: may crash this task or let another run first. Returns the lock, so
     /// the caller's operation happens atomically at this point.
-    pub fn enter(&self, what: &dyn Fn() -> String) -> MutexGuard<'_, State<W>> {
+    pub fn enter(&self, op: &str, arg: &str, n: i64) -> MutexGuard<'_, State<W>> {
         let mut st = self.shared.lock();
         st.steps += 1;
         if st.steps > st.step_limit && st.abort.is_none() {
@@ -247,8 +265,13 @@ impl<W: World> Ctx<W> {
         if st.abort.is_some() {
             self.die(st);
         }
-        let line = format!("{:>9} t{} m{} {}", st.now, self.id, self.machine, what());
-        st.note(line);
+        st.fold(op.as_bytes());
+        st.fold(arg.as_bytes());
+        let (now, id, machine) = (st.now, self.id, self.machine);
+        st.event(&[now, id as i64, n], || {
+            let n = if n != 0 { format!(" {n}") } else { String::new() };
+            format!("{now:>9} t{id} m{machine} {op} {arg}{n}")
+        });
         let crash_p = st.crash_p;
         if st.world.chaos() && crash_p > 0.0 && st.rng.random_bool(crash_p) {
             self.die(st);
@@ -259,7 +282,8 @@ impl<W: World> Ctx<W> {
             st.pass_baton();
             if st.running != Some(self.id) {
                 let next = st.running;
-                st.note(format!("          switch -> t{}", next.map_or(-1, |n| n as i64)));
+                let next = next.map_or(-1, |n| n as i64);
+                st.event(&[next], || format!("          switch -> t{next}"));
                 self.shared.cv.notify_all();
                 st = self.shared.wait_turn(st, self.id);
                 if st.abort.is_some() {
@@ -361,6 +385,7 @@ impl<W: World> Executor<W> {
             problems: Vec::new(),
             digest: 0xcbf2_9ce4_8422_2325,
             trace: Default::default(),
+            tracing: false,
             verbose: false,
             running: None,
         };

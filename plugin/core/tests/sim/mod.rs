@@ -362,8 +362,22 @@ fn settled(s: RecState) -> bool {
     matches!(s, RecState::Posted | RecState::Skipped | RecState::Failed)
 }
 
-/// Runs one seed.
+/// Runs one seed; a run that breaks something runs once more with its trace kept (the same
+/// run: the digests must match).
 pub fn run(seed: u64, opts: &Options) -> Outcome {
+    let out = run_once(seed, opts, opts.verbose);
+    if out.violations.is_empty() || opts.verbose {
+        return out;
+    }
+    let traced = run_once(seed, opts, true);
+    assert_eq!(
+        traced.digest, out.digest,
+        "seed {seed} did not replay identically with its trace on"
+    );
+    traced
+}
+
+fn run_once(seed: u64, opts: &Options, tracing: bool) -> Outcome {
     let sc = draw_scenario(seed, opts.profile);
     let world = SimWorld::new(opts.profile, sc.faults.clone());
     let mut ex = Executor::new(seed, world, sc.skew.clone());
@@ -375,6 +389,7 @@ pub fn run(seed: u64, opts: &Options) -> Outcome {
         st.crash_p = sc.crash_p;
         st.switch_p = sc.switch_p;
         st.verbose = opts.verbose;
+        st.tracing = tracing;
         let State { world, plan, .. } = &mut *st;
         for (cid, c) in &sc.customers {
             world.bc.customers.insert(*cid, c.clone());

@@ -188,7 +188,7 @@ pub fn credentials() -> Vec<String> {
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 impl SimWorld {
@@ -241,11 +241,15 @@ impl SimWorld {
         }
     }
 
-    fn scan(&mut self, what: &str, bytes: &[u8]) {
-        for c in credentials() {
+    fn scan(&mut self, what: impl Fn() -> String, bytes: &[u8]) {
+        static NEEDLES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        for c in NEEDLES.get_or_init(credentials) {
             if contains(bytes, c.as_bytes()) {
-                self.leaks
-                    .push(format!("{what} holds a credential in plain text (…{}…)", &c[..6]));
+                self.leaks.push(format!(
+                    "{} holds a credential in plain text (…{}…)",
+                    what(),
+                    &c[..6]
+                ));
             }
         }
     }
@@ -457,8 +461,8 @@ pub struct SimHost<'a> {
 type St<'a> = std::sync::MutexGuard<'a, State<SimWorld>>;
 
 impl SimHost<'_> {
-    fn enter(&self, what: &dyn Fn() -> String) -> St<'_> {
-        let mut st = self.ctx.enter(what);
+    fn enter(&self, op: &str, arg: &str, n: i64) -> St<'_> {
+        let mut st = self.ctx.enter(op, arg, n);
         st.world.stats.host_calls += 1;
         st
     }
@@ -477,17 +481,17 @@ impl Host for SimHost<'_> {
     }
 
     fn random_bytes(&mut self, buf: &mut [u8]) {
-        let mut st = self.enter(&|| "random".into());
+        let mut st = self.enter("random", "", buf.len() as i64);
         st.rng.fill_bytes(buf);
     }
 
     fn config(&mut self, name: &str) -> Option<String> {
-        let st = self.enter(&|| format!("config {name}"));
+        let st = self.enter("config", name, 0);
         st.world.config.get(name).cloned()
     }
 
     fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        let mut st = self.enter(&|| format!("http {} {}", request.method.as_str(), short(&request.url)));
+        let mut st = self.enter(request.method.as_str(), short(&request.url), 0);
         let State { world, rng, .. } = &mut *st;
         let (latency, fate) = world.draw(rng, request);
         let wait = match fate {
@@ -512,27 +516,31 @@ impl Host for SimHost<'_> {
                 Err(TransportError::Timeout)
             }
         };
-        let line = format!(
-            "{:>9} t{} <- {}",
-            now,
-            self.ctx.id,
-            match &out {
-                Ok(r) => r.status.to_string(),
-                Err(e) => format!("{e:?}"),
-            }
-        );
-        st.note(line);
+        let id = self.ctx.id;
+        let code = match &out {
+            Ok(r) => i64::from(r.status),
+            Err(_) => -1,
+        };
+        st.event(&[now, id as i64, code], || {
+            format!(
+                "{now:>9} t{id} <- {}",
+                match &out {
+                    Ok(r) => r.status.to_string(),
+                    Err(e) => format!("{e:?}"),
+                }
+            )
+        });
         out
     }
 
     fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        let st = self.enter(&|| format!("get {key}"));
+        let st = self.enter("get", key, 0);
         Ok(st.world.kv.get(key).cloned())
     }
 
     fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        let mut st = self.enter(&|| format!("set {key}"));
-        st.world.scan(&format!("KV `{key}`"), value);
+        let mut st = self.enter("set", key, 0);
+        st.world.scan(|| format!("KV `{key}`"), value);
         if key == "cred/qbo/tokens" {
             st.world.unsaved_rotation.remove(&self.ctx.id);
         }
@@ -541,13 +549,13 @@ impl Host for SimHost<'_> {
     }
 
     fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
-        let mut st = self.enter(&|| format!("delete {key}"));
+        let mut st = self.enter("delete", key, 0);
         st.world.kv.remove(key);
         Ok(())
     }
 
     fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
-        let mut st = self.enter(&|| format!("incr {key} {delta}"));
+        let mut st = self.enter("incr", key, delta);
         let current = match st.world.kv.get(key) {
             None => 0,
             Some(b) => i64::from_le_bytes(
@@ -562,10 +570,10 @@ impl Host for SimHost<'_> {
     }
 
     fn kv_cas(&mut self, key: &str, expected: &[u8], new: &[u8]) -> Result<CasOutcome, KvError> {
-        let mut st = self.enter(&|| format!("cas {key}"));
+        let mut st = self.enter("cas", key, 0);
         match st.world.kv.get(key) {
             Some(v) if v.as_slice() == expected => {
-                st.world.scan(&format!("KV `{key}`"), new);
+                st.world.scan(|| format!("KV `{key}`"), new);
                 st.world.kv.insert(key.to_string(), new.to_vec());
                 Ok(CasOutcome::Swapped)
             }
@@ -574,13 +582,13 @@ impl Host for SimHost<'_> {
     }
 
     fn sleep_ms(&mut self, ms: u64) {
-        let st = self.enter(&|| format!("sleep {ms}"));
+        let st = self.enter("sleep", "", ms as i64);
         let until = st.now + ms as i64;
         drop(self.ctx.block(st, until));
     }
 
     fn log(&mut self, level: LogLevel, message: &str) {
-        let mut st = self.enter(&|| format!("log {level:?}"));
-        st.world.scan("a log line", message.as_bytes());
+        let mut st = self.enter("log", "", level as i64);
+        st.world.scan(|| "a log line".into(), message.as_bytes());
     }
 }
