@@ -22,6 +22,9 @@ use std::time::Instant;
 
 use sim::{Check, Options, Profile};
 
+/// Per check: seeds that broke it, the first of them, the first message.
+type Tally = BTreeMap<Check, (u64, Vec<u64>, String)>;
+
 struct Args {
     start: u64,
     seeds: u64,
@@ -55,7 +58,8 @@ fn parse() -> Result<Args, String> {
             }
             "--profile" => {
                 let v = value()?;
-                a.profile = Profile::by_name(&v).ok_or(format!("--profile {v}: full or bounded"))?;
+                a.profile =
+                    Profile::by_name(&v).ok_or(format!("--profile {v}: full or bounded"))?;
             }
             "--verbose" => a.verbose = true,
             "--list" => a.list = true,
@@ -71,7 +75,9 @@ fn main() {
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("dst: {e}\nusage: dst [--seeds N] [--start S] [--seed S] [--profile full|bounded] [--verbose] [--list] [--reports N] [--threads N]");
+            eprintln!(
+                "dst: {e}\nusage: dst [--seeds N] [--start S] [--seed S] [--profile full|bounded] [--verbose] [--list] [--reports N] [--threads N]"
+            );
             std::process::exit(2);
         }
     };
@@ -83,7 +89,7 @@ fn main() {
     let next = AtomicU64::new(args.start);
     let done = AtomicU64::new(0);
     let steps = AtomicU64::new(0);
-    let tally: Mutex<BTreeMap<Check, (u64, Vec<u64>, String)>> = Mutex::new(BTreeMap::new());
+    let tally: Mutex<Tally> = Mutex::new(BTreeMap::new());
     let reports = Mutex::new(Vec::new());
     let failed = AtomicU64::new(0);
     let began = Instant::now();
@@ -124,7 +130,7 @@ fn main() {
                         }
                     }
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if n % 10_000 == 0 {
+                    if n.is_multiple_of(10_000) {
                         eprintln!(
                             "{n} seeds, {} failed, {:.0} s",
                             failed.load(Ordering::Relaxed),
@@ -141,11 +147,11 @@ fn main() {
     }
     let n = done.load(Ordering::Relaxed);
     println!(
-        "{n} seeds ({}..{end}, profile {}) in {secs:.1} s on {} threads: {:.1} ms per seed, {} host calls; {} seed(s) broke a check",
+        "{n} seeds ({}..{end}, profile {}) in {secs:.1} s on {} threads: {} ms per seed, {} host calls; {} seed(s) broke a check",
         args.start,
         args.profile.name(),
         args.threads,
-        secs * 1000.0 * args.threads as f64 / n.max(1) as f64,
+        began.elapsed().as_micros() as u64 * args.threads as u64 / n.max(1) / 1000,
         steps.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed)
     );

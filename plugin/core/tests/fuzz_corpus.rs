@@ -58,8 +58,19 @@ fn framed(target: &str, raw: &[u8]) -> Vec<u8> {
 /// tokens, truncation, splices of two inputs.
 fn mutate(rng: &mut SmallRng, input: &[u8], other: &[u8]) -> Vec<u8> {
     const TOKENS: &[&[u8]] = &[
-        b"null", b"-1", b"0", b"1e309", b"\"\"", b"[]", b"{}", b"\"9999999999999999999999\"",
-        b"\"-0.0001\"", b"\"12.345678\"", b"true", b"\"\\u0000\"", b"18446744073709551616",
+        b"null",
+        b"-1",
+        b"0",
+        b"1e309",
+        b"\"\"",
+        b"[]",
+        b"{}",
+        b"\"9999999999999999999999\"",
+        b"\"-0.0001\"",
+        b"\"12.345678\"",
+        b"true",
+        b"\"\\u0000\"",
+        b"18446744073709551616",
     ];
     let mut out = input.to_vec();
     for _ in 0..rng.random_range(1..=4) {

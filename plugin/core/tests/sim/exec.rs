@@ -18,6 +18,9 @@ use std::thread::JoinHandle;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+/// A task's work.
+pub type Body<W> = Box<dyn FnOnce(&mut Ctx<W>) + Send>;
+
 /// The payload a crashed task unwinds with (never a real panic).
 pub struct Crash;
 
@@ -225,7 +228,11 @@ impl<W: World> Shared<W> {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn wait_turn<'a>(&'a self, mut st: MutexGuard<'a, State<W>>, me: usize) -> MutexGuard<'a, State<W>> {
+    fn wait_turn<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State<W>>,
+        me: usize,
+    ) -> MutexGuard<'a, State<W>> {
         while st.running != Some(me) {
             st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
         }
@@ -269,7 +276,11 @@ impl<W: World> Ctx<W> {
         st.fold(arg.as_bytes());
         let (now, id, machine) = (st.now, self.id, self.machine);
         st.event(&[now, id as i64, n], || {
-            let n = if n != 0 { format!(" {n}") } else { String::new() };
+            let n = if n != 0 {
+                format!(" {n}")
+            } else {
+                String::new()
+            };
             format!("{now:>9} t{id} m{machine} {op} {arg}{n}")
         });
         let crash_p = st.crash_p;
@@ -296,7 +307,11 @@ impl<W: World> Ctx<W> {
     }
 
     /// Blocks this task until simulated time `until`, letting others run.
-    pub fn block<'a>(&'a self, mut st: MutexGuard<'a, State<W>>, until: i64) -> MutexGuard<'a, State<W>> {
+    pub fn block<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State<W>>,
+        until: i64,
+    ) -> MutexGuard<'a, State<W>> {
         st.tasks[self.id].status = Status::Blocked(until);
         st.pass_baton();
         self.shared.cv.notify_all();
@@ -343,7 +358,7 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
 /// Lets the driver start tasks while it holds the state.
 pub struct Spawner<'a, W: World> {
     pub st: &'a mut State<W>,
-    new: &'a mut Vec<(usize, Box<dyn FnOnce(&mut Ctx<W>) + Send>)>,
+    new: &'a mut Vec<(usize, Body<W>)>,
 }
 
 impl<W: World> Spawner<'_, W> {
@@ -479,12 +494,7 @@ impl<W: World> Executor<W> {
     }
 }
 
-fn task_main<W: World>(
-    shared: Arc<Shared<W>>,
-    id: usize,
-    machine: usize,
-    body: Box<dyn FnOnce(&mut Ctx<W>) + Send>,
-) {
+fn task_main<W: World>(shared: Arc<Shared<W>>, id: usize, machine: usize, body: Body<W>) {
     {
         let mut st = shared.wait_turn(shared.lock(), id);
         if st.abort.is_some() {

@@ -254,27 +254,6 @@ impl SimWorld {
         }
     }
 
-    /// A webhook delivery was answered (`lost`: the answer never reached BigCommerce).
-    pub fn answered(
-        &mut self,
-        n: usize,
-        status: u16,
-        body: &[u8],
-        lost: bool,
-        now: i64,
-        rng: &mut SmallRng,
-        plan: &mut Plan<Event>,
-    ) {
-        let accepted = status == 200 && contains(body, b"\"accepted\"");
-        if accepted {
-            self.deliveries[n].accepted = true;
-        }
-        if status != 200 || lost {
-            // BigCommerce retries a delivery that did not get a 2xx.
-            self.redeliver(n, now, rng, plan);
-        }
-    }
-
     fn redeliver(&mut self, n: usize, now: i64, rng: &mut SmallRng, plan: &mut Plan<Event>) {
         self.pending_redeliveries += 1;
         plan.at(now + rng.random_range(60_000..300_000), Event::Deliver(n));
@@ -325,9 +304,8 @@ impl SimWorld {
     fn retry_after(&self, rng: &mut SmallRng) -> Option<String> {
         if self.faults.hostile_retry_after && rng.random_bool(0.2) {
             return Some(
-                ["99999999999", "9999999999999", "18446744073709551615"]
-                    [rng.random_range(0..3)]
-                .to_string(),
+                ["99999999999", "9999999999999", "18446744073709551615"][rng.random_range(0..3)]
+                    .to_string(),
             );
         }
         rng.random_bool(0.5)
@@ -354,10 +332,8 @@ impl SimWorld {
 
     fn rate_limited(&self, rng: &mut SmallRng, is_bc: bool) -> HttpResponse {
         if is_bc {
-            let mut r = HttpResponse::json(
-                429,
-                &json!({"status": 429, "title": "Too many requests"}),
-            );
+            let mut r =
+                HttpResponse::json(429, &json!({"status": 429, "title": "Too many requests"}));
             let reset = if self.faults.hostile_retry_after && rng.random_bool(0.2) {
                 "18446744073709551615".to_string()
             } else {
@@ -368,10 +344,8 @@ impl SimWorld {
                 .push(("X-Rate-Limit-Requests-Left".into(), "0".into()));
             r
         } else {
-            let mut r = HttpResponse::json(
-                429,
-                &fault_body("003001", "ThrottleExceeded", "SERVICE"),
-            );
+            let mut r =
+                HttpResponse::json(429, &fault_body("003001", "ThrottleExceeded", "SERVICE"));
             r.headers.push(("intuit_tid".into(), "tid-429-sim".into()));
             if let Some(after) = self.retry_after(rng) {
                 r.headers.push(("Retry-After".into(), after));
@@ -448,6 +422,26 @@ impl super::exec::World for SimWorld {
     }
 }
 
+/// A webhook delivery was answered; the answer may be lost on its way to BigCommerce.
+pub fn answered(st: &mut State<SimWorld>, n: usize, resp: &HttpResponse) {
+    let State {
+        world,
+        rng,
+        plan,
+        now,
+        ..
+    } = st;
+    let lost = world.chaos && world.profile.crashes && rng.random_bool(world.faults.lost_answer);
+    let accepted = resp.status == 200 && contains(&resp.body, b"\"accepted\"");
+    if accepted {
+        world.deliveries[n].accepted = true;
+    }
+    if resp.status != 200 || lost {
+        // BigCommerce retries a delivery that did not get a 2xx.
+        world.redeliver(n, *now, rng, plan);
+    }
+}
+
 /// The simulated time as a timestamp.
 pub fn at(ms: i64) -> DateTime<Utc> {
     t0() + Duration::milliseconds(ms)
@@ -504,7 +498,9 @@ impl Host for SimHost<'_> {
         let out = match fate {
             Fate::Serve => {
                 let out = st.world.serve(request, now);
-                if request.url.starts_with(OAUTH_BASE) && out.as_ref().is_ok_and(|r| r.status == 200) {
+                if request.url.starts_with(OAUTH_BASE)
+                    && out.as_ref().is_ok_and(|r| r.status == 200)
+                {
                     st.world.unsaved_rotation.insert(self.ctx.id);
                 }
                 out
@@ -565,7 +561,9 @@ impl Host for SimHost<'_> {
             ),
         };
         let sum = current + delta;
-        st.world.kv.insert(key.to_string(), sum.to_le_bytes().to_vec());
+        st.world
+            .kv
+            .insert(key.to_string(), sum.to_le_bytes().to_vec());
         Ok(sum)
     }
 
