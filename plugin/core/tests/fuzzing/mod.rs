@@ -70,7 +70,10 @@ fn host() -> FakeHost {
         ("qbo_oauth_base", "http://oauth.fuzz"),
         ("qbo_realm_id", "123"),
         ("qbo_refresh_token", REFRESH),
-        ("qbo_redirect_uri", "https://connector.fuzz/oauth/quickbooks/callback"),
+        (
+            "qbo_redirect_uri",
+            "https://connector.fuzz/oauth/quickbooks/callback",
+        ),
         ("admin_token", ADMIN),
     ] {
         h.set_config(k, v);

@@ -42,8 +42,8 @@ pub enum Check {
     /// A record that never settled (or a run that never did).
     Stuck,
     /// A record that never settled because nothing will ever run it again: `retrying` or
-    /// `pending` with no due entry the scheduler will read, or `needs_reauth` with no entry in
-    /// the parked log.
+    /// `pending` with no due entry the scheduler will read, `needs_reauth` with no entry in the
+    /// parked log, or an accepted event with neither a record nor a due entry.
     Unscheduled,
     /// A record that failed although only transient faults happened.
     Failed,
@@ -597,15 +597,16 @@ fn run_once(seed: u64, opts: &Options, tracing: bool) -> Outcome {
             && w.pending_replays == 0
             && expected(w).into_iter().all(|(e, id)| {
                 let id = id.to_string();
-                record(w, e, &id).is_some_and(|r| {
-                    settled(r.state)
-                        || unscheduled(w, &r)
-                        || (r.state == RecState::Retrying
-                            && r.next_attempt_at.is_some_and(|t| t > world::at(horizon)))
-                        || (r.state == RecState::NeedsReauth
-                            && authorization_lost(w)
-                            && w.last_reauth_at.is_none_or(|t| now > t + 10 * MIN))
-                })
+                let Some(r) = record(w, e, &id) else {
+                    return live_due_entries(w, e, &id).is_empty();
+                };
+                settled(r.state)
+                    || unscheduled(w, &r)
+                    || (r.state == RecState::Retrying
+                        && r.next_attempt_at.is_some_and(|t| t > world::at(horizon)))
+                    || (r.state == RecState::NeedsReauth
+                        && authorization_lost(w)
+                        && w.last_reauth_at.is_none_or(|t| now > t + 10 * MIN))
             })
     };
     ex.run(&mut on_event, &mut stop);
@@ -674,9 +675,18 @@ fn check(w: &SimWorld, sc: &Scenario) -> Vec<Violation> {
     let mut by_state: BTreeMap<&'static str, i64> = BTreeMap::new();
     for (entity, id) in &expected {
         let Some(rec) = record(w, *entity, &id.to_string()) else {
+            // Its worker died before the first save: only its guard entry can still run it.
+            let unscheduled = live_due_entries(w, *entity, &id.to_string()).is_empty();
             out.push(v(
-                Check::Missing,
-                format!("{entity} {id}: accepted, but no sync record"),
+                if unscheduled {
+                    Check::Unscheduled
+                } else {
+                    Check::Missing
+                },
+                format!(
+                    "{entity} {id}: accepted, but no sync record; {}",
+                    due_entries_for(w, *entity, &id.to_string())
+                ),
             ));
             continue;
         };

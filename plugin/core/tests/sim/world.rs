@@ -431,7 +431,7 @@ pub fn answered(st: &mut State<SimWorld>, n: usize, resp: &HttpResponse) {
         now,
         ..
     } = st;
-    let lost = world.chaos && world.profile.crashes && rng.random_bool(world.faults.lost_answer);
+    let lost = world.chaos && rng.random_bool(world.faults.lost_answer);
     let accepted = resp.status == 200 && contains(&resp.body, b"\"accepted\"");
     if accepted {
         world.deliveries[n].accepted = true;
