@@ -44,16 +44,31 @@ pub const KEY_BYTES: [u8; 32] = [7; 32];
 /// KV key of the sealed QuickBooks token set (connection.rs layout).
 pub const TOKENS_KEY: &str = "cred/qbo/tokens";
 
-/// Where the shared design material lives, read in place.
+/// Where the shared design material lives, read in place: `../shared` beside the repository,
+/// or `ML_SHARED_DIR` when the checkout sits elsewhere (a git worktree).
 pub fn shared(rel: &str) -> String {
-    format!("{}/../../../shared/{rel}", env!("CARGO_MANIFEST_DIR"))
+    match std::env::var("ML_SHARED_DIR") {
+        Ok(dir) if !dir.is_empty() => format!("{dir}/{rel}"),
+        _ => format!("{}/../../../shared/{rel}", env!("CARGO_MANIFEST_DIR")),
+    }
 }
 
-/// A recorded fixture as JSON.
+/// A recorded fixture as JSON (read once per process: the simulation asks for them often).
 pub fn fixture(rel: &str) -> Value {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<HashMap<String, Value>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(v) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(rel) {
+        return v.clone();
+    }
     let path = shared(&format!("fixtures/{rel}"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"))
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"));
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(rel.to_string(), v.clone());
+    v
 }
 
 /// 2026-11-26T15:00:00Z: a minute boundary, so "same minute" scenarios are explicit.
@@ -164,7 +179,8 @@ pub struct Bc {
 }
 
 impl Bc {
-    fn handle(&mut self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+    /// Answers one request as BigCommerce would.
+    pub fn handle(&mut self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
         let customers = format!("{BC_BASE}/stores/{STORE_HASH}/v3/customers?");
         if req.url.starts_with(&customers) {
             return Ok(self.customers(req));
@@ -344,7 +360,8 @@ impl Qbo {
         }
     }
 
-    fn handle(&mut self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+    /// Answers one request as QuickBooks would (after any injected fault).
+    pub fn handle(&mut self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
         let fault = self.take_fault(req);
         match fault {
             Some(Fault::Status(status, body)) => return Ok(qbo_json(status, body)),

@@ -1,0 +1,256 @@
+//! Deterministic simulation testing of the protocol (see `sim/mod.rs`): seeded runs of
+//! several instances with crashes, skewed clocks and a faulty network, checked against the
+//! contract's guarantees. Every failure prints its seed and the command that replays it.
+//!
+//! - CI: [`a_range_of_seeds_keeps_every_invariant`] (`DST_SEEDS`, `DST_START`, `DST_PROFILE`
+//!   change the range and the fault profile).
+//! - One seed, traced: `DST_SEED=n DST_VERBOSE=1 cargo test -p ml-core --test dst -- --ignored replay_one_seed --nocapture`.
+//! - Millions: `cargo run --release -p ml-core --example dst -- --seeds 1000000`.
+//!
+//! Known bugs: each has an ignored test below, named after it, that runs seeds which find it
+//! today. Until it is fixed, its [`Check`] is listed in [`KNOWN`] and the CI range reports
+//! those violations without failing; fixing the bug means deleting its line from [`KNOWN`]
+//! and the `#[ignore]` from its test.
+
+mod common;
+mod sim;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use sim::{Check, Options, Outcome, Profile};
+
+/// Checks that known, not yet fixed bugs break (in the CI profile), with the test that
+/// reproduces each.
+const KNOWN: &[(Check, &str)] = &[
+    (
+        Check::Unscheduled,
+        "a_retry_is_lost_when_an_instance_dies_between_saving_a_record_and_filing_its_due_entry, \
+         a_hole_in_a_due_minute_marks_the_entries_before_it_done_unhandled",
+    ),
+    (
+        Check::Counts,
+        "status_counts_drift_when_an_instance_dies_between_saving_a_record_and_counting_it",
+    ),
+];
+
+fn known() -> Vec<Check> {
+    KNOWN.iter().map(|(c, _)| *c).collect()
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+fn env_profile(default: Profile) -> Profile {
+    match std::env::var("DST_PROFILE") {
+        Ok(name) => Profile::by_name(&name)
+            .unwrap_or_else(|| panic!("DST_PROFILE={name}: use full or bounded")),
+        Err(_) => default,
+    }
+}
+
+/// Runs `seeds` on every core; returns the runs that broke something.
+fn run_seeds(seeds: impl Iterator<Item = u64> + Send, opts: Options) -> Vec<Outcome> {
+    let seeds = Mutex::new(seeds);
+    let failures = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let Some(seed) = seeds.lock().unwrap().next() else {
+                        break;
+                    };
+                    let out = sim::run(seed, &opts);
+                    if !out.violations.is_empty() {
+                        failures.lock().unwrap().push(out);
+                    }
+                }
+            });
+        }
+    });
+    let mut f = failures.into_inner().unwrap();
+    f.sort_by_key(|o| o.seed);
+    f
+}
+
+/// Fails on any violation not in `tolerated`; prints a report of every run that broke one.
+fn assert_only(failures: &[Outcome], tolerated: &[Check]) {
+    let mut tally: BTreeMap<Check, Vec<u64>> = BTreeMap::new();
+    for o in failures {
+        for v in &o.violations {
+            let seeds = tally.entry(v.check).or_default();
+            if seeds.last() != Some(&o.seed) {
+                seeds.push(o.seed);
+            }
+        }
+    }
+    for (check, seeds) in &tally {
+        let name = KNOWN
+            .iter()
+            .find(|(c, _)| c == check)
+            .map_or("not a known bug", |(_, n)| n);
+        eprintln!(
+            "{check:?} ({name}): {} seed(s), first {:?}",
+            seeds.len(),
+            &seeds[..seeds.len().min(10)]
+        );
+    }
+    let new: Vec<&Outcome> = failures
+        .iter()
+        .filter(|o| !o.new_violations(tolerated).is_empty())
+        .collect();
+    for o in new.iter().take(5) {
+        eprintln!("{}", o.report());
+    }
+    assert!(
+        new.is_empty(),
+        "{} seed(s) broke an invariant: {:?} (reports above; replay one with DST_SEED=<seed>)",
+        new.len(),
+        new.iter().map(|o| o.seed).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_range_of_seeds_keeps_every_invariant() {
+    let start = env_u64("DST_START").unwrap_or(0);
+    let n = env_u64("DST_SEEDS").unwrap_or(2_000);
+    let opts = Options {
+        profile: env_profile(Profile::BOUNDED),
+        verbose: false,
+    };
+    let failures = run_seeds(start..start + n, opts);
+    assert_only(&failures, &known());
+}
+
+#[test]
+fn one_seed_replays_to_the_same_trace() {
+    let opts = Options::default();
+    for seed in [3, 17, 42] {
+        let a = sim::run(seed, &opts);
+        let b = sim::run(seed, &opts);
+        assert_eq!(a.digest, b.digest, "seed {seed}: traces differ");
+        assert_eq!(a.steps, b.steps, "seed {seed}");
+        assert_eq!(a.violations, b.violations, "seed {seed}");
+        assert!(a.steps > 100, "seed {seed} ran only {} host calls", a.steps);
+    }
+}
+
+/// `DST_SEED=n [DST_PROFILE=bounded] [DST_VERBOSE=1]`: runs one seed and prints what happened.
+#[test]
+#[ignore = "a tool: replays DST_SEED"]
+fn replay_one_seed() {
+    let seed = env_u64("DST_SEED").expect("set DST_SEED");
+    let opts = Options {
+        profile: env_profile(Profile::FULL),
+        verbose: std::env::var("DST_VERBOSE").is_ok(),
+    };
+    let out = sim::run(seed, &opts);
+    eprintln!(
+        "seed {seed}: {}\n{} host calls, {:.1} simulated minutes, {:?}",
+        out.scenario,
+        out.steps,
+        out.sim_ms as f64 / 60_000.0,
+        out.stats
+    );
+    if !out.violations.is_empty() {
+        panic!("{}", out.report());
+    }
+}
+
+/// Runs `seeds` in `profile` and fails if any of them breaks one of `checks`.
+fn bug(profile: Profile, seeds: &[u64], checks: &[Check]) {
+    let opts = Options {
+        profile,
+        verbose: false,
+    };
+    let failures = run_seeds(seeds.iter().copied(), opts);
+    let broken: Vec<&Outcome> = failures
+        .iter()
+        .filter(|o| o.violations.iter().any(|v| checks.contains(&v.check)))
+        .collect();
+    for o in broken.iter().take(3) {
+        eprintln!("{}", o.report());
+    }
+    assert!(
+        broken.is_empty(),
+        "seeds {:?} still break {checks:?}",
+        broken.iter().map(|o| o.seed).collect::<Vec<_>>()
+    );
+}
+
+// Known bugs, found by the simulation; each test fails until its bug is fixed. The seeds are
+// valid for the core and simulation as they are now: a change to either moves every
+// trajectory, and then `cargo run --release -p ml-core --example dst -- --seeds 3000 --list
+// [--profile bounded]` finds the current ones.
+
+/// `sync::store::save_record` writes the record and only then files its retry in the due log
+/// (and its parked-log entry): an instance dying in between leaves a `retrying` (or
+/// `needs_reauth`) record nothing will ever run again.
+#[test]
+#[ignore = "known bug: the due entry is filed after the record"]
+fn a_retry_is_lost_when_an_instance_dies_between_saving_a_record_and_filing_its_due_entry() {
+    bug(
+        Profile::BOUNDED,
+        &[693, 875, 887, 1704, 1830, 2968],
+        &[Check::Unscheduled],
+    );
+}
+
+/// `sync::store::due_entries` marks a slot whose writer died (a hole) done with
+/// `mark_due_done(minute, i)`, which marks every earlier slot of that minute done too — even
+/// those it has just collected and not handled yet (and will not, if the first one is busy).
+/// Their records are never run again.
+#[test]
+#[ignore = "known bug: a hole in a due minute marks the entries before it done"]
+fn a_hole_in_a_due_minute_marks_the_entries_before_it_done_unhandled() {
+    bug(Profile::BOUNDED, &[1318, 2497, 2714], &[Check::Unscheduled]);
+    // The same, for a guard entry whose worker died before the record's first save.
+    bug(Profile::FULL, &[109_728], &[Check::Unscheduled]);
+}
+
+/// `sync::store::save_record` writes the record, then adjusts `count/{old}` and `count/{new}`
+/// in separate calls: an instance dying in between (or two workers saving one record after a
+/// lease expired) leaves the status counts wrong for good (negative ones are clamped to 0).
+#[test]
+#[ignore = "known bug: status counts are not updated atomically with the record"]
+fn status_counts_drift_when_an_instance_dies_between_saving_a_record_and_counting_it() {
+    bug(Profile::BOUNDED, &[5, 45, 48, 51, 64], &[Check::Counts]);
+}
+
+/// `sync::failure` turns any `Retry-After` / `X-Rate-Limit-Time-Reset-Ms` into the next
+/// attempt time unbounded: 99999999999 s parks the record until the year 5195, and
+/// 9999999999999 s panics (`DateTime + TimeDelta overflowed`) inside the job.
+#[test]
+#[ignore = "known bug: Retry-After is not capped (overflow)"]
+fn a_retry_after_no_real_service_sends_panics_the_job_or_parks_the_record_for_centuries() {
+    bug(
+        Profile::FULL,
+        &[45, 163, 182, 1026, 1048],
+        &[Check::Panic, Check::Stuck],
+    );
+}
+
+/// A worker whose entity lease expired during a long stall (a slow body, a paused VM) goes on
+/// and writes: two workers then create invoices for two versions of one order (two invoices),
+/// or the stale one overwrites the newer content (totals no longer tie).
+#[test]
+#[ignore = "known bug: leases are not renewed nor re-checked before writes"]
+fn a_worker_whose_lease_expired_during_a_stall_still_writes_to_quickbooks() {
+    bug(
+        Profile::FULL,
+        &[27, 29, 30, 388, 429],
+        &[Check::Duplicate, Check::Totals],
+    );
+}
+
+/// The refresh lease (30 s) expires while its holder waits on a slow token call; a second
+/// instance refreshes with the same refresh token; the first one's answer is then
+/// `invalid_grant`, and it marks the connection lost although the second stored a valid
+/// rotated token. Every record parks until a human re-authorizes.
+#[test]
+#[ignore = "known bug: a stale invalid_grant marks the connection lost"]
+fn a_refresh_lease_that_expires_during_a_slow_token_call_loses_the_authorization() {
+    bug(Profile::FULL, &[127, 1007, 1131], &[Check::Stuck]);
+}
