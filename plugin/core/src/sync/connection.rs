@@ -436,6 +436,23 @@ fn refresh_holding_lease(
             })
         }
         Err(TokenError::NeedsReauth) => {
+            // A slow token call can outlive the refresh lease: another instance may have
+            // rotated the refresh token meanwhile, and this refusal is about the superseded
+            // one, not about the connection.
+            if let Some(current) = read_tokens(host, vault)?
+                && current.refresh_token.expose() != tokens.refresh_token.expose()
+            {
+                if !token::needs_refresh(&Some(current.clone()), now) {
+                    let realm_id = realm_of(settings, &current)?;
+                    return Ok(Access {
+                        token: current.access_token,
+                        realm_id,
+                    });
+                }
+                return Err(ConnectionError::Token(TokenError::Unavailable {
+                    status: response.status,
+                }));
+            }
             mark_needs_reauth(host, "QuickBooks refused the refresh token (invalid_grant)")?;
             Err(ConnectionError::Token(TokenError::NeedsReauth))
         }
@@ -684,6 +701,37 @@ mod tests {
     fn the_refresh_lease_outlives_a_token_request_and_waiting_for_it_fits_in_a_job_lease() {
         assert!(REFRESH_LEASE_MS >= crate::http::UPSTREAM_DEADLINE_MS as i64 + 5_000);
         assert!((REFRESH_WAIT_MS as i64) < store::ENTITY_LEASE_MS);
+    }
+
+    #[test]
+    fn an_invalid_grant_for_a_refresh_token_another_instance_already_rotated_keeps_the_connection()
+    {
+        let mut h = host();
+        let kr = keyring();
+        let vault = Vault { keyring: &kr };
+        let qbo = QuickBooksSettings::read(&mut h).unwrap();
+        connected(&mut h, &vault, &tokens("ACCESS-2", "REFRESH-2")).unwrap();
+        // Our refresh lease expires during a slow token call: another instance refreshes with
+        // the same refresh token first and stores the rotated one, so Intuit refuses ours.
+        let mut fired = false;
+        h.after_get(TOKENS_KEY, move |h| {
+            if !fired {
+                fired = true;
+                let kr = keyring();
+                store_tokens(h, &Vault { keyring: &kr }, &tokens("ACCESS-9", "REFRESH-9")).unwrap();
+            }
+        });
+        h.route("POST /oauth2/v1/tokens/bearer", |_| {
+            Ok(HttpResponse::json(
+                400,
+                &serde_json::json!({"error": "invalid_grant"}),
+            ))
+        });
+        let access = refresh_holding_lease(&mut h, &vault, &qbo, "ACCESS-2").unwrap();
+        assert_eq!(access.token.expose(), "ACCESS-9");
+        assert!(!state(&mut h).unwrap().needs_reauth, "the connection is not lost");
+        let stored = load_tokens(&mut h, &vault).unwrap().unwrap();
+        assert_eq!(stored.refresh_token.expose(), "REFRESH-9");
     }
 
     #[test]

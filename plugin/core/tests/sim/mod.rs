@@ -387,7 +387,8 @@ fn run_once(seed: u64, opts: &Options, tracing: bool) -> Outcome {
     let mut ex = Executor::new(seed, world, sc.skew.clone());
     let chaos_end = sc.chaos_ms;
     let operator_at = chaos_end + 15 * MIN;
-    let horizon = chaos_end + 8 * 60 * MIN;
+    // Past the longest wait the connector allows (a Retry-After is capped at 24 h) plus a backoff.
+    let horizon = chaos_end + 26 * 60 * MIN;
     {
         let mut st = ex.state();
         st.crash_p = sc.crash_p;
