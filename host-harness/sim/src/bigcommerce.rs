@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use r#gen::{GeneratedOrder, OrderShape, generate, shapes};
+pub use r#gen::{GeneratedOrder, OrderShape, Payment, capture, generate, generate_paid, shapes};
 pub use hooks::{DeliveryReport, Hook, HookDelivery};
 
 use crate::control::{self, Control};

@@ -3,13 +3,18 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::books::customer::{self, CustomerSource};
+use crate::books::documents::{self, DocKind, Document, InvoiceAction, KeepReason, OrderFacts};
 use crate::books::mapping::{self, GuestMode, MappingConfig, OrderContext};
 use crate::host::Host;
 use crate::jobs::{Done, Job};
-use crate::models::bigcommerce::{self, CatalogProduct, Order, OrderId, OrderProduct, ProductId};
+use crate::models::bigcommerce::{
+    self, CatalogProduct, Order, OrderId, OrderProduct, ProductId, Refund,
+};
+use crate::models::money::Money;
 use crate::models::quickbooks::{self, request_id};
 use crate::sync::connection::{self, Vault};
 use crate::sync::failure::{Failure, Service};
@@ -160,7 +165,33 @@ pub struct Prepared {
     pub digest: String,
     pub doc_number: Option<String>,
     pub draft_total: String,
+    /// What the invoice totals.
+    pub total: Money,
     pub customer: (resolve::CustomerLink, Matched),
+    /// What mapping the other documents needs: the rules, catalog data, customer group, realm.
+    pub config: MappingConfig,
+    pub catalog: HashMap<ProductId, CatalogProduct>,
+    pub customer_group_id: Option<u64>,
+    pub realm_id: String,
+}
+
+impl Prepared {
+    /// Gives the invoice another DocNumber (the invoice of an order reopened after a void).
+    pub fn set_doc_number(&mut self, doc_number: &str) {
+        self.invoice["DocNumber"] = json!(doc_number);
+        self.doc_number = Some(doc_number.to_string());
+        self.digest = customer::content_digest(&self.invoice);
+    }
+
+    /// The mapping context of the order.
+    pub fn context(&self) -> OrderContext<'_> {
+        OrderContext {
+            order: &self.fetched.order,
+            lines: &self.fetched.lines,
+            catalog: &self.catalog,
+            customer_group_id: self.customer_group_id,
+        }
+    }
 }
 
 /// Fetches, maps and resolves an order into the invoice body that would be sent.
@@ -215,14 +246,19 @@ pub fn prepare_order(
     Ok(Prepared {
         doc_number: draft.invoice.doc_number.clone(),
         draft_total: draft.total.to_string(),
+        total: draft.total,
         fetched,
         invoice,
         digest,
         customer,
+        config,
+        catalog,
+        customer_group_id: group,
+        realm_id: access.realm_id.clone(),
     })
 }
 
-/// Runs the order job for `job.rec`.
+/// Runs the order job for `job.rec`: the invoice, then the documents that follow it.
 pub(crate) fn run(
     host: &mut dyn Host,
     up: &Upstreams,
@@ -238,36 +274,27 @@ pub(crate) fn run(
     let now = host.now();
     job.rec.note(
         "fetched",
-        json!({"status_id": fetched.order.status_id, "total_inc_tax": fetched.order.total_inc_tax.to_string(), "lines": fetched.lines.len()}),
+        json!({"status_id": fetched.order.status_id, "total_inc_tax": fetched.order.total_inc_tax.to_string(),
+               "payment_status": fetched.order.payment_status, "lines": fetched.lines.len()}),
         now,
     );
-    let status = fetched.order.status_id;
-    if job.rec.qbo_id.is_none() {
-        if status == 0 {
-            return Ok(Done::Skipped(
-                "incomplete order (status 0): it is invoiced once checkout completes".into(),
-            ));
+    let docs = job.rec.documents();
+    // What happens to the invoice does not depend on how it maps; decide that first, so an
+    // order that will not be (re)invoiced costs no mapping.
+    let provisional = OrderFacts::new(&fetched.order, fetched.order.total_inc_tax);
+    match documents::invoice_action(&provisional, &docs) {
+        InvoiceAction::Skip(reason) => return Ok(Done::Skipped(reason)),
+        InvoiceAction::Keep(reason @ (KeepReason::Archived | KeepReason::Voided)) => {
+            let note = match reason {
+                KeepReason::Archived => "archived in BigCommerce; the invoice is left as it is",
+                _ => "the invoice was voided and the order is still cancelled; nothing to do",
+            };
+            keep_noted(job, reason.as_str(), note, now);
+            return Ok(Done::Unchanged);
         }
-        if fetched.order.is_deleted {
-            return Ok(Done::Skipped(
-                "the order was archived in BigCommerce before it was invoiced".into(),
-            ));
-        }
-        if matches!(status, 5 | 6) {
-            return Ok(Done::Skipped(format!(
-                "the order is {} (status {status}): nothing to invoice",
-                fetched.order.status
-            )));
-        }
-    } else if fetched.order.is_deleted {
-        job.rec.note(
-            "archived",
-            json!({"note": "archived in BigCommerce; the invoice is left as it is"}),
-            now,
-        );
-        return Ok(Done::Unchanged);
+        _ => {}
     }
-    let prepared = prepare_order(host, up, fetched, false)?;
+    let mut prepared = prepare_order(host, up, fetched, false)?;
     let now = host.now();
     job.rec.note(
         "mapped",
@@ -275,43 +302,170 @@ pub(crate) fn run(
                "customer": {"qbo_id": prepared.customer.0.qbo_id, "matched_by": prepared.customer.1.as_str()}}),
         now,
     );
-    let store_hash = up.bc.store_hash.clone();
-    if let Some(qbo_id) = job.rec.qbo_id.clone() {
-        let mut sync_token = job.rec.qbo_sync_token.clone().unwrap_or_default();
-        let mut edited_in_quickbooks = false;
-        if replay {
-            // Re-check QuickBooks: the linked invoice may have been changed or deleted there.
-            match up.qbo_entity(host, "invoice", "Invoice", EntityCall::Read { id: &qbo_id }) {
-                Ok(current) => {
-                    let current_token = id_and_token(&current).1;
-                    edited_in_quickbooks =
-                        job.rec.qbo_sync_token.as_deref() != Some(current_token.as_str());
-                    sync_token = current_token;
-                }
-                Err(e) if is_gone(&e) => {
-                    return recreate(host, up, job, &prepared, &store_hash, id);
-                }
-                Err(e) => return Err(e.failure),
+    let facts = OrderFacts::new(&prepared.fetched.order, prepared.total);
+    let action = documents::invoice_action(&facts, &docs);
+    let mut wrote = false;
+    match action {
+        InvoiceAction::Create { generation } => {
+            let base = prepared.doc_number.clone();
+            if let Some(base) = base
+                && generation > 1
+            {
+                let d = documents::invoice_doc_number(&base, generation)
+                    .map_err(|e| Failure::mapping(&e.to_string()))?;
+                prepared.set_doc_number(&d);
+            }
+            let done = create_invoice(host, up, job, &prepared, id, None, generation)?;
+            record_invoice(host, job, &prepared, &done, generation)?;
+            wrote = true;
+        }
+        InvoiceAction::Sync
+        | InvoiceAction::Void
+        | InvoiceAction::Keep(KeepReason::CancelledAfterPayment) => {
+            let current = documents::current_invoice(&docs).cloned();
+            if let Some(d) = current.as_ref().and_then(|c| c.doc_number.clone())
+                && prepared.doc_number.as_deref() != Some(d.as_str())
+            {
+                prepared.set_doc_number(&d);
+            }
+            let generation = current.as_ref().map_or(1, |c| generation_of(&c.source));
+            if let Some(done) = sync_invoice(host, up, job, &prepared, id, replay, generation)? {
+                record_invoice(host, job, &prepared, &done, generation)?;
+                wrote = true;
             }
         }
-        // Same content, and (on a replay) nobody changed the invoice in QuickBooks: nothing to do.
-        if !edited_in_quickbooks
-            && job.rec.content_digest.as_deref() == Some(prepared.digest.as_str())
-        {
-            return Ok(Done::Unchanged);
-        }
-        return update_invoice(
-            host,
-            up,
-            job,
-            &prepared,
-            &qbo_id,
-            &sync_token,
-            &store_hash,
-            id,
-        );
+        InvoiceAction::Skip(_) | InvoiceAction::Keep(_) => {}
     }
-    create_invoice(host, up, job, &prepared, &store_hash, id, None)
+    finish_run(job, wrote)
+}
+
+/// Notes why the invoice was left as it is, once per reason in a row.
+fn keep_noted(job: &mut Job, step: &str, note: &str, now: DateTime<Utc>) {
+    let already = job
+        .rec
+        .audit
+        .iter()
+        .rev()
+        .find(|a| a.step != "received" && a.step != "fetched" && a.step != "replay_requested")
+        .is_some_and(|a| a.step == step);
+    if !already {
+        job.rec.note(step, json!({ "note": note }), now);
+    }
+}
+
+/// The generation of an invoice source (`order` → 1, `order/2` → 2).
+fn generation_of(source: &str) -> u32 {
+    source
+        .strip_prefix("order/")
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(1)
+}
+
+/// How the run ends for the record: `Posted` with the current invoice when something was
+/// written, else `Unchanged`.
+fn finish_run(job: &Job, wrote: bool) -> Result<Done, Failure> {
+    if !wrote {
+        return Ok(Done::Unchanged);
+    }
+    Ok(Done::Posted {
+        qbo_id: job.rec.qbo_id.clone().unwrap_or_default(),
+        sync_token: job.rec.qbo_sync_token.clone().unwrap_or_default(),
+        requestid: None,
+        digest: job.rec.content_digest.clone().unwrap_or_default(),
+    })
+}
+
+/// Lists the invoice just written on the record and saves it, so what follows (payments,
+/// refunds) is built on a durable fact.
+fn record_invoice(
+    host: &mut dyn Host,
+    job: &mut Job,
+    prepared: &Prepared,
+    done: &Done,
+    generation: u32,
+) -> Result<(), Failure> {
+    let Done::Posted {
+        qbo_id,
+        sync_token,
+        requestid,
+        digest,
+    } = done
+    else {
+        return Ok(());
+    };
+    let source = documents::invoice_source(generation);
+    let before = job.rec.documents();
+    let existed = documents::posted(&before, &source).is_some_and(|d| &d.qbo_id == qbo_id);
+    let mut doc = documents::posted(&before, &source)
+        .filter(|d| &d.qbo_id == qbo_id)
+        .cloned()
+        .unwrap_or_else(|| Document::new(DocKind::Invoice, qbo_id.clone(), source.clone()));
+    doc.sync_token = Some(sync_token.clone());
+    doc.doc_number = prepared.doc_number.clone();
+    doc.total = Some(prepared.total);
+    let (state, balance) = documents::invoice_standing(prepared.total, &before);
+    doc.state = Some(state);
+    doc.balance = Some(balance);
+    let now = host.now();
+    job.rec.content_digest = Some(digest.clone());
+    job.rec.requestid = None;
+    let step = if existed {
+        "document_updated"
+    } else {
+        "document_created"
+    };
+    job.rec
+        .document_written(doc, step, requestid.as_deref(), now);
+    job.save(host).map_err(|e| Failure::storage(&e.to_string()))
+}
+
+/// Brings the current invoice in step with the order: `None` when nothing changed.
+#[allow(clippy::too_many_arguments)]
+fn sync_invoice(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    prepared: &Prepared,
+    id: u64,
+    replay: bool,
+    generation: u32,
+) -> Result<Option<Done>, Failure> {
+    let Some(qbo_id) = job.rec.qbo_id.clone() else {
+        return create_invoice(host, up, job, prepared, id, None, generation).map(Some);
+    };
+    let mut sync_token = job.rec.qbo_sync_token.clone().unwrap_or_default();
+    let mut edited_in_quickbooks = false;
+    if replay {
+        // Re-check QuickBooks: the linked invoice may have been changed or deleted there.
+        match up.qbo_entity(host, "invoice", "Invoice", EntityCall::Read { id: &qbo_id }) {
+            Ok(current) => {
+                let current_token = id_and_token(&current).1;
+                edited_in_quickbooks =
+                    job.rec.qbo_sync_token.as_deref() != Some(current_token.as_str());
+                sync_token = current_token;
+            }
+            Err(e) if is_gone(&e) => {
+                return recreate(host, up, job, prepared, id, generation).map(Some);
+            }
+            Err(e) => return Err(e.failure),
+        }
+    }
+    // Same content, and (on a replay) nobody changed the invoice in QuickBooks: nothing to do.
+    if !edited_in_quickbooks && job.rec.content_digest.as_deref() == Some(prepared.digest.as_str())
+    {
+        return Ok(None);
+    }
+    update_invoice(
+        host,
+        up,
+        job,
+        prepared,
+        &qbo_id,
+        &sync_token,
+        id,
+        generation,
+    )
+    .map(Some)
 }
 
 fn is_gone(e: &QboFailure) -> bool {
@@ -326,8 +480,8 @@ fn update_invoice(
     prepared: &Prepared,
     qbo_id: &str,
     sync_token: &str,
-    store_hash: &str,
     order_id: u64,
+    generation: u32,
 ) -> Result<Done, Failure> {
     let mut token = sync_token.to_string();
     for attempt in 0..2 {
@@ -365,7 +519,7 @@ fn update_invoice(
                     .note("stale_sync_token", json!({"retrying_with": token}), now);
             }
             Err(e) if is_gone(&e) => {
-                return recreate(host, up, job, prepared, store_hash, order_id);
+                return recreate(host, up, job, prepared, order_id, generation);
             }
             Err(e) => return Err(e.failure),
         }
@@ -380,8 +534,8 @@ fn recreate(
     up: &Upstreams,
     job: &mut Job,
     prepared: &Prepared,
-    store_hash: &str,
     order_id: u64,
+    generation: u32,
 ) -> Result<Done, Failure> {
     let now = host.now();
     let old = job.rec.qbo_id.take();
@@ -391,15 +545,15 @@ fn recreate(
         json!({"deleted_qbo_id": old, "note": "the linked invoice no longer exists in QuickBooks; creating it once more with a new requestid"}),
         now,
     );
-    let generation = old.unwrap_or_default();
+    let replacing = old.unwrap_or_default();
     create_invoice(
         host,
         up,
         job,
         prepared,
-        store_hash,
         order_id,
-        Some(&generation),
+        Some(&replacing),
+        generation,
     )
 }
 
@@ -408,14 +562,19 @@ fn create_invoice(
     up: &Upstreams,
     job: &mut Job,
     prepared: &Prepared,
-    store_hash: &str,
     order_id: u64,
     replacing: Option<&str>,
+    generation: u32,
 ) -> Result<Done, Failure> {
     let order = order_id.to_string();
+    let store_hash = up.bc.store_hash.as_str();
+    let generation_part = format!("gen{generation}");
     let mut parts = vec!["bc", store_hash, order.as_str(), prepared.digest.as_str()];
     if let Some(r) = replacing {
         parts.push(r);
+    }
+    if generation > 1 {
+        parts.push(&generation_part);
     }
     let rid = request_id(&parts);
     // A write was planned before but never confirmed (crash, timeout): the invoice may exist.
@@ -442,7 +601,7 @@ fn create_invoice(
             });
         }
         // It holds the version sent then; bring it to the order's current content.
-        return update_invoice(host, up, job, prepared, &id, &token, store_hash, order_id);
+        return update_invoice(host, up, job, prepared, &id, &token, order_id, generation);
     }
     let now = host.now();
     job.rec.write_planned(&rid, now);
@@ -470,7 +629,7 @@ fn create_invoice(
         Err(e) if e.has_code("6140") => match find_existing(host, up, prepared, order_id)? {
             Some(found) => {
                 let (id, token) = id_and_token(&found);
-                update_invoice(host, up, job, prepared, &id, &token, store_hash, order_id)
+                update_invoice(host, up, job, prepared, &id, &token, order_id, generation)
             }
             None => Err(e.failure),
         },
@@ -496,4 +655,100 @@ fn find_existing(
             .and_then(Value::as_str)
             .is_some_and(|n| mapping::note_has_marker(n, order_id))
     }))
+}
+
+/// The order's refunds from BigCommerce, oldest first.
+pub fn fetch_refunds(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    order_id: u64,
+) -> Result<Vec<Refund>, Failure> {
+    let bc = &up.bc;
+    let resp = up.bc_send(
+        host,
+        &bigcommerce::order_refunds(
+            &bc.api_base,
+            &bc.store_hash,
+            &bc.access_token,
+            OrderId(order_id),
+        ),
+    )?;
+    bigcommerce::parse_refunds(&resp).map_err(|e| {
+        Failure::unreadable(
+            Service::BigCommerce,
+            &format!("the refunds of order {order_id} ({e})"),
+        )
+    })
+}
+
+/// The documents an order would get (a dry run: nothing is written). Documents already
+/// posted are listed with their QuickBooks id and `"action": "posted"`.
+pub fn preview_documents(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    prepared: &Prepared,
+    posted: &[Document],
+) -> Result<Vec<Value>, Failure> {
+    let order = &prepared.fetched.order;
+    let facts = OrderFacts::new(order, prepared.total);
+    let refunds = if documents::may_have_refunds(order, false) {
+        Some(fetch_refunds(host, up, order.id.0)?)
+    } else {
+        None
+    };
+    let current = documents::current_invoice(posted);
+    let doc_number = current
+        .and_then(|c| c.doc_number.clone())
+        .or_else(|| prepared.doc_number.clone());
+    let plan = documents::plan(&facts, posted, refunds.as_deref(), doc_number.as_deref())
+        .map_err(|e| Failure::mapping(&e.to_string()))?;
+    let mut out: Vec<Value> = posted
+        .iter()
+        .map(|d| {
+            let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+            v["action"] = json!("posted");
+            v
+        })
+        .collect();
+    let invoice = match &plan.invoice {
+        InvoiceAction::Create { generation } => {
+            let d = match &prepared.doc_number {
+                Some(base) => Some(
+                    documents::invoice_doc_number(base, *generation)
+                        .map_err(|e| Failure::mapping(&e.to_string()))?,
+                ),
+                None => None,
+            };
+            Some(json!({"type": "Invoice", "source": documents::invoice_source(*generation),
+                        "doc_number": d, "total": prepared.total.to_qbo_string(), "action": "create"}))
+        }
+        InvoiceAction::Sync => current.map(|c| {
+            json!({"type": "Invoice", "source": c.source, "qbo_id": c.qbo_id, "doc_number": c.doc_number,
+                   "total": prepared.total.to_qbo_string(), "action": "update_if_changed"})
+        }),
+        InvoiceAction::Void => current.map(|c| {
+            json!({"type": "Invoice", "source": c.source, "qbo_id": c.qbo_id, "action": "void"})
+        }),
+        InvoiceAction::Keep(reason) => current.map(|c| {
+            json!({"type": "Invoice", "source": c.source, "qbo_id": c.qbo_id, "action": "keep",
+                   "note": reason.as_str()})
+        }),
+        InvoiceAction::Skip(reason) => {
+            Some(json!({"type": "Invoice", "action": "skip", "note": reason}))
+        }
+    };
+    out.extend(invoice);
+    for p in &plan.payments {
+        out.push(
+            json!({"type": "Payment", "source": p.source, "amount": p.amount.to_qbo_string(),
+                        "payment_ref_num": p.ref_num, "action": "create"}),
+        );
+    }
+    for r in &plan.refunds {
+        out.push(
+            json!({"type": r.kind.as_str(), "source": r.source, "doc_number": r.doc_number,
+                        "amount": r.amount.to_qbo_string(), "action": "create"}),
+        );
+    }
+    Ok(out)
 }
