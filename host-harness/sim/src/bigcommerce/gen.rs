@@ -620,6 +620,77 @@ fn payment_fields(payment: Payment, total: Decimal, provider_id: &str) -> Value 
     })
 }
 
+/// One part of a refund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundPart {
+    /// `quantity` units of the order's `line`-th product (0-based), with their tax.
+    Product { line: usize, quantity: u64 },
+    /// The order's whole shipping charge, with its tax.
+    Shipping,
+    /// An amount off the order, in cents, without tax (`item_type` `ORDER`).
+    Order(i64),
+}
+
+fn number(d: Decimal) -> Value {
+    serde_json::from_str(&round2(d).to_string()).unwrap_or(json!(0))
+}
+
+/// A refund of `parts` of an order, as `GET /v3/orders/{id}/payment_actions/refunds` lists it
+/// (the simulator assigns `id`, `created` and the payment's `id` when it is stored). Its items
+/// and totals tie to the cent: a product refunded by quantity is `quantity ×` its ex-tax unit
+/// price plus `quantity ×` its unit tax; shipping is refunded with its tax; order amounts
+/// carry no tax. Paid back through the gateway (`storecredit` for an order paid in store
+/// credit).
+pub fn refund_of(order: &Value, products: &[Value], parts: &[RefundPart], reason: &str) -> Value {
+    let mut items = Vec::new();
+    let mut ex = Decimal::ZERO;
+    let mut tax = Decimal::ZERO;
+    for part in parts {
+        match *part {
+            RefundPart::Product { line, quantity } => {
+                let row = &products[line.min(products.len().saturating_sub(1))];
+                let q = Decimal::from(quantity);
+                ex += dec(&row["price_ex_tax"]) * q;
+                tax += dec(&row["price_tax"]) * q;
+                items.push(
+                    json!({"item_type": "PRODUCT", "item_id": row["id"], "quantity": quantity,
+                                  "requested_amount": null, "reason": reason}),
+                );
+            }
+            RefundPart::Shipping => {
+                let amount = dec(&order["shipping_cost_ex_tax"]);
+                ex += amount;
+                tax += dec(&order["shipping_cost_tax"]);
+                let address = order["consignments"]["shipping"][0]["id"].clone();
+                items.push(json!({"item_type": "SHIPPING", "item_id": address,
+                                  "requested_amount": number(amount), "reason": reason}));
+            }
+            RefundPart::Order(c) => {
+                ex += cents(c);
+                items.push(json!({"item_type": "ORDER", "item_id": order["id"],
+                                  "requested_amount": number(cents(c)), "reason": reason}));
+            }
+        }
+    }
+    let total = round2(ex) + round2(tax);
+    let provider = if order["payment_method"] == "Store Credit" {
+        "storecredit"
+    } else {
+        "braintree"
+    };
+    json!({
+        "order_id": order["id"],
+        "user_id": 0,
+        "reason": reason,
+        "total_amount": number(total),
+        "total_tax": number(tax),
+        "uses_merchant_override_values": false,
+        "items": items,
+        "payments": [{"provider_id": provider, "amount": number(total), "offline": false,
+                      "is_declined": false, "declined_message": ""}],
+    })
+}
+
 /// Reads a money string (or number) as a decimal; anything else is zero.
 pub fn dec(v: &Value) -> Decimal {
     match v {
