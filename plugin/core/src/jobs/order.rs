@@ -1,13 +1,19 @@
-//! The order job: a BigCommerce order kept in sync with its QuickBooks invoice — fetch,
-//! map, resolve, then create or update (with a `requestid`, found again after a crash).
+//! The order job: a BigCommerce order kept in step with its QuickBooks documents (CONTRACT
+//! §7) — fetch, plan ([`crate::books::documents`]), map, resolve, then write the invoice, its
+//! payments, its refunds or its void, each once: every write carries a `requestid` stored
+//! before it is sent, and a write left unconfirmed is looked up in QuickBooks before it is
+//! sent again.
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Value, json};
 
 use crate::books::customer::{self, CustomerSource};
-use crate::books::documents::{self, DocKind, Document, InvoiceAction, KeepReason, OrderFacts};
+use crate::books::documents::{
+    self, DocKind, Document, InvoiceAction, InvoiceState, KeepReason, OrderFacts, PaymentAccount,
+    PlannedPayment, PlannedRefund,
+};
 use crate::books::mapping::{self, GuestMode, MappingConfig, OrderContext};
 use crate::host::Host;
 use crate::jobs::{Done, Job};
@@ -15,7 +21,7 @@ use crate::models::bigcommerce::{
     self, CatalogProduct, Order, OrderId, OrderProduct, ProductId, Refund,
 };
 use crate::models::money::Money;
-use crate::models::quickbooks::{self, request_id};
+use crate::models::quickbooks::{self, LinkedTxn, PaymentLine, Ref, SalesReturn, request_id};
 use crate::sync::connection::{self, Vault};
 use crate::sync::failure::{Failure, Service};
 use crate::sync::resolve::{self, Matched};
@@ -292,6 +298,7 @@ pub(crate) fn run(
             keep_noted(job, reason.as_str(), note, now);
             return Ok(Done::Unchanged);
         }
+        InvoiceAction::Void => return void_invoice(host, up, job, id),
         _ => {}
     }
     let mut prepared = prepare_order(host, up, fetched, false)?;
@@ -304,6 +311,9 @@ pub(crate) fn run(
     );
     let facts = OrderFacts::new(&prepared.fetched.order, prepared.total);
     let action = documents::invoice_action(&facts, &docs);
+    if action == InvoiceAction::Sync {
+        clear_keep_note(job);
+    }
     let mut wrote = false;
     match action {
         InvoiceAction::Create { generation } => {
@@ -319,9 +329,7 @@ pub(crate) fn run(
             record_invoice(host, job, &prepared, &done, generation)?;
             wrote = true;
         }
-        InvoiceAction::Sync
-        | InvoiceAction::Void
-        | InvoiceAction::Keep(KeepReason::CancelledAfterPayment) => {
+        InvoiceAction::Sync | InvoiceAction::Keep(KeepReason::CancelledAfterPayment) => {
             let current = documents::current_invoice(&docs).cloned();
             if let Some(d) = current.as_ref().and_then(|c| c.doc_number.clone())
                 && prepared.doc_number.as_deref() != Some(d.as_str())
@@ -334,22 +342,613 @@ pub(crate) fn run(
                 wrote = true;
             }
         }
-        InvoiceAction::Skip(_) | InvoiceAction::Keep(_) => {}
+        InvoiceAction::Skip(_) | InvoiceAction::Keep(_) | InvoiceAction::Void => {}
     }
+    let docs = job.rec.documents();
+    let plan =
+        documents::plan(&facts, &docs, None, None).map_err(|e| Failure::mapping(&e.to_string()))?;
+    if !plan.payments.is_empty() {
+        let accounts = payment_refs(host, up, &prepared, &plan.payments)?;
+        for p in &plan.payments {
+            post_payment(host, up, job, &prepared, p, &accounts)?;
+            wrote = true;
+        }
+    }
+    let hinted = job.rec.refunds_due || replay;
+    if documents::may_have_refunds(&prepared.fetched.order, hinted) {
+        wrote |= post_refunds(host, up, job, &prepared, &facts)?;
+    }
+    if action == InvoiceAction::Keep(KeepReason::CancelledAfterPayment) {
+        let now = host.now();
+        keep_noted(
+            job,
+            KeepReason::CancelledAfterPayment.as_str(),
+            "cancelled or declined in BigCommerce after a payment was posted: the invoice stays; a refund, when BigCommerce issues one, posts its own document",
+            now,
+        );
+    }
+    refresh_standing(host, job)?;
     finish_run(job, wrote)
 }
 
-/// Notes why the invoice was left as it is, once per reason in a row.
-fn keep_noted(job: &mut Job, step: &str, note: &str, now: DateTime<Utc>) {
-    let already = job
+/// QuickBooks ids of the accounts and payment methods the planned payments need, resolved
+/// before any payment is written (a missing one fails the run with its name).
+struct PaymentRefs {
+    accounts: HashMap<&'static str, String>,
+    methods: HashMap<String, String>,
+}
+
+fn payment_refs(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    prepared: &Prepared,
+    payments: &[PlannedPayment],
+) -> Result<PaymentRefs, Failure> {
+    let cfg = &prepared.config.payments;
+    let realm = prepared.realm_id.clone();
+    let mut out = PaymentRefs {
+        accounts: HashMap::new(),
+        methods: HashMap::new(),
+    };
+    for p in payments {
+        let (key, name) = match p.account {
+            PaymentAccount::Deposit => ("payments.deposit_account", &cfg.deposit_account),
+            PaymentAccount::GiftCertificate => (
+                "payments.gift_certificate_account",
+                &cfg.gift_certificate_account,
+            ),
+            PaymentAccount::StoreCredit => {
+                ("payments.store_credit_account", &cfg.store_credit_account)
+            }
+        };
+        if !out.accounts.contains_key(key) {
+            let id = resolve::named(host, up, &realm, "Account", name)
+                .map_err(|e| named_in_mapping(e, key))?;
+            out.accounts.insert(key, id);
+        }
+        if let Some(method) = p.method.as_ref()
+            && let Some(qbo_method) = cfg.methods.get(method)
+            && !out.methods.contains_key(method)
+        {
+            let id = resolve::named(host, up, &realm, "PaymentMethod", qbo_method)
+                .map_err(|e| named_in_mapping(e, &format!("payments.methods.{method}")))?;
+            out.methods.insert(method.clone(), id);
+        }
+    }
+    Ok(out)
+}
+
+/// A name lookup failure that says which mapping key holds the name.
+fn named_in_mapping(e: QboFailure, key: &str) -> Failure {
+    let mut f = e.failure;
+    if f.reason() == "mapping" {
+        f.explanation = format!("{} (mapping key {key})", f.explanation);
+    }
+    f
+}
+
+fn account_key(account: PaymentAccount) -> &'static str {
+    match account {
+        PaymentAccount::Deposit => "payments.deposit_account",
+        PaymentAccount::GiftCertificate => "payments.gift_certificate_account",
+        PaymentAccount::StoreCredit => "payments.store_credit_account",
+    }
+}
+
+/// The `TxnDate` of the invoice, used by every document of the order.
+fn txn_date(prepared: &Prepared) -> Option<NaiveDate> {
+    prepared
+        .invoice
+        .get("TxnDate")
+        .and_then(Value::as_str)
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+}
+
+/// A document of this order found in QuickBooks: the `kind` entities matching `conditions`
+/// whose `PrivateNote` carries the document's marker.
+fn find_document(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    kind: DocKind,
+    order_id: u64,
+    source: &str,
+    conditions: &[(&str, &str)],
+) -> Result<Option<Value>, Failure> {
+    let stmt = quickbooks::select_where_all(kind.as_str(), conditions)
+        .map_err(|e| Failure::mapping(&e.to_string()))?;
+    let found: Vec<Value> = up.qbo_query(host, kind.as_str(), &stmt).map_err(qf)?;
+    Ok(found.into_iter().find(|d| {
+        d.get("PrivateNote")
+            .and_then(Value::as_str)
+            .is_some_and(|n| documents::note_has_document_marker(n, order_id, source))
+    }))
+}
+
+fn money_of(v: &Value, key: &str) -> Option<Money> {
+    match v.get(key)? {
+        Value::Number(n) => n.to_string().parse().ok(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Creates one payment (once: a write planned before and not confirmed is looked up first).
+fn post_payment(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    prepared: &Prepared,
+    p: &PlannedPayment,
+    refs: &PaymentRefs,
+) -> Result<(), Failure> {
+    let order_id = prepared.fetched.order.id.0;
+    let docs = job.rec.documents();
+    let Some(invoice) = documents::current_invoice(&docs).cloned() else {
+        return Err(Failure::mapping(
+            "a payment has no invoice to apply to (connector bug: report it)",
+        ));
+    };
+    let customer = prepared.customer.0.qbo_id.clone();
+    let date = txn_date(prepared);
+    let date_text = date.map(|d| d.format("%Y-%m-%d").to_string());
+    if job.rec.pending.contains_key(p.source) {
+        let mut conditions = vec![("CustomerRef", customer.as_str())];
+        if let Some(d) = date_text.as_deref() {
+            conditions.push(("TxnDate", d));
+        }
+        if let Some(found) =
+            find_document(host, up, DocKind::Payment, order_id, p.source, &conditions)?
+        {
+            let (id, token) = id_and_token(&found);
+            let doc = Document {
+                sync_token: Some(token),
+                amount: money_of(&found, "TotalAmt").or(Some(p.amount)),
+                ..Document::new(DocKind::Payment, id, p.source)
+            };
+            let now = host.now();
+            job.rec.document_written(doc, "document_adopted", None, now);
+            return job.save(host).map_err(|e| Failure::storage(&e.to_string()));
+        }
+    }
+    let label = match p.source {
+        documents::GIFT_CERTIFICATE => "paid with gift certificates",
+        documents::STORE_CREDIT => "paid with store credit",
+        _ => "paid through the payment gateway",
+    };
+    let body = quickbooks::Payment {
+        customer_ref: Ref::id(customer),
+        total_amt: p.amount,
+        txn_date: date,
+        currency_ref: prepared
+            .invoice
+            .get("CurrencyRef")
+            .and_then(|c| serde_json::from_value(c.clone()).ok()),
+        private_note: Some(format!(
+            "BigCommerce order #{order_id}: {label}. {}",
+            documents::document_marker(order_id, p.source)
+        )),
+        deposit_to_account_ref: refs
+            .accounts
+            .get(account_key(p.account))
+            .cloned()
+            .map(Ref::id),
+        payment_method_ref: p
+            .method
+            .as_ref()
+            .and_then(|m| refs.methods.get(m))
+            .cloned()
+            .map(Ref::id),
+        payment_ref_num: p.ref_num.clone(),
+        line: vec![PaymentLine {
+            amount: p.amount,
+            linked_txn: vec![LinkedTxn {
+                txn_id: invoice.qbo_id.clone(),
+                txn_type: "Invoice".into(),
+            }],
+        }],
+    };
+    let body = serde_json::to_value(&body).unwrap_or(Value::Null);
+    let order = order_id.to_string();
+    let amount = p.amount.to_qbo_string();
+    let rid = request_id(&[
+        "pay",
+        &up.bc.store_hash,
+        &order,
+        p.source,
+        &invoice.qbo_id,
+        &amount,
+    ]);
+    let now = host.now();
+    job.rec.document_planned(p.source, &rid, now);
+    // The requestid is durable before the request leaves: a retry after a crash reuses it.
+    job.save(host)
+        .map_err(|e| Failure::storage(&e.to_string()))?;
+    let created = up
+        .qbo_entity(
+            host,
+            DocKind::Payment.path(),
+            DocKind::Payment.as_str(),
+            EntityCall::Create {
+                body: &body,
+                request_id: &rid,
+            },
+        )
+        .map_err(qf)?;
+    let (id, token) = id_and_token(&created);
+    let doc = Document {
+        sync_token: Some(token),
+        amount: Some(p.amount),
+        ..Document::new(DocKind::Payment, id, p.source)
+    };
+    let now = host.now();
+    job.rec
+        .document_written(doc, "document_created", Some(&rid), now);
+    job.save(host).map_err(|e| Failure::storage(&e.to_string()))
+}
+
+/// Whether QuickBooks shows this invoice as voided (zero amounts, `Voided` note).
+fn is_voided(invoice: &Value, posted_total: Option<Money>) -> bool {
+    let note_says = invoice
+        .get("PrivateNote")
+        .and_then(Value::as_str)
+        .is_some_and(|n| n.contains("Voided"));
+    let zero = money_of(invoice, "TotalAmt").is_some_and(|t| t.is_zero());
+    zero && (note_says || posted_total.is_some_and(|t| !t.is_zero()))
+}
+
+/// Voids the current invoice (cancelled or declined, nothing paid): once, even when the
+/// answer to an earlier void was lost.
+fn void_invoice(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    order_id: u64,
+) -> Result<Done, Failure> {
+    let docs = job.rec.documents();
+    let Some(current) = documents::current_invoice(&docs).cloned() else {
+        return Ok(Done::Unchanged);
+    };
+    let key = format!("void:{}", current.source);
+    let mut token = current.sync_token.clone().unwrap_or_default();
+    if job.rec.pending.contains_key(&key) || token.is_empty() {
+        // An earlier void may have gone through: look before voiding again.
+        match up.qbo_entity(
+            host,
+            "invoice",
+            "Invoice",
+            EntityCall::Read {
+                id: &current.qbo_id,
+            },
+        ) {
+            Ok(inv) => {
+                let t = id_and_token(&inv).1;
+                if is_voided(&inv, current.total) {
+                    let now = host.now();
+                    job.rec.document_voided(&current.source, &t, None, now);
+                    return finish_run(job, true);
+                }
+                token = t;
+            }
+            Err(e) if is_gone(&e) => return voided_elsewhere(host, job, &current),
+            Err(e) => return Err(e.failure),
+        }
+    }
+    let order = order_id.to_string();
+    for attempt in 0..2 {
+        let rid = request_id(&["void", &up.bc.store_hash, &order, &current.qbo_id, &token]);
+        let now = host.now();
+        job.rec.document_planned(&key, &rid, now);
+        job.save(host)
+            .map_err(|e| Failure::storage(&e.to_string()))?;
+        let body = json!({"Id": current.qbo_id, "SyncToken": token});
+        match up.qbo_entity(
+            host,
+            "invoice",
+            "Invoice",
+            EntityCall::Operation {
+                op: "void",
+                body: &body,
+                request_id: &rid,
+            },
+        ) {
+            Ok(v) => {
+                let t = id_and_token(&v).1;
+                let now = host.now();
+                job.rec
+                    .document_voided(&current.source, &t, Some(&rid), now);
+                return finish_run(job, true);
+            }
+            // Edited in QuickBooks meanwhile (or voided by the lost first attempt): re-read.
+            Err(e) if e.has_code("5010") && attempt == 0 => {
+                let inv = up
+                    .qbo_entity(
+                        host,
+                        "invoice",
+                        "Invoice",
+                        EntityCall::Read {
+                            id: &current.qbo_id,
+                        },
+                    )
+                    .map_err(qf)?;
+                token = id_and_token(&inv).1;
+                if is_voided(&inv, current.total) {
+                    let now = host.now();
+                    job.rec.document_voided(&current.source, &token, None, now);
+                    return finish_run(job, true);
+                }
+            }
+            Err(e) if is_gone(&e) => return voided_elsewhere(host, job, &current),
+            Err(e) => return Err(e.failure),
+        }
+    }
+    Err(Failure::mapping(
+        "QuickBooks kept reporting a stale SyncToken while voiding the invoice; replay the order",
+    ))
+}
+
+/// The invoice to void no longer exists in QuickBooks (deleted there): there is nothing left to
+/// void; the record says so.
+fn voided_elsewhere(
+    host: &mut dyn Host,
+    job: &mut Job,
+    current: &Document,
+) -> Result<Done, Failure> {
+    let now = host.now();
+    let token = current.sync_token.clone().unwrap_or_default();
+    job.rec.document_voided(&current.source, &token, None, now);
+    job.rec.note(
+        "invoice_missing",
+        json!({"qbo_id": current.qbo_id, "note": "the invoice was deleted in QuickBooks, so there is nothing to void"}),
+        now,
+    );
+    finish_run(job, true)
+}
+
+/// Posts a document for every BigCommerce refund not posted yet. Every refund is mapped and
+/// checked before the first one is written. Returns whether anything was written.
+fn post_refunds(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    prepared: &Prepared,
+    facts: &OrderFacts,
+) -> Result<bool, Failure> {
+    let order_id = prepared.fetched.order.id.0;
+    let refunds = fetch_refunds(host, up, order_id)?;
+    let docs = job.rec.documents();
+    let Some(invoice) = documents::current_invoice(&docs).cloned() else {
+        return Ok(false);
+    };
+    let plan = documents::plan(facts, &docs, Some(&refunds), invoice.doc_number.as_deref())
+        .map_err(|e| Failure::mapping(&e.to_string()))?;
+    if plan.refunds.is_empty() {
+        job.rec.refunds_due = false;
+        return Ok(false);
+    }
+    let ctx = prepared.context();
+    let config = &prepared.config;
+    let mut drafts = Vec::with_capacity(plan.refunds.len());
+    for planned in &plan.refunds {
+        let Some(refund) = refunds.iter().find(|r| r.id == planned.refund_id) else {
+            continue;
+        };
+        let names = mapping::refund_names(config, &ctx, refund)
+            .map_err(|e| Failure::mapping(&e.to_string()))?;
+        let refs = resolve::refs(host, up, &prepared.realm_id, &names, false).map_err(qf)?;
+        let draft = mapping::build_refund(config, &ctx, &refs, refund)
+            .map_err(|e| Failure::mapping(&e.to_string()))?;
+        let account = if planned.kind == DocKind::RefundReceipt {
+            let (key, name) = if refund.is_store_credit() {
+                (
+                    "payments.store_credit_account",
+                    &config.payments.store_credit_account,
+                )
+            } else {
+                ("payments.deposit_account", &config.payments.deposit_account)
+            };
+            Some(
+                resolve::named(host, up, &prepared.realm_id, "Account", name)
+                    .map_err(|e| named_in_mapping(e, key))?,
+            )
+        } else {
+            None
+        };
+        let method = match (planned.kind, facts.payment_method.as_str()) {
+            (DocKind::RefundReceipt, m) if !refund.is_store_credit() => {
+                match config.payments.methods.get(m) {
+                    Some(name) => Some(
+                        resolve::named(host, up, &prepared.realm_id, "PaymentMethod", name)
+                            .map_err(|e| named_in_mapping(e, &format!("payments.methods.{m}")))?,
+                    ),
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        let body = SalesReturn {
+            doc_number: planned.doc_number.clone(),
+            txn_date: refund
+                .created
+                .map(|c| c.date_naive())
+                .or(txn_date(prepared)),
+            currency_ref: prepared
+                .invoice
+                .get("CurrencyRef")
+                .and_then(|c| serde_json::from_value(c.clone()).ok()),
+            private_note: Some(format!(
+                "BigCommerce order #{order_id}, refund {}{}. {}",
+                refund.id,
+                if refund.reason.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({})",
+                        refund.reason.trim().chars().take(200).collect::<String>()
+                    )
+                },
+                documents::document_marker(order_id, &planned.source)
+            )),
+            line: draft.lines.clone(),
+            txn_tax_detail: draft.txn_tax_detail.clone(),
+            customer_ref: Ref::id(prepared.customer.0.qbo_id.clone()),
+            customer_memo: None,
+            deposit_to_account_ref: account.map(Ref::id),
+            payment_method_ref: method.map(Ref::id),
+        };
+        drafts.push((planned.clone(), draft.total, body));
+    }
+    let mut wrote = false;
+    for (planned, total, body) in drafts {
+        post_refund(host, up, job, order_id, &planned, total, &body)?;
+        wrote = true;
+    }
+    job.rec.refunds_due = false;
+    job.save(host)
+        .map_err(|e| Failure::storage(&e.to_string()))?;
+    Ok(wrote)
+}
+
+/// Creates one refund document (once: a write planned before and not confirmed is looked up
+/// by DocNumber and marker first).
+fn post_refund(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    order_id: u64,
+    planned: &PlannedRefund,
+    total: Money,
+    body: &SalesReturn,
+) -> Result<(), Failure> {
+    let kind = planned.kind;
+    let record = |job: &mut Job, found: &Value, step: &str, rid: Option<&str>, now| {
+        let (id, token) = id_and_token(found);
+        let doc = Document {
+            sync_token: Some(token),
+            doc_number: planned.doc_number.clone(),
+            amount: Some(total),
+            ..Document::new(kind, id, planned.source.clone())
+        };
+        job.rec.document_written(doc, step, rid, now);
+    };
+    if job.rec.pending.contains_key(&planned.source)
+        && let Some(doc_number) = planned.doc_number.as_deref()
+        && let Some(found) = find_document(
+            host,
+            up,
+            kind,
+            order_id,
+            &planned.source,
+            &[("DocNumber", doc_number)],
+        )?
+    {
+        let now = host.now();
+        record(job, &found, "document_adopted", None, now);
+        return job.save(host).map_err(|e| Failure::storage(&e.to_string()));
+    }
+    let body = serde_json::to_value(body).unwrap_or(Value::Null);
+    let order = order_id.to_string();
+    let rid = request_id(&[
+        "refund",
+        &up.bc.store_hash,
+        &order,
+        &planned.source,
+        &total.to_qbo_string(),
+    ]);
+    let now = host.now();
+    job.rec.document_planned(&planned.source, &rid, now);
+    job.save(host)
+        .map_err(|e| Failure::storage(&e.to_string()))?;
+    let created = match up.qbo_entity(
+        host,
+        kind.path(),
+        kind.as_str(),
+        EntityCall::Create {
+            body: &body,
+            request_id: &rid,
+        },
+    ) {
+        Ok(v) => v,
+        // A document with this number exists: ours (adopt it) or someone else's (fail).
+        Err(e) if e.has_code("6140") => match planned.doc_number.as_deref() {
+            Some(doc_number) => find_document(
+                host,
+                up,
+                kind,
+                order_id,
+                &planned.source,
+                &[("DocNumber", doc_number)],
+            )?
+            .ok_or(e.failure)?,
+            None => return Err(e.failure),
+        },
+        Err(e) => return Err(e.failure),
+    };
+    let check = money_of(&created, "TotalAmt");
+    let now = host.now();
+    record(job, &created, "document_created", Some(&rid), now);
+    if let Some(t) = check
+        && t != total
+    {
+        job.rec.note(
+            "total_mismatch",
+            json!({"qbo_id": created.get("Id"), "quickbooks_total": t.to_qbo_string(), "bigcommerce_total": total.to_qbo_string()}),
+            now,
+        );
+    }
+    job.save(host).map_err(|e| Failure::storage(&e.to_string()))
+}
+
+/// Brings the current invoice's state and balance up to date with its payments.
+fn refresh_standing(host: &mut dyn Host, job: &mut Job) -> Result<(), Failure> {
+    let docs = job.rec.documents();
+    let Some(current) = documents::current_invoice(&docs).cloned() else {
+        return Ok(());
+    };
+    if current.state == Some(InvoiceState::Voided) {
+        return Ok(());
+    }
+    let Some(total) = current.total else {
+        return Ok(());
+    };
+    let (state, balance) = documents::invoice_standing(total, &docs);
+    if current.state == Some(state) && current.balance == Some(balance) {
+        return Ok(());
+    }
+    job.rec.documents = docs;
+    if let Some(d) = job
         .rec
-        .audit
-        .iter()
-        .rev()
-        .find(|a| a.step != "received" && a.step != "fetched" && a.step != "replay_requested")
-        .is_some_and(|a| a.step == step);
-    if !already {
-        job.rec.note(step, json!({ "note": note }), now);
+        .documents
+        .iter_mut()
+        .find(|d| d.source == current.source)
+    {
+        d.state = Some(state);
+        d.balance = Some(balance);
+    }
+    job.save(host).map_err(|e| Failure::storage(&e.to_string()))
+}
+
+/// Notes why the invoice is left as it is, once: the note stays on the invoice document (and
+/// is cleared by [`clear_keep_note`] when the order moves on).
+fn keep_noted(job: &mut Job, step: &str, note: &str, now: DateTime<Utc>) {
+    let mut docs = job.rec.documents();
+    let Some(current) = docs.iter_mut().rev().find(|d| d.kind == DocKind::Invoice) else {
+        return;
+    };
+    if current.note.as_deref() == Some(step) {
+        return;
+    }
+    current.note = Some(step.to_string());
+    job.rec.documents = docs;
+    job.rec.note(step, json!({ "note": note }), now);
+}
+
+/// The order is invoiced normally again: an earlier keep note no longer applies.
+fn clear_keep_note(job: &mut Job) {
+    let mut docs = job.rec.documents();
+    if let Some(current) = docs.iter_mut().rev().find(|d| d.kind == DocKind::Invoice)
+        && current.note.take().is_some()
+    {
+        job.rec.documents = docs;
     }
 }
 
@@ -402,11 +1001,29 @@ fn record_invoice(
         .unwrap_or_else(|| Document::new(DocKind::Invoice, qbo_id.clone(), source.clone()));
     doc.sync_token = Some(sync_token.clone());
     doc.doc_number = prepared.doc_number.clone();
-    doc.total = Some(prepared.total);
     let (state, balance) = documents::invoice_standing(prepared.total, &before);
+    let edited_after_payment = existed
+        && doc.total.is_some_and(|t| t != prepared.total)
+        && before.iter().any(|d| d.kind == DocKind::Payment);
+    doc.total = Some(prepared.total);
     doc.state = Some(state);
     doc.balance = Some(balance);
     let now = host.now();
+    if edited_after_payment {
+        // An edit changed what the shopper owes on a paid invoice: say so.
+        job.rec.note(
+            "balance_changed",
+            json!({"qbo_id": qbo_id, "total": prepared.total.to_qbo_string(),
+            "paid": documents::payments_total(&before).to_qbo_string(),
+            "balance": balance.to_qbo_string(),
+            "note": if balance.is_negative() {
+                "the order now totals less than was paid: refund the difference in BigCommerce"
+            } else {
+                "the order now totals more than was paid: the invoice has an open balance"
+            }}),
+            now,
+        );
+    }
     job.rec.content_digest = Some(digest.clone());
     job.rec.requestid = None;
     let step = if existed {
