@@ -719,7 +719,10 @@ fn post_refunds(
     let Some(invoice) = documents::current_invoice(&docs).cloned() else {
         return Ok(false);
     };
-    let plan = documents::plan(facts, &docs, Some(&refunds), invoice.doc_number.as_deref())
+    // A record from before documents were listed knows its invoice only by id; its number
+    // is the order's rendered DocNumber.
+    let doc_number = invoice.doc_number.clone().or(prepared.doc_number.clone());
+    let plan = documents::plan(facts, &docs, Some(&refunds), doc_number.as_deref())
         .map_err(|e| Failure::mapping(&e.to_string()))?;
     if plan.refunds.is_empty() {
         job.rec.refunds_due = false;
