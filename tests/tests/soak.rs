@@ -1,6 +1,10 @@
-//! Soak (issue 7): 1,000 orders through the real component in the real harness while both
-//! simulators fail a seeded share of API requests, with two harness restarts in the middle.
-//! Every order must end as exactly one invoice and every record as `posted`.
+//! Soak (issues 7 and 11): 1,000 orders through the real component in the real harness while
+//! both simulators fail a seeded share of API requests, with harness restarts in the middle.
+//! A third of the orders are paid (some partly with gift certificates or store credit), a
+//! tenth are refunded (half of those twice) and a few are cancelled, paid or not. Every order
+//! must end as exactly one invoice, every payment source as one payment, every refund as one
+//! refund document, every cancelled unpaid invoice voided once — all to the cent — and every
+//! record as `posted`.
 //!
 //! Injected faults (per API request, seeded, so a run is reproducible up to request order):
 //! - 5 % server errors (500/502/503) on BigCommerce and QuickBooks API paths;
@@ -21,10 +25,11 @@ use std::time::{Duration, Instant};
 
 use ml_e2e::env::{TestEnv, TestOptions};
 use ml_harness::kv::{KvBackend, SqliteBackend};
-use ml_sim::bigcommerce::{OrderShape, generate};
+use ml_sim::bigcommerce::{OrderShape, Payment, RefundPart, generate_paid, refund_of};
 use ml_sim::control::{Control, FaultAction, RandomFault};
 use ml_sim::quickbooks::QboSimConfig;
-use serde_json::Value;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
 
 const ORDERS: u64 = 1_000;
 const FIRST_ID: u64 = 20_001;
@@ -44,6 +49,34 @@ fn shape(i: u64) -> OrderShape {
         guest: i.is_multiple_of(4),
         seed: i,
     }
+}
+
+/// How order `i` is paid: a third are paid at checkout, some partly with gift certificates or
+/// store credit.
+fn payment(i: u64) -> Payment {
+    if i % 3 != 1 {
+        return Payment::Unpaid;
+    }
+    match (i / 3) % 5 {
+        1 => Payment::GiftCertificate(1_500),
+        2 => Payment::StoreCredit(500),
+        _ => Payment::Captured,
+    }
+}
+
+/// A tenth of the orders are refunded; half of those twice.
+fn refunds(i: u64) -> usize {
+    match (i % 10 == 3, i % 20 == 3) {
+        (true, true) => 2,
+        (true, false) => 1,
+        _ => 0,
+    }
+}
+
+/// A few orders are cancelled after they were invoiced: unpaid ones are voided, paid ones keep
+/// their invoice.
+fn cancelled(i: u64) -> bool {
+    i % 50 == 7 || i % 50 == 22
 }
 
 fn status(code: u16, headers: &[(&str, &str)]) -> FaultAction {
@@ -87,9 +120,10 @@ fn install_faults(
 async fn place(env: &TestEnv, ids: std::ops::Range<u64>) {
     let ids: Vec<u64> = ids.collect();
     for chunk in ids.chunks(CONCURRENCY) {
-        let deliveries = chunk
-            .iter()
-            .map(|&id| env.bc.place_order(generate(id, &shape(id))));
+        let deliveries = chunk.iter().map(|&id| {
+            env.bc
+                .place_order(generate_paid(id, &shape(id), payment(id)))
+        });
         for report in futures::future::join_all(deliveries).await {
             let report = report.expect("the simulator delivers the webhook");
             assert!(!report.hooks.is_empty(), "a hook is registered");
@@ -170,61 +204,32 @@ async fn a_thousand_orders_with_injected_faults_and_two_restarts_end_as_one_invo
         started.elapsed().as_secs_f64()
     );
 
-    let deadline = Instant::now() + Duration::from_secs(170);
-    let mut last_report = Instant::now();
-    let counts = loop {
-        let (code, status) = env.admin_get("/admin/status").await;
-        let records = status["records"].clone();
-        let settled = ["pending", "retrying", "failed", "needs_reauth", "skipped"]
-            .iter()
-            .all(|s| records[*s] == 0);
-        if code == 200 && settled && records["posted"].as_i64().unwrap_or(0) >= ORDERS as i64 {
-            break records;
-        }
-        if last_report.elapsed() >= Duration::from_secs(10) {
-            println!(
-                "soak: {:.0} s: {} invoices, records {records}",
-                started.elapsed().as_secs_f64(),
-                env.qbo.invoice_count()
-            );
-            let unsettled = records["retrying"].as_i64().unwrap_or(0)
-                + records["pending"].as_i64().unwrap_or(0);
-            if unsettled <= 3 {
-                for state in ["pending", "retrying"] {
-                    let (_, list) = env
-                        .admin_get(&format!("/admin/records?status={state}&limit=3"))
-                        .await;
-                    for r in list["records"].as_array().cloned().unwrap_or_default() {
-                        println!("soak:   still {state}: {r}");
-                    }
-                }
-            }
-            last_report = Instant::now();
-        }
-        if Instant::now() >= deadline {
-            let mut stuck = Vec::new();
-            for state in ["pending", "retrying", "failed", "needs_reauth", "skipped"] {
-                let (_, list) = env
-                    .admin_get(&format!("/admin/records?status={state}&limit=5"))
-                    .await;
-                for r in list["records"].as_array().cloned().unwrap_or_default() {
-                    let (_, full) = env
-                        .admin_get(&format!(
-                            "/admin/records/{}/{}",
-                            r["entity"].as_str().unwrap(),
-                            r["id"].as_str().unwrap()
-                        ))
-                        .await;
-                    stuck.push(full);
-                }
-            }
-            panic!(
-                "not every order was posted in time: {} invoices, records {records}; some: {stuck:#?}",
-                env.qbo.invoice_count()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let counts = settle(&env, started, Duration::from_secs(170), |env| {
+        env.qbo.invoice_count() >= ORDERS as usize
+    })
+    .await;
+    println!(
+        "soak: orders settled after {:.1} s; now refunds and cancellations",
+        started.elapsed().as_secs_f64()
+    );
+    lifecycle_events(&mut env, FIRST_ID..last).await;
+    let ids = FIRST_ID..last;
+    let refund_docs: usize = ids.clone().map(refunds).sum();
+    let voids = ids
+        .filter(|i| cancelled(*i) && payment(*i) == Payment::Unpaid)
+        .count();
+    let counts_after = settle(&env, started, Duration::from_secs(120), |env| {
+        env.qbo.count("RefundReceipt") + env.qbo.count("CreditMemo") >= refund_docs
+            && env
+                .qbo
+                .invoices()
+                .iter()
+                .filter(|i| i["TotalAmt"] == json!(0))
+                .count()
+                >= voids
+    })
+    .await;
+    assert_eq!(counts, counts_after, "every record posted again");
     let wall = started.elapsed();
 
     // What it cost, before anything else touches the simulators.
@@ -233,9 +238,15 @@ async fn a_thousand_orders_with_injected_faults_and_two_restarts_end_as_one_invo
     let invoice_creates = count(env.qbo.control(), |r| {
         r.method == "POST" && r.path.ends_with("/invoice")
     });
+    let document_posts = count(env.qbo.control(), |r| {
+        r.method == "POST"
+            && ["/payment", "/refundreceipt", "/creditmemo"]
+                .iter()
+                .any(|p| r.path.ends_with(p))
+    });
     println!(
         "soak: {ORDERS} orders in {:.1} s wall; BigCommerce {} calls ({:.2}/order, {} faulted), QuickBooks {} calls \
-         ({:.2}/order, {} faulted), {} invoice POSTs; record counts {counts}",
+         ({:.2}/order, {} faulted), {} invoice POSTs, {} payment/refund POSTs; record counts {counts}",
         wall.as_secs_f64(),
         bc_log.len(),
         bc_log.len() as f64 / ORDERS as f64,
@@ -244,6 +255,7 @@ async fn a_thousand_orders_with_injected_faults_and_two_restarts_end_as_one_invo
         qbo_log.len() as f64 / ORDERS as f64,
         faulted(&qbo_log),
         invoice_creates,
+        document_posts,
     );
     env.bc.control().clear_faults();
     env.qbo.control().clear_faults();
@@ -300,6 +312,257 @@ async fn a_thousand_orders_with_injected_faults_and_two_restarts_end_as_one_invo
         Some(0),
         "{failed}"
     );
+    check_documents(&env, FIRST_ID..last, &invoices);
+}
+
+/// Waits until every record is posted (none pending, retrying, failed…), or fails the test
+/// showing the stuck ones.
+async fn settle(
+    env: &TestEnv,
+    started: Instant,
+    within: Duration,
+    ready: impl Fn(&TestEnv) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    let mut last_report = Instant::now();
+    loop {
+        let (code, status) = env.admin_get("/admin/status").await;
+        let records = status["records"].clone();
+        let settled = ["pending", "retrying", "failed", "needs_reauth", "skipped"]
+            .iter()
+            .all(|s| records[*s] == 0);
+        if code == 200
+            && settled
+            && records["posted"].as_i64().unwrap_or(0) >= ORDERS as i64
+            && ready(env)
+        {
+            return records;
+        }
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            println!(
+                "soak: {:.0} s: {} invoices, records {records}",
+                started.elapsed().as_secs_f64(),
+                env.qbo.invoice_count()
+            );
+            let unsettled = records["retrying"].as_i64().unwrap_or(0)
+                + records["pending"].as_i64().unwrap_or(0);
+            if unsettled <= 3 {
+                for state in ["pending", "retrying"] {
+                    let (_, list) = env
+                        .admin_get(&format!("/admin/records?status={state}&limit=3"))
+                        .await;
+                    for r in list["records"].as_array().cloned().unwrap_or_default() {
+                        println!("soak:   still {state}: {r}");
+                    }
+                }
+            }
+            last_report = Instant::now();
+        }
+        if Instant::now() >= deadline {
+            let mut stuck = Vec::new();
+            for state in ["pending", "retrying", "failed", "needs_reauth", "skipped"] {
+                let (_, list) = env
+                    .admin_get(&format!("/admin/records?status={state}&limit=5"))
+                    .await;
+                for r in list["records"].as_array().cloned().unwrap_or_default() {
+                    let (_, full) = env
+                        .admin_get(&format!(
+                            "/admin/records/{}/{}",
+                            r["entity"].as_str().unwrap(),
+                            r["id"].as_str().unwrap()
+                        ))
+                        .await;
+                    stuck.push(full);
+                }
+            }
+            panic!(
+                "not every order was posted in time: {} invoices, records {records}; some: {stuck:#?}",
+                env.qbo.invoice_count()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The refund for the `n`-th (1-based) refund of order `id`.
+fn refund_for(env: &TestEnv, id: u64, n: usize) -> Value {
+    let raw = env.bc.order(id).unwrap();
+    let products = env.bc.products(id);
+    let part = if n == 1 && id % 3 != 0 {
+        RefundPart::Product {
+            line: 0,
+            quantity: 1,
+        }
+    } else {
+        RefundPart::Order(100 * n as i64 + 50)
+    };
+    refund_of(&raw, &products, &[part], "soak")
+}
+
+/// Refunds and cancellations under the same faults, with a restart between the first refunds
+/// and the second ones; each second refund arrives together with an `updated` event.
+async fn lifecycle_events(env: &mut TestEnv, ids: std::ops::Range<u64>) {
+    let firsts: Vec<u64> = ids
+        .clone()
+        .filter(|i| refunds(*i) >= 1 || cancelled(*i))
+        .collect();
+    for chunk in firsts.chunks(CONCURRENCY) {
+        let mut events = Vec::new();
+        for &id in chunk {
+            if refunds(id) >= 1 {
+                let stored = env.bc.add_refund(id, refund_for(env, id, 1)).unwrap();
+                events.push((
+                    "store/order/refund/created",
+                    json!({"type": "order", "id": id, "refund": {"refund_id": stored["id"]}}),
+                ));
+            }
+            if cancelled(id) {
+                let from = env.bc.order(id).unwrap()["status_id"].clone();
+                assert!(env.bc.update_order(id, |o| {
+                    o["status_id"] = json!(5);
+                    o["status"] = json!("Cancelled");
+                }));
+                events.push((
+                    "store/order/statusUpdated",
+                    json!({"type": "order", "id": id,
+                           "status": {"previous_status_id": from, "new_status_id": 5}}),
+                ));
+            }
+        }
+        deliver_all(env, events).await;
+    }
+    env.restart().await;
+    let seconds: Vec<u64> = ids.filter(|i| refunds(*i) == 2).collect();
+    for chunk in seconds.chunks(CONCURRENCY / 2) {
+        let mut events = Vec::new();
+        for &id in chunk {
+            let stored = env.bc.add_refund(id, refund_for(env, id, 2)).unwrap();
+            events.push((
+                "store/order/refund/created",
+                json!({"type": "order", "id": id, "refund": {"refund_id": stored["id"]}}),
+            ));
+            events.push(("store/order/updated", json!({"type": "order", "id": id})));
+        }
+        deliver_all(env, events).await;
+    }
+}
+
+async fn deliver_all(env: &TestEnv, events: Vec<(&str, Value)>) {
+    let deliveries = events
+        .iter()
+        .map(|(scope, data)| env.bc.deliver(scope, data.clone()));
+    for report in futures::future::join_all(deliveries).await {
+        let report = report.expect("the simulator delivers the webhook");
+        for hook in &report.hooks {
+            assert_eq!(hook.final_status, Some(200), "accepted: {hook:?}");
+        }
+    }
+}
+
+fn money(v: &Value) -> Decimal {
+    match v {
+        Value::String(s) => s.parse().unwrap(),
+        Value::Number(n) => n.to_string().parse().unwrap(),
+        other => panic!("not an amount: {other}"),
+    }
+}
+
+/// Every payment source one payment, every refund one document, every cancellation handled,
+/// all to the cent.
+fn check_documents(env: &TestEnv, ids: std::ops::Range<u64>, invoices: &[Value]) {
+    let payments = env.qbo.records("Payment");
+    let receipts = env.qbo.records("RefundReceipt");
+    let memos = env.qbo.records("CreditMemo");
+    let mut expected_payments = 0;
+    let mut expected_refunds = 0;
+    for id in ids {
+        let raw = env.bc.order(id).unwrap();
+        let inv = invoices
+            .iter()
+            .find(|i| i["DocNumber"] == id.to_string())
+            .unwrap();
+        let total = money(&raw["total_inc_tax"]).round_dp(2);
+        let paid = payment(id) != Payment::Unpaid;
+        let linked: Vec<&Value> = payments
+            .iter()
+            .filter(|p| p["Line"][0]["LinkedTxn"][0]["TxnId"] == inv["Id"])
+            .collect();
+        if paid {
+            let tenders = [
+                money(&raw["gift_certificate_amount"]),
+                money(&raw["store_credit_amount"]),
+                total - money(&raw["gift_certificate_amount"]) - money(&raw["store_credit_amount"]),
+            ];
+            let sources = tenders.iter().filter(|t| !t.is_zero()).count();
+            expected_payments += sources;
+            assert_eq!(linked.len(), sources, "order {id}: one payment per source");
+            let sum: Decimal = linked.iter().map(|p| money(&p["TotalAmt"])).sum();
+            assert_eq!(sum, total, "order {id}: payments tie to the cent");
+        } else {
+            assert!(linked.is_empty(), "order {id} is unpaid");
+        }
+        let voided = money(&inv["TotalAmt"]).is_zero();
+        assert_eq!(
+            voided,
+            cancelled(id) && !paid,
+            "order {id}: voided exactly when cancelled unpaid"
+        );
+        if !voided {
+            assert_eq!(money(&inv["TotalAmt"]), total, "order {id}: invoice total");
+        }
+        let n = refunds(id);
+        expected_refunds += n;
+        let docs: Vec<&Value> = if paid { &receipts } else { &memos }
+            .iter()
+            .filter(|r| {
+                r["DocNumber"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with(&format!("{id}-R")))
+            })
+            .collect();
+        assert_eq!(docs.len(), n, "order {id}: one document per refund");
+        for (k, bc_refund) in env.bc_refunds(id).iter().enumerate() {
+            let doc = docs
+                .iter()
+                .find(|d| d["DocNumber"] == format!("{id}-R{}", k + 1))
+                .unwrap_or_else(|| panic!("order {id}: refund {} posted", k + 1));
+            assert_eq!(
+                money(&doc["TotalAmt"]),
+                money(&bc_refund["total_amount"]),
+                "order {id} refund {}: to the cent",
+                k + 1
+            );
+        }
+    }
+    assert_eq!(payments.len(), expected_payments, "no payment posted twice");
+    assert_eq!(
+        receipts.len() + memos.len(),
+        expected_refunds,
+        "no refund posted twice"
+    );
+    println!(
+        "soak: {} payments, {} refund receipts, {} credit memos, {} voided invoices, all exactly once",
+        payments.len(),
+        receipts.len(),
+        memos.len(),
+        invoices
+            .iter()
+            .filter(|i| money(&i["TotalAmt"]).is_zero())
+            .count()
+    );
+}
+
+/// The refunds BigCommerce holds for an order.
+trait BcRefunds {
+    fn bc_refunds(&self, id: u64) -> Vec<Value>;
+}
+
+impl BcRefunds for TestEnv {
+    fn bc_refunds(&self, id: u64) -> Vec<Value> {
+        let mut out = Vec::new();
+        self.bc.update_refunds(id, |r| out = r.clone());
+        out
+    }
 }
 
 /// `admin_get` with an owned path, so many can be in flight at once.

@@ -20,7 +20,10 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use r#gen::{GeneratedOrder, OrderShape, generate, shapes};
+pub use r#gen::{
+    GeneratedOrder, OrderShape, Payment, RefundPart, capture, generate, generate_paid, refund_of,
+    shapes,
+};
 pub use hooks::{DeliveryReport, Hook, HookDelivery};
 
 use crate::control::{self, Control};
@@ -108,6 +111,7 @@ impl BcSim {
             },
             require_https_destination: config.require_https_destination,
             client_id: "ml-sim-client-id".to_string(),
+            next_refund_id: 17,
         }));
         let control = Control::default();
         let app = axum::Router::new()
@@ -264,6 +268,91 @@ impl BcSimHandle {
     /// A stored order's full JSON.
     pub fn order(&self, id: u64) -> Option<Value> {
         self.with(|s| s.orders.get(&id).map(|e| e.order.clone()))
+    }
+
+    /// The order's `/products` rows.
+    pub fn products(&self, id: u64) -> Vec<Value> {
+        self.with(|s| {
+            s.orders
+                .get(&id)
+                .map(|e| e.products.clone())
+                .unwrap_or_default()
+        })
+    }
+
+    /// Records a refund of order `id` (build it with [`refund_of`]), as a merchant's refund in
+    /// the control panel does: it gets the next refund id and a `created` time, and the order
+    /// becomes Partially Refunded (14) or, once its total is refunded, Refunded (4), with the
+    /// matching `payment_status` when it was paid. Returns the stored refund.
+    pub fn add_refund(&self, id: u64, mut refund: Value) -> Option<Value> {
+        self.with(|s| {
+            let refund_id = s.next_refund_id;
+            s.next_refund_id += 1;
+            let e = s.orders.get_mut(&id)?;
+            refund["id"] = json!(refund_id);
+            refund["order_id"] = json!(id);
+            refund["created"] = json!(
+                chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+            );
+            if let Some(payments) = refund["payments"].as_array_mut() {
+                for (i, p) in payments.iter_mut().enumerate() {
+                    p["id"] = json!(refund_id * 10 + i as u64);
+                }
+            }
+            e.refunds.push(refund.clone());
+            let refunded: rust_decimal::Decimal = e
+                .refunds
+                .iter()
+                .map(|r| r#gen::dec(&r["total_amount"]))
+                .sum();
+            let total = r#gen::dec(&e.order["total_inc_tax"]).round_dp(2);
+            let full = refunded >= total;
+            let (status_id, status) = if full {
+                (4, "Refunded")
+            } else {
+                (14, "Partially Refunded")
+            };
+            e.order["status_id"] = json!(status_id);
+            e.order["status"] = json!(status);
+            e.order["custom_status"] = json!(status);
+            let paid = matches!(
+                e.order["payment_status"].as_str(),
+                Some("captured" | "paid" | "partially refunded" | "refunded")
+            );
+            if paid {
+                e.order["payment_status"] = json!(if full {
+                    "refunded"
+                } else {
+                    "partially refunded"
+                });
+            }
+            Some(refund)
+        })
+    }
+
+    /// Edits the stored refunds of order `id` in place. Returns false when there is no such order.
+    pub fn update_refunds(&self, id: u64, f: impl FnOnce(&mut Vec<Value>)) -> bool {
+        self.with(|s| match s.orders.get_mut(&id) {
+            Some(e) => {
+                f(&mut e.refunds);
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// Stores a refund of order `id` and delivers `store/order/refund/created` for it.
+    pub async fn refund_order(&self, id: u64, refund: Value) -> anyhow::Result<Value> {
+        let stored = self
+            .add_refund(id, refund)
+            .with_context(|| format!("order {id} is not stored"))?;
+        self.deliver(
+            "store/order/refund/created",
+            json!({"type": "order", "id": id, "refund": {"refund_id": stored["id"]}}),
+        )
+        .await?;
+        Ok(stored)
     }
 
     /// Removes an order (later fetches are 404).
@@ -433,6 +522,7 @@ impl BcSimHandle {
                         products,
                         ..Recorded::default()
                     }),
+                    refunds: Vec::new(),
                 },
             );
         });

@@ -293,6 +293,10 @@ impl QboSimHandle {
     pub fn invoice_count(&self) -> usize {
         lock(&self.shared.db).list("Invoice").len()
     }
+    /// How many records of `entity` exist (cheap: nothing is copied), for polling.
+    pub fn count(&self, entity: &str) -> usize {
+        lock(&self.shared.db).list(entity).len()
+    }
     pub fn customers(&self) -> Vec<Value> {
         self.all("Customer")
     }

@@ -15,6 +15,71 @@ fn d(v: &Value) -> Decimal {
 }
 
 #[test]
+fn generated_payments_tie_to_the_cent_whatever_the_tender() {
+    use ml_sim::bigcommerce::{Payment, capture, generate_paid};
+    for (i, shape) in shapes(24, 11).iter().enumerate() {
+        let id = 300 + i as u64;
+        let total = d(&generate(id, shape).order["total_inc_tax"]);
+        for payment in [
+            Payment::Unpaid,
+            Payment::Captured,
+            Payment::Authorized,
+            Payment::GiftCertificate(2_500),
+            Payment::StoreCredit(1_000),
+            Payment::GiftCertificate(10_000_000),
+        ] {
+            let o = generate_paid(id, shape, payment).order;
+            let ctx = format!("order {id} {payment:?}");
+            assert_eq!(d(&o["total_inc_tax"]), total, "same figures: {ctx}");
+            let gift = d(&o["gift_certificate_amount"]);
+            let credit = d(&o["store_credit_amount"]);
+            let card = total - gift - credit;
+            assert!(card >= Decimal::ZERO, "{ctx}");
+            let status = o["payment_status"].as_str().unwrap();
+            match payment {
+                Payment::Unpaid => {
+                    assert_eq!(
+                        (o["status_id"].as_u64(), status),
+                        (Some(7), "pending"),
+                        "{ctx}"
+                    );
+                    assert_eq!(o["payment_provider_id"], "", "{ctx}");
+                }
+                Payment::Authorized => assert_eq!(status, "authorized", "{ctx}"),
+                _ => assert_eq!(status, "captured", "{ctx}"),
+            }
+            if matches!(payment, Payment::GiftCertificate(_)) {
+                assert_eq!(
+                    gift,
+                    total.min(Decimal::new(
+                        if matches!(payment, Payment::GiftCertificate(2_500)) {
+                            2_500
+                        } else {
+                            10_000_000
+                        },
+                        2
+                    )),
+                    "{ctx}"
+                );
+            }
+            if card.is_zero() {
+                assert_eq!(o["payment_method"], "Gift Certificate", "{ctx}");
+                assert_eq!(o["payment_provider_id"], "", "{ctx}");
+            } else if payment != Payment::Unpaid {
+                let provider = o["payment_provider_id"].as_str().unwrap();
+                assert!(
+                    provider.starts_with("ch_") && provider.len() > 21,
+                    "{ctx}: {provider}"
+                );
+            }
+        }
+        let mut later = generate_paid(id, shape, Payment::Authorized).order;
+        capture(&mut later);
+        assert_eq!(later["payment_status"], "captured");
+    }
+}
+
+#[test]
 fn generator_totals_tie_to_the_cent_for_forty_shapes() {
     let all = shapes(40, 7);
     assert_eq!(all.len(), 40);

@@ -79,6 +79,17 @@ impl Api {
         self.post(path, &body.to_string()).await
     }
 
+    async fn get(&self, rest: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .get(self.url(rest))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json().await.unwrap())
+    }
+
     async fn id_of(&self, entity: &str, field: &str, name: &str) -> String {
         let (_, v) = self
             .query(&format!(
@@ -979,4 +990,249 @@ async fn a_stall_body_fault_sends_the_head_and_half_the_body_then_cuts_the_conne
     // The next request is answered whole.
     let (status, _) = api.query("SELECT * FROM Class").await;
     assert_eq!(status, StatusCode::OK);
+}
+
+async fn an_invoice(api: &Api, cust: &str, item: &str, amount: &str) -> Value {
+    let (status, v) = api
+        .post(
+            "invoice",
+            &format!(
+                r#"{{"CustomerRef": {{"value": "{cust}"}}, "Line": [{{"Amount": {amount}, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {{"ItemRef": {{"value": "{item}"}}, "Qty": 1, "UnitPrice": {amount}}}}}]}}"#
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v["Invoice"].clone()
+}
+
+fn payment_body(cust: &str, invoice: &str, total: &str, applied: &str, account: &str) -> String {
+    format!(
+        r#"{{"CustomerRef": {{"value": "{cust}"}}, "TotalAmt": {total}, "DepositToAccountRef": {{"value": "{account}"}},
+            "PaymentRefNum": "ch_123", "Line": [{{"Amount": {applied}, "LinkedTxn": [{{"TxnId": "{invoice}", "TxnType": "Invoice"}}]}}]}}"#
+    )
+}
+
+#[tokio::test]
+async fn a_payment_linked_to_an_invoice_brings_its_balance_down_and_never_past_zero() {
+    let api = Api::start().await;
+    let (cust, item, _) = invoice_refs(&api).await;
+    let uf = api.id_of("Account", "Name", "Undeposited Funds").await;
+    let inv = an_invoice(&api, &cust, &item, "82.62").await;
+    let id = inv["Id"].as_str().unwrap();
+    assert_eq!(inv["Balance"], json!(82.62));
+
+    let (status, p) = api
+        .post("payment", &payment_body(&cust, id, "50.00", "50.00", &uf))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    assert_eq!(p["Payment"]["UnappliedAmt"], json!(0.00));
+    assert_eq!(
+        p["Payment"]["DepositToAccountRef"]["name"],
+        "Undeposited Funds"
+    );
+    let (_, read) = api.get(&format!("invoice/{id}")).await;
+    assert_eq!(read["Invoice"]["Balance"], json!(32.62));
+    assert_eq!(read["Invoice"]["LinkedTxn"][0]["TxnType"], "Payment");
+
+    // More than the open balance: refused, balance unchanged.
+    let (status, over) = api
+        .post("payment", &payment_body(&cust, id, "40.00", "40.00", &uf))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(fault_code(&over), "6000", "{over}");
+    let (status, rest) = api
+        .post("payment", &payment_body(&cust, id, "32.62", "32.62", &uf))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rest}");
+    let (_, read) = api.get(&format!("invoice/{id}")).await;
+    assert_eq!(read["Invoice"]["Balance"], json!(0.00));
+
+    // An invoice cannot be edited below what was paid for it, nor voided while paid.
+    let token = read["Invoice"]["SyncToken"].as_str().unwrap();
+    let (_, lower) = api
+        .post_json(
+            "invoice",
+            json!({"Id": id, "SyncToken": token, "sparse": true, "CustomerRef": {"value": cust},
+                   "Line": [{"Amount": 10, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": item}}}]}),
+        )
+        .await;
+    assert_eq!(fault_code(&lower), "6000", "{lower}");
+    let (_, void) = api
+        .post_json(
+            "invoice?operation=void",
+            json!({"Id": id, "SyncToken": token}),
+        )
+        .await;
+    assert_eq!(fault_code(&void), "6000", "{void}");
+    assert_eq!(api.sim.records("Payment").len(), 2);
+}
+
+#[tokio::test]
+async fn payments_must_link_their_own_customers_open_invoices_and_deposit_to_a_money_account() {
+    let api = Api::start().await;
+    let (cust, item, _) = invoice_refs(&api).await;
+    let other = api
+        .id_of("Customer", "DisplayName", "Weiskopf Consulting")
+        .await;
+    let uf = api.id_of("Account", "Name", "Undeposited Funds").await;
+    let income = api.id_of("Account", "Name", "Services").await;
+    let gift = api
+        .id_of("Account", "Name", "Gift Certificates Outstanding")
+        .await;
+    let inv = an_invoice(&api, &cust, &item, "20.00").await;
+    let id = inv["Id"].as_str().unwrap();
+    let cases = [
+        (
+            payment_body(&other, id, "5", "5", &uf),
+            "6000",
+            "another customer",
+        ),
+        (
+            payment_body(&cust, id, "5", "5", "9999"),
+            "2500",
+            "unknown account",
+        ),
+        (
+            payment_body(&cust, id, "5", "5", &income),
+            "6000",
+            "income account",
+        ),
+        (
+            payment_body(&cust, "9999", "5", "5", &uf),
+            "2500",
+            "unknown invoice",
+        ),
+        (
+            payment_body(&cust, id, "4", "5", &uf),
+            "6000",
+            "applies more than paid",
+        ),
+        (
+            format!(r#"{{"CustomerRef": {{"value": "{cust}"}}, "Line": []}}"#),
+            "2020",
+            "no TotalAmt",
+        ),
+    ];
+    for (body, code, what) in cases {
+        let (status, f) = api.post("payment", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {f}");
+        assert_eq!(fault_code(&f), code, "{what}: {f}");
+    }
+    let long = payment_body(&cust, id, "5", "5", &uf).replace("ch_123", &"x".repeat(22));
+    let (_, f) = api.post("payment", &long).await;
+    assert_eq!(fault_code(&f), "2050", "PaymentRefNum over 21: {f}");
+    // Gift certificates are paid from their liability account; a method must exist.
+    let card = api.id_of("PaymentMethod", "Name", "Credit Card").await;
+    let mut ok: Value = serde_json::from_str(&payment_body(&cust, id, "5", "5", &gift)).unwrap();
+    ok["PaymentMethodRef"] = json!({"value": card});
+    let (status, p) = api.post_json("payment", ok.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    assert_eq!(p["Payment"]["PaymentMethodRef"]["name"], "Credit Card");
+    ok["PaymentMethodRef"] = json!({"value": "9999"});
+    let (_, f) = api.post_json("payment", ok).await;
+    assert_eq!(fault_code(&f), "2500", "{f}");
+    // Found again by customer and date.
+    let (_, q) = api
+        .query(&format!(
+            "SELECT * FROM Payment WHERE CustomerRef = '{cust}' AND TxnDate = '{}'",
+            p["Payment"]["TxnDate"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        q["QueryResponse"]["Payment"].as_array().map(Vec::len),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn a_voided_invoice_has_zero_amounts_and_can_be_neither_edited_nor_paid() {
+    let api = Api::start().await;
+    let (cust, item, _) = invoice_refs(&api).await;
+    let uf = api.id_of("Account", "Name", "Undeposited Funds").await;
+    let inv = an_invoice(&api, &cust, &item, "30.00").await;
+    let id = inv["Id"].as_str().unwrap();
+    let (status, v) = api
+        .post_json(
+            "invoice?operation=void",
+            json!({"Id": id, "SyncToken": "0"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["Invoice"]["TotalAmt"], 0);
+    assert_eq!(v["Invoice"]["Balance"], 0);
+    assert!(
+        v["Invoice"]["PrivateNote"]
+            .as_str()
+            .unwrap()
+            .starts_with("Voided")
+    );
+    let (_, again) = api
+        .post_json(
+            "invoice?operation=void",
+            json!({"Id": id, "SyncToken": "1"}),
+        )
+        .await;
+    assert_eq!(fault_code(&again), "6000", "voided once only: {again}");
+    let (_, edit) = api
+        .post_json(
+            "invoice",
+            json!({"Id": id, "SyncToken": "1", "sparse": true, "CustomerRef": {"value": cust},
+                   "Line": [{"Amount": 30, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {"ItemRef": {"value": item}}}]}),
+        )
+        .await;
+    assert_eq!(fault_code(&edit), "6000", "never un-voided: {edit}");
+    let (_, pay) = api
+        .post("payment", &payment_body(&cust, id, "0", "0.01", &uf))
+        .await;
+    assert_eq!(fault_code(&pay), "6000", "{pay}");
+}
+
+#[tokio::test]
+async fn refund_receipts_and_credit_memos_are_validated_like_invoices() {
+    let api = Api::start().await;
+    let (cust, item, class) = invoice_refs(&api).await;
+    let uf = api.id_of("Account", "Name", "Undeposited Funds").await;
+    let line = json!({"Amount": 20, "DetailType": "SalesItemLineDetail",
+                      "SalesItemLineDetail": {"ItemRef": {"value": item}, "ClassRef": {"value": class}, "Qty": 2, "UnitPrice": 10}});
+    let rr = json!({"CustomerRef": {"value": cust}, "DocNumber": "250-R1", "DepositToAccountRef": {"value": uf},
+                    "PrivateNote": "refund", "Line": [line], "TxnTaxDetail": {"TotalTax": 1.6}});
+    let (status, r) = api.post_json("refundreceipt", rr.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["RefundReceipt"]["TotalAmt"], json!(21.6));
+    assert_eq!(r["RefundReceipt"]["Balance"], 0);
+    let (_, dup) = api.post_json("refundreceipt", rr.clone()).await;
+    assert_eq!(fault_code(&dup), "6140", "{dup}");
+
+    let mut no_account = rr.clone();
+    no_account["DocNumber"] = json!("250-R2");
+    no_account
+        .as_object_mut()
+        .unwrap()
+        .remove("DepositToAccountRef");
+    let (_, f) = api.post_json("refundreceipt", no_account).await;
+    assert_eq!(fault_code(&f), "2020", "{f}");
+    let mut bad_line = rr.clone();
+    bad_line["DocNumber"] = json!("250-R3");
+    bad_line["Line"][0]["Amount"] = json!(19);
+    let (_, f) = api.post_json("refundreceipt", bad_line).await;
+    assert_eq!(fault_code(&f), "6000", "Qty x UnitPrice: {f}");
+    let mut unknown_item = rr.clone();
+    unknown_item["DocNumber"] = json!("250-R4");
+    unknown_item["Line"][0]["SalesItemLineDetail"]["ItemRef"] = json!({"value": "9999"});
+    let (_, f) = api.post_json("refundreceipt", unknown_item).await;
+    assert_eq!(fault_code(&f), "2500", "{f}");
+
+    let mut cm = rr.clone();
+    cm.as_object_mut().unwrap().remove("DepositToAccountRef");
+    cm["DocNumber"] = json!("251-R1");
+    let (status, c) = api.post_json("creditmemo", cm).await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+    assert_eq!(c["CreditMemo"]["RemainingCredit"], json!(21.6));
+    let (_, q) = api
+        .query("SELECT * FROM RefundReceipt WHERE DocNumber = '250-R1'")
+        .await;
+    assert_eq!(
+        q["QueryResponse"]["RefundReceipt"].as_array().map(Vec::len),
+        Some(1)
+    );
 }

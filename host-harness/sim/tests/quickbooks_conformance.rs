@@ -323,6 +323,69 @@ async fn every_property_the_simulator_emits_exists_in_the_xsd() {
         .await;
     assert_conforms(&schema, "Account", &account["Account"], "Account");
 
+    // The documents of an order's life: payment, refund receipt, credit memo.
+    let uf = c
+        .query("SELECT * FROM Account WHERE Name = 'Undeposited Funds'")
+        .await["QueryResponse"]["Account"][0]["Id"]
+        .clone();
+    let card = c
+        .query("SELECT * FROM PaymentMethod WHERE Name = 'Credit Card'")
+        .await["QueryResponse"]["PaymentMethod"][0]
+        .clone();
+    assert_conforms(&schema, "PaymentMethod", &card, "PaymentMethod");
+    let sale = json!({"Amount": 30, "Description": "Lamp", "DetailType": "SalesItemLineDetail",
+                      "SalesItemLineDetail": {"ItemRef": {"value": item["Item"]["Id"]}, "ClassRef": {"value": class["Id"]}, "Qty": 2, "UnitPrice": 15}});
+    let paid = c
+        .post(
+            "invoice",
+            json!({"CustomerRef": {"value": cust_id}, "DocNumber": "BC-2", "Line": [sale]}),
+        )
+        .await;
+    let payment = c
+        .post(
+            "payment",
+            json!({"CustomerRef": {"value": cust_id}, "TotalAmt": 30, "TxnDate": "2026-01-05",
+                   "DepositToAccountRef": {"value": uf}, "PaymentMethodRef": {"value": card["Id"]},
+                   "PaymentRefNum": "ch_1", "PrivateNote": "paid",
+                   "Line": [{"Amount": 30, "LinkedTxn": [{"TxnId": paid["Invoice"]["Id"], "TxnType": "Invoice"}]}]}),
+        )
+        .await;
+    assert!(
+        payment.get("Payment").is_some(),
+        "payment created: {payment}"
+    );
+    assert_conforms(&schema, "Payment", &payment["Payment"], "Payment");
+    let paid_now = c
+        .get(&format!(
+            "invoice/{}",
+            paid["Invoice"]["Id"].as_str().unwrap()
+        ))
+        .await;
+    assert_conforms(&schema, "Invoice", &paid_now["Invoice"], "paid Invoice");
+    let refund = c
+        .post(
+            "refundreceipt",
+            json!({"CustomerRef": {"value": cust_id}, "DocNumber": "BC-2-R1", "DepositToAccountRef": {"value": uf},
+                   "PaymentMethodRef": {"value": card["Id"]}, "PrivateNote": "refund",
+                   "Line": [sale], "TxnTaxDetail": {"TotalTax": 1}}),
+        )
+        .await;
+    assert!(refund.get("RefundReceipt").is_some(), "{refund}");
+    assert_conforms(
+        &schema,
+        "RefundReceipt",
+        &refund["RefundReceipt"],
+        "RefundReceipt",
+    );
+    let memo = c
+        .post(
+            "creditmemo",
+            json!({"CustomerRef": {"value": cust_id}, "DocNumber": "BC-3-R1", "Line": [sale]}),
+        )
+        .await;
+    assert!(memo.get("CreditMemo").is_some(), "{memo}");
+    assert_conforms(&schema, "CreditMemo", &memo["CreditMemo"], "CreditMemo");
+
     for entity in [
         "Customer",
         "Vendor",

@@ -144,7 +144,14 @@ fn a_created_order_posts_one_invoice_after_storing_the_rotated_token_sealed() {
     let steps: Vec<&str> = rec.audit.iter().map(|a| a.step.as_str()).collect();
     assert_eq!(
         steps,
-        ["received", "fetched", "mapped", "write_planned", "posted"]
+        [
+            "received",
+            "fetched",
+            "mapped",
+            "write_planned",
+            "document_created",
+            "posted"
+        ]
     );
     assert_eq!(rec.audit[0].detail["scope"], json!("store/order/created"));
     assert_eq!(rec.audit[0].detail["hash"], json!(hash(1)));
@@ -255,7 +262,14 @@ fn duplicate_delivery_posts_one_invoice_and_unchanged_content_writes_nothing() {
     assert_eq!(w.requests(), Vec::<String>::new());
     assert_eq!(
         w.steps(ORDER),
-        ["received", "fetched", "mapped", "write_planned", "posted"]
+        [
+            "received",
+            "fetched",
+            "mapped",
+            "write_planned",
+            "document_created",
+            "posted"
+        ]
     );
 
     // A different event, same order content: one read, no QuickBooks call at all.
@@ -267,7 +281,7 @@ fn duplicate_delivery_posts_one_invoice_and_unchanged_content_writes_nothing() {
     let rec = w.record(ORDER);
     assert_eq!(rec.state, State::Posted);
     let steps: Vec<&str> = rec.audit.iter().map(|a| a.step.as_str()).collect();
-    assert_eq!(&steps[5..], ["received", "fetched", "mapped", "unchanged"]);
+    assert_eq!(&steps[6..], ["received", "fetched", "mapped", "unchanged"]);
     assert_eq!(accepted_invoices(&w), 1);
     assert_eq!(w.qbo.borrow().invoice_updates_accepted, 0);
 }
@@ -807,6 +821,7 @@ fn an_incomplete_order_is_skipped_until_a_later_event_completes_it() {
             "fetched",
             "mapped",
             "write_planned",
+            "document_created",
             "posted"
         ]
     );
@@ -849,6 +864,66 @@ fn preview_shows_the_invoice_and_posts_nothing() {
     assert_eq!(accepted_invoices(&w), 1, "only the order delivered before");
     let rec = w.admin("GET", &format!("/admin/records/order/{}", ORDER + 1));
     assert_eq!(rec.status, 404, "a preview leaves no sync record");
+}
+
+#[test]
+fn the_record_lists_the_invoice_document_and_the_preview_lists_what_an_order_would_get() {
+    let mut w = world_with_order();
+    w.deliver("store/order/created", ORDER, &hash(1));
+    let rec = w.record(ORDER);
+    assert_eq!(rec.documents.len(), 1, "{:?}", rec.documents);
+    let inv = &rec.documents[0];
+    assert_eq!(inv.kind, ml_core::books::documents::DocKind::Invoice);
+    assert_eq!(Some(&inv.qbo_id), rec.qbo_id.as_ref());
+    assert_eq!(inv.source, "order");
+    assert_eq!(inv.doc_number.as_deref(), Some(ORDER.to_string().as_str()));
+    let order = w.bc.borrow().orders[&ORDER].clone();
+    let total: rust_decimal::Decimal = order["total_inc_tax"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        inv.total.map(|t| t.amount()),
+        Some(total.round_dp(2)),
+        "the document carries the invoice total"
+    );
+    let created = rec
+        .audit
+        .iter()
+        .find(|a| a.step == "document_created")
+        .expect("the create is audited");
+    assert_eq!(created.detail["qbo_id"], json!(inv.qbo_id));
+    assert_eq!(created.detail["type"], json!("Invoice"));
+
+    // The preview of the posted order lists the posted invoice and plans nothing new.
+    let resp = w.admin("GET", &format!("/admin/preview/order/{ORDER}"));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let body: Value = serde_json::from_slice(&resp.body).unwrap();
+    let actions: Vec<(String, String)> = body["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["type"].as_str().unwrap_or_default().to_string(),
+                d["action"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("Invoice".to_string(), "posted".to_string()),
+            ("Invoice".to_string(), "update_if_changed".to_string())
+        ]
+    );
+    // A new order's preview plans its invoice.
+    w.put_order(ORDER + 1, order_json(ORDER + 1, &plain_shape(3)));
+    let resp = w.admin("GET", &format!("/admin/preview/order/{}", ORDER + 1));
+    let body: Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(body["documents"][0]["action"], json!("create"));
+    assert_eq!(body["documents"][0]["source"], json!("order"));
+    assert_eq!(
+        body["documents"][0]["doc_number"],
+        json!((ORDER + 1).to_string())
+    );
 }
 
 #[test]

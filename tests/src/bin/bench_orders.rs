@@ -1,14 +1,16 @@
 //! Orders benchmark: webhooks in, invoices out, through the real component in the real
 //! harness against the in-process simulators (no injected latency), on loopback.
 //!
-//! `cargo run --release -p ml-e2e --bin bench_orders -- [ORDERS] [CONCURRENCY] [--kv sqlite|redis] [--instances N]`
+//! `cargo run --release -p ml-e2e --bin bench_orders -- [ORDERS] [CONCURRENCY] [unpaid|paid] [--kv sqlite|redis] [--instances N]`
 //!
 //! Reports orders/s (first webhook sent → last invoice in QuickBooks), webhook response time
 //! percentiles, upstream calls per order at steady state (customers already linked, names
 //! already resolved — the warm-up phase takes care of that), and key-value operations per order
 //! with their latency. `--kv redis` starts a `redis-server` on a free loopback port; with
 //! `--instances N` (Redis only) N harnesses share it, each with its own connection, and the
-//! webhooks are spread over them round-robin. All of it runs on this machine's cores.
+//! webhooks are spread over them round-robin. All of it runs on this machine's cores. With
+//! `paid` every order is captured at checkout (invoice + payment), and a second phase refunds a
+//! quarter of them (`store/order/refund/created`) and reports upstream calls per refund.
 
 // Floating point only formats the measurements; no money is computed here.
 #![allow(clippy::float_arithmetic)]
@@ -21,7 +23,9 @@ use ml_harness::config::{EnvSource, Overrides};
 use ml_harness::kv::{BackendError, KvBackend, RedisBackend, RedisOptions, SqliteBackend};
 use ml_harness::manifest::Manifest;
 use ml_harness::server::{self, AppConfig, Harness, ServeOptions};
-use ml_sim::bigcommerce::{BcSim, BcSimConfig, OrderShape, generate};
+use ml_sim::bigcommerce::{
+    BcSim, BcSimConfig, GeneratedOrder, OrderShape, Payment, RefundPart, generate_paid, refund_of,
+};
 use ml_sim::quickbooks::{QboSim, QboSimConfig};
 
 const SECRET: &str = "bench-webhook-secret";
@@ -51,6 +55,27 @@ fn webhook_body(store_hash: &str, id: u64) -> String {
         "producer": format!("stores/{store_hash}"),
     })
     .to_string()
+}
+
+fn refund_body(store_hash: &str, id: u64, refund_id: u64) -> String {
+    serde_json::json!({
+        "scope": "store/order/refund/created",
+        "store_id": "1001",
+        "data": {"type": "order", "id": id, "refund": {"refund_id": refund_id}},
+        "hash": format!("{:040x}", refund_id << 32 | id),
+        "created_at": 1_700_100_000u64 + id,
+        "producer": format!("stores/{store_hash}"),
+    })
+    .to_string()
+}
+
+fn order(id: u64, paid: bool) -> GeneratedOrder {
+    let payment = if paid {
+        Payment::Captured
+    } else {
+        Payment::Unpaid
+    };
+    generate_paid(id, &shape(id), payment)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -227,6 +252,11 @@ async fn main() -> anyhow::Result<()> {
         instances >= 1 && (kv_kind == "redis" || instances == 1),
         "several instances need a shared store: --kv redis"
     );
+    let paid = match positional.get(2).map(String::as_str) {
+        None | Some("unpaid") => false,
+        Some("paid") => true,
+        Some(other) => anyhow::bail!("unknown mix '{other}': use unpaid or paid"),
+    };
 
     let bc = BcSim::start(BcSimConfig {
         rate_limit_quota: u32::MAX,
@@ -295,7 +325,7 @@ async fn main() -> anyhow::Result<()> {
     // Warm-up: link every seeded customer and resolve every mapped name.
     let warm = 60u64;
     for id in 1..=warm {
-        bc.put_order(generate(id, &shape(id)));
+        bc.put_order(order(id, paid));
     }
     fire(
         &client,
@@ -306,15 +336,20 @@ async fn main() -> anyhow::Result<()> {
         4,
     )
     .await?;
-    wait_for_invoices(&qbo, warm as usize, Duration::from_secs(60))
+    wait_for(&qbo, "Invoice", warm as usize, Duration::from_secs(60))
         .await
         .context("warm-up")?;
+    if paid {
+        wait_for(&qbo, "Payment", warm as usize, Duration::from_secs(60))
+            .await
+            .context("warm-up payments")?;
+    }
 
     // Measured run.
     let first = warm + 1;
     let last = warm + orders;
     for id in first..=last {
-        bc.put_order(generate(id, &shape(id)));
+        bc.put_order(order(id, paid));
     }
     bc.control().clear_log();
     qbo.control().clear_log();
@@ -326,7 +361,22 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut latencies = fire(&client, &urls, bodies, concurrency).await?;
     let acked = started.elapsed();
-    wait_for_invoices(&qbo, (warm + orders) as usize, Duration::from_secs(600)).await?;
+    wait_for(
+        &qbo,
+        "Invoice",
+        (warm + orders) as usize,
+        Duration::from_secs(600),
+    )
+    .await?;
+    if paid {
+        wait_for(
+            &qbo,
+            "Payment",
+            (warm + orders) as usize,
+            Duration::from_secs(600),
+        )
+        .await?;
+    }
     let elapsed = started.elapsed();
     latencies.sort();
 
@@ -336,7 +386,8 @@ async fn main() -> anyhow::Result<()> {
     let orders_f = orders as f64;
     let kv_samples = stats.take();
     println!(
-        "orders benchmark: {orders} orders, concurrency {concurrency}, KV {kv_kind}, {instances} instance(s), 2-core machine, simulators in-process"
+        "orders benchmark: {orders} {} orders, concurrency {concurrency}, KV {kv_kind}, {instances} instance(s), 2-core machine, simulators in-process",
+        if paid { "paid" } else { "unpaid" }
     );
     println!(
         "  all webhooks acknowledged in {:.2} s; all invoices posted in {:.2} s",
@@ -360,10 +411,54 @@ async fn main() -> anyhow::Result<()> {
         qbo_calls as f64 / orders_f
     );
     println!(
-        "  invoices in QuickBooks: {invoices} (expected {})",
-        warm + orders
+        "  invoices in QuickBooks: {invoices} (expected {}), payments: {}",
+        warm + orders,
+        qbo.count("Payment")
     );
     report_kv(kv_samples, orders_f);
+
+    if paid {
+        // Refunds: one item of every fourth measured order, one webhook each.
+        let refunded: Vec<u64> = (first..=last).step_by(4).collect();
+        let mut bodies = Vec::with_capacity(refunded.len());
+        for &id in &refunded {
+            let raw = bc.order(id).context("order stored")?;
+            let products = bc.products(id);
+            let refund = refund_of(
+                &raw,
+                &products,
+                &[RefundPart::Product {
+                    line: 0,
+                    quantity: 1,
+                }],
+                "bench",
+            );
+            let stored = bc.add_refund(id, refund).context("refund stored")?;
+            bodies.push(refund_body(
+                bc.store_hash(),
+                id,
+                stored["id"].as_u64().unwrap_or(0),
+            ));
+        }
+        bc.control().clear_log();
+        qbo.control().clear_log();
+        let n = refunded.len();
+        let started = Instant::now();
+        fire(&client, &urls, bodies, concurrency).await?;
+        wait_for(&qbo, "RefundReceipt", n, Duration::from_secs(600)).await?;
+        let elapsed = started.elapsed();
+        let bc_calls = bc.control().requests().len();
+        let qbo_calls = qbo.control().requests().len();
+        let n_f = n as f64;
+        println!(
+            "  refunds: {n} in {:.2} s ({:.0} refunds/s); upstream calls per refund: {:.3} (BigCommerce {:.3}, QuickBooks {:.3})",
+            elapsed.as_secs_f64(),
+            n_f / elapsed.as_secs_f64(),
+            (bc_calls + qbo_calls) as f64 / n_f,
+            bc_calls as f64 / n_f,
+            qbo_calls as f64 / n_f
+        );
+    }
     for r in running {
         r.stop().await?;
     }
@@ -372,20 +467,21 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_invoices(
+async fn wait_for(
     qbo: &ml_sim::quickbooks::QboSimHandle,
+    entity: &str,
     n: usize,
     limit: Duration,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        let have = qbo.invoice_count();
+        let have = qbo.count(entity);
         if have >= n {
             return Ok(());
         }
         anyhow::ensure!(
             started.elapsed() < limit,
-            "only {have} of {n} invoices after {limit:?}"
+            "only {have} of {n} {entity} records after {limit:?}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

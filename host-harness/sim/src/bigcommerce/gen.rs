@@ -38,6 +38,29 @@ pub struct OrderShape {
     pub seed: u64,
 }
 
+/// How a generated order was paid. The figures always tie: gift certificate + store credit +
+/// what the gateway charged = `total_inc_tax`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Payment {
+    /// Not paid yet: an offline method, status 7 (Awaiting Payment), payment status `pending`.
+    #[default]
+    Unpaid,
+    /// Paid by card at checkout: payment status `captured`, status 11.
+    Captured,
+    /// Card authorized at checkout, to be captured later ([`capture`]): payment status
+    /// `authorized`, status 11.
+    Authorized,
+    /// A gift certificate of this many cents (at most the total), the rest captured by card.
+    GiftCertificate(i64),
+    /// Store credit of this many cents (at most the total), the rest captured by card.
+    StoreCredit(i64),
+}
+
+/// Captures an authorized order's payment, as the merchant does later in BigCommerce.
+pub fn capture(order: &mut Value) {
+    order["payment_status"] = json!("captured");
+}
+
 /// An order as the simulator serves it, with its line rows and (for registered buyers) customer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneratedOrder {
@@ -107,8 +130,14 @@ fn rfc2822(t: DateTime<Utc>) -> String {
     t.to_rfc2822()
 }
 
-/// Generates order `id` with the given shape. Deterministic in (`id`, `shape`).
+/// Generates order `id` with the given shape, not paid yet. Deterministic in (`id`, `shape`).
 pub fn generate(id: u64, shape: &OrderShape) -> GeneratedOrder {
+    generate_paid(id, shape, Payment::Unpaid)
+}
+
+/// Generates order `id` with the given shape, paid as `payment` says. Deterministic in
+/// (`id`, `shape`, `payment`); the figures are those of [`generate`] for the same shape.
+pub fn generate_paid(id: u64, shape: &OrderShape, payment: Payment) -> GeneratedOrder {
     let mut rng = StdRng::seed_from_u64(shape.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let rate = Decimal::new(i64::from(shape.tax_rate_bp), 4);
     let incl = shape.tax_inclusive;
@@ -461,14 +490,10 @@ pub fn generate(id: u64, shape: &OrderShape) -> GeneratedOrder {
         "is_tax_inclusive_pricing": incl,
         "items_total": items_total,
         "items_shipped": 0,
-        "payment_method": "Credit Card",
-        "payment_provider_id": format!("ch_{:016x}", rng.random::<u64>()),
-        "payment_status": "captured",
         "refunded_amount": "0.0000",
         "order_is_digital": false,
-        "store_credit_amount": "0.0000",
-        "gift_certificate_amount": "0.0000",
     });
+    let provider_id = format!("ch_{:016x}{:08x}", rng.random::<u64>(), id);
     merge(
         Some(&mut order),
         json!({
@@ -520,11 +545,150 @@ pub fn generate(id: u64, shape: &OrderShape) -> GeneratedOrder {
         }),
     );
 
+    merge(
+        Some(&mut order),
+        payment_fields(payment, total_inc, &provider_id),
+    );
+
     GeneratedOrder {
         order,
         products: rows,
         customer: registered.map(seed::customer_json),
     }
+}
+
+/// The payment fields of an order totalling `total` (status, method, tenders).
+fn payment_fields(payment: Payment, total: Decimal, provider_id: &str) -> Value {
+    let (status_id, status, method, payment_status, gift, credit) = match payment {
+        Payment::Unpaid => (
+            7,
+            "Awaiting Payment",
+            "Bank Deposit",
+            "pending",
+            Decimal::ZERO,
+            Decimal::ZERO,
+        ),
+        Payment::Captured => (
+            11,
+            "Awaiting Fulfillment",
+            "Credit Card",
+            "captured",
+            Decimal::ZERO,
+            Decimal::ZERO,
+        ),
+        Payment::Authorized => (
+            11,
+            "Awaiting Fulfillment",
+            "Credit Card",
+            "authorized",
+            Decimal::ZERO,
+            Decimal::ZERO,
+        ),
+        Payment::GiftCertificate(c) => (
+            11,
+            "Awaiting Fulfillment",
+            "Credit Card",
+            "captured",
+            cents(c).min(total),
+            Decimal::ZERO,
+        ),
+        Payment::StoreCredit(c) => (
+            11,
+            "Awaiting Fulfillment",
+            "Credit Card",
+            "captured",
+            Decimal::ZERO,
+            cents(c).min(total),
+        ),
+    };
+    let card = total - gift - credit;
+    let (method, provider) = match payment {
+        Payment::Unpaid => (method, ""),
+        _ if card.is_zero() && !gift.is_zero() => ("Gift Certificate", ""),
+        _ if card.is_zero() => ("Store Credit", ""),
+        _ => (method, provider_id),
+    };
+    json!({
+        "status_id": status_id,
+        "status": status,
+        "custom_status": status,
+        "payment_method": method,
+        "payment_provider_id": provider,
+        "payment_status": payment_status,
+        "gift_certificate_amount": money(gift),
+        "store_credit_amount": money(credit),
+    })
+}
+
+/// One part of a refund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundPart {
+    /// `quantity` units of the order's `line`-th product (0-based), with their tax.
+    Product { line: usize, quantity: u64 },
+    /// The order's whole shipping charge, with its tax.
+    Shipping,
+    /// An amount off the order, in cents, without tax (`item_type` `ORDER`).
+    Order(i64),
+}
+
+fn number(d: Decimal) -> Value {
+    serde_json::from_str(&round2(d).to_string()).unwrap_or(json!(0))
+}
+
+/// A refund of `parts` of an order, as `GET /v3/orders/{id}/payment_actions/refunds` lists it
+/// (the simulator assigns `id`, `created` and the payment's `id` when it is stored). Its items
+/// and totals tie to the cent: a product refunded by quantity is `quantity ×` its ex-tax unit
+/// price plus `quantity ×` its unit tax; shipping is refunded with its tax; order amounts
+/// carry no tax. Paid back through the gateway (`storecredit` for an order paid in store
+/// credit).
+pub fn refund_of(order: &Value, products: &[Value], parts: &[RefundPart], reason: &str) -> Value {
+    let mut items = Vec::new();
+    let mut ex = Decimal::ZERO;
+    let mut tax = Decimal::ZERO;
+    for part in parts {
+        match *part {
+            RefundPart::Product { line, quantity } => {
+                let row = &products[line.min(products.len().saturating_sub(1))];
+                let q = Decimal::from(quantity);
+                ex += dec(&row["price_ex_tax"]) * q;
+                tax += dec(&row["price_tax"]) * q;
+                items.push(
+                    json!({"item_type": "PRODUCT", "item_id": row["id"], "quantity": quantity,
+                                  "requested_amount": null, "reason": reason}),
+                );
+            }
+            RefundPart::Shipping => {
+                let amount = dec(&order["shipping_cost_ex_tax"]);
+                ex += amount;
+                tax += dec(&order["shipping_cost_tax"]);
+                let address = order["consignments"]["shipping"][0]["id"].clone();
+                items.push(json!({"item_type": "SHIPPING", "item_id": address,
+                                  "requested_amount": number(amount), "reason": reason}));
+            }
+            RefundPart::Order(c) => {
+                ex += cents(c);
+                items.push(json!({"item_type": "ORDER", "item_id": order["id"],
+                                  "requested_amount": number(cents(c)), "reason": reason}));
+            }
+        }
+    }
+    let total = round2(ex) + round2(tax);
+    let provider = if order["payment_method"] == "Store Credit" {
+        "storecredit"
+    } else {
+        "braintree"
+    };
+    json!({
+        "order_id": order["id"],
+        "user_id": 0,
+        "reason": reason,
+        "total_amount": number(total),
+        "total_tax": number(tax),
+        "uses_merchant_override_values": false,
+        "items": items,
+        "payments": [{"provider_id": provider, "amount": number(total), "offline": false,
+                      "is_declined": false, "declined_message": ""}],
+    })
 }
 
 /// Reads a money string (or number) as a decimal; anything else is zero.

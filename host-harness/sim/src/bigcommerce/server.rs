@@ -29,6 +29,8 @@ pub(crate) struct OrderEntry {
     pub products: Vec<Value>,
     /// Recorded bodies served verbatim (fixtures): the order itself and any sub-resource given.
     pub recorded: Option<Recorded>,
+    /// Refunds, oldest first (`/v3/orders/{id}/payment_actions/refunds`).
+    pub refunds: Vec<Value>,
 }
 
 /// Bodies served exactly as recorded.
@@ -62,6 +64,7 @@ pub(crate) struct SimState {
     pub rate: RateWindow,
     pub require_https_destination: bool,
     pub client_id: String,
+    pub next_refund_id: u64,
 }
 
 pub(crate) type Shared = Arc<Mutex<SimState>>;
@@ -80,6 +83,7 @@ impl SimState {
                 order: g.order,
                 products: g.products,
                 recorded: None,
+                refunds: Vec::new(),
             },
         );
     }
@@ -393,6 +397,30 @@ fn route(
                     path,
                     "unknown order sub-resource",
                 ),
+            }
+        }
+        (Api::V3, ["orders", id, "payment_actions", "refunds"]) => {
+            if !get {
+                return wrong_method("GET");
+            }
+            let Some(entry) = id.parse::<u64>().ok().and_then(|id| st.orders.get(&id)) else {
+                return not_found(api);
+            };
+            json_response(StatusCode::OK, &json!({"data": entry.refunds, "meta": {}}))
+        }
+        (Api::V3, ["orders", "payment_actions", "refunds", id]) => {
+            if !get {
+                return wrong_method("GET");
+            }
+            let id = id.parse::<u64>().unwrap_or(0);
+            match st
+                .orders
+                .values()
+                .flat_map(|e| e.refunds.iter())
+                .find(|r| r["id"].as_u64() == Some(id))
+            {
+                Some(r) => json_response(StatusCode::OK, &json!({"data": r, "meta": {}})),
+                None => not_found(api),
             }
         }
         (Api::V3, ["customers"]) => {

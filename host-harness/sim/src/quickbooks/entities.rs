@@ -540,6 +540,341 @@ fn pref_bool(db: &Db, section: &str, key: &str) -> bool {
 }
 
 fn validate_invoice(db: &mut Db, inv: &mut Obj, self_id: Option<&str>) -> Result<(), Fault> {
+    if let Some(id) = self_id
+        && db.voided.contains(id)
+    {
+        return Err(Fault::business(
+            "This invoice has been voided; a voided transaction cannot be edited.",
+        ));
+    }
+    let total = validate_sales_form(db, "Invoice", inv, self_id)?;
+    let applied = applied_payments(db, self_id);
+    if total < applied {
+        return Err(Fault::business(format!(
+            "The invoice total {total} would be less than the {applied} already received for it; unapply or delete the payment first."
+        )));
+    }
+    let balance = total - applied;
+    inv.insert("Balance".into(), dec_value(balance));
+    inv.insert("HomeBalance".into(), dec_value(balance));
+    if !inv.contains_key("DueDate") {
+        let txn_date = str_of(inv, "TxnDate").unwrap_or_default().to_string();
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(&txn_date, "%Y-%m-%d") {
+            let due = d + chrono::Days::new(30);
+            inv.insert("DueDate".into(), json!(due.format("%Y-%m-%d").to_string()));
+        }
+    }
+    for (k, d) in [
+        ("EmailStatus", json!("NotSet")),
+        ("PrintStatus", json!("NeedToPrint")),
+        ("LinkedTxn", json!([])),
+        ("AllowIPNPayment", json!(false)),
+        ("AllowOnlinePayment", json!(false)),
+        ("AllowOnlineCreditCardPayment", json!(false)),
+        ("AllowOnlineACHPayment", json!(false)),
+    ] {
+        inv.entry(k).or_insert(d);
+    }
+    Ok(())
+}
+
+/// What payments have applied to invoice `id` so far.
+fn applied_payments(db: &Db, id: Option<&str>) -> Decimal {
+    let Some(id) = id else {
+        return Decimal::ZERO;
+    };
+    db.list("Payment")
+        .iter()
+        .flat_map(|p| p["Line"].as_array().cloned().unwrap_or_default())
+        .filter(|l| {
+            l["LinkedTxn"].as_array().is_some_and(|t| {
+                t.iter()
+                    .any(|x| x["TxnId"].as_str() == Some(id) && x["TxnType"] == "Invoice")
+            })
+        })
+        .filter_map(|l| dec(&l["Amount"]))
+        .sum()
+}
+
+fn validate_refund_receipt(db: &mut Db, r: &mut Obj, self_id: Option<&str>) -> Result<(), Fault> {
+    if !r.contains_key("DepositToAccountRef") {
+        return Err(Fault::required(
+            "DepositToAccountRef",
+            "DepositToAccountRef (the account the refund is paid from)",
+        ));
+    }
+    let account = resolve(
+        db,
+        r,
+        "DepositToAccountRef",
+        "Account",
+        "Name",
+        "DepositToAccountRef",
+    )?
+    .unwrap_or_default();
+    check_money_account(&account, "DepositToAccountRef")?;
+    resolve(
+        db,
+        r,
+        "PaymentMethodRef",
+        "PaymentMethod",
+        "Name",
+        "PaymentMethodRef",
+    )?;
+    check_ref_num(r)?;
+    validate_sales_form(db, "RefundReceipt", r, self_id)?;
+    r.insert("Balance".into(), int_value(0));
+    r.entry("PrintStatus").or_insert(json!("NotSet"));
+    r.entry("EmailStatus").or_insert(json!("NotSet"));
+    Ok(())
+}
+
+fn validate_credit_memo(db: &mut Db, c: &mut Obj, self_id: Option<&str>) -> Result<(), Fault> {
+    let total = validate_sales_form(db, "CreditMemo", c, self_id)?;
+    c.insert("Balance".into(), dec_value(total));
+    c.insert("RemainingCredit".into(), dec_value(total));
+    c.entry("PrintStatus").or_insert(json!("NeedToPrint"));
+    c.entry("EmailStatus").or_insert(json!("NotSet"));
+    Ok(())
+}
+
+/// Accounts money can be received into or paid from: bank and other current asset accounts
+/// (Undeposited Funds is one), and other current liabilities (gift certificates and store
+/// credit owed).
+fn check_money_account(account: &Value, element: &str) -> Result<(), Fault> {
+    let ty = account["AccountType"].as_str().unwrap_or_default();
+    if matches!(
+        ty,
+        "Bank" | "Other Current Asset" | "Other Current Liability"
+    ) {
+        Ok(())
+    } else {
+        Err(Fault::business(format!(
+            "{element} must be a bank, other current asset or other current liability account; the referenced account is of type {ty}."
+        ))
+        .at(element))
+    }
+}
+
+fn check_ref_num(o: &Obj) -> Result<(), Fault> {
+    if let Some(r) = str_of(o, "PaymentRefNum") {
+        let n = r.chars().count();
+        if n > 21 {
+            return Err(Fault::length("PaymentRefNum", 21, n));
+        }
+    }
+    Ok(())
+}
+
+fn validate_payment(db: &mut Db, p: &mut Obj, self_id: Option<&str>) -> Result<(), Fault> {
+    if self_id.is_some() {
+        return Err(Fault::unsupported_operation(
+            "Updating a Payment is not supported by the simulator (the connector never does).",
+        ));
+    }
+    if !p.contains_key("CustomerRef") {
+        return Err(Fault::required("CustomerRef", "CustomerRef"));
+    }
+    resolve(
+        db,
+        p,
+        "CustomerRef",
+        "Customer",
+        "DisplayName",
+        "CustomerRef",
+    )?;
+    let customer = ref_id(p, "CustomerRef").unwrap_or_default();
+    let Some(total) = p.get("TotalAmt").and_then(dec) else {
+        return Err(Fault::required("TotalAmt", "TotalAmt"));
+    };
+    if total.is_sign_negative() && !total.is_zero() {
+        return Err(Fault::business("TotalAmt must not be negative.").at("TotalAmt"));
+    }
+    match resolve(
+        db,
+        p,
+        "DepositToAccountRef",
+        "Account",
+        "Name",
+        "DepositToAccountRef",
+    )? {
+        Some(account) => check_money_account(&account, "DepositToAccountRef")?,
+        None => {
+            // Omitted: QuickBooks deposits to Undeposited Funds.
+            if let Some(uf) = db
+                .list("Account")
+                .iter()
+                .find(|a| a["AccountSubType"] == "UndepositedFunds")
+            {
+                let uf = json!({"value": uf["Id"], "name": uf["Name"]});
+                p.insert("DepositToAccountRef".into(), uf);
+            }
+        }
+    }
+    resolve(
+        db,
+        p,
+        "PaymentMethodRef",
+        "PaymentMethod",
+        "Name",
+        "PaymentMethodRef",
+    )?;
+    check_ref_num(p)?;
+    check_currency(p)?;
+    let mut applied = Decimal::ZERO;
+    let lines = p
+        .get("Line")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.into_iter().enumerate() {
+        let element = format!("Line[{i}]");
+        let Value::Object(l) = line else {
+            return Err(Fault::required(&element, "Line object"));
+        };
+        let Some(amount) = l.get("Amount").and_then(dec) else {
+            return Err(Fault::required(&format!("{element}.Amount"), "Amount"));
+        };
+        if amount <= Decimal::ZERO {
+            return Err(Fault::business(format!(
+                "Line {}: Amount must be positive.",
+                i + 1
+            )));
+        }
+        let links = l
+            .get("LinkedTxn")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if links.len() != 1 {
+            return Err(Fault::business(format!(
+                "Line {}: a payment line must link exactly one transaction (LinkedTxn).",
+                i + 1
+            )));
+        }
+        let link = &links[0];
+        let txn_type = link["TxnType"].as_str().unwrap_or_default();
+        if txn_type != "Invoice" {
+            return Err(Fault::business(format!(
+                "Line {}: the simulator applies payments to invoices only, not {txn_type:?}.",
+                i + 1
+            )));
+        }
+        let txn_id = link["TxnId"].as_str().unwrap_or_default();
+        let Some(invoice) = db.find("Invoice", txn_id) else {
+            return Err(Fault::invalid_ref(
+                &format!("{element}.LinkedTxn"),
+                "Invoice",
+                txn_id,
+            ));
+        };
+        if db.voided.contains(txn_id) {
+            return Err(Fault::business(format!(
+                "Line {}: invoice {txn_id} is voided; a payment cannot be applied to it.",
+                i + 1
+            )));
+        }
+        if invoice["CustomerRef"]["value"].as_str() != Some(customer.as_str()) {
+            return Err(Fault::business(format!(
+                "Line {}: invoice {txn_id} belongs to another customer; a payment can only be applied to its own customer's invoices.",
+                i + 1
+            )));
+        }
+        let open = invoice.get("Balance").and_then(dec).unwrap_or_default();
+        if amount > open {
+            return Err(Fault::business(format!(
+                "Line {}: the amount {amount} is more than invoice {txn_id}'s open balance {open}.",
+                i + 1
+            )));
+        }
+        applied += amount;
+        out.push(Value::Object(l));
+    }
+    if applied > total {
+        return Err(Fault::business(format!(
+            "The amounts applied ({applied}) are more than the payment's TotalAmt ({total})."
+        )));
+    }
+    p.insert("Line".into(), Value::Array(out));
+    p.insert("UnappliedAmt".into(), dec_value(total - applied));
+    p.insert("TotalAmt".into(), dec_value(total));
+    p.insert(
+        "TxnDate".into(),
+        json!(txn_date(p)?.format("%Y-%m-%d").to_string()),
+    );
+    p.entry("ProcessPayment").or_insert(json!(false));
+    if let Some(note) = str_of(p, "PrivateNote")
+        && note.chars().count() > 4000
+    {
+        return Err(Fault::length("PrivateNote", 4000, note.chars().count()));
+    }
+    Ok(())
+}
+
+/// A payment's applied amounts come off its invoices' balances, and each invoice lists it.
+fn apply_payment(db: &mut Db, payment: &Value) {
+    let pid = payment["Id"].as_str().unwrap_or_default().to_string();
+    for line in payment["Line"].as_array().cloned().unwrap_or_default() {
+        let amount = dec(&line["Amount"]).unwrap_or_default();
+        let Some(txn_id) = line["LinkedTxn"][0]["TxnId"].as_str() else {
+            continue;
+        };
+        let Some(idx) = db.position("Invoice", txn_id) else {
+            continue;
+        };
+        let mut inv = db.list("Invoice")[idx].clone();
+        let balance = dec(&inv["Balance"]).unwrap_or_default() - amount;
+        inv["Balance"] = dec_value(balance);
+        inv["HomeBalance"] = dec_value(balance);
+        let mut linked = inv["LinkedTxn"].as_array().cloned().unwrap_or_default();
+        linked.push(json!({"TxnId": pid, "TxnType": "Payment"}));
+        inv["LinkedTxn"] = Value::Array(linked);
+        db.replace("Invoice", idx, inv);
+    }
+}
+
+fn check_currency(o: &mut Obj) -> Result<(), Fault> {
+    match o
+        .get("CurrencyRef")
+        .and_then(|c| c.get("value"))
+        .and_then(Value::as_str)
+    {
+        None => {
+            o.insert("CurrencyRef".into(), usd());
+            Ok(())
+        }
+        Some("USD") => Ok(()),
+        Some(other) => Err(Fault::business(format!(
+            "Currency {other} is not allowed: multicurrency is not enabled for this company (home currency USD)."
+        ))),
+    }
+}
+
+fn txn_date(o: &Obj) -> Result<chrono::NaiveDate, Fault> {
+    let today = super::store::company_now().date_naive();
+    match str_of(o, "TxnDate") {
+        None => Ok(today),
+        Some(s) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+            Fault::new(
+                "2010",
+                "Request has invalid or unsupported property",
+                format!("Invalid date {s}: use YYYY-MM-DD"),
+            )
+            .at("TxnDate")
+        }),
+    }
+}
+
+/// Checks and completes a sales form (invoice, refund receipt, credit memo): customer, lines
+/// (Qty × UnitPrice = Amount, one discount line), DocNumber, tax, currency, date. Returns its
+/// total.
+fn validate_sales_form(
+    db: &mut Db,
+    entity: &str,
+    inv: &mut Obj,
+    self_id: Option<&str>,
+) -> Result<Decimal, Fault> {
     if !inv.contains_key("CustomerRef") {
         return Err(Fault::required("CustomerRef", "CustomerRef"));
     }
@@ -568,7 +903,7 @@ fn validate_invoice(db: &mut Db, inv: &mut Obj, self_id: Option<&str>) -> Result
             inv.remove("DocNumber");
         } else if db.reject_duplicate_doc_number
             && let Some(other) = db
-                .list("Invoice")
+                .list(entity)
                 .iter()
                 .find(|v| v["DocNumber"].as_str() == Some(doc) && v["Id"].as_str() != self_id)
         {
@@ -576,7 +911,7 @@ fn validate_invoice(db: &mut Db, inv: &mut Obj, self_id: Option<&str>) -> Result
                 "6140",
                 "Duplicate Document Number Error",
                 format!(
-                    "Duplicate Document Number Error : You must specify a different number. This number has already been used. DocNumber={doc} is assigned to TxnType=Invoice with TxnId={}",
+                    "Duplicate Document Number Error : You must specify a different number. This number has already been used. DocNumber={doc} is assigned to TxnType={entity} with TxnId={}",
                     other["Id"].as_str().unwrap_or_default()
                 ),
             ));
@@ -818,67 +1153,22 @@ fn validate_invoice(db: &mut Db, inv: &mut Obj, self_id: Option<&str>) -> Result
     }
     inv.insert("Line".into(), Value::Array(lines));
     inv.insert("TotalAmt".into(), dec_value(total));
-    inv.insert("Balance".into(), dec_value(total));
-    inv.insert("HomeBalance".into(), dec_value(total));
     resolve(db, inv, "ClassRef", "Class", "Name", "ClassRef")?;
-    match inv
-        .get("CurrencyRef")
-        .and_then(|c| c.get("value"))
-        .and_then(Value::as_str)
-    {
-        None => {
-            inv.insert("CurrencyRef".into(), usd());
-        }
-        Some("USD") => {}
-        Some(other) => {
-            return Err(Fault::business(format!(
-                "Currency {other} is not allowed: multicurrency is not enabled for this company (home currency USD)."
-            )));
-        }
-    }
-    let today = super::store::company_now().date_naive();
-    let txn_date = match str_of(inv, "TxnDate") {
-        None => today,
-        Some(s) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-            Fault::new(
-                "2010",
-                "Request has invalid or unsupported property",
-                format!("Invalid date {s}: use YYYY-MM-DD"),
-            )
-            .at("TxnDate")
-        })?,
-    };
-    inv.insert(
-        "TxnDate".into(),
-        json!(txn_date.format("%Y-%m-%d").to_string()),
-    );
-    if !inv.contains_key("DueDate") {
-        let due = txn_date + chrono::Days::new(30);
-        inv.insert("DueDate".into(), json!(due.format("%Y-%m-%d").to_string()));
-    }
+    check_currency(inv)?;
+    let date = txn_date(inv)?;
+    inv.insert("TxnDate".into(), json!(date.format("%Y-%m-%d").to_string()));
     if !inv.contains_key("BillAddr")
         && let Some(addr) = customer.get("BillAddr")
     {
         inv.insert("BillAddr".into(), addr.clone());
     }
-    for (k, d) in [
-        ("EmailStatus", json!("NotSet")),
-        ("PrintStatus", json!("NeedToPrint")),
-        ("ApplyTaxAfterDiscount", json!(false)),
-        ("LinkedTxn", json!([])),
-        ("AllowIPNPayment", json!(false)),
-        ("AllowOnlinePayment", json!(false)),
-        ("AllowOnlineCreditCardPayment", json!(false)),
-        ("AllowOnlineACHPayment", json!(false)),
-    ] {
-        inv.entry(k).or_insert(d);
-    }
+    inv.entry("ApplyTaxAfterDiscount").or_insert(json!(false));
     if let Some(note) = str_of(inv, "PrivateNote")
         && note.chars().count() > 4000
     {
         return Err(Fault::length("PrivateNote", 4000, note.chars().count()));
     }
-    Ok(())
+    Ok(total)
 }
 
 /// `POST /{entity}` (create / update / `operation=void|delete`); returns the response body.
@@ -893,6 +1183,9 @@ pub(crate) fn post(
             let validate = match entity {
                 "Customer" => validate_customer,
                 "Invoice" => validate_invoice,
+                "Payment" => validate_payment,
+                "RefundReceipt" => validate_refund_receipt,
+                "CreditMemo" => validate_credit_memo,
                 "Item" => validate_item,
                 "Account" => validate_account,
                 "Class" => validate_class,
@@ -902,7 +1195,11 @@ pub(crate) fn post(
                     )));
                 }
             };
-            upsert(db, entity, body, validate)?
+            let v = upsert(db, entity, body, validate)?;
+            if entity == "Payment" {
+                apply_payment(db, &v);
+            }
+            v
         }
         ("Invoice", Some(op @ ("void" | "delete"))) => return void_or_delete(db, op, &body),
         (_, Some(op)) => {
@@ -929,7 +1226,18 @@ fn void_or_delete(db: &mut Db, op: &str, body: &Value) -> Result<Value, Fault> {
     if sent != cur {
         return Err(Fault::stale(id, sent, &cur));
     }
+    if !applied_payments(db, Some(id)).is_zero() {
+        // [unverified] against Intuit; the safe side: a paid invoice is not voided or deleted
+        // while a payment is applied to it.
+        return Err(Fault::business(format!(
+            "Invoice {id} has payments applied to it; delete or unapply the payments before you {op} it."
+        )));
+    }
+    if op == "void" && db.voided.contains(id) {
+        return Err(Fault::business(format!("Invoice {id} is already voided.")));
+    }
     if op == "delete" {
+        db.voided.remove(id);
         if let Some(list) = db.entities.get_mut("Invoice") {
             list.remove(idx);
         }
@@ -953,7 +1261,13 @@ fn void_or_delete(db: &mut Db, op: &str, body: &Value) -> Result<Value, Fault> {
         inv[k] = int_value(0);
     }
     inv["TxnTaxDetail"] = json!({"TotalTax": int_value(0)});
-    inv["PrivateNote"] = json!("Voided");
+    let note = inv["PrivateNote"].as_str().unwrap_or_default().to_string();
+    inv["PrivateNote"] = json!(if note.is_empty() {
+        "Voided".to_string()
+    } else {
+        format!("Voided - {note}")
+    });
+    db.voided.insert(id.to_string());
     let next: u64 = cur.parse().unwrap_or(0) + 1;
     inv["SyncToken"] = json!(next.to_string());
     inv["MetaData"]["LastUpdatedTime"] = json!(meta_time());

@@ -99,6 +99,21 @@ pub(crate) fn seed(db: &mut Db, created: &str) {
         "OtherPrimaryIncome",
         true,
     );
+    // Liabilities a store owes its shoppers: gift certificates sold, store credit given.
+    acct(
+        db,
+        "Gift Certificates Outstanding",
+        "Other Current Liability",
+        "OtherCurrentLiabilities",
+        true,
+    );
+    acct(
+        db,
+        "Store Credit Outstanding",
+        "Other Current Liability",
+        "OtherCurrentLiabilities",
+        true,
+    );
     acct(
         db,
         "Cost of Goods Sold",
@@ -150,6 +165,24 @@ pub(crate) fn seed(db: &mut Db, created: &str) {
         "Sales of Product Income",
         false,
     );
+
+    // QuickBooks' default payment methods.
+    for (name, ty) in [
+        ("Cash", "NON_CREDIT_CARD"),
+        ("Check", "NON_CREDIT_CARD"),
+        ("Credit Card", "CREDIT_CARD"),
+        ("Visa", "CREDIT_CARD"),
+        ("MasterCard", "CREDIT_CARD"),
+        ("American Express", "CREDIT_CARD"),
+        ("Discover", "CREDIT_CARD"),
+        ("Diners Club", "CREDIT_CARD"),
+    ] {
+        db.insert_raw(
+            "PaymentMethod",
+            json!({"Name": name, "Type": ty, "Active": true}),
+            created,
+        );
+    }
 
     for name in ["Apparel", "Wholesale", "Retail", "Home"] {
         db.insert_raw(

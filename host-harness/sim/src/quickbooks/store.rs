@@ -154,6 +154,9 @@ pub(crate) struct Db {
     /// `requestid` → the original response (status, body text).
     pub requestids: HashMap<String, (u16, String)>,
     pub reject_duplicate_doc_number: bool,
+    /// Ids of voided invoices: they keep their number, have zero amounts and can be neither
+    /// edited nor paid.
+    pub voided: std::collections::HashSet<String>,
 }
 
 /// Canonical entity names the simulator knows, with their URL segment.
@@ -162,6 +165,10 @@ pub(crate) const ENTITIES: &[(&str, &str)] = &[
     ("Vendor", "vendor"),
     ("Employee", "employee"),
     ("Invoice", "invoice"),
+    ("Payment", "payment"),
+    ("RefundReceipt", "refundreceipt"),
+    ("CreditMemo", "creditmemo"),
+    ("PaymentMethod", "paymentmethod"),
     ("Item", "item"),
     ("Account", "account"),
     ("Class", "class"),
@@ -171,8 +178,15 @@ pub(crate) const ENTITIES: &[(&str, &str)] = &[
 ];
 
 /// Name-list entities: queries return active records only unless `Active` is constrained.
-pub(crate) const NAME_LISTS: &[&str] =
-    &["Customer", "Vendor", "Employee", "Item", "Account", "Class"];
+pub(crate) const NAME_LISTS: &[&str] = &[
+    "Customer",
+    "Vendor",
+    "Employee",
+    "Item",
+    "Account",
+    "Class",
+    "PaymentMethod",
+];
 
 /// The canonical name of an entity, matched case-insensitively.
 pub(crate) fn canonical(name: &str) -> Option<&'static str> {

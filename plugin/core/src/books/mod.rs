@@ -4,4 +4,5 @@
 //! May import: `models` and the base modules.
 
 pub mod customer;
+pub mod documents;
 pub mod mapping;

@@ -323,6 +323,27 @@ pub mod opt {
     }
 }
 
+/// Serde helpers for `Option<Money>` written as a 2-decimal string (`"82.62"`), the way the
+/// sync record shows amounts; reads leniently like [`opt`].
+///
+/// Use with `#[serde(default, with = "crate::models::money::opt_string")]`.
+pub mod opt_string {
+    use super::*;
+
+    /// Deserializes leniently; blanks become `None`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Money>, D::Error> {
+        d.deserialize_any(LenientDecimal).map(|o| o.map(Money))
+    }
+
+    /// `"82.62"`, or `null`.
+    pub fn serialize<S: Serializer>(v: &Option<Money>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(m) => s.serialize_str(&m.to_qbo_string()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// Serde helpers for plain [`Decimal`] quantities and unit prices that QuickBooks wants as
 /// JSON numbers with however many decimals they carry (`UnitPrice: 3.3333333`).
 ///

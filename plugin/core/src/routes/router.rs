@@ -528,17 +528,23 @@ fn preview_order(host: &mut dyn Host, id: &str) -> HttpResponse {
             return error_response(400, "bad_request", &format!("{message} (an order id)"));
         }
     };
+    let posted = match store::load_record(host, Entity::Order, id) {
+        Ok(rec) => rec.map(|r| r.documents()).unwrap_or_default(),
+        Err(e) => return storage_error(&e),
+    };
     let result = upstream::upstreams(host).and_then(|up| {
         let fetched = order::fetch_order(host, &up, order_id)?;
-        order::prepare_order(host, &up, fetched, true)
+        let prepared = order::prepare_order(host, &up, fetched, true)?;
+        let docs = order::preview_documents(host, &up, &prepared, &posted)?;
+        Ok((prepared, docs))
     });
     match result {
-        Ok(p) => HttpResponse::json(
+        Ok((p, docs)) => HttpResponse::json(
             200,
             &json!({"order_id": order_id, "invoice": p.invoice, "total": p.draft_total, "digest": p.digest,
                     "customer": {"qbo_id": p.customer.0.qbo_id, "display_name": p.customer.0.display_name,
                                  "matched_by": p.customer.1.as_str()},
-                    "posted": false}),
+                    "documents": docs, "posted": false}),
         ),
         Err(f) => {
             let status = match f.status {

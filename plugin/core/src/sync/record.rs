@@ -7,12 +7,14 @@
 //! Failures are classified in [`crate::sync::failure`]; delays come from
 //! [`crate::sync::retry`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::books::documents::{self, DocKind, Document, InvoiceState};
 use crate::sync::failure::{Failure, Retryability, explain};
 use crate::sync::retry::{retry_at, retry_delay};
 
@@ -160,6 +162,17 @@ pub struct SyncRecord {
     /// are recognised even when other events came in between.
     #[serde(default)]
     pub recent_hashes: Vec<String>,
+    /// Every document posted for the entity (CONTRACT §7): invoice, payments, refunds.
+    #[serde(default)]
+    pub documents: Vec<Document>,
+    /// Writes planned but not confirmed, by document source (`gateway`, `refund/17`,
+    /// `void:order`) → `requestid`. A source listed here may already exist in QuickBooks: it
+    /// is looked up before it is written again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pending: BTreeMap<String, String>,
+    /// A `store/order/refund/created` event arrived and its refunds are not all posted yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refunds_due: bool,
 }
 
 impl SyncRecord {
@@ -183,7 +196,95 @@ impl SyncRecord {
             last_hash: None,
             last_scope: None,
             recent_hashes: Vec::new(),
+            documents: Vec::new(),
+            pending: BTreeMap::new(),
+            refunds_due: false,
         }
+    }
+
+    /// The documents, with the invoice of a record written before documents were listed
+    /// (only `qbo_id`) filled in as its first document.
+    pub fn documents(&self) -> Vec<Document> {
+        if self.documents.is_empty()
+            && self.entity == Entity::Order
+            && let Some(id) = &self.qbo_id
+        {
+            let mut d = Document::new(DocKind::Invoice, id.clone(), documents::ORDER);
+            d.sync_token = self.qbo_sync_token.clone();
+            d.state = Some(InvoiceState::Open);
+            return vec![d];
+        }
+        self.documents.clone()
+    }
+
+    /// Records a write about to be sent for document `source`, so a retry after a crash looks
+    /// the document up before writing it again.
+    pub fn document_planned(&mut self, source: &str, requestid: &str, now: DateTime<Utc>) {
+        self.pending
+            .insert(source.to_string(), requestid.to_string());
+        self.note(
+            "write_planned",
+            json!({ "source": source, "requestid": requestid }),
+            now,
+        );
+    }
+
+    /// A document is in QuickBooks: listed (replacing the entry for its source) and audited
+    /// as `document_created` (`document_adopted` when it was found there after an
+    /// unconfirmed write, `document_updated` for a new version of a listed one).
+    pub fn document_written(
+        &mut self,
+        doc: Document,
+        step: &str,
+        requestid: Option<&str>,
+        now: DateTime<Utc>,
+    ) {
+        self.documents = self.documents();
+        self.pending.remove(&doc.source);
+        let mut detail =
+            json!({"type": doc.kind.as_str(), "qbo_id": doc.qbo_id, "source": doc.source});
+        if let Some(n) = &doc.doc_number {
+            detail["doc_number"] = json!(n);
+        }
+        if let Some(a) = doc.amount.or(doc.total) {
+            detail["amount"] = json!(a.to_qbo_string());
+        }
+        if let Some(r) = requestid {
+            detail["requestid"] = json!(r);
+        }
+        if doc.kind == DocKind::Invoice {
+            self.qbo_id = Some(doc.qbo_id.clone());
+            self.qbo_sync_token = doc.sync_token.clone();
+        }
+        match self.documents.iter_mut().find(|d| d.source == doc.source) {
+            Some(existing) => *existing = doc,
+            None => self.documents.push(doc),
+        }
+        self.note(step, detail, now);
+    }
+
+    /// The invoice for `source` was voided in QuickBooks.
+    pub fn document_voided(
+        &mut self,
+        source: &str,
+        sync_token: &str,
+        requestid: Option<&str>,
+        now: DateTime<Utc>,
+    ) {
+        self.documents = self.documents();
+        self.pending.remove(&format!("void:{source}"));
+        let Some(doc) = self.documents.iter_mut().find(|d| d.source == source) else {
+            return;
+        };
+        doc.state = Some(InvoiceState::Voided);
+        doc.sync_token = Some(sync_token.to_string());
+        doc.balance = Some(crate::models::money::Money::ZERO);
+        let detail = json!({"type": doc.kind.as_str(), "qbo_id": doc.qbo_id, "source": source,
+                            "requestid": requestid});
+        if doc.kind == DocKind::Invoice {
+            self.qbo_sync_token = Some(sync_token.to_string());
+        }
+        self.note("document_voided", detail, now);
     }
 
     /// The record as listed by `GET /admin/records`: everything but `audit`.
@@ -231,6 +332,9 @@ impl SyncRecord {
             self.recent_hashes.remove(0);
         }
         self.last_scope = Some(scope.to_string());
+        if scope.ends_with("/refund/created") {
+            self.refunds_due = true;
+        }
         if matches!(
             self.state,
             State::Posted | State::Failed | State::Skipped | State::Pending
@@ -689,5 +793,85 @@ mod tests {
         }
         assert_eq!(Entity::parse("customer"), Some(Entity::Customer));
         assert_eq!(Entity::parse("invoice"), None);
+    }
+
+    #[test]
+    fn documents_are_listed_once_per_source_and_every_create_and_void_is_audited() {
+        use crate::books::documents::{DocKind, Document, InvoiceState};
+        let mut rec = SyncRecord::new(Entity::Order, "250", t0());
+        rec.document_planned("order", "rid-inv", t0());
+        let mut inv = Document::new(DocKind::Invoice, "266", "order");
+        inv.sync_token = Some("0".into());
+        inv.state = Some(InvoiceState::Open);
+        rec.document_written(inv.clone(), "document_created", Some("rid-inv"), t0());
+        assert!(
+            rec.pending.is_empty(),
+            "a confirmed write is no longer pending"
+        );
+        assert_eq!(
+            rec.qbo_id.as_deref(),
+            Some("266"),
+            "qbo_id follows the invoice"
+        );
+        rec.document_planned("gateway", "rid-pay", t0());
+        assert_eq!(
+            rec.pending.get("gateway").map(String::as_str),
+            Some("rid-pay")
+        );
+        let pay = Document::new(DocKind::Payment, "301", "gateway");
+        rec.document_written(pay.clone(), "document_created", Some("rid-pay"), t0());
+        rec.document_written(pay, "document_adopted", None, t0());
+        assert_eq!(rec.documents.len(), 2, "one document per source");
+        rec.document_voided("order", "1", Some("rid-void"), t0());
+        assert_eq!(rec.documents[0].state, Some(InvoiceState::Voided));
+        assert_eq!(rec.qbo_sync_token.as_deref(), Some("1"));
+        let audited: Vec<(&str, &str)> = rec
+            .audit
+            .iter()
+            .filter(|a| a.step.starts_with("document_"))
+            .map(|a| {
+                (
+                    a.step.as_str(),
+                    a.detail["qbo_id"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            audited,
+            [
+                ("document_created", "266"),
+                ("document_created", "301"),
+                ("document_adopted", "301"),
+                ("document_voided", "266")
+            ]
+        );
+        let v = serde_json::to_value(&rec).unwrap();
+        assert_eq!(v["documents"][1]["type"], "Payment");
+        assert_eq!(serde_json::from_value::<SyncRecord>(v).unwrap(), rec);
+    }
+
+    #[test]
+    fn a_record_from_before_documents_lists_its_invoice() {
+        let mut rec = SyncRecord::new(Entity::Order, "250", t0());
+        rec.posted("266", "3", None, t0());
+        let docs = rec.documents();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].qbo_id, "266");
+        assert_eq!(docs[0].source, "order");
+        assert_eq!(docs[0].sync_token.as_deref(), Some("3"));
+        assert!(
+            SyncRecord::new(Entity::Customer, "1", t0())
+                .documents()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_refund_event_marks_refunds_due() {
+        let mut rec = SyncRecord::new(Entity::Order, "250", t0());
+        rec.received("store/order/updated", "h1", Some(1), t0());
+        assert!(!rec.refunds_due);
+        rec.received("store/order/refund/created", "h1", Some(2), t0());
+        assert!(rec.refunds_due);
     }
 }

@@ -101,6 +101,19 @@ pub fn refs(
     Ok(out)
 }
 
+/// The id of the active `entity` (`Account`, `PaymentMethod`, `Item`, …) named `name`,
+/// looked up once per realm and cached; an unknown name is a mapping failure naming it.
+pub fn named(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    realm: &str,
+    entity: &str,
+    name: &str,
+) -> Result<String, QboFailure> {
+    let kind = entity.to_ascii_lowercase();
+    lookup(host, up, realm, entity, &kind, name)
+}
+
 fn lookup(
     host: &mut dyn Host,
     up: &Upstreams,

@@ -180,6 +180,12 @@ pub enum EntityCall<'a> {
     },
     /// Read one entity by id.
     Read { id: &'a str },
+    /// An operation on an existing entity (`void`); `body` carries `Id` and `SyncToken`.
+    Operation {
+        op: &'a str,
+        body: &'a Value,
+        request_id: &'a str,
+    },
 }
 
 impl EntityCall<'_> {
@@ -192,6 +198,11 @@ impl EntityCall<'_> {
                 quickbooks::sparse_update(base, realm, token, entity_path, body, request_id)
             }
             EntityCall::Read { id } => quickbooks::read(base, realm, token, entity_path, id),
+            EntityCall::Operation {
+                op,
+                body,
+                request_id,
+            } => quickbooks::operation(base, realm, token, entity_path, op, body, request_id),
         }
     }
 }

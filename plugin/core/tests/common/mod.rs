@@ -176,6 +176,8 @@ impl Host for Recorder {
 pub struct Bc {
     pub orders: BTreeMap<u64, Value>,
     pub customers: HashMap<u64, Value>,
+    /// Refunds per order (`/v3/orders/{id}/payment_actions/refunds`).
+    pub refunds: HashMap<u64, Vec<Value>>,
 }
 
 impl Bc {
@@ -184,6 +186,21 @@ impl Bc {
         let customers = format!("{BC_BASE}/stores/{STORE_HASH}/v3/customers?");
         if req.url.starts_with(&customers) {
             return Ok(self.customers(req));
+        }
+        let v3_orders = format!("{BC_BASE}/stores/{STORE_HASH}/v3/orders/");
+        if let Some(rest) = req.url.strip_prefix(&v3_orders)
+            && let Some(id) = rest.strip_suffix("/payment_actions/refunds")
+        {
+            assert_eq!(req.method, Method::Get, "BigCommerce is only read");
+            let id: u64 = id.parse().expect("order id");
+            if !self.orders.contains_key(&id) {
+                return Ok(HttpResponse::json(
+                    404,
+                    &json!({"status": 404, "title": "Not found", "type": "about:blank"}),
+                ));
+            }
+            let data = self.refunds.get(&id).cloned().unwrap_or_default();
+            return Ok(HttpResponse::json(200, &json!({"data": data, "meta": {}})));
         }
         let prefix = format!("{BC_BASE}/stores/{STORE_HASH}/v2/orders/");
         let rest = req.url.strip_prefix(&prefix).unwrap_or_else(|| {

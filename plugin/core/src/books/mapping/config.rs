@@ -1,6 +1,8 @@
 //! The mapping configuration (CONTRACT.md §4): its shape, its defaults and the validation
 //! that names every problem before a mapping is stored.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -21,6 +23,72 @@ pub struct MappingConfig {
     pub invoice: InvoiceConfig,
     #[serde(default)]
     pub customers: CustomersConfig,
+    /// Where money received is booked (CONTRACT §7, §11).
+    #[serde(default)]
+    pub payments: PaymentsConfig,
+    /// How refunds are booked (CONTRACT §7, §11).
+    #[serde(default)]
+    pub refunds: RefundsConfig,
+}
+
+/// `payments` section: the accounts money received is deposited to, and payment methods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// Account the gateway payment is deposited to (and a refund receipt's money leaves).
+    #[serde(default = "default_deposit_account")]
+    pub deposit_account: String,
+    /// BigCommerce `payment_method` → QuickBooks PaymentMethod name; unmapped → none.
+    #[serde(default)]
+    pub methods: BTreeMap<String, String>,
+    /// Liability account gift-certificate payments are booked from.
+    #[serde(default = "default_gift_certificate_account")]
+    pub gift_certificate_account: String,
+    /// Liability account store-credit payments are booked from.
+    #[serde(default = "default_store_credit_account")]
+    pub store_credit_account: String,
+}
+
+fn default_deposit_account() -> String {
+    "Undeposited Funds".into()
+}
+
+fn default_gift_certificate_account() -> String {
+    "Gift Certificates Outstanding".into()
+}
+
+fn default_store_credit_account() -> String {
+    "Store Credit Outstanding".into()
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        PaymentsConfig {
+            deposit_account: default_deposit_account(),
+            methods: BTreeMap::new(),
+            gift_certificate_account: default_gift_certificate_account(),
+            store_credit_account: default_store_credit_account(),
+        }
+    }
+}
+
+/// `refunds` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundsConfig {
+    /// Item order-level refund amounts (`item_type` `ORDER`) go on; absent: `invoice.default_item`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
+}
+
+impl MappingConfig {
+    /// The item order-level refund amounts are booked on.
+    pub fn refund_item(&self) -> &str {
+        self.refunds
+            .item
+            .as_deref()
+            .unwrap_or(&self.invoice.default_item)
+    }
 }
 
 /// `invoice` section.
@@ -186,6 +254,8 @@ impl Default for MappingConfig {
                 },
             },
             customers: CustomersConfig::default(),
+            payments: PaymentsConfig::default(),
+            refunds: RefundsConfig::default(),
         }
     }
 }
@@ -348,7 +418,11 @@ impl MappingConfig {
     }
 
     fn check(v: &Value, c: &mut Checker) {
-        let Some(root) = c.object(v, "$", &["version", "invoice", "customers"]) else {
+        let Some(root) = c.object(
+            v,
+            "$",
+            &["version", "invoice", "customers", "payments", "refunds"],
+        ) else {
             return;
         };
         match root.get("version") {
@@ -375,6 +449,59 @@ impl MappingConfig {
                 _ => c.push("$.customers.guest.mode", "must be 'per_email' or 'single'"),
             }
             c.name(g, "name", "$.customers.guest", false, true);
+        }
+        if let Some(p) = root.get("payments")
+            && let Some(p) = c.object(
+                p,
+                "$.payments",
+                &[
+                    "deposit_account",
+                    "methods",
+                    "gift_certificate_account",
+                    "store_credit_account",
+                ],
+            )
+        {
+            for k in [
+                "deposit_account",
+                "gift_certificate_account",
+                "store_credit_account",
+            ] {
+                c.name(p, k, "$.payments", false, false);
+            }
+            match p.get("methods") {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(m)) => {
+                    for (bc_method, qbo) in m {
+                        let path = format!("$.payments.methods.{bc_method}");
+                        match qbo {
+                            Value::String(s) if s.trim().is_empty() => {
+                                c.push(&path, "must not be empty")
+                            }
+                            Value::String(_) => {}
+                            other => c.push(
+                                &path,
+                                format!(
+                                    "must be the name of a QuickBooks payment method, found {}",
+                                    kind(other)
+                                ),
+                            ),
+                        }
+                    }
+                }
+                Some(other) => c.push(
+                    "$.payments.methods",
+                    format!(
+                        "must be an object (BigCommerce payment_method → QuickBooks payment method), found {}",
+                        kind(other)
+                    ),
+                ),
+            }
+        }
+        if let Some(r) = root.get("refunds")
+            && let Some(r) = c.object(r, "$.refunds", &["item"])
+        {
+            c.name(r, "item", "$.refunds", false, true);
         }
     }
 

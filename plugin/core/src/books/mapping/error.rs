@@ -59,4 +59,37 @@ pub enum MappingError {
         computed: Money,
         difference: Money,
     },
+    #[error(
+        "refund {refund_id} refunds {item_type} item {item_id}, which is not part of the order: \
+         check the refund in BigCommerce, then replay the order"
+    )]
+    RefundItemUnknown {
+        refund_id: u64,
+        item_type: String,
+        item_id: u64,
+    },
+    #[error(
+        "refund {refund_id} has an item of type '{item_type}', which the connector does not know: \
+         report it, with the refund"
+    )]
+    RefundItemType { refund_id: u64, item_type: String },
+    #[error(
+        "refund {refund_id} has a {item_type} item without an amount: check the refund in BigCommerce, then replay the order"
+    )]
+    RefundItemWithoutAmount { refund_id: u64, item_type: String },
+    #[error(
+        "refund {refund_id}'s items and tax do not add up to its total: BigCommerce says {bigcommerce}, \
+         its items and tax add up to {computed} (difference {difference}). Nothing was posted for it: \
+         check the refund in BigCommerce, then replay the order"
+    )]
+    RefundDoesNotTie {
+        refund_id: u64,
+        bigcommerce: Money,
+        computed: Money,
+        difference: Money,
+    },
+    #[error(
+        "refund {refund_id} has nothing to refund (no items, no tax): nothing was posted for it"
+    )]
+    NothingToRefund { refund_id: u64 },
 }

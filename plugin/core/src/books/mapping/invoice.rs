@@ -52,7 +52,7 @@ pub fn render_doc_number(template: &str, order: &Order) -> Result<String, Mappin
 }
 
 /// Chooses `(Qty, UnitPrice)` with `round2(Qty × UnitPrice) == amount` exactly.
-fn qty_and_price(quantity: Decimal, amount: Money) -> (Decimal, Decimal) {
+pub(crate) fn qty_and_price(quantity: Decimal, amount: Money) -> (Decimal, Decimal) {
     let a = amount.amount();
     // Checked: a tiny fractional quantity would make the unit price overflow.
     if quantity > Decimal::ZERO
@@ -71,7 +71,7 @@ fn qty_and_price(quantity: Decimal, amount: Money) -> (Decimal, Decimal) {
     (Decimal::ONE, a.normalize())
 }
 
-fn describe(line: &OrderProduct) -> String {
+pub(crate) fn describe(line: &OrderProduct) -> String {
     let name = if line.name.trim().is_empty() {
         &line.name_merchant
     } else {
@@ -93,7 +93,7 @@ fn describe(line: &OrderProduct) -> String {
     s.chars().take(4000).collect()
 }
 
-fn non_empty(s: &str) -> Option<String> {
+pub(crate) fn non_empty(s: &str) -> Option<String> {
     let t = s.trim();
     (!t.is_empty()).then(|| t.to_string())
 }

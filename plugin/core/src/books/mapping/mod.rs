@@ -22,16 +22,19 @@
 //!   with tax as a line or `TxnTaxDetail`.
 //!
 //! Files: [`config`] (the configuration and its validation), [`plan`](mod@plan) (rule matching and what
-//! to fetch), [`totals`] (the tie-out check), [`invoice`] (the layout), [`error`].
+//! to fetch), [`totals`] (the tie-out check), [`invoice`] (the layout), [`refund`] (refund
+//! documents laid out with the same rules), [`error`].
 
 pub mod config;
 pub mod error;
 pub mod invoice;
 pub mod plan;
+pub mod refund;
 pub mod totals;
 
 pub use config::*;
 pub use error::*;
 pub use invoice::*;
 pub use plan::*;
+pub use refund::*;
 pub use totals::*;

@@ -164,7 +164,7 @@ pub(crate) fn order_discount(order: &Order) -> Money {
     order.coupon_discount + order.discount_amount
 }
 
-fn extra_item(t: &Option<ItemTarget>, config: &MappingConfig) -> String {
+pub(crate) fn extra_item(t: &Option<ItemTarget>, config: &MappingConfig) -> String {
     t.as_ref()
         .map_or_else(|| config.invoice.default_item.clone(), |t| t.item.clone())
 }

@@ -337,6 +337,9 @@ pub struct Order {
     pub payment_method: String,
     #[serde(deserialize_with = "lenient::string")]
     pub payment_status: String,
+    /// The gateway's transaction reference (QuickBooks `PaymentRefNum`, cut to 21 characters).
+    #[serde(deserialize_with = "lenient::string")]
+    pub payment_provider_id: String,
     #[serde(deserialize_with = "lenient::u64_or_zero")]
     pub currency_id: u64,
     /// Display currency.
@@ -511,6 +514,75 @@ pub struct CatalogProduct {
     pub categories: Vec<u64>,
     #[serde(deserialize_with = "lenient::u64_or_zero")]
     pub brand_id: u64,
+}
+
+/// One refunded item of a refund (`item_type` `PRODUCT`, `SHIPPING`, `HANDLING`,
+/// `GIFT_WRAPPING`, `FEE` or `ORDER`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RefundItem {
+    #[serde(deserialize_with = "lenient::string")]
+    pub item_type: String,
+    /// Order-product id (`PRODUCT`, `GIFT_WRAPPING`), order-address id (`SHIPPING`,
+    /// `HANDLING`), order id (`ORDER`, `FEE`).
+    #[serde(deserialize_with = "lenient::u64_or_zero")]
+    pub item_id: u64,
+    /// Units refunded (`PRODUCT` only).
+    #[serde(with = "crate::models::money::decimal_number")]
+    pub quantity: Decimal,
+    /// The amount refunded for this item, ex tax; `null` for a `PRODUCT` refunded by quantity.
+    #[serde(with = "crate::models::money::opt")]
+    pub requested_amount: Option<Money>,
+    #[serde(deserialize_with = "lenient::string")]
+    pub reason: String,
+}
+
+/// One payment a refund was paid back through.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RefundPayment {
+    #[serde(deserialize_with = "lenient::u64_or_zero")]
+    pub id: u64,
+    /// `storecredit` when the shopper got store credit back.
+    #[serde(deserialize_with = "lenient::string")]
+    pub provider_id: String,
+    pub amount: Money,
+    #[serde(deserialize_with = "lenient::bool")]
+    pub offline: bool,
+    #[serde(deserialize_with = "lenient::bool")]
+    pub is_declined: bool,
+}
+
+/// A refund (`GET /v3/orders/{id}/payment_actions/refunds`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Refund {
+    #[serde(deserialize_with = "lenient::u64_or_zero")]
+    pub id: u64,
+    pub order_id: OrderId,
+    #[serde(deserialize_with = "lenient::datetime")]
+    pub created: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "lenient::string")]
+    pub reason: String,
+    /// What the shopper gets back, tax included.
+    pub total_amount: Money,
+    /// Tax refunded (may be negative).
+    pub total_tax: Money,
+    #[serde(deserialize_with = "lenient::vec")]
+    pub items: Vec<RefundItem>,
+    #[serde(deserialize_with = "lenient::vec")]
+    pub payments: Vec<RefundPayment>,
+}
+
+impl Refund {
+    /// Whether every payment of the refund went back as store credit.
+    pub fn is_store_credit(&self) -> bool {
+        !self.payments.is_empty()
+            && self
+                .payments
+                .iter()
+                .all(|p| p.provider_id.eq_ignore_ascii_case("storecredit"))
+    }
 }
 
 /// Store profile (`/v2/store`), for the status page.

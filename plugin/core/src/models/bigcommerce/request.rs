@@ -77,6 +77,16 @@ pub fn catalog_product(base: &str, store_hash: &str, token: &str, id: ProductId)
     )
 }
 
+/// An order's refunds, oldest first (`/v3/orders/{id}/payment_actions/refunds`).
+pub fn order_refunds(base: &str, store_hash: &str, token: &str, id: OrderId) -> HttpRequest {
+    get(
+        base,
+        store_hash,
+        token,
+        &format!("v3/orders/{id}/payment_actions/refunds"),
+    )
+}
+
 /// The store profile (`/v2/store`).
 pub fn store(base: &str, store_hash: &str, token: &str) -> HttpRequest {
     get(base, store_hash, token, "v2/store")

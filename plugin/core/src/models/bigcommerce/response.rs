@@ -5,7 +5,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::http::HttpResponse;
-use crate::models::bigcommerce::entities::{CatalogProduct, Customer, Order, OrderProduct, Store};
+use crate::models::bigcommerce::entities::{
+    CatalogProduct, Customer, Order, OrderProduct, Refund, Store,
+};
 
 /// Why a BigCommerce response could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -200,6 +202,13 @@ pub fn parse_customers(resp: &HttpResponse) -> Result<Vec<Customer>, BcError> {
 /// A v3 catalog product response (`{"data": {...}}`).
 pub fn parse_catalog_product(resp: &HttpResponse) -> Result<CatalogProduct, BcError> {
     parse_response::<DataOne<CatalogProduct>>(resp).map(|d| d.data)
+}
+
+/// An order's refunds (`{"data": [...], "meta": {}}`), sorted by refund id.
+pub fn parse_refunds(resp: &HttpResponse) -> Result<Vec<Refund>, BcError> {
+    let mut list = parse_response::<DataList<Refund>>(resp)?.data;
+    list.sort_by_key(|r| r.id);
+    Ok(list)
 }
 
 /// A `/v2/store` response.

@@ -274,6 +274,71 @@ impl Invoice {
     }
 }
 
+/// A link from one transaction to another (`{"TxnId": "266", "TxnType": "Invoice"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LinkedTxn {
+    pub txn_id: String,
+    pub txn_type: String,
+}
+
+/// A `Payment` line: the amount applied to the linked invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PaymentLine {
+    pub amount: Money,
+    pub linked_txn: Vec<LinkedTxn>,
+}
+
+/// A `Payment` (received from the customer, applied to invoices).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Payment {
+    pub customer_ref: Ref,
+    /// Writable (and required) on a payment, unlike on an invoice.
+    pub total_amt: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_date: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency_ref: Option<Ref>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deposit_to_account_ref: Option<Ref>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method_ref: Option<Ref>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_ref_num: Option<String>,
+    #[serde(default)]
+    pub line: Vec<PaymentLine>,
+}
+
+/// A `RefundReceipt` or `CreditMemo`: a sales form whose lines are laid out like an
+/// invoice's. `DepositToAccountRef` is the account the money leaves (refund receipts only).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SalesReturn {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_date: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency_ref: Option<Ref>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_note: Option<String>,
+    #[serde(default)]
+    pub line: Vec<Line>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_tax_detail: Option<TxnTaxDetail>,
+    pub customer_ref: Ref,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_memo: Option<MemoRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deposit_to_account_ref: Option<Ref>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method_ref: Option<Ref>,
+}
+
 /// A `Customer`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

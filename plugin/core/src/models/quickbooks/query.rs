@@ -40,3 +40,21 @@ pub fn select_where_eq(entity: &str, field: &str, value: &str) -> Result<String,
         escape_literal(value)?
     ))
 }
+
+/// `SELECT * FROM {entity} WHERE {f1} = '{v1}' AND {f2} = '{v2}' … MAXRESULTS 1000` (the
+/// query language has `AND` but no `OR`), every value escaped.
+pub fn select_where_all(entity: &str, conditions: &[(&str, &str)]) -> Result<String, QueryError> {
+    let mut parts = Vec::with_capacity(conditions.len());
+    for (field, value) in conditions {
+        parts.push(format!(
+            "{} = '{}'",
+            check_ident(field)?,
+            escape_literal(value)?
+        ));
+    }
+    Ok(format!(
+        "SELECT * FROM {} WHERE {} MAXRESULTS 1000",
+        check_ident(entity)?,
+        parts.join(" AND ")
+    ))
+}

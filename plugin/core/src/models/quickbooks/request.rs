@@ -99,6 +99,33 @@ pub fn sparse_update<T: Serialize>(
     r
 }
 
+/// An operation on an existing entity (`void`, `delete`):
+/// `POST /v3/company/{realm}/{entity}?operation={op}&minorversion=75&requestid={request_id}`
+/// with `{"Id", "SyncToken"}`.
+pub fn operation<T: Serialize>(
+    api_base: &str,
+    realm: &str,
+    access_token: &str,
+    entity: &str,
+    op: &str,
+    body: &T,
+    request_id: &str,
+) -> HttpRequest {
+    let rid = percent_encoding::utf8_percent_encode(request_id, QUERY_ENCODE);
+    let op = percent_encoding::utf8_percent_encode(op, QUERY_ENCODE);
+    let mut r = authed(
+        Method::Post,
+        format!(
+            "{}/{}?operation={op}&minorversion={MINOR_VERSION}&requestid={rid}",
+            base_url(api_base, realm),
+            lower_entity(entity)
+        ),
+        access_token,
+    );
+    r.body = json_bytes(body);
+    r.header("Content-Type", "application/json")
+}
+
 /// Read: `GET /v3/company/{realm}/{entity}/{id}`.
 pub fn read(
     api_base: &str,
