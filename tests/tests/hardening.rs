@@ -251,7 +251,7 @@ async fn an_upstream_that_stalls_in_the_middle_of_a_body_leaves_the_order_retryi
 {
     let env = TestEnv::start(TestOptions::default()).await;
     // The order fetch answers its head and half its body, then nothing for 5 minutes: the
-    // component's between-bytes timeout (15 s) must end the wait.
+    // component's between-bytes timeout (5 s) must end the wait.
     env.bc.control().inject(FaultRule {
         method: Some("GET".into()),
         path_contains: "/v2/orders/8801".into(),
@@ -265,7 +265,8 @@ async fn an_upstream_that_stalls_in_the_middle_of_a_body_leaves_the_order_retryi
     })
     .await;
     let last_error = rec["last_error"].as_str().unwrap_or_default();
-    assert!(last_error.contains("timed out"), "{rec}");
+    assert_eq!(rec["reason"], "transport", "{rec}");
+    assert!(last_error.contains("timeout"), "{rec}");
     assert!(env.qbo.invoices().is_empty(), "nothing was posted");
 }
 

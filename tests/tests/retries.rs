@@ -319,7 +319,8 @@ async fn a_crash_after_quickbooks_created_the_invoice_but_before_the_link_was_st
     let faulty = Arc::new(FaultyKv::new(
         sqlite,
         "rec/order/705",
-        "\"state\":\"posted\"",
+        // The first save after the create: the one that links the invoice to the record.
+        "\"step\":\"document_created\"",
     ));
     faulty.arm();
     let mut env = TestEnv::start(
