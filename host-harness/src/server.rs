@@ -464,6 +464,10 @@ pub fn serve(
     let (shutdown, mut stop_rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         let mut connections = JoinSet::new();
+        // A tick while the previous retry-due is still answering is skipped, as the
+        // deploy's CronJob does (`concurrencyPolicy: Forbid`): retry-due works through its
+        // batch before it answers, and overlapping runs would only pile up instances.
+        let retry_running = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut retry_timer = options.retry_interval.map(|d| {
             let mut t = tokio::time::interval(d);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -516,8 +520,17 @@ pub fn serve(
                     });
                 }
                 _ = async { retry_timer.as_mut().unwrap().tick().await }, if retry_timer.is_some() => {
-                    let harness = harness.clone();
-                    tokio::spawn(async move { run_retry_due(&harness).await });
+                    use std::sync::atomic::Ordering;
+                    if retry_running.swap(true, Ordering::AcqRel) {
+                        tracing::debug!("retry timer: the previous retry-due is still running; skipping this tick");
+                    } else {
+                        let harness = harness.clone();
+                        let running = retry_running.clone();
+                        tokio::spawn(async move {
+                            run_retry_due(&harness).await;
+                            running.store(false, Ordering::Release);
+                        });
+                    }
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }

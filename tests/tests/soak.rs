@@ -344,6 +344,9 @@ async fn settle(
                 started.elapsed().as_secs_f64(),
                 env.qbo.invoice_count()
             );
+            if records.is_null() {
+                println!("soak:   /admin/status answered {code}: {status}");
+            }
             let unsettled = records["retrying"].as_i64().unwrap_or(0)
                 + records["pending"].as_i64().unwrap_or(0);
             if unsettled <= 3 {
