@@ -1,0 +1,599 @@
+//! The order job: a BigCommerce order kept in step with its QuickBooks documents (CONTRACT
+//! §7) — fetch, plan ([`crate::books::documents`]), map, resolve, then write the invoice, its
+//! payments, its refunds or its void, each once: every write carries a `requestid` stored
+//! before it is sent, and a write left unconfirmed is looked up in QuickBooks before it is
+//! sent again.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{Value, json};
+
+use crate::books::customer::{self, CustomerSource};
+use crate::books::documents::{
+    self, DocKind, Document, InvoiceAction, InvoiceState, KeepReason, OrderFacts, PaymentAccount,
+    PlannedPayment, PlannedRefund,
+};
+use crate::books::mapping::{self, GuestMode, MappingConfig, OrderContext};
+use crate::host::Host;
+use crate::jobs::{Done, Job};
+use crate::models::bigcommerce::{
+    self, CatalogProduct, Order, OrderId, OrderProduct, ProductId, Refund,
+};
+use crate::models::money::Money;
+use crate::models::quickbooks::{self, LinkedTxn, PaymentLine, Ref, SalesReturn, request_id};
+use crate::sync::connection::{self, Vault};
+use crate::sync::failure::{Failure, Service};
+use crate::sync::resolve::{self, Matched};
+use crate::sync::store;
+use crate::sync::upstream::{EntityCall, QboFailure, Upstreams, id_and_token};
+
+mod invoice;
+mod payments;
+mod refunds;
+
+use invoice::{create_invoice, record_invoice, sync_invoice, void_invoice};
+use payments::{payment_refs, post_payment};
+pub use refunds::fetch_refunds;
+use refunds::post_refunds;
+
+fn qf(e: QboFailure) -> Failure {
+    e.failure
+}
+
+/// Why the order cannot become an invoice: a mapping problem for the operator to fix, or
+/// amounts the connector cannot compute with (BigCommerce's data, not the mapping).
+fn mapping_failure(e: mapping::MappingError) -> Failure {
+    match e {
+        mapping::MappingError::AmountTooLarge { .. } => {
+            Failure::unreadable(Service::BigCommerce, &e.to_string())
+        }
+        other => Failure::mapping(&other.to_string()),
+    }
+}
+
+/// A name lookup failure that says which mapping key holds the name.
+fn named_in_mapping(e: QboFailure, key: &str) -> Failure {
+    let mut f = e.failure;
+    if f.reason() == "mapping" {
+        f.explanation = format!("{} (mapping key {key})", f.explanation);
+    }
+    f
+}
+
+/// An order fetched from BigCommerce with what mapping needs.
+pub struct FetchedOrder {
+    pub raw: Value,
+    pub order: Order,
+    pub lines: Vec<OrderProduct>,
+}
+
+/// Most pages of line items read for one order (250 lines each): a store that keeps
+/// answering full pages cannot keep a job paging forever.
+pub const MAX_LINE_PAGES: u32 = 40;
+
+/// Fetches the order with its line items: one request in the common case.
+pub fn fetch_order(host: &mut dyn Host, up: &Upstreams, id: u64) -> Result<FetchedOrder, Failure> {
+    let bc = &up.bc;
+    let resp = up.bc_send(
+        host,
+        &bigcommerce::order_with_line_items(
+            &bc.api_base,
+            &bc.store_hash,
+            &bc.access_token,
+            OrderId(id),
+        ),
+    )?;
+    let raw: Value = up.bc_decode(&resp, "order")?;
+    let order: Order = up.bc_decode(&resp, "order")?;
+    let mut lines = bigcommerce::line_items(&order);
+    if order.consignments.is_none() {
+        // An older store without consignments: the line items are a separate, paged resource.
+        lines.clear();
+        for page in 1..=MAX_LINE_PAGES + 1 {
+            if page > MAX_LINE_PAGES {
+                return Err(Failure::unreadable(
+                    Service::BigCommerce,
+                    &format!(
+                        "order {id} has more than {} line items (every page came back full): the \
+                         connector reads at most that many; check the order in BigCommerce",
+                        MAX_LINE_PAGES * 250
+                    ),
+                ));
+            }
+            let resp = up.bc_send(
+                host,
+                &bigcommerce::order_products(
+                    &bc.api_base,
+                    &bc.store_hash,
+                    &bc.access_token,
+                    OrderId(id),
+                    page,
+                ),
+            )?;
+            let batch = bigcommerce::parse_order_products(&resp).map_err(|e| {
+                Failure::unreadable(Service::BigCommerce, &format!("order lines ({e})"))
+            })?;
+            let full = batch.len() >= 250;
+            lines.extend(batch);
+            if !full {
+                break;
+            }
+        }
+    }
+    Ok(FetchedOrder { raw, order, lines })
+}
+
+/// Catalog data for the products a rule needs, cached per product.
+fn catalog(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    products: &[ProductId],
+) -> Result<HashMap<ProductId, CatalogProduct>, Failure> {
+    let mut out = HashMap::new();
+    for &pid in products {
+        let key = format!("cache/bc/product/{}", pid.0);
+        if let Ok(Some(p)) = store::cache_get::<CatalogProduct>(host, &key) {
+            out.insert(pid, p);
+            continue;
+        }
+        let bc = &up.bc;
+        let resp = up.bc_send(
+            host,
+            &bigcommerce::catalog_product(&bc.api_base, &bc.store_hash, &bc.access_token, pid),
+        )?;
+        let product = bigcommerce::parse_catalog_product(&resp).map_err(|e| {
+            Failure::unreadable(Service::BigCommerce, &format!("product {} ({e})", pid.0))
+        })?;
+        let _ = store::cache_set(host, &key, &product);
+        out.insert(pid, product);
+    }
+    Ok(out)
+}
+
+fn customer_group(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    customer_id: u64,
+) -> Result<Option<u64>, Failure> {
+    let bc = &up.bc;
+    let resp = up.bc_send(
+        host,
+        &bigcommerce::customers_by_ids(
+            &bc.api_base,
+            &bc.store_hash,
+            &bc.access_token,
+            &[bigcommerce::CustomerId(customer_id)],
+        ),
+    )?;
+    let customers = bigcommerce::parse_customers(&resp).map_err(|e| {
+        Failure::unreadable(
+            Service::BigCommerce,
+            &format!("customer {customer_id} ({e})"),
+        )
+    })?;
+    Ok(customers.first().map(|c| c.customer_group_id))
+}
+
+/// Who the invoice is for, per the contract's guest policy.
+pub fn invoice_customer_source(config: &MappingConfig, fetched: &FetchedOrder) -> CustomerSource {
+    let billing = fetched
+        .raw
+        .get("billing_address")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let shipping = fetched
+        .raw
+        .pointer("/consignments/shipping/0")
+        .cloned()
+        .or_else(|| fetched.raw.pointer("/shipping_addresses/0").cloned());
+    let mut source = CustomerSource::from_billing_address(&billing, shipping.as_ref());
+    if fetched.order.is_guest() {
+        if config.customers.guest.mode == GuestMode::Single {
+            let name = config
+                .customers
+                .guest
+                .name
+                .clone()
+                .unwrap_or_else(|| "BigCommerce Guests".into());
+            source = CustomerSource {
+                company: name,
+                ..CustomerSource::default()
+            };
+        }
+    } else {
+        source.bc_customer_id = Some(fetched.order.customer_id.0);
+    }
+    source
+}
+
+/// The invoice an order maps to, with everything resolved (a dry run creates nothing).
+pub struct Prepared {
+    pub fetched: FetchedOrder,
+    pub invoice: Value,
+    pub digest: String,
+    pub doc_number: Option<String>,
+    pub draft_total: String,
+    /// What the invoice totals.
+    pub total: Money,
+    pub customer: (resolve::CustomerLink, Matched),
+    /// What mapping the other documents needs: the rules, catalog data, customer group, realm.
+    pub config: MappingConfig,
+    pub catalog: HashMap<ProductId, CatalogProduct>,
+    pub customer_group_id: Option<u64>,
+    pub realm_id: String,
+}
+
+impl Prepared {
+    /// Gives the invoice another DocNumber (the invoice of an order reopened after a void).
+    pub fn set_doc_number(&mut self, doc_number: &str) {
+        self.invoice["DocNumber"] = json!(doc_number);
+        self.doc_number = Some(doc_number.to_string());
+        self.digest = customer::content_digest(&self.invoice);
+    }
+
+    /// The mapping context of the order.
+    pub fn context(&self) -> OrderContext<'_> {
+        OrderContext {
+            order: &self.fetched.order,
+            lines: &self.fetched.lines,
+            catalog: &self.catalog,
+            customer_group_id: self.customer_group_id,
+        }
+    }
+}
+
+/// Fetches, maps and resolves an order into the invoice body that would be sent.
+pub fn prepare_order(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    fetched: FetchedOrder,
+    dry_run: bool,
+) -> Result<Prepared, Failure> {
+    let config = store::mapping_config(host)?;
+    let plan = mapping::plan(&config, &fetched.order, &fetched.lines);
+    let catalog = catalog(host, up, &plan.catalog_products)?;
+    let group = if plan.needs_customer_group && !fetched.order.is_guest() {
+        customer_group(host, up, fetched.order.customer_id.0)?
+    } else {
+        None
+    };
+    let ctx = OrderContext {
+        order: &fetched.order,
+        lines: &fetched.lines,
+        catalog: &catalog,
+        customer_group_id: group,
+    };
+    let exact = mapping::plan_exact(&config, &ctx).map_err(mapping_failure)?;
+    // Totals are checked before anything is resolved or created in QuickBooks.
+    mapping::check_totals(&fetched.order, &fetched.lines).map_err(mapping_failure)?;
+    let access = connection::access(
+        host,
+        &Vault {
+            keyring: &up.keyring,
+        },
+        &up.qbo,
+        false,
+    )
+    .map_err(|e| {
+        if e.needs_reauth() {
+            Failure::needs_reauth(&e.to_string())
+        } else if let connection::ConnectionError::Token(t) = &e {
+            Failure::from_token_error(t)
+        } else {
+            connection::connection_failure(&e)
+        }
+    })?;
+    let refs = resolve::refs(host, up, &access.realm_id, &exact, dry_run).map_err(qf)?;
+    let source = invoice_customer_source(&config, &fetched);
+    let customer = resolve::customer(host, up, &source, dry_run).map_err(qf)?;
+    let draft = mapping::build_invoice(&config, &ctx, &refs, &customer.0.qbo_id)
+        .map_err(mapping_failure)?;
+    let invoice = serde_json::to_value(&draft.invoice).unwrap_or(Value::Null);
+    let digest = customer::content_digest(&invoice);
+    Ok(Prepared {
+        doc_number: draft.invoice.doc_number.clone(),
+        draft_total: draft.total.to_string(),
+        total: draft.total,
+        fetched,
+        invoice,
+        digest,
+        customer,
+        config,
+        catalog,
+        customer_group_id: group,
+        realm_id: access.realm_id.clone(),
+    })
+}
+
+/// Runs the order job for `job.rec`: the invoice, then the documents that follow it.
+pub(crate) fn run(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    replay: bool,
+) -> Result<Done, Failure> {
+    let id: u64 = job
+        .rec
+        .id
+        .parse()
+        .map_err(|_| Failure::mapping(&format!("'{}' is not an order id", job.rec.id)))?;
+    let fetched = fetch_order(host, up, id)?;
+    let now = host.now();
+    job.rec.note(
+        "fetched",
+        json!({"status_id": fetched.order.status_id, "total_inc_tax": fetched.order.total_inc_tax.to_string(),
+               "payment_status": fetched.order.payment_status, "lines": fetched.lines.len()}),
+        now,
+    );
+    let docs = job.rec.documents();
+    // What happens to the invoice does not depend on how it maps; decide that first, so an
+    // order that will not be (re)invoiced costs no mapping.
+    let provisional = OrderFacts::new(&fetched.order, fetched.order.total_inc_tax);
+    match documents::invoice_action(&provisional, &docs) {
+        InvoiceAction::Skip(reason) => return Ok(Done::Skipped(reason)),
+        InvoiceAction::Keep(reason @ (KeepReason::Archived | KeepReason::Voided)) => {
+            let note = match reason {
+                KeepReason::Archived => "archived in BigCommerce; the invoice is left as it is",
+                _ => "the invoice was voided and the order is still cancelled; nothing to do",
+            };
+            keep_noted(job, reason.as_str(), note, now);
+            return Ok(Done::Unchanged);
+        }
+        InvoiceAction::Void => return void_invoice(host, up, job, id),
+        _ => {}
+    }
+    let mut prepared = prepare_order(host, up, fetched, false)?;
+    let now = host.now();
+    job.rec.note(
+        "mapped",
+        json!({"digest": prepared.digest, "total": prepared.draft_total, "doc_number": prepared.doc_number,
+               "customer": {"qbo_id": prepared.customer.0.qbo_id, "matched_by": prepared.customer.1.as_str()}}),
+        now,
+    );
+    let facts = OrderFacts::new(&prepared.fetched.order, prepared.total);
+    let action = documents::invoice_action(&facts, &docs);
+    if action == InvoiceAction::Sync {
+        clear_keep_note(job);
+    }
+    let mut wrote = false;
+    match action {
+        InvoiceAction::Create { generation } => {
+            let base = prepared.doc_number.clone();
+            if let Some(base) = base
+                && generation > 1
+            {
+                let d = documents::invoice_doc_number(&base, generation)
+                    .map_err(|e| Failure::mapping(&e.to_string()))?;
+                prepared.set_doc_number(&d);
+            }
+            let done = create_invoice(host, up, job, &prepared, id, None, generation)?;
+            record_invoice(host, job, &prepared, &done, generation)?;
+            wrote = true;
+        }
+        InvoiceAction::Sync | InvoiceAction::Keep(KeepReason::CancelledAfterPayment) => {
+            let current = documents::current_invoice(&docs).cloned();
+            if let Some(d) = current.as_ref().and_then(|c| c.doc_number.clone())
+                && prepared.doc_number.as_deref() != Some(d.as_str())
+            {
+                prepared.set_doc_number(&d);
+            }
+            let generation = current.as_ref().map_or(1, |c| generation_of(&c.source));
+            if let Some(done) = sync_invoice(host, up, job, &prepared, id, replay, generation)? {
+                record_invoice(host, job, &prepared, &done, generation)?;
+                wrote = true;
+            }
+        }
+        InvoiceAction::Skip(_) | InvoiceAction::Keep(_) | InvoiceAction::Void => {}
+    }
+    let docs = job.rec.documents();
+    let plan =
+        documents::plan(&facts, &docs, None, None).map_err(|e| Failure::mapping(&e.to_string()))?;
+    if !plan.payments.is_empty() {
+        let accounts = payment_refs(host, up, &prepared, &plan.payments)?;
+        for p in &plan.payments {
+            post_payment(host, up, job, &prepared, p, &accounts)?;
+            wrote = true;
+        }
+    }
+    let hinted = job.rec.refunds_due || replay;
+    if documents::may_have_refunds(&prepared.fetched.order, hinted) {
+        wrote |= post_refunds(host, up, job, &prepared, &facts)?;
+    }
+    if action == InvoiceAction::Keep(KeepReason::CancelledAfterPayment) {
+        let now = host.now();
+        keep_noted(
+            job,
+            KeepReason::CancelledAfterPayment.as_str(),
+            "cancelled or declined in BigCommerce after a payment was posted: the invoice stays; a refund, when BigCommerce issues one, posts its own document",
+            now,
+        );
+    }
+    refresh_standing(host, job)?;
+    finish_run(job, wrote)
+}
+
+/// The `TxnDate` of the invoice, used by every document of the order.
+fn txn_date(prepared: &Prepared) -> Option<NaiveDate> {
+    prepared
+        .invoice
+        .get("TxnDate")
+        .and_then(Value::as_str)
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+}
+
+/// A document of this order found in QuickBooks: the `kind` entities matching `conditions`
+/// whose `PrivateNote` carries the document's marker.
+fn find_document(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    kind: DocKind,
+    order_id: u64,
+    source: &str,
+    conditions: &[(&str, &str)],
+) -> Result<Option<Value>, Failure> {
+    let stmt = quickbooks::select_where_all(kind.as_str(), conditions)
+        .map_err(|e| Failure::mapping(&e.to_string()))?;
+    let found: Vec<Value> = up.qbo_query(host, kind.as_str(), &stmt).map_err(qf)?;
+    Ok(found.into_iter().find(|d| {
+        d.get("PrivateNote")
+            .and_then(Value::as_str)
+            .is_some_and(|n| documents::note_has_document_marker(n, order_id, source))
+    }))
+}
+
+fn money_of(v: &Value, key: &str) -> Option<Money> {
+    match v.get(key)? {
+        Value::Number(n) => n.to_string().parse().ok(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Brings the current invoice's state and balance up to date with its payments.
+fn refresh_standing(host: &mut dyn Host, job: &mut Job) -> Result<(), Failure> {
+    let docs = job.rec.documents();
+    let Some(current) = documents::current_invoice(&docs).cloned() else {
+        return Ok(());
+    };
+    if current.state == Some(InvoiceState::Voided) {
+        return Ok(());
+    }
+    let Some(total) = current.total else {
+        return Ok(());
+    };
+    let (state, balance) = documents::invoice_standing(total, &docs);
+    if current.state == Some(state) && current.balance == Some(balance) {
+        return Ok(());
+    }
+    job.rec.documents = docs;
+    if let Some(d) = job
+        .rec
+        .documents
+        .iter_mut()
+        .find(|d| d.source == current.source)
+    {
+        d.state = Some(state);
+        d.balance = Some(balance);
+    }
+    job.save(host).map_err(|e| Failure::storage(&e.to_string()))
+}
+
+/// Notes why the invoice is left as it is, once: the note stays on the invoice document (and
+/// is cleared by [`clear_keep_note`] when the order moves on).
+fn keep_noted(job: &mut Job, step: &str, note: &str, now: DateTime<Utc>) {
+    let mut docs = job.rec.documents();
+    let Some(current) = docs.iter_mut().rev().find(|d| d.kind == DocKind::Invoice) else {
+        return;
+    };
+    if current.note.as_deref() == Some(step) {
+        return;
+    }
+    current.note = Some(step.to_string());
+    job.rec.documents = docs;
+    job.rec.note(step, json!({ "note": note }), now);
+}
+
+/// The order is invoiced normally again: an earlier keep note no longer applies.
+fn clear_keep_note(job: &mut Job) {
+    let mut docs = job.rec.documents();
+    if let Some(current) = docs.iter_mut().rev().find(|d| d.kind == DocKind::Invoice)
+        && current.note.take().is_some()
+    {
+        job.rec.documents = docs;
+    }
+}
+
+/// The generation of an invoice source (`order` → 1, `order/2` → 2).
+fn generation_of(source: &str) -> u32 {
+    source
+        .strip_prefix("order/")
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(1)
+}
+
+/// How the run ends for the record: `Posted` with the current invoice when something was
+/// written, else `Unchanged`.
+fn finish_run(job: &Job, wrote: bool) -> Result<Done, Failure> {
+    if !wrote {
+        return Ok(Done::Unchanged);
+    }
+    Ok(Done::Posted {
+        qbo_id: job.rec.qbo_id.clone().unwrap_or_default(),
+        sync_token: job.rec.qbo_sync_token.clone().unwrap_or_default(),
+        requestid: None,
+        digest: job.rec.content_digest.clone().unwrap_or_default(),
+    })
+}
+
+/// The documents an order would get (a dry run: nothing is written). Documents already
+/// posted are listed with their QuickBooks id and `"action": "posted"`.
+pub fn preview_documents(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    prepared: &Prepared,
+    posted: &[Document],
+) -> Result<Vec<Value>, Failure> {
+    let order = &prepared.fetched.order;
+    let facts = OrderFacts::new(order, prepared.total);
+    let refunds = if documents::may_have_refunds(order, false) {
+        Some(fetch_refunds(host, up, order.id.0)?)
+    } else {
+        None
+    };
+    let current = documents::current_invoice(posted);
+    let doc_number = current
+        .and_then(|c| c.doc_number.clone())
+        .or_else(|| prepared.doc_number.clone());
+    let plan = documents::plan(&facts, posted, refunds.as_deref(), doc_number.as_deref())
+        .map_err(|e| Failure::mapping(&e.to_string()))?;
+    let mut out: Vec<Value> = posted
+        .iter()
+        .map(|d| {
+            let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+            v["action"] = json!("posted");
+            v
+        })
+        .collect();
+    let invoice = match &plan.invoice {
+        InvoiceAction::Create { generation } => {
+            let d = match &prepared.doc_number {
+                Some(base) => Some(
+                    documents::invoice_doc_number(base, *generation)
+                        .map_err(|e| Failure::mapping(&e.to_string()))?,
+                ),
+                None => None,
+            };
+            Some(json!({"type": "Invoice", "source": documents::invoice_source(*generation),
+                        "doc_number": d, "total": prepared.total.to_qbo_string(), "action": "create"}))
+        }
+        InvoiceAction::Sync => current.map(|c| {
+            json!({"type": "Invoice", "source": c.source, "qbo_id": c.qbo_id, "doc_number": c.doc_number,
+                   "total": prepared.total.to_qbo_string(), "action": "update_if_changed"})
+        }),
+        InvoiceAction::Void => current.map(|c| {
+            json!({"type": "Invoice", "source": c.source, "qbo_id": c.qbo_id, "action": "void"})
+        }),
+        InvoiceAction::Keep(reason) => current.map(|c| {
+            json!({"type": "Invoice", "source": c.source, "qbo_id": c.qbo_id, "action": "keep",
+                   "note": reason.as_str()})
+        }),
+        InvoiceAction::Skip(reason) => {
+            Some(json!({"type": "Invoice", "action": "skip", "note": reason}))
+        }
+    };
+    out.extend(invoice);
+    for p in &plan.payments {
+        out.push(
+            json!({"type": "Payment", "source": p.source, "amount": p.amount.to_qbo_string(),
+                        "payment_ref_num": p.ref_num, "action": "create"}),
+        );
+    }
+    for r in &plan.refunds {
+        out.push(
+            json!({"type": r.kind.as_str(), "source": r.source, "doc_number": r.doc_number,
+                        "amount": r.amount.to_qbo_string(), "action": "create"}),
+        );
+    }
+    Ok(out)
+}
