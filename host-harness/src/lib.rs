@@ -18,6 +18,7 @@ pub mod outbound;
 pub mod runtime_config;
 pub mod server;
 mod state;
+pub mod wasm_target;
 
 pub use state::HostState;
 

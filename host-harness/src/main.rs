@@ -12,6 +12,7 @@ use ml_harness::kv::{KvBackend, RedisOptions, SqliteBackend};
 use ml_harness::manifest::Manifest;
 use ml_harness::runtime_config::RuntimeConfig;
 use ml_harness::server::{self, AppConfig, Harness, ServeOptions};
+use ml_harness::wasm_target::{self, Plan};
 
 /// A wasmtime host for the ml-connector component.
 ///
@@ -184,7 +185,18 @@ fn run_build(manifest: &Manifest) -> anyhow::Result<()> {
             manifest.component.id
         );
     };
+    if build.command.contains(wasm_target::TARGET) {
+        ensure_wasm_target(&build.workdir)?;
+    }
     tracing::info!(command = %build.command, "building the component");
+    if let Some(log) = option_env!("ML_HARNESS_COMPONENT_BUILD_LOG")
+        && std::path::Path::new(log).is_file()
+    {
+        tracing::info!(
+            "the harness build started this build in the background (log: {log}); \
+             cargo waits for it to finish if it still runs"
+        );
+    }
     let status = std::process::Command::new("sh")
         .arg("-c")
         .arg(&build.command)
@@ -195,6 +207,29 @@ fn run_build(manifest: &Manifest) -> anyhow::Result<()> {
         bail!("the build command failed ({status})");
     }
     Ok(())
+}
+
+/// Before a build for `wasm32-wasip2`: adds the target with rustup when it is missing, or
+/// stops with what to install when rustup is not there either.
+fn ensure_wasm_target(workdir: &std::path::Path) -> anyhow::Result<()> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let probe =
+        wasm_target::probe(workdir, &rustc, "rustup".as_ref()).map_err(anyhow::Error::msg)?;
+    match probe.plan() {
+        Plan::Ready => Ok(()),
+        Plan::AddWithRustup => {
+            tracing::info!(
+                "the Rust toolchain {} has no {} target, which the component needs; running `{}` in {} (a one-time download of its standard library)",
+                probe.toolchain_name(),
+                wasm_target::TARGET,
+                wasm_target::RUSTUP_ADD,
+                workdir.display()
+            );
+            wasm_target::add_with_rustup(workdir, "rustup".as_ref(), false)
+                .map_err(anyhow::Error::msg)
+        }
+        Plan::Stop(message) => Err(anyhow::Error::msg(message)),
+    }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
