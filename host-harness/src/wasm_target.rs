@@ -1,8 +1,9 @@
 //! The `wasm32-wasip2` target the component is built for, and the command that builds it.
 //!
 //! Two places use this, so it depends on `std` alone: the harness's build script (`build.rs`,
-//! which has no build-dependencies, so it runs in the first seconds of a cold build) and
-//! `--build` (the authoritative check, right before the manifest's build command runs).
+//! which needs no build-dependencies this way, and checks during a release build of the
+//! harness) and `--build` (the authoritative check, right before the manifest's build command
+//! runs).
 //!
 //! `rust-toolchain.toml` lists the target, but rustup only installs what that file lists when
 //! it installs the toolchain itself; a toolchain that is already installed keeps its targets.
