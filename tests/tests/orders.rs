@@ -177,7 +177,14 @@ async fn a_created_order_becomes_one_invoice_with_the_right_lines_and_total() {
         .collect();
     assert_eq!(
         steps,
-        ["received", "fetched", "mapped", "write_planned", "document_created", "posted"]
+        [
+            "received",
+            "fetched",
+            "mapped",
+            "write_planned",
+            "document_created",
+            "posted"
+        ]
     );
     let text = rec.to_string();
     assert!(

@@ -391,7 +391,7 @@ async fn settle(
 fn refund_for(env: &TestEnv, id: u64, n: usize) -> Value {
     let raw = env.bc.order(id).unwrap();
     let products = env.bc.products(id);
-    let part = if n == 1 && id % 3 != 0 {
+    let part = if n == 1 && !id.is_multiple_of(3) {
         RefundPart::Product {
             line: 0,
             quantity: 1,
@@ -480,9 +480,10 @@ fn check_documents(env: &TestEnv, ids: std::ops::Range<u64>, invoices: &[Value])
     let mut expected_refunds = 0;
     for id in ids {
         let raw = env.bc.order(id).unwrap();
+        let doc_number = id.to_string();
         let inv = invoices
             .iter()
-            .find(|i| i["DocNumber"] == id.to_string())
+            .find(|i| i["DocNumber"] == doc_number)
             .unwrap();
         let total = money(&raw["total_inc_tax"]).round_dp(2);
         let paid = payment(id) != Payment::Unpaid;
