@@ -341,19 +341,21 @@ fn start_locked(
 /// `None` when nothing is running.
 pub fn cancel(host: &mut dyn Host) -> Result<Option<Value>, StartError> {
     let lease = store::acquire(host, ADMIN_LEASE, 10_000, 2_000)?.ok_or(StartError::Busy)?;
-    let result = (|| {
-        let Some((mut control, p)) = current(host)? else {
-            return Ok(None);
-        };
-        if p.state != RunState::Running || control.cancelled_at.is_some() {
-            return Ok(None);
-        }
-        control.cancelled_at = Some(host.now());
-        store::cache_set(host, CONTROL_KEY, &control)?;
-        Ok(Some(view(host)?))
-    })();
+    let result = cancel_locked(host);
     store::release(host, lease)?;
     result
+}
+
+fn cancel_locked(host: &mut dyn Host) -> Result<Option<Value>, StartError> {
+    let Some((mut control, p)) = current(host)? else {
+        return Ok(None);
+    };
+    if p.state != RunState::Running || control.cancelled_at.is_some() {
+        return Ok(None);
+    }
+    control.cancelled_at = Some(host.now());
+    store::cache_set(host, CONTROL_KEY, &control)?;
+    Ok(Some(view(host)?))
 }
 
 /// Notes (or clears) why the running backfill waits.
@@ -484,18 +486,17 @@ fn list_page(host: &mut dyn Host, control: &Control, p: &mut Progress) -> Result
         p.orders_seen += 1;
         let record =
             store::load_record(host, Entity::Order, &row.id.to_string()).map_err(storage)?;
-        match eligibility(
-            row,
-            record.as_ref().and_then(|r| r.qbo_id.as_ref()).is_some(),
-        ) {
-            false => p.orders_skipped += 1,
-            true => match bulk::freshness(record.as_ref(), row.date_modified) {
-                Freshness::UpToDate => p.orders_already_synced += 1,
-                Freshness::Stale | Freshness::InProgress => items.push(Item {
-                    id: row.id.0,
-                    modified: None,
-                }),
-            },
+        let posted = record.as_ref().is_some_and(|r| r.qbo_id.is_some());
+        if !eligibility(row, posted) {
+            p.orders_skipped += 1;
+            continue;
+        }
+        match bulk::freshness(record.as_ref(), row.date_modified) {
+            Freshness::UpToDate => p.orders_already_synced += 1,
+            Freshness::Stale | Freshness::InProgress => items.push(Item {
+                id: row.id.0,
+                modified: None,
+            }),
         }
     }
     if !items.is_empty() {
