@@ -424,6 +424,9 @@ pub fn due_entries(
         let n = log_len(host, &log)?;
         let done = read_counter(host, &format!("{log}/done"))?;
         let mut blocked = false;
+        // Whether an entry of this minute before slot `i` is in `out`: handed to the caller,
+        // not handled yet, so no done mark may move past it here.
+        let mut collected = false;
         for i in (done + 1)..=n {
             if out.len() >= limit {
                 break;
@@ -431,16 +434,22 @@ pub fn due_entries(
             match log_entry::<DueEntry>(host, &log, i)? {
                 // Not yet due (only in the current minute): later slots may be, so keep looking.
                 Some(e) if e.at > now => blocked = true,
-                Some(entry) => out.push(Due {
-                    minute: m,
-                    slot: i,
-                    entry,
-                    markable: !blocked,
-                }),
+                Some(entry) => {
+                    collected = true;
+                    out.push(Due {
+                        minute: m,
+                        slot: i,
+                        entry,
+                        markable: !blocked,
+                    })
+                }
                 // Its writer is between taking the slot and filling it: look again later.
                 None if m >= now_minute - 2 => blocked = true,
                 // A writer died between taking the slot and filling it: nothing to do there.
-                None if !blocked => mark_due_done(host, m, i)?,
+                // Marked done only when every slot before it is done already (a mark covers
+                // the slots before it too); otherwise the mark of a later entry, or the next
+                // call, moves past it once the entries before it are handled.
+                None if !blocked && !collected => mark_due_done(host, m, i)?,
                 None => {}
             }
         }
