@@ -385,3 +385,35 @@ fn a_replay_whose_worker_dies_mid_job_is_run_by_the_scheduler() {
     assert_eq!(rec.state, State::Posted, "audit: {:?}", w.steps(ORDER));
     assert_eq!(invoices(&w).len(), 1);
 }
+
+#[test]
+fn status_counts_left_wrong_by_a_crash_between_saving_a_record_and_counting_it_are_repaired() {
+    let mut w = world_with_order();
+    // The host dies right after the record is saved as posted, before the counts move.
+    let mut worker =
+        Worker::new(&mut w.host).die_after_writing("rec/order/101", "\"state\":\"posted\"");
+    deliver_via(&mut worker, ORDER, &hash(1));
+    assert!(worker.dead, "the host died after the record write");
+    assert_eq!(w.record(ORDER).state, State::Posted);
+    let count = |w: &mut World, state: State| {
+        ml_core::sync::store::counts(&mut w.host)
+            .unwrap()
+            .into_iter()
+            .find(|(s, _)| *s == state)
+            .unwrap()
+            .1
+    };
+    assert_eq!(
+        (count(&mut w, State::Pending), count(&mut w, State::Posted)),
+        (1, 0),
+        "the counts missed the transition"
+    );
+
+    // The scheduler's next tick recounts (the first one, then every ten minutes).
+    w.advance(60);
+    w.retry_due();
+    assert_eq!(
+        (count(&mut w, State::Pending), count(&mut w, State::Posted)),
+        (0, 1)
+    );
+}

@@ -295,6 +295,18 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
             }
         }
     }
+    // Now and then, the status counts are checked against the records (see `store::recount`).
+    match store::recount(host) {
+        Ok(store::Recount::Done(fixed)) if !fixed.is_empty() => host.log(
+            LogLevel::Warn,
+            &format!("status counts were off and are repaired (state, correction): {fixed:?}"),
+        ),
+        Ok(_) => {}
+        Err(e) => host.log(
+            LogLevel::Warn,
+            &format!("status counts could not be recounted (tried again later): {e}"),
+        ),
+    }
     Ok(report)
 }
 

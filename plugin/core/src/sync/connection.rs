@@ -729,7 +729,10 @@ mod tests {
         });
         let access = refresh_holding_lease(&mut h, &vault, &qbo, "ACCESS-2").unwrap();
         assert_eq!(access.token.expose(), "ACCESS-9");
-        assert!(!state(&mut h).unwrap().needs_reauth, "the connection is not lost");
+        assert!(
+            !state(&mut h).unwrap().needs_reauth,
+            "the connection is not lost"
+        );
         let stored = load_tokens(&mut h, &vault).unwrap().unwrap();
         assert_eq!(stored.refresh_token.expose(), "REFRESH-9");
     }

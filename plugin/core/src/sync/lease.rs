@@ -191,9 +191,12 @@ mod tests {
         use crate::http::{
             UPSTREAM_CONNECT_TIMEOUT_MS, UPSTREAM_DEADLINE_MS, UPSTREAM_FIRST_BYTE_TIMEOUT_MS,
         };
-        assert!(
-            UPSTREAM_CONNECT_TIMEOUT_MS + UPSTREAM_FIRST_BYTE_TIMEOUT_MS <= UPSTREAM_DEADLINE_MS
-        );
+        const {
+            assert!(
+                UPSTREAM_CONNECT_TIMEOUT_MS + UPSTREAM_FIRST_BYTE_TIMEOUT_MS
+                    <= UPSTREAM_DEADLINE_MS
+            )
+        };
         // A step is one upstream request (renewed before it) or one wait (renewed during it);
         // a few seconds of margin cover the KV calls around it.
         for ttl in [store::ENTITY_LEASE_MS, crate::sync::resolve::LINK_LEASE_MS] {
@@ -201,7 +204,7 @@ mod tests {
         }
         // CONTRACT §5: posted within 60 s of the host running again — the dead worker's lease,
         // then a scheduler tick (15 s) and the run itself.
-        assert!(store::ENTITY_LEASE_MS + 15_000 + UPSTREAM_DEADLINE_MS as i64 <= 60_000);
+        const { assert!(store::ENTITY_LEASE_MS + 15_000 + UPSTREAM_DEADLINE_MS as i64 <= 60_000) };
     }
 
     #[test]
