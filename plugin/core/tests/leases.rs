@@ -299,3 +299,121 @@ fn a_crash_right_after_saving_a_retrying_record_still_leaves_its_retry_filed() {
     assert_eq!(rec.state, State::Posted, "audit: {:?}", w.steps(ORDER));
     assert_eq!(invoices(&w).len(), 1);
 }
+
+#[test]
+fn a_hole_in_a_due_minute_leaves_the_entries_before_it_on_file_until_they_are_handled() {
+    let mut w = world_with_order();
+    // The webhook's worker dies as it fetches the order: the record stays `pending`, and only
+    // its guard entry (due 30 s later) can run it again.
+    let mut worker = Worker::new(&mut w.host).crash_at("GET bc.test");
+    let crashed = catch_unwind(AssertUnwindSafe(|| {
+        deliver_via(&mut worker, ORDER, &hash(1))
+    }));
+    assert!(crashed.is_err(), "the worker died");
+    assert_eq!(w.record(ORDER).state, State::Pending);
+    // Another writer took the next slot of the guard's minute and died before filling it.
+    let guard_minute = (w.now() + chrono::Duration::seconds(30))
+        .timestamp()
+        .div_euclid(60);
+    w.host
+        .kv_increment(&format!("due/{guard_minute}/n"), 1)
+        .unwrap();
+
+    // Minutes later a scheduler tick collects the guard, skips the hole, and dies running the
+    // order (before it is handled, nothing may mark the guard done).
+    w.advance(5 * 60);
+    let mut tick = Worker::new(&mut w.host).crash_at("GET bc.test");
+    let crashed = catch_unwind(AssertUnwindSafe(|| run::retry_due(&mut tick)));
+    assert!(crashed.is_err(), "the tick died");
+    assert_eq!(w.record(ORDER).state, State::Pending);
+
+    // The next ticks still find the order (once the dead tick's lease has expired).
+    for _ in 0..4 {
+        w.advance(15);
+        w.retry_due();
+    }
+    let rec = w.record(ORDER);
+    assert_eq!(rec.state, State::Posted, "audit: {:?}", w.steps(ORDER));
+    assert_eq!(invoices(&w).len(), 1);
+    // And the minute is finished: its hole is marked done once the guard before it is.
+    w.advance(60);
+    w.retry_due();
+    assert!(
+        w.kv_keys_containing("\"id\":\"101\"")
+            .iter()
+            .all(|k| !k.starts_with("due/")),
+        "no due entry left over: {:?}",
+        w.kv_keys_containing("\"id\":\"101\"")
+    );
+}
+
+#[test]
+fn a_replay_whose_worker_dies_mid_job_is_run_by_the_scheduler() {
+    let mut w = world_with_order();
+    // A validation fault fails the order; its guard entry is consumed by a scheduler tick.
+    w.qbo.borrow_mut().faults.push_back((
+        "POST /invoice?".into(),
+        Fault::Status(
+            400,
+            fault_body("6000", "A business validation error", "ValidationFault"),
+        ),
+    ));
+    w.deliver("store/order/created", ORDER, &hash(1));
+    assert_eq!(w.record(ORDER).state, State::Failed);
+    w.advance(60);
+    w.retry_due();
+
+    // The operator replays it; the worker dies before its write, leaving the record `pending`.
+    let mut worker = Worker::new(&mut w.host).crash_at("POST /invoice?");
+    let crashed = catch_unwind(AssertUnwindSafe(|| {
+        run::sync(
+            &mut worker,
+            ml_core::sync::record::Entity::Order,
+            "101",
+            run::Trigger::Replay,
+        )
+    }));
+    assert!(crashed.is_err(), "the worker died");
+    assert_eq!(w.record(ORDER).state, State::Pending);
+
+    // Nobody replays it again: the scheduler finishes it.
+    for _ in 0..4 {
+        w.advance(15);
+        w.retry_due();
+    }
+    let rec = w.record(ORDER);
+    assert_eq!(rec.state, State::Posted, "audit: {:?}", w.steps(ORDER));
+    assert_eq!(invoices(&w).len(), 1);
+}
+
+#[test]
+fn status_counts_left_wrong_by_a_crash_between_saving_a_record_and_counting_it_are_repaired() {
+    let mut w = world_with_order();
+    // The host dies right after the record is saved as posted, before the counts move.
+    let mut worker =
+        Worker::new(&mut w.host).die_after_writing("rec/order/101", "\"state\":\"posted\"");
+    deliver_via(&mut worker, ORDER, &hash(1));
+    assert!(worker.dead, "the host died after the record write");
+    assert_eq!(w.record(ORDER).state, State::Posted);
+    let count = |w: &mut World, state: State| {
+        ml_core::sync::store::counts(&mut w.host)
+            .unwrap()
+            .into_iter()
+            .find(|(s, _)| *s == state)
+            .unwrap()
+            .1
+    };
+    assert_eq!(
+        (count(&mut w, State::Pending), count(&mut w, State::Posted)),
+        (1, 0),
+        "the counts missed the transition"
+    );
+
+    // The scheduler's next tick recounts (the first one, then every ten minutes).
+    w.advance(60);
+    w.retry_due();
+    assert_eq!(
+        (count(&mut w, State::Pending), count(&mut w, State::Posted)),
+        (0, 1)
+    );
+}

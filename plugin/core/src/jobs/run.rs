@@ -121,7 +121,15 @@ fn sync_locked(
                 rec.reauthorized(now);
             }
         }
-        Trigger::Replay => rec.replay_requested(now),
+        Trigger::Replay => {
+            // A replay runs in its request: if this worker dies mid-job the record stays
+            // `pending`, so it gets a guard entry (filed before the record) as a webhook does.
+            store::schedule(
+                host,
+                &DueEntry::retry(entity, id, now + chrono::Duration::seconds(GUARD_DELAY_S)),
+            )?;
+            rec.replay_requested(now);
+        }
     }
     store::save_record(host, &rec, previous)?;
     let mut job = Job {
@@ -287,6 +295,18 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
             }
         }
     }
+    // Now and then, the status counts are checked against the records (see `store::recount`).
+    match store::recount(host) {
+        Ok(store::Recount::Done(fixed)) if !fixed.is_empty() => host.log(
+            LogLevel::Warn,
+            &format!("status counts were off and are repaired (state, correction): {fixed:?}"),
+        ),
+        Ok(_) => {}
+        Err(e) => host.log(
+            LogLevel::Warn,
+            &format!("status counts could not be recounted (tried again later): {e}"),
+        ),
+    }
     Ok(report)
 }
 
@@ -332,6 +352,10 @@ fn run_due_entry(
     sync_with_wait(host, entry.entity, &entry.id, trigger, 0)
 }
 
+/// How long after a job starts its guard entry comes due (the scheduler runs the job then if
+/// its worker died).
+const GUARD_DELAY_S: i64 = 30;
+
 /// Files the guard entry for a webhook: if the worker dies after the acknowledgement, the
 /// scheduler finds the event 30 s later.
 pub fn accept_event(
@@ -340,7 +364,7 @@ pub fn accept_event(
     id: &str,
     event: EventRef,
 ) -> Result<(), KvError> {
-    let at = host.now() + chrono::Duration::seconds(30);
+    let at = host.now() + chrono::Duration::seconds(GUARD_DELAY_S);
     store::schedule(
         host,
         &DueEntry {

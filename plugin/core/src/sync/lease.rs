@@ -204,7 +204,7 @@ mod tests {
         }
         // CONTRACT §5: posted within 60 s of the host running again — the dead worker's lease,
         // then a scheduler tick (15 s) and the run itself.
-        assert!(store::ENTITY_LEASE_MS + 15_000 + UPSTREAM_DEADLINE_MS as i64 <= 60_000);
+        const { assert!(store::ENTITY_LEASE_MS + 15_000 + UPSTREAM_DEADLINE_MS as i64 <= 60_000) };
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //!   re-authorization).
 //! - `due/{minute}/n`, `due/{minute}/{i}`, `due/{minute}/done` and `due/cursor`: work that
 //!   becomes due in a given minute, so `retry-due` reads only the minutes that have come.
-//! - `count/{state}`: records per state, adjusted on every transition.
+//! - `count/{state}`: records per state, adjusted on every transition and repaired from the
+//!   records by [`recount`] (`count/recounted_at`: when it last ran).
 //!
 //! Bounded growth without listing keys: a due entry is deleted once it is marked handled, a
 //! minute's counters once the cursor moves past it, a parked slot once it is resumed. What
@@ -253,17 +254,18 @@ pub fn save_record(
     Ok(())
 }
 
+const STATES: [State; 6] = [
+    State::Pending,
+    State::Retrying,
+    State::Posted,
+    State::Failed,
+    State::NeedsReauth,
+    State::Skipped,
+];
+
 /// Record counts per state.
 pub fn counts(host: &mut dyn Host) -> Result<Vec<(State, i64)>, KvError> {
-    let states = [
-        State::Pending,
-        State::Retrying,
-        State::Posted,
-        State::Failed,
-        State::NeedsReauth,
-        State::Skipped,
-    ];
-    states
+    STATES
         .into_iter()
         .map(|s| {
             Ok((
@@ -272,6 +274,84 @@ pub fn counts(host: &mut dyn Host) -> Result<Vec<(State, i64)>, KvError> {
             ))
         })
         .collect()
+}
+
+/// How often [`recount`] recounts the records (seconds).
+pub const RECOUNT_EVERY_S: i64 = 600;
+/// Most listing slots one recount reads; with more records the counts are only adjusted.
+pub const RECOUNT_MAX_SLOTS: i64 = 10_000;
+const RECOUNTED_AT: &str = "count/recounted_at";
+
+/// What [`recount`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recount {
+    /// Not due yet, or another instance is recounting.
+    NotDue,
+    /// More records than [`RECOUNT_MAX_SLOTS`]: left as they are.
+    TooMany,
+    /// A record changed state while it counted: tried again on the next call.
+    Busy,
+    /// Recounted; the corrections applied (state, delta), empty when the counts were right.
+    Done(Vec<(State, i64)>),
+}
+
+/// Repairs `count/{state}` from the records themselves, at most every [`RECOUNT_EVERY_S`].
+///
+/// A save writes the record and then adjusts two counters: no host makes that atomic, and an
+/// instance dying in between (or two workers saving one record after a lease expired) leaves
+/// a count off by one. No ordering of those writes lets a later save tell whether the counters
+/// were adjusted, so the counts are recounted instead: every record listed in `log/records`
+/// (each once), read while the counters stand still. The correction is applied with
+/// `increment`, so a save that lands meanwhile keeps its own adjustment; if one finished
+/// during the count (a counter moved), nothing is applied and the next call counts again. A
+/// save caught between its record write and its counter adjustments for the whole count can
+/// still leave a count off by one, until the next recount.
+pub fn recount(host: &mut dyn Host) -> Result<Recount, KvError> {
+    let now = host.now().timestamp();
+    let last = counter(host, RECOUNTED_AT)?;
+    if now - last < RECOUNT_EVERY_S || !cas_counter(host, RECOUNTED_AT, last, now)? {
+        return Ok(Recount::NotDue);
+    }
+    let n = log_len(host, "log/records")?;
+    if n > RECOUNT_MAX_SLOTS {
+        return Ok(Recount::TooMany);
+    }
+    let read_all = |host: &mut dyn Host| -> Result<Vec<i64>, KvError> {
+        STATES
+            .iter()
+            .map(|s| read_counter(host, &format!("count/{}", s.as_str())))
+            .collect()
+    };
+    let before = read_all(host)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut tally = [0i64; STATES.len()];
+    for i in 1..=n {
+        let Some(r) = log_entry::<EntityRef>(host, "log/records", i)? else {
+            continue;
+        };
+        if !seen.insert((r.entity, r.id.clone())) {
+            continue;
+        }
+        if let Some(rec) = load_record(host, r.entity, &r.id)?
+            && let Some(k) = STATES.iter().position(|s| *s == rec.state)
+        {
+            tally[k] += 1;
+        }
+    }
+    if read_all(host)? != before {
+        // Give the turn back, so that the next call counts again.
+        cas_counter(host, RECOUNTED_AT, now, last)?;
+        return Ok(Recount::Busy);
+    }
+    let mut fixed = Vec::new();
+    for (k, s) in STATES.iter().enumerate() {
+        let delta = tally[k] - before[k];
+        if delta != 0 {
+            host.kv_increment(&format!("count/{}", s.as_str()), delta)?;
+            fixed.push((*s, delta));
+        }
+    }
+    Ok(Recount::Done(fixed))
 }
 
 /// Reads a stored counter in either host encoding: 8-byte little-endian, or decimal text.
@@ -424,6 +504,9 @@ pub fn due_entries(
         let n = log_len(host, &log)?;
         let done = read_counter(host, &format!("{log}/done"))?;
         let mut blocked = false;
+        // Whether an entry of this minute before slot `i` is in `out`: handed to the caller,
+        // not handled yet, so no done mark may move past it here.
+        let mut collected = false;
         for i in (done + 1)..=n {
             if out.len() >= limit {
                 break;
@@ -431,16 +514,22 @@ pub fn due_entries(
             match log_entry::<DueEntry>(host, &log, i)? {
                 // Not yet due (only in the current minute): later slots may be, so keep looking.
                 Some(e) if e.at > now => blocked = true,
-                Some(entry) => out.push(Due {
-                    minute: m,
-                    slot: i,
-                    entry,
-                    markable: !blocked,
-                }),
+                Some(entry) => {
+                    collected = true;
+                    out.push(Due {
+                        minute: m,
+                        slot: i,
+                        entry,
+                        markable: !blocked,
+                    })
+                }
                 // Its writer is between taking the slot and filling it: look again later.
                 None if m >= now_minute - 2 => blocked = true,
                 // A writer died between taking the slot and filling it: nothing to do there.
-                None if !blocked => mark_due_done(host, m, i)?,
+                // Marked done only when every slot before it is done already (a mark covers
+                // the slots before it too); otherwise the mark of a later entry, or the next
+                // call, moves past it once the entries before it are handled.
+                None if !blocked && !collected => mark_due_done(host, m, i)?,
                 None => {}
             }
         }
@@ -671,6 +760,84 @@ mod tests {
             inner: FakeHost::new(DateTime::from_timestamp(1_750_000_000, 0).unwrap()),
             rival: None,
         }
+    }
+
+    fn count_of(h: &mut dyn Host, state: State) -> i64 {
+        counts(h)
+            .unwrap()
+            .into_iter()
+            .find(|(s, _)| *s == state)
+            .unwrap()
+            .1
+    }
+
+    /// Saves a new record in `state` as a job does (`pending` first, then its outcome).
+    fn saved(h: &mut FakeHost, id: &str, state: State) -> SyncRecord {
+        let mut rec = SyncRecord::new(Entity::Order, id, h.now());
+        save_record(h, &rec, None).unwrap();
+        rec.state = state;
+        save_record(h, &rec, Some(State::Pending)).unwrap();
+        rec
+    }
+
+    #[test]
+    fn a_recount_repairs_counts_a_crash_between_record_and_counters_left_wrong() {
+        let mut h = FakeHost::new(DateTime::from_timestamp(1_750_000_000, 0).unwrap());
+        saved(&mut h, "1", State::Posted);
+        let mut two = saved(&mut h, "2", State::Retrying);
+        // An instance saved order 2 as posted and died before adjusting the counters; another
+        // one listed order 3 twice (it died after taking the first listing slot).
+        two.state = State::Posted;
+        set_json(&mut h, &record_key(Entity::Order, "2"), &two).unwrap();
+        let three = SyncRecord::new(Entity::Order, "3", h.now());
+        let slot = EntityRef {
+            entity: Entity::Order,
+            id: "3".into(),
+        };
+        append(&mut h, "log/records", &slot).unwrap();
+        save_record(&mut h, &three, None).unwrap();
+        assert_eq!(count_of(&mut h, State::Posted), 1);
+        assert_eq!(count_of(&mut h, State::Retrying), 1);
+
+        let fixed = recount(&mut h).unwrap();
+        assert_eq!(
+            fixed,
+            Recount::Done(vec![(State::Retrying, -1), (State::Posted, 1)])
+        );
+        assert_eq!(count_of(&mut h, State::Posted), 2);
+        assert_eq!(count_of(&mut h, State::Retrying), 0);
+        assert_eq!(count_of(&mut h, State::Pending), 1, "order 3, counted once");
+        // Not again before RECOUNT_EVERY_S; then again, with nothing to correct.
+        h.advance(chrono::Duration::seconds(RECOUNT_EVERY_S - 1));
+        assert_eq!(recount(&mut h).unwrap(), Recount::NotDue);
+        h.advance(chrono::Duration::seconds(1));
+        assert_eq!(recount(&mut h).unwrap(), Recount::Done(vec![]));
+    }
+
+    #[test]
+    fn a_recount_that_a_save_overlaps_applies_nothing_and_counts_again_on_the_next_call() {
+        let mut h = FakeHost::new(DateTime::from_timestamp(1_750_000_000, 0).unwrap());
+        saved(&mut h, "1", State::Retrying);
+        saved(&mut h, "2", State::Retrying);
+        // While the recount reads order 2, another worker posts order 1 (record, then counts):
+        // the recount saw order 1 as `retrying`, and its counters moved.
+        let mut once = true;
+        h.after_get("rec/order/2", move |h| {
+            if !std::mem::take(&mut once) {
+                return;
+            }
+            let mut one = load_record(h, Entity::Order, "1").unwrap().unwrap();
+            one.state = State::Posted;
+            save_record(h, &one, Some(State::Retrying)).unwrap();
+        });
+        assert_eq!(recount(&mut h).unwrap(), Recount::Busy);
+        assert_eq!(count_of(&mut h, State::Posted), 1);
+        assert_eq!(count_of(&mut h, State::Retrying), 1);
+        assert_eq!(
+            recount(&mut h).unwrap(),
+            Recount::Done(vec![]),
+            "right as they are"
+        );
     }
 
     #[test]

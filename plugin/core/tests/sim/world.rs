@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use ml_core::host::{CasOutcome, Host, KvError, LogLevel};
-use ml_core::http::{HttpRequest, HttpResponse, TransportError};
+use ml_core::http::{HttpRequest, HttpResponse, TransportError, UPSTREAM_DEADLINE_MS};
 use ml_core::sync::record::Entity;
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore};
@@ -24,7 +24,10 @@ use crate::common::{
 /// invariant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Profile {
-    /// Upstream calls that stall longer than a lease (a slow body trickling in, a paused VM).
+    /// Upstream calls that stall longer than a lease (a slow body trickling in, a server that
+    /// hangs). As in the component, a call ends with a timeout at
+    /// [`UPSTREAM_DEADLINE_MS`] whatever the upstream does; the request may or may not have
+    /// been done by then.
     pub long_stalls: bool,
     /// `Retry-After` values no real service sends (a hostile or broken proxy).
     pub hostile_retry_after: bool,
@@ -487,9 +490,23 @@ impl Host for SimHost<'_> {
     fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         let mut st = self.enter(request.method.as_str(), short(&request.url), 0);
         let State { world, rng, .. } = &mut *st;
-        let (latency, fate) = world.draw(rng, request);
+        let (latency, mut fate) = world.draw(rng, request);
+        let deadline = UPSTREAM_DEADLINE_MS as i64;
+        if latency > deadline {
+            // The component gives up on every upstream request at its deadline (the body
+            // included), so a stall past it is a timeout then. The request may have reached
+            // the upstream and been done before the cut, or not (never a token rotation: as
+            // in `draw`, a lost rotation only a human can repair is not what is tested here).
+            world.stats.faults += u64::from(fate == Fate::Serve);
+            let is_token = request.url.starts_with(OAUTH_BASE);
+            fate = match fate {
+                Fate::Serve | Fate::Lost if !is_token && rng.random_bool(0.5) => Fate::Lost,
+                _ => Fate::NoAnswer,
+            };
+        }
         let wait = match fate {
-            Fate::NoAnswer | Fate::Lost => latency.max(15_000),
+            // Unanswered: the component waits out its deadline.
+            Fate::NoAnswer | Fate::Lost => deadline,
             _ => latency,
         };
         let until = st.now + wait;
