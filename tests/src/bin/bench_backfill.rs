@@ -84,7 +84,7 @@ fn qbo_kinds(requests: &[ml_sim::control::LoggedRequest]) -> String {
         *kinds.entry(format!("{} {what}", r.method)).or_default() += 1;
     }
     let mut v: Vec<_> = kinds.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|k| std::cmp::Reverse(k.1));
     v.iter()
         .map(|(k, n)| format!("{k}: {n}"))
         .collect::<Vec<_>>()
