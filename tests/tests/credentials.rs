@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use ml_e2e::env::{Reply, TestEnv, TestOptions, eventually_named};
+use ml_e2e::env::{KvChoice, Reply, TestEnv, TestOptions, eventually_named};
 use ml_sim::bigcommerce::seed::STORE_NAME;
 use ml_sim::bigcommerce::{GeneratedOrder, OrderShape, generate};
 use ml_sim::quickbooks::QboSimConfig;
@@ -452,7 +452,14 @@ async fn a_new_bootstrap_token_after_revocation_resumes_the_parked_orders() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kv_database_file_holds_no_credential_in_plain_text() {
-    let mut env = TestEnv::start(TestOptions::default()).await;
+    // The scan reads the database file in the data directory, so this test keeps SQLite even
+    // when the suite runs on Redis (`ML_E2E_KV=redis`: no file then); the component writes
+    // the same values whatever the backend.
+    let mut env = TestEnv::start(TestOptions {
+        kv: KvChoice::Sqlite,
+        ..TestOptions::default()
+    })
+    .await;
     let bootstrap = env.variables()["qbo_refresh_token"].clone();
     let redirect = use_own_redirect_uri(&mut env).await;
     // Tokens from the bootstrap refresh, then from an OAuth connect, then rotated again.

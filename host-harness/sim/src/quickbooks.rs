@@ -107,6 +107,8 @@ struct Shared {
     minute: Mutex<(Instant, usize)>,
     /// Requests refused by the per-minute limit.
     throttled: AtomicUsize,
+    /// Requests refused by the concurrency limit.
+    throttled_concurrent: AtomicUsize,
     control: Control,
 }
 
@@ -140,6 +142,7 @@ impl QboSim {
             in_flight: AtomicUsize::new(0),
             minute: Mutex::new((Instant::now(), 0)),
             throttled: AtomicUsize::new(0),
+            throttled_concurrent: AtomicUsize::new(0),
             control: control.clone(),
         });
         let app = Router::new()
@@ -207,6 +210,11 @@ impl QboSimHandle {
     /// ([`QboSimConfig::max_requests_per_minute`]).
     pub fn throttled_per_minute(&self) -> usize {
         self.shared.throttled.load(Ordering::SeqCst)
+    }
+    /// API requests refused with 429 by the concurrency limit
+    /// ([`QboSimConfig::max_concurrent_requests`]).
+    pub fn throttled_concurrent(&self) -> usize {
+        self.shared.throttled_concurrent.load(Ordering::SeqCst)
     }
     pub fn realm_id(&self) -> &str {
         &self.shared.cfg.realm_id
@@ -683,6 +691,7 @@ async fn throttle(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Res
     let before = s.in_flight.fetch_add(1, Ordering::SeqCst);
     let _slot = Slot(&s.in_flight);
     if before >= s.cfg.max_concurrent_requests {
+        s.throttled_concurrent.fetch_add(1, Ordering::SeqCst);
         return gateway_fault(
             429,
             "message=ThrottleExceeded; errorCode=003001; statusCode=429",

@@ -727,6 +727,14 @@ async fn eleven_concurrent_requests_with_injected_latency_get_a_429() {
         throttled[0]["fault"]["error"][0]["message"],
         "message=ThrottleExceeded; errorCode=003001; statusCode=429"
     );
+    assert_eq!(
+        (
+            api.sim.throttled_concurrent(),
+            api.sim.throttled_per_minute()
+        ),
+        (throttled.len(), 0),
+        "the simulator counts each concurrency 429 apart from the per-minute ones"
+    );
 }
 
 #[tokio::test]
