@@ -159,3 +159,8 @@ fn order_mapping_holds_its_properties_on_the_corpus_and_mutations_of_it() {
 fn admin_routes_hold_their_properties_on_the_corpus_and_mutations_of_it() {
     run("admin_route");
 }
+
+#[test]
+fn refund_mapping_holds_its_properties_on_the_corpus_and_mutations_of_it() {
+    run("refund_mapping");
+}

@@ -14,6 +14,9 @@
 //!   answer and no KV value carries a credential the delivery did not.
 //! - order mapping: an order BigCommerce's own totals identity accepts maps to an invoice
 //!   whose lines total `total_inc_tax` to the cent.
+//! - refund mapping: a refund of an order (`{"order": …, "refund": …}`) that the connector
+//!   lays out becomes a document whose lines and tax total the refund's `total_amount` to the
+//!   cent.
 //! - admin routes: with every variable set, every answer is below 500, with a JSON error body
 //!   when it is an error, and no answer carries a credential the request did not.
 
@@ -24,11 +27,12 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use ml_core::books::customer::CustomerSource;
+use ml_core::books::mapping::refund::{build_refund, refund_names};
 use ml_core::books::mapping::{
     MappingConfig, OrderContext, ResolvedRefs, build_invoice, check_totals, plan, plan_exact,
 };
 use ml_core::http::{HttpResponse, Request};
-use ml_core::models::bigcommerce::{self, Order};
+use ml_core::models::bigcommerce::{self, Order, Refund};
 use ml_core::routes::router;
 use ml_core::testing::FakeHost;
 use rust_decimal::Decimal;
@@ -41,6 +45,7 @@ pub type Target = fn(&[u8]);
 pub const TARGETS: &[(&str, Target)] = &[
     ("webhook_intake", webhook_intake),
     ("order_mapping", order_mapping),
+    ("refund_mapping", refund_mapping),
     ("admin_route", admin_route),
 ];
 
@@ -269,6 +274,55 @@ pub fn order_mapping(data: &[u8]) {
         lines_total(&inv),
         draft.total.amount(),
         "the invoice lines do not add up to the total: {inv}"
+    );
+}
+
+/// `{"order": <v2 order with its consignments>, "refund": <v3 refund>}` → the refund's
+/// document under the default mapping.
+pub fn refund_mapping(data: &[u8]) {
+    let Ok(input) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let (Ok(order), Ok(refund)) = (
+        serde_json::from_value::<Order>(input["order"].clone()),
+        serde_json::from_value::<Refund>(input["refund"].clone()),
+    ) else {
+        return;
+    };
+    let config = MappingConfig::default();
+    let lines = bigcommerce::line_items(&order);
+    let catalog = HashMap::new();
+    let ctx = OrderContext {
+        order: &order,
+        lines: &lines,
+        catalog: &catalog,
+        customer_group_id: None,
+    };
+    let Ok(names) = refund_names(&config, &ctx, &refund) else {
+        return;
+    };
+    let mut refs = ResolvedRefs::default();
+    for (i, n) in names.items.iter().enumerate() {
+        refs.items.insert(n.clone(), (100 + i).to_string());
+    }
+    for (i, n) in names.accounts.iter().enumerate() {
+        refs.account_items.insert(n.clone(), (200 + i).to_string());
+    }
+    for (i, n) in names.classes.iter().enumerate() {
+        refs.classes.insert(n.clone(), (300 + i).to_string());
+    }
+    let Ok(draft) = build_refund(&config, &ctx, &refs, &refund) else {
+        return;
+    };
+    assert_eq!(
+        draft.total, draft.target,
+        "the refund document does not total its target"
+    );
+    let doc = serde_json::json!({"Line": draft.lines, "TxnTaxDetail": draft.txn_tax_detail});
+    assert_eq!(
+        lines_total(&doc),
+        draft.total.amount(),
+        "the refund lines do not add up to the total: {doc}"
     );
 }
 
