@@ -206,6 +206,8 @@ fn a_backfill_posts_every_eligible_order_once_at_a_pace_quickbooks_allows_every_
         assert!(invoices >= last_invoices);
         last_invoices = invoices;
     }
+    // A job starts while a second has budget left; its extra calls may go past it.
+    let most_per_second = pace::QBO_BULK_PER_SECOND - 1 + pace::QBO_COST_PER_JOB;
     let times = world.sent_times("/v3/company/");
     let (per_second, per_minute) = busiest(&times);
     println!(
@@ -214,7 +216,7 @@ fn a_backfill_posts_every_eligible_order_once_at_a_pace_quickbooks_allows_every_
         (world.now() - started).num_seconds()
     );
     assert!(
-        per_second as i64 <= pace::QBO_BULK_PER_SECOND + pace::QBO_COST_PER_JOB - 1,
+        per_second as i64 <= most_per_second,
         "one second held {per_second} QuickBooks calls: more than the budget and one job's extra calls"
     );
     assert!(

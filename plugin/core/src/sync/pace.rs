@@ -384,7 +384,7 @@ mod tests {
         let resp = p
             .http(&HttpRequest::new(
                 Method::Get,
-                &format!("https://qbo.test/v3/company/1/{path}"),
+                format!("https://qbo.test/v3/company/1/{path}"),
             ))
             .unwrap();
         assert_eq!(p.qbo_calls, 1);
