@@ -11,6 +11,7 @@ use std::rc::Rc;
 use chrono::{DateTime, Duration, Utc};
 use common::*;
 use ml_core::http::{HttpRequest, HttpResponse, Request};
+use ml_core::sync::pace;
 use ml_core::sync::record::State;
 use serde_json::{Value, json};
 
@@ -131,8 +132,28 @@ fn january(world: &mut World) {
     }
 }
 
+/// The most QuickBooks calls made in one second, and in any 60 s window, of `times`.
+fn busiest(times: &[DateTime<Utc>]) -> (usize, usize) {
+    let mut per_second: BTreeMap<i64, usize> = BTreeMap::new();
+    for t in times {
+        *per_second.entry(t.timestamp()).or_default() += 1;
+    }
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let mut window = 0;
+    let mut start = 0;
+    for end in 0..sorted.len() {
+        while sorted[end] - sorted[start] >= Duration::seconds(60) {
+            start += 1;
+        }
+        window = window.max(end - start + 1);
+    }
+    (per_second.values().copied().max().unwrap_or(0), window)
+}
+
 #[test]
-fn a_backfill_posts_every_eligible_order_once_within_the_quickbooks_budget_per_minute() {
+fn a_backfill_posts_every_eligible_order_once_at_a_pace_quickbooks_allows_every_second_and_minute()
+{
     let mut world = World::new();
     world.set_config("sweep_interval_seconds", "0");
     serve_lists(&mut world, Rc::new(RefCell::new(140)));
@@ -142,16 +163,25 @@ fn a_backfill_posts_every_eligible_order_once_within_the_quickbooks_budget_per_m
     assert_eq!(world.record(42).state, State::Posted);
 
     world.clear_log();
+    let started = world.now();
     let resp = post(
         &mut world,
         "/admin/backfill",
         &json!({"since": "2026-01-01", "until": null}),
     );
     assert_eq!(resp.status, 202, "{}", String::from_utf8_lossy(&resp.body));
-    let first_minute = world.count("/v3/company/");
+    // The first slice works its whole 45 s, sleeping into each next second when one
+    // second's budget is used.
+    let first_slice = world.count("/v3/company/");
+    let slice_secs = (world.now() - started).num_seconds();
     assert!(
-        (300..=400).contains(&first_minute),
-        "the first slice used {first_minute} QuickBooks calls"
+        (40..=46).contains(&slice_secs),
+        "the first slice worked {slice_secs} simulated seconds"
+    );
+    let most = (slice_secs + 1) * (pace::QBO_BULK_PER_SECOND + pace::QBO_COST_PER_JOB - 1);
+    assert!(
+        (300..=most as usize).contains(&first_slice),
+        "the first slice used {first_slice} QuickBooks calls in {slice_secs} s"
     );
     let second = post(
         &mut world,
@@ -160,27 +190,39 @@ fn a_backfill_posts_every_eligible_order_once_within_the_quickbooks_budget_per_m
     );
     assert_eq!(second.status, 409);
 
-    let mut minutes = 0;
+    // The scheduler ticks every 15 s, as the harness does.
+    let mut ticks = 0;
     let mut last_invoices = 0;
     loop {
         let view = backfill(&mut world);
         if view["state"] != "running" {
             break;
         }
-        minutes += 1;
-        assert!(minutes < 60, "the backfill does not finish: {view}");
-        world.advance(60);
-        world.clear_log();
+        ticks += 1;
+        assert!(ticks < 60, "the backfill does not finish: {view}");
+        world.advance(15);
         post(&mut world, "/admin/retry-due", &Value::Null);
-        let qbo_calls = world.count("/v3/company/");
-        assert!(
-            qbo_calls <= 400,
-            "one simulated minute used {qbo_calls} QuickBooks calls"
-        );
         let invoices = world.qbo.borrow().invoices.len();
         assert!(invoices >= last_invoices);
         last_invoices = invoices;
     }
+    // A job starts while a second has budget left; its extra calls may go past it.
+    let most_per_second = pace::QBO_BULK_PER_SECOND - 1 + pace::QBO_COST_PER_JOB;
+    let times = world.sent_times("/v3/company/");
+    let (per_second, per_minute) = busiest(&times);
+    println!(
+        "{} QuickBooks calls in {} s: at most {per_second} in a second, {per_minute} in 60 s",
+        times.len(),
+        (world.now() - started).num_seconds()
+    );
+    assert!(
+        per_second as i64 <= most_per_second,
+        "one second held {per_second} QuickBooks calls: more than the budget and one job's extra calls"
+    );
+    assert!(
+        per_minute as i64 <= pace::QBO_REQUESTS_PER_MINUTE,
+        "a 60 s window held {per_minute} QuickBooks calls"
+    );
     let view = backfill(&mut world);
     assert_eq!(view["state"], "done", "{view}");
     // 620 listed: 14 never invoiced (7 × status 0, 7 × status 5), 1 already posted.
@@ -191,7 +233,7 @@ fn a_backfill_posts_every_eligible_order_once_within_the_quickbooks_budget_per_m
     assert_eq!(view["orders_posted"], 605);
     assert_eq!(view["pages_done"], 3);
     assert_eq!(world.qbo.borrow().invoices.len(), 606);
-    assert!(minutes >= 1, "605 orders cannot fit one minute's budget");
+    assert!(ticks >= 1, "605 orders cannot fit one slice");
     for id in [1, 250, 251, 620] {
         let rec = world.record(id);
         assert_eq!(rec.state, State::Posted);

@@ -9,7 +9,9 @@
 //! - **Slices.** [`slice`] does bounded work under the lease `lease/bulk` (one slice at a time
 //!   across instances, renewed as it goes): it drains queued entities one job at a time while
 //!   the pacing budget allows ([`crate::sync::pace`]), and when the queue is empty it lists the
-//!   next page of the sweep or the backfill. A slice runs after `POST /admin/backfill`
+//!   next page of the sweep or the backfill. When a second's QuickBooks budget is used it
+//!   sleeps (through the host) until the next second, as long as that is within the slice;
+//!   longer waits (a 429's Retry-After, BigCommerce's window) end the slice with a note. A slice runs after `POST /admin/backfill`
 //!   answers and after every `POST /admin/retry-due`.
 //! - **Same job.** Each queued entity runs through [`run::sync`] with a synthetic event
 //!   (`ml/backfill` or `ml/sweep`), so it is recorded, deduplicated, retried and audited exactly
@@ -36,6 +38,9 @@ const LEASE_KEY: &str = "lease/bulk";
 const LEASE_TTL_MS: i64 = 30_000;
 /// How long one slice works before it returns (the next retry-due starts the next one).
 pub const SLICE_MS: i64 = 45_000;
+/// A QuickBooks pacing wait at most this long (the next second's budget) is slept through
+/// inside the slice; a longer one ends the slice.
+const SHORT_WAIT_MS: i64 = 2_000;
 
 /// Where a queued entity came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,8 +224,46 @@ enum Step {
     Progress,
     /// Nothing left for now.
     Idle,
-    /// Must wait (pacing, re-authorization).
+    /// Must wait for pacing.
+    Paced(pace::Wait),
+    /// Must wait (re-authorization).
     Wait(String),
+}
+
+/// What to do about a pacing wait inside a slice.
+enum Pause {
+    /// Slept through it (the lease renewed first): go on.
+    Slept,
+    /// Too long, or past the slice's end: stop with a note.
+    Stop(String),
+    /// The lease was lost: stop.
+    LostLease,
+}
+
+/// Sleeps through a short QuickBooks wait that ends before `deadline`; anything else stops
+/// the slice.
+fn pause(
+    host: &mut dyn Host,
+    lease: &mut SliceLease,
+    wait: &pace::Wait,
+    deadline: DateTime<Utc>,
+) -> Result<Pause, KvError> {
+    let now = host.now();
+    let until = wait.until();
+    let short = matches!(
+        wait,
+        pace::Wait::QuickBooks { .. } | pace::Wait::QuickBooksThrottled { .. }
+    ) && until <= deadline
+        && until - now <= Duration::milliseconds(SHORT_WAIT_MS);
+    if !short {
+        return Ok(Pause::Stop(wait.describe()));
+    }
+    if !store::renew(host, lease, LEASE_TTL_MS)? {
+        return Ok(Pause::LostLease);
+    }
+    let ms = (until - now).num_milliseconds().max(1);
+    host.sleep_ms(u64::try_from(ms).unwrap_or(1));
+    Ok(Pause::Slept)
 }
 
 fn slice_locked(
@@ -234,21 +277,27 @@ fn slice_locked(
         if host.now() >= deadline || !store::renew(host, lease, LEASE_TTL_MS)? {
             break;
         }
-        match drain_one(host, &mut report)? {
+        let wait = match drain_one(host, &mut report)? {
             Step::Progress => continue,
+            Step::Paced(wait) => Some(wait),
             Step::Wait(why) => {
                 backfill::note_waiting(host, Some(&why))?;
                 report.waiting = Some(why);
                 break;
             }
-            Step::Idle => {}
-        }
-        // The queue is empty: list what comes next.
-        if let Some(wait) = pace::check(host, 0)? {
-            let why = wait.describe();
-            backfill::note_waiting(host, Some(&why))?;
-            report.waiting = Some(why);
-            break;
+            // The queue is empty: list what comes next.
+            Step::Idle => pace::paused(host)?,
+        };
+        if let Some(wait) = wait {
+            match pause(host, lease, &wait, deadline)? {
+                Pause::Slept => continue,
+                Pause::LostLease => break,
+                Pause::Stop(why) => {
+                    backfill::note_waiting(host, Some(&why))?;
+                    report.waiting = Some(why);
+                    break;
+                }
+            }
         }
         match sweep::step(host)? {
             Listing::Listed => {
@@ -307,8 +356,8 @@ fn drain_one(host: &mut dyn Host, report: &mut SliceReport) -> Result<Step, KvEr
             store::cache_set(host, CURSOR_KEY, &cursor)?;
             continue;
         }
-        if let Some(wait) = pace::check(host, pace::QBO_COST_PER_JOB)? {
-            return Ok(Step::Wait(wait.describe()));
+        if let Some(wait) = pace::check(host)? {
+            return Ok(Step::Paced(wait));
         }
         if connection::state(host)?.needs_reauth {
             return Ok(Step::Wait(

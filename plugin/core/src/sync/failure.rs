@@ -369,6 +369,12 @@ fn retry_after(headers: &[(String, String)]) -> Option<Duration> {
     header_u64(headers, "retry-after").map(Duration::from_secs)
 }
 
+/// How long a QuickBooks 429 asks to wait: its `Retry-After`, capped at a day, or 60 s when it
+/// names no time (the same wait its job's retry uses).
+pub fn quickbooks_throttle_wait(headers: &[(String, String)]) -> Duration {
+    throttle_wait(retry_after(headers))
+}
+
 /// Classifies a non-2xx BigCommerce response.
 pub fn classify_bigcommerce(status: u16, headers: &[(String, String)]) -> Failure {
     let f = match status {
@@ -446,7 +452,7 @@ pub fn classify_quickbooks(
     let mut f = if status == 429 || code == Some("3001") {
         qb(
             K::RateLimited,
-            Retryability::retryable(Some(throttle_wait(retry_after(headers)))),
+            Retryability::retryable(Some(quickbooks_throttle_wait(headers))),
             "QuickBooks throttled the connector (too many requests for this company)",
             "nothing to do: the connector waits for QuickBooks' Retry-After (60 s when it names no time, at \
              most a day) and retries",

@@ -1,16 +1,25 @@
 //! Pacing: keeping bulk work (backfill, sweep) inside what both services allow.
 //!
-//! - QuickBooks allows 500 requests per minute per company (and 10 at once). Every QuickBooks
-//!   API call made through a [`Paced`] host is counted in a per-minute KV counter shared by
-//!   every instance (`pace/qbo/{minute}`); bulk work runs only while the current minute has
-//!   budget left ([`QBO_BULK_BUDGET`], below the limit so live webhooks keep their share) and
-//!   runs one job at a time under one lease, so it adds at most one concurrent request.
+//! - QuickBooks allows 500 requests per minute per company (and 10 at once, and about 10 a
+//!   second). Every QuickBooks API call made through a [`Paced`] host, webhook or bulk, is
+//!   counted in a per-SECOND KV counter shared by every instance (`pace/qbo/{second}`). Bulk
+//!   work starts a job only while the current second's count is below [`QBO_BULK_PER_SECOND`]
+//!   (8 a second, 480 a minute: below the limit, and webhooks counted in the same counters
+//!   make bulk work yield to live traffic). A job may make several calls; they all count, and
+//!   what a second used beyond the budget is carried into the next second's counter (so
+//!   overspending is paid back and any window of `n` seconds holds at most about
+//!   `(n + 1) × 8` calls plus one job's extra calls). Bulk work runs one job at a time under
+//!   one lease, so it adds at most one concurrent request.
+//! - A QuickBooks 429 seen by [`Paced`] (any call) stops bulk work everywhere until its
+//!   `Retry-After` has passed (60 s when it names none, at most a day): `pace/qbo/pause_until`.
+//!   Webhooks do not read it (their own job waits out the 429 through its retry).
 //! - BigCommerce's quota is per store and shared by every app: [`Paced`] remembers the last
 //!   `X-Rate-Limit-Requests-Left` / `X-Rate-Limit-Time-Reset-Ms` it saw, and bulk work stops
 //!   while fewer than [`bc_reserve`] requests are left, until the window resets
 //!   (`pace/bc/pause_until`).
 //!
-//! Everything here reads time from the host; nothing sleeps for long.
+//! Everything here reads time from the host; nothing here sleeps (a slice waiting for the next
+//! second sleeps through [`Host::sleep_ms`], see [`crate::jobs::bulk`]).
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -18,33 +27,66 @@ use crate::host::{CasOutcome, Host, KvError, LogLevel};
 use crate::http::{HttpRequest, HttpResponse, TransportError};
 use crate::models::bigcommerce::RateLimit;
 use crate::settings;
+use crate::sync::failure;
 
 /// QuickBooks Online's documented limit per company and minute.
 pub const QBO_REQUESTS_PER_MINUTE: i64 = 500;
-/// What bulk work may use of a minute: the rest is left for webhooks already in flight.
-pub const QBO_BULK_BUDGET: i64 = 400;
-/// QuickBooks requests one queued order may need (invoice, customer lookup/creation, payment).
+/// What bulk work may use of a second (480 a minute, 96 % of the limit): a job starts only
+/// while the second's count, webhooks included, is below it.
+pub const QBO_BULK_PER_SECOND: i64 = 8;
+/// QuickBooks requests one queued order may need (invoice, customer lookup/creation, payment):
+/// how far one job can take a second's count past [`QBO_BULK_PER_SECOND`].
 pub const QBO_COST_PER_JOB: i64 = 4;
+/// The most a busy second carries into the next ones: a minute's worth of the limit.
+const QBO_CARRY_CAP: i64 = QBO_REQUESTS_PER_MINUTE;
 
 const BC_PAUSE_KEY: &str = "pace/bc/pause_until";
+const QBO_PAUSE_KEY: &str = "pace/qbo/pause_until";
 
-fn minute_of(at: DateTime<Utc>) -> i64 {
-    at.timestamp().div_euclid(60)
+fn second_of(at: DateTime<Utc>) -> i64 {
+    at.timestamp()
 }
 
-/// The minute of the newest per-minute QuickBooks counter (a cleanup hint, not a counter).
+/// The second of the newest per-second QuickBooks counter (a cleanup hint, not a counter).
 const QBO_LAST_KEY: &str = "pace/qbo/last";
 
-fn qbo_key(minute: i64) -> String {
-    format!("pace/qbo/{minute}")
+fn qbo_key(second: i64) -> String {
+    format!("pace/qbo/{second}")
 }
 
-/// QuickBooks requests counted so far in the minute of `now`.
-pub fn qbo_used(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvError> {
+fn read_counter(host: &mut dyn Host, key: &str) -> Result<Option<i64>, KvError> {
     Ok(host
-        .kv_get(&qbo_key(minute_of(now)))?
-        .and_then(|b| super::store::decode_counter(&b))
-        .unwrap_or(0))
+        .kv_get(key)?
+        .and_then(|b| super::store::decode_counter(&b)))
+}
+
+fn last_second(host: &mut dyn Host) -> Result<Option<i64>, KvError> {
+    Ok(host
+        .kv_get(QBO_LAST_KEY)?
+        .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok()))
+}
+
+/// What a second that counted `count` calls still owes `gap` seconds later.
+fn carry(count: i64, gap: i64) -> i64 {
+    count
+        .saturating_sub(QBO_BULK_PER_SECOND.saturating_mul(gap))
+        .clamp(0, QBO_CARRY_CAP)
+}
+
+/// QuickBooks requests counted so far in the second of `now`, with what earlier seconds
+/// overspent.
+pub fn qbo_used(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvError> {
+    let second = second_of(now);
+    if let Some(count) = read_counter(host, &qbo_key(second))? {
+        return Ok(count);
+    }
+    // No call yet this second: what the last busy second overspent still counts.
+    match last_second(host)? {
+        Some(last) if last < second => {
+            Ok(read_counter(host, &qbo_key(last))?.map_or(0, |count| carry(count, second - last)))
+        }
+        _ => Ok(0),
+    }
 }
 
 /// BigCommerce requests to leave to others (webhooks, other apps) out of a window's quota.
@@ -55,8 +97,10 @@ pub fn bc_reserve(quota: Option<u64>) -> u64 {
 /// Why bulk work waits, and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wait {
-    /// This minute's QuickBooks budget is spent.
+    /// This second's QuickBooks budget is used (by bulk work or webhooks).
     QuickBooks { until: DateTime<Utc> },
+    /// QuickBooks answered 429: bulk work waits out its `Retry-After`.
+    QuickBooksThrottled { until: DateTime<Utc> },
     /// BigCommerce's window is nearly spent.
     BigCommerce { until: DateTime<Utc> },
 }
@@ -65,7 +109,9 @@ impl Wait {
     /// When the work may go on.
     pub fn until(&self) -> DateTime<Utc> {
         match self {
-            Wait::QuickBooks { until } | Wait::BigCommerce { until } => *until,
+            Wait::QuickBooks { until }
+            | Wait::QuickBooksThrottled { until }
+            | Wait::BigCommerce { until } => *until,
         }
     }
 
@@ -73,8 +119,10 @@ impl Wait {
     pub fn describe(&self) -> String {
         match self {
             Wait::QuickBooks { until } => format!(
-                "pacing: this minute's QuickBooks budget ({QBO_BULK_BUDGET} of {QBO_REQUESTS_PER_MINUTE} requests) is used; \
-                 going on at {until}"
+                "pacing: bulk work uses at most {QBO_BULK_PER_SECOND} QuickBooks requests a second                  (QuickBooks allows {QBO_REQUESTS_PER_MINUTE} a minute, webhooks included) and                  they are used; going on at {until}"
+            ),
+            Wait::QuickBooksThrottled { until } => format!(
+                "pacing: QuickBooks answered 429 (too many requests); bulk work waits for its                  Retry-After and goes on at {until}"
             ),
             Wait::BigCommerce { until } => format!(
                 "pacing: BigCommerce's rate-limit window is nearly used up; going on at {until}"
@@ -83,24 +131,44 @@ impl Wait {
     }
 }
 
-/// Whether bulk work may run one more job (costing up to `qbo_cost` QuickBooks requests) now.
-pub fn check(host: &mut dyn Host, qbo_cost: i64) -> Result<Option<Wait>, KvError> {
-    let now = host.now();
-    if let Some(until) = bc_pause_until(host)?
-        && until > now
-    {
-        return Ok(Some(Wait::BigCommerce { until }));
+/// Whether bulk work may start one more job now. Whatever QuickBooks calls the job makes
+/// count when they are made.
+pub fn check(host: &mut dyn Host) -> Result<Option<Wait>, KvError> {
+    if let Some(wait) = paused(host)? {
+        return Ok(Some(wait));
     }
-    if qbo_used(host, now)? + qbo_cost > QBO_BULK_BUDGET {
-        let until = DateTime::<Utc>::from_timestamp((minute_of(now) + 1) * 60, 0).unwrap_or(now);
+    let now = host.now();
+    let used = qbo_used(host, now)?;
+    if used >= QBO_BULK_PER_SECOND {
+        // What is owed beyond this second is paid by the seconds after it.
+        let owed = (used - QBO_BULK_PER_SECOND) / QBO_BULK_PER_SECOND;
+        let until = DateTime::<Utc>::from_timestamp(second_of(now) + 1 + owed, 0).unwrap_or(now);
         return Ok(Some(Wait::QuickBooks { until }));
     }
     Ok(None)
 }
 
-fn bc_pause_until(host: &mut dyn Host) -> Result<Option<DateTime<Utc>>, KvError> {
+/// Whether bulk work is paused (BigCommerce's window nearly spent, or a QuickBooks 429): what
+/// listing the next page checks (listing makes no QuickBooks call, so the second's budget does
+/// not hold it back).
+pub fn paused(host: &mut dyn Host) -> Result<Option<Wait>, KvError> {
+    let now = host.now();
+    if let Some(until) = pause_until(host, BC_PAUSE_KEY)?
+        && until > now
+    {
+        return Ok(Some(Wait::BigCommerce { until }));
+    }
+    if let Some(until) = pause_until(host, QBO_PAUSE_KEY)?
+        && until > now
+    {
+        return Ok(Some(Wait::QuickBooksThrottled { until }));
+    }
+    Ok(None)
+}
+
+fn pause_until(host: &mut dyn Host, key: &str) -> Result<Option<DateTime<Utc>>, KvError> {
     Ok(host
-        .kv_get(BC_PAUSE_KEY)?
+        .kv_get(key)?
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
         .map(|d| d.with_timezone(&Utc)))
@@ -111,8 +179,17 @@ pub fn pause_bigcommerce(host: &mut dyn Host, until: DateTime<Utc>) -> Result<()
     host.kv_set(BC_PAUSE_KEY, until.to_rfc3339().as_bytes())
 }
 
-/// A [`Host`] that counts QuickBooks API calls into the shared per-minute counter and
-/// remembers BigCommerce's rate-limit headers. Everything else passes straight through.
+/// Stops bulk work until `until` (QuickBooks throttled a call). An existing later pause is
+/// kept.
+pub fn pause_quickbooks(host: &mut dyn Host, until: DateTime<Utc>) -> Result<(), KvError> {
+    if pause_until(host, QBO_PAUSE_KEY)?.is_some_and(|t| t >= until) {
+        return Ok(());
+    }
+    host.kv_set(QBO_PAUSE_KEY, until.to_rfc3339().as_bytes())
+}
+
+/// A [`Host`] that counts QuickBooks API calls into the shared per-second counters, pauses
+/// bulk work on a QuickBooks 429, and remembers BigCommerce's rate-limit headers. Everything else passes straight through.
 pub struct Paced<'a> {
     inner: &'a mut dyn Host,
     qbo_prefix: String,
@@ -158,29 +235,46 @@ impl<'a> Paced<'a> {
 
     fn count_qbo(&mut self) {
         self.qbo_calls += 1;
-        let minute = minute_of(self.inner.now());
-        match self.inner.kv_increment(&qbo_key(minute), 1) {
-            // The first call of a minute deletes the counter of the last minute that had one
-            // (only the current minute is ever read), so the store keeps at most two of them
-            // however long the gaps between busy minutes are.
+        let second = second_of(self.inner.now());
+        let key = qbo_key(second);
+        match self.inner.kv_increment(&key, 1) {
+            // The first call of a second carries in what the last busy second overspent, and
+            // deletes that second's counter (only the current second is ever read), so the
+            // store keeps at most two of them however long the gaps between busy seconds are.
             Ok(1) => {
-                let last = self
-                    .inner
-                    .kv_get(QBO_LAST_KEY)
-                    .ok()
-                    .flatten()
-                    .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok());
-                if let Some(last) = last.filter(|l| *l != minute) {
+                let last = last_second(self.inner).ok().flatten();
+                if let Some(last) = last.filter(|l| *l != second) {
+                    let owed = match read_counter(self.inner, &qbo_key(last)) {
+                        Ok(Some(count)) if last < second => carry(count, second - last),
+                        _ => 0,
+                    };
+                    if owed > 0 {
+                        let _ = self.inner.kv_increment(&key, owed);
+                    }
                     let _ = self.inner.kv_delete(&qbo_key(last));
                 }
                 let _ = self
                     .inner
-                    .kv_set(QBO_LAST_KEY, minute.to_string().as_bytes());
+                    .kv_set(QBO_LAST_KEY, second.to_string().as_bytes());
             }
             Ok(_) => {}
             Err(e) => self
                 .inner
                 .log(LogLevel::Warn, &format!("pacing counter not updated: {e}")),
+        }
+    }
+
+    /// A QuickBooks 429: bulk work everywhere waits out its Retry-After.
+    fn note_qbo_answer(&mut self, resp: &HttpResponse) {
+        if resp.status != 429 {
+            return;
+        }
+        let wait = failure::quickbooks_throttle_wait(&resp.headers);
+        let wait = Duration::from_std(wait).unwrap_or_else(|_| Duration::days(1));
+        let until = self.inner.now() + wait;
+        if let Err(e) = pause_quickbooks(self.inner, until) {
+            self.inner
+                .log(LogLevel::Warn, &format!("pacing pause not saved: {e}"));
         }
     }
 }
@@ -204,6 +298,9 @@ impl Host for Paced<'_> {
             self.count_qbo();
         }
         let result = self.inner.http(request);
+        if qbo && let Ok(resp) = &result {
+            self.note_qbo_answer(resp);
+        }
         if !qbo && request.url.starts_with(&self.bc_prefix) {
             self.bc_calls += 1;
             if let Ok(resp) = &result {
@@ -282,42 +379,126 @@ mod tests {
         h
     }
 
-    #[test]
-    fn quickbooks_calls_are_counted_per_minute_and_the_budget_stops_bulk_work() {
-        let mut h = host();
-        for _ in 0..(QBO_BULK_BUDGET - QBO_COST_PER_JOB) {
-            let mut p = Paced::new(&mut h);
-            p.http(&HttpRequest::new(
+    fn qbo_call(h: &mut FakeHost, path: &str) -> HttpResponse {
+        let mut p = Paced::new(h);
+        let resp = p
+            .http(&HttpRequest::new(
                 Method::Get,
-                "https://qbo.test/v3/company/1/query",
+                format!("https://qbo.test/v3/company/1/{path}"),
             ))
             .unwrap();
-        }
-        assert_eq!(qbo_used(&mut h, t0()).unwrap(), QBO_BULK_BUDGET - 4);
-        assert_eq!(check(&mut h, QBO_COST_PER_JOB).unwrap(), None);
-        let mut p = Paced::new(&mut h);
-        p.http(&HttpRequest::new(
-            Method::Post,
-            "https://qbo.test/v3/company/1/invoice",
-        ))
-        .unwrap();
         assert_eq!(p.qbo_calls, 1);
-        let wait = check(&mut h, QBO_COST_PER_JOB).unwrap().unwrap();
-        assert_eq!(
-            wait.until(),
-            DateTime::parse_from_rfc3339("2026-03-02T10:01:00Z").unwrap()
+        resp
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        t0() + Duration::seconds(secs)
+    }
+
+    fn counters(h: &FakeHost) -> usize {
+        h.kv.keys()
+            .filter(|k| {
+                k.strip_prefix("pace/qbo/")
+                    .is_some_and(|n| n.parse::<i64>().is_ok())
+            })
+            .count()
+    }
+
+    #[test]
+    fn quickbooks_calls_are_counted_per_second_and_the_budget_stops_bulk_work_until_the_next() {
+        let mut h = host();
+        for _ in 0..(QBO_BULK_PER_SECOND - 1) {
+            qbo_call(&mut h, "query");
+        }
+        assert_eq!(qbo_used(&mut h, t0()).unwrap(), QBO_BULK_PER_SECOND - 1);
+        assert_eq!(check(&mut h).unwrap(), None, "one more job may start");
+        // That job makes four calls: they all count, the second is used up.
+        for _ in 0..QBO_COST_PER_JOB {
+            qbo_call(&mut h, "invoice");
+        }
+        let wait = check(&mut h).unwrap().unwrap();
+        assert_eq!(wait, Wait::QuickBooks { until: at(1) });
+        assert!(
+            wait.describe().contains("8 QuickBooks requests a second"),
+            "{}",
+            wait.describe()
         );
-        // The next minute starts with a fresh budget and drops the counter of two minutes ago.
+        // Half a second later it is still this second.
+        h.advance(Duration::milliseconds(500));
+        assert_eq!(
+            check(&mut h).unwrap(),
+            Some(Wait::QuickBooks { until: at(1) })
+        );
+        // The next second starts with what this one overspent (11 - 8 = 3) already used.
+        h.advance(Duration::milliseconds(500));
+        assert_eq!(qbo_used(&mut h, at(1)).unwrap(), 3);
+        assert_eq!(check(&mut h).unwrap(), None);
+        qbo_call(&mut h, "query");
+        assert_eq!(qbo_used(&mut h, at(1)).unwrap(), 4);
+        assert!(!h.kv.contains_key(&qbo_key(second_of(t0()))));
+        assert_eq!(counters(&h), 1);
+        // Quiet seconds pay nothing back twice: two seconds on, nothing is owed.
+        h.advance(Duration::seconds(2));
+        assert_eq!(qbo_used(&mut h, at(3)).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_burst_of_webhook_calls_holds_bulk_work_back_until_it_is_paid_back() {
+        let mut h = host();
+        for _ in 0..20 {
+            qbo_call(&mut h, "invoice");
+        }
+        // 20 calls: this second's 8 and the next second's 8 are used, 4 of the one after.
+        assert_eq!(
+            check(&mut h).unwrap(),
+            Some(Wait::QuickBooks { until: at(2) })
+        );
+        h.advance(Duration::seconds(1));
+        assert_eq!(qbo_used(&mut h, at(1)).unwrap(), 12);
+        assert_eq!(
+            check(&mut h).unwrap(),
+            Some(Wait::QuickBooks { until: at(2) })
+        );
+        h.advance(Duration::seconds(1));
+        assert_eq!(qbo_used(&mut h, at(2)).unwrap(), 4);
+        assert_eq!(check(&mut h).unwrap(), None);
+        // However long the gaps, the store keeps at most two counters.
+        for gap in [1, 5, 60, 3600] {
+            h.advance(Duration::seconds(gap));
+            qbo_call(&mut h, "query");
+            assert!(counters(&h) <= 2, "{:?}", h.kv.keys().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn a_quickbooks_429_pauses_bulk_work_for_its_retry_after_or_a_minute() {
+        let mut h = host();
+        h.route("https://qbo.test/v3/company/1/query?asked", |_| {
+            let mut r = HttpResponse::new(429, "");
+            r.headers = vec![("Retry-After".into(), "7".into())];
+            Ok(r)
+        });
+        h.route("https://qbo.test/v3/company/1/query?silent", |_| {
+            Ok(HttpResponse::new(429, ""))
+        });
+        qbo_call(&mut h, "query?asked");
+        let wait = check(&mut h).unwrap().unwrap();
+        assert_eq!(wait, Wait::QuickBooksThrottled { until: at(7) });
+        assert!(wait.describe().contains("429"), "{}", wait.describe());
+        h.advance(Duration::seconds(7));
+        assert_eq!(check(&mut h).unwrap(), None);
+        // A 429 naming no time: a minute. A shorter one after it does not shorten the pause.
+        qbo_call(&mut h, "query?silent");
+        qbo_call(&mut h, "query?asked");
+        assert_eq!(
+            check(&mut h).unwrap(),
+            Some(Wait::QuickBooksThrottled { until: at(67) })
+        );
         h.advance(Duration::seconds(60));
-        assert_eq!(check(&mut h, QBO_COST_PER_JOB).unwrap(), None);
-        h.advance(Duration::seconds(60));
-        let mut p = Paced::new(&mut h);
-        p.http(&HttpRequest::new(
-            Method::Get,
-            "https://qbo.test/v3/company/1/query",
-        ))
-        .unwrap();
-        assert!(!h.kv.contains_key(&qbo_key(minute_of(t0()))));
+        assert_eq!(check(&mut h).unwrap(), None);
+        // Successful calls pause nothing.
+        qbo_call(&mut h, "query");
+        assert_eq!(check(&mut h).unwrap(), None);
     }
 
     #[test]
@@ -334,8 +515,8 @@ mod tests {
         let until = p.bigcommerce_wait().unwrap();
         assert_eq!(until, t0() + Duration::milliseconds(12_000));
         pause_bigcommerce(&mut h, until).unwrap();
-        assert_eq!(check(&mut h, 1).unwrap(), Some(Wait::BigCommerce { until }));
+        assert_eq!(check(&mut h).unwrap(), Some(Wait::BigCommerce { until }));
         h.advance(Duration::seconds(13));
-        assert_eq!(check(&mut h, 1).unwrap(), None);
+        assert_eq!(check(&mut h).unwrap(), None);
     }
 }

@@ -116,6 +116,8 @@ pub enum Event {
 pub struct Recorder {
     pub inner: FakeHost,
     pub events: Vec<Event>,
+    /// When each outbound request was made, with its URL.
+    pub sent_at: Vec<(DateTime<Utc>, String)>,
 }
 
 impl Host for Recorder {
@@ -134,6 +136,7 @@ impl Host for Recorder {
             request.method.as_str(),
             request.url
         )));
+        self.sent_at.push((self.inner.now(), request.url.clone()));
         self.inner.http(request)
     }
     fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
@@ -799,6 +802,7 @@ impl World {
             host: Recorder {
                 inner: host,
                 events: Vec::new(),
+                sent_at: Vec::new(),
             },
             bc,
             qbo,
@@ -888,10 +892,21 @@ impl World {
             .collect()
     }
 
+    /// When each request whose URL contains `needle` was made, in order.
+    pub fn sent_times(&self, needle: &str) -> Vec<DateTime<Utc>> {
+        self.host
+            .sent_at
+            .iter()
+            .filter(|(_, url)| url.contains(needle))
+            .map(|(at, _)| *at)
+            .collect()
+    }
+
     /// Forgets the request and event logs (to count what one step costs).
     pub fn clear_log(&mut self) {
         self.host.inner.requests.clear();
         self.host.events.clear();
+        self.host.sent_at.clear();
     }
 
     /// Requests matching a needle (`"POST /invoice?"`, `"bc.test"`).
