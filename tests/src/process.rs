@@ -2,8 +2,9 @@
 //! `SPIN_VARIABLE_*` environment variables and command-line flags.
 //!
 //! Cargo only exposes `CARGO_BIN_EXE_*` to a package's own tests, so [`harness_binary`] builds
-//! `ml-harness` once per test binary with the same cargo, profile and target directory as the
-//! tests themselves (cargo releases its build lock while tests run). Set `ML_HARNESS_BIN` to
+//! `ml-harness` once per test binary (or benchmark binary) with the same cargo, profile and
+//! target directory as the caller itself (cargo releases its build lock while tests run, and
+//! before `cargo run` starts the program). Set `ML_HARNESS_BIN` to
 //! use a binary built elsewhere.
 
 use std::collections::BTreeMap;
@@ -38,13 +39,20 @@ fn build_harness_binary() -> anyhow::Result<PathBuf> {
         }
         return Ok(path);
     }
-    // The test executable is `<target>/<profile dir>/deps/<name>-<hash>`.
+    // A test executable is `<target>/<profile dir>/deps/<name>-<hash>`; a binary of this
+    // package (a benchmark) is `<target>/<profile dir>/<name>`.
     let exe = std::env::current_exe().context("cannot locate the test executable")?;
-    let profile_dir = exe
+    let exe_dir = exe
         .parent()
-        .and_then(Path::parent)
-        .context("the test executable is not in <target>/<profile>/deps")?
-        .to_path_buf();
+        .context("the test executable is not in <target>/<profile>")?;
+    let profile_dir = if exe_dir.file_name().is_some_and(|n| n == "deps") {
+        exe_dir
+            .parent()
+            .context("the deps directory has no parent")?
+    } else {
+        exe_dir
+    }
+    .to_path_buf();
     let target_dir = profile_dir
         .parent()
         .context("the profile directory has no parent")?
