@@ -88,8 +88,11 @@ fn payment(i: u64) -> Payment {
 }
 
 /// Every 20th order is refunded once (one unit of its first line).
+/// Every 20th order gets one refund of its first product. Coupon orders are left out: the
+/// product's full price can exceed what such an order was charged, a refund BigCommerce itself
+/// refuses (the connector fails it with that reason, as `tests/tests/lifecycle.rs` shows).
 fn refunded(i: u64) -> bool {
-    i % 20 == 3
+    i % 20 == 3 && !shape(i).coupon
 }
 
 fn order_body(store_hash: &str, id: u64) -> String {
