@@ -130,32 +130,8 @@ pub fn build_invoice(
         .ok_or(MappingError::MissingOrderDate)?
         .date_naive();
 
-    let item_ref = |name: &str| {
-        refs.items
-            .get(name)
-            .map(|id| Ref {
-                value: id.clone(),
-                name: Some(name.to_string()),
-            })
-            .ok_or_else(|| MappingError::UnknownItem {
-                name: name.to_string(),
-            })
-    };
-    let class_ref = |name: &Option<String>| -> Result<Option<Ref>, MappingError> {
-        match name {
-            None => Ok(None),
-            Some(n) => refs
-                .classes
-                .get(n)
-                .map(|id| {
-                    Some(Ref {
-                        value: id.clone(),
-                        name: Some(n.clone()),
-                    })
-                })
-                .ok_or_else(|| MappingError::UnknownClass { name: n.clone() }),
-        }
-    };
+    let item_ref = |name: &str| refs.item_ref(name);
+    let class_ref = |name: &Option<String>| refs.class_ref(name);
 
     // Product lines.
     let mut lines: Vec<Line> = Vec::new();

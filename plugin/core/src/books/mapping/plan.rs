@@ -7,6 +7,7 @@ use crate::books::mapping::config::{ItemTarget, MappingConfig, Match, TaxMode};
 use crate::books::mapping::error::MappingError;
 use crate::models::bigcommerce::{CatalogProduct, Order, OrderProduct, ProductId};
 use crate::models::money::Money;
+use crate::models::quickbooks::Ref;
 
 /// What must be fetched and resolved before an invoice can be built.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,6 +47,38 @@ pub struct ResolvedRefs {
     pub classes: HashMap<String, String>,
     /// Discount account id.
     pub discount_account: Option<String>,
+}
+
+impl ResolvedRefs {
+    /// The reference to item `name`, or which item is missing.
+    pub fn item_ref(&self, name: &str) -> Result<Ref, MappingError> {
+        self.items
+            .get(name)
+            .map(|id| Ref {
+                value: id.clone(),
+                name: Some(name.to_string()),
+            })
+            .ok_or_else(|| MappingError::UnknownItem {
+                name: name.to_string(),
+            })
+    }
+
+    /// The reference to class `name` (none when no class is mapped), or which class is missing.
+    pub fn class_ref(&self, name: &Option<String>) -> Result<Option<Ref>, MappingError> {
+        match name {
+            None => Ok(None),
+            Some(n) => self
+                .classes
+                .get(n)
+                .map(|id| {
+                    Some(Ref {
+                        value: id.clone(),
+                        name: Some(n.clone()),
+                    })
+                })
+                .ok_or_else(|| MappingError::UnknownClass { name: n.clone() }),
+        }
+    }
 }
 
 pub(crate) fn is_skipped(line: &OrderProduct) -> bool {
