@@ -267,36 +267,8 @@ pub fn build_invoice(
         }
     }
 
-    let mut txn_tax_detail = None;
-    match inv_cfg.tax.mode {
-        TaxMode::Line => {
-            if !tax.is_zero() {
-                let name = inv_cfg
-                    .tax
-                    .item
-                    .as_deref()
-                    .ok_or(MappingError::MissingTaxItem)?;
-                lines.push(Line::sales(
-                    tax,
-                    Some("Sales tax (BigCommerce)".into()),
-                    SalesItemLineDetail {
-                        item_ref: item_ref(name)?,
-                        class_ref: class_ref(&inv_cfg.default_class)?,
-                        unit_price: Some(tax.amount().normalize()),
-                        qty: Some(Decimal::ONE),
-                        ..Default::default()
-                    },
-                ));
-            }
-        }
-        TaxMode::TxnDetail => {
-            txn_tax_detail = Some(TxnTaxDetail {
-                txn_tax_code_ref: None,
-                total_tax: Some(tax),
-            });
-        }
-        TaxMode::None => {}
-    }
+    let (tax_line, txn_tax_detail) = book_tax(config, refs, tax, "Sales tax (BigCommerce)")?;
+    lines.extend(tax_line);
     if lines.is_empty() {
         return Err(MappingError::NothingToInvoice);
     }
@@ -364,4 +336,45 @@ pub fn build_invoice(
         target,
         residue,
     })
+}
+
+/// How `tax` is booked under the mapping's tax mode: `line`, a line on the tax item named
+/// `description` (none for zero tax); `txn_detail`, a transaction-level override; `none`,
+/// nothing. The invoice and the refund documents book tax alike.
+pub(crate) fn book_tax(
+    config: &MappingConfig,
+    refs: &ResolvedRefs,
+    tax: Money,
+    description: &str,
+) -> Result<(Option<Line>, Option<TxnTaxDetail>), MappingError> {
+    let inv = &config.invoice;
+    match inv.tax.mode {
+        TaxMode::Line if !tax.is_zero() => {
+            let name = inv
+                .tax
+                .item
+                .as_deref()
+                .ok_or(MappingError::MissingTaxItem)?;
+            let line = Line::sales(
+                tax,
+                Some(description.into()),
+                SalesItemLineDetail {
+                    item_ref: refs.item_ref(name)?,
+                    class_ref: refs.class_ref(&inv.default_class)?,
+                    unit_price: Some(tax.amount().normalize()),
+                    qty: Some(Decimal::ONE),
+                    ..Default::default()
+                },
+            );
+            Ok((Some(line), None))
+        }
+        TaxMode::TxnDetail => Ok((
+            None,
+            Some(TxnTaxDetail {
+                txn_tax_code_ref: None,
+                total_tax: Some(tax),
+            }),
+        )),
+        _ => Ok((None, None)),
+    }
 }

@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 
 use crate::books::mapping::config::{MappingConfig, TaxMode};
 use crate::books::mapping::error::MappingError;
-use crate::books::mapping::invoice::{describe, qty_and_price};
+use crate::books::mapping::invoice::{book_tax, describe, qty_and_price};
 use crate::books::mapping::plan::{
     OrderContext, Plan, ResolvedRefs, Target, extra_item, line_target,
 };
@@ -291,34 +291,9 @@ pub fn build_refund(
             d.unit_price = Some(u);
         }
     }
-    let mut txn_tax_detail = None;
-    match inv.tax.mode {
-        TaxMode::Line if !tax.is_zero() => {
-            let name = inv
-                .tax
-                .item
-                .as_deref()
-                .ok_or(MappingError::MissingTaxItem)?;
-            lines.push(Line::sales(
-                tax,
-                Some("Sales tax refunded (BigCommerce)".into()),
-                SalesItemLineDetail {
-                    item_ref: item_ref(name)?,
-                    class_ref: class_ref(&inv.default_class)?,
-                    unit_price: Some(tax.amount().normalize()),
-                    qty: Some(Decimal::ONE),
-                    ..Default::default()
-                },
-            ));
-        }
-        TaxMode::TxnDetail => {
-            txn_tax_detail = Some(TxnTaxDetail {
-                txn_tax_code_ref: None,
-                total_tax: Some(tax),
-            });
-        }
-        _ => {}
-    }
+    let (tax_line, txn_tax_detail) =
+        book_tax(config, refs, tax, "Sales tax refunded (BigCommerce)")?;
+    lines.extend(tax_line);
     if lines.is_empty() && txn_tax_detail.is_none() {
         return Err(MappingError::NothingToRefund {
             refund_id: refund.id,
