@@ -44,7 +44,7 @@ impl Job {
     /// that outlived its lease never overwrites the record of the one that took over.
     pub(crate) fn save(&mut self, host: &mut dyn Host) -> Result<(), LeaseError> {
         if let Some(lease) = &self.lease {
-            lease.borrow_mut().renew(host)?;
+            lease.borrow_mut().ensure(host)?;
         }
         store::save_record(host, &self.rec, self.saved_state)?;
         self.saved_state = Some(self.rec.state);

@@ -664,6 +664,22 @@ pub fn list_records(
     Ok((out, false))
 }
 
+/// Where a BigCommerce customer's group is kept (see [`CustomerGroup`]).
+pub fn customer_group_key(bc_customer_id: u64) -> String {
+    format!("cache/bc/customer-group/{bc_customer_id}")
+}
+
+/// A registered customer's BigCommerce group, as last read from BigCommerce: by the customer
+/// job (every customer webhook and every customer the sweep finds changed) or by an order
+/// job that needed it and had none. Orders of a returning customer trust it instead of
+/// reading the customer again (CONTRACT §7: one BigCommerce read per order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerGroup {
+    pub group: u64,
+    /// When it was read from BigCommerce.
+    pub at: DateTime<Utc>,
+}
+
 /// Reads a cached JSON value.
 pub fn cache_get<T: for<'de> Deserialize<'de>>(
     host: &mut dyn Host,

@@ -22,7 +22,7 @@ use crate::models::bigcommerce::{
 };
 use crate::models::money::Money;
 use crate::models::quickbooks::{self, LinkedTxn, PaymentLine, Ref, SalesReturn, request_id};
-use crate::sync::connection::{self, Vault};
+use crate::sync::connection;
 use crate::sync::failure::{Failure, Service};
 use crate::sync::resolve::{self, Matched};
 use crate::sync::store;
@@ -151,11 +151,24 @@ fn catalog(
     Ok(out)
 }
 
+/// How long a cached customer group is trusted without a customer webhook or the sweep
+/// refreshing it: a week (the sweep sees every changed customer within its interval, so this
+/// only bounds how long a group changed while both were off can linger).
+const CUSTOMER_GROUP_MAX_AGE_S: i64 = 7 * 24 * 3600;
+
+/// The customer's group: the one stored by the customer job or an earlier order (kept fresh by
+/// customer webhooks and the sweep), else read from BigCommerce once and stored.
 fn customer_group(
     host: &mut dyn Host,
     up: &Upstreams,
     customer_id: u64,
 ) -> Result<Option<u64>, Failure> {
+    let key = store::customer_group_key(customer_id);
+    if let Ok(Some(c)) = store::cache_get::<store::CustomerGroup>(host, &key)
+        && (host.now() - c.at).num_seconds() < CUSTOMER_GROUP_MAX_AGE_S
+    {
+        return Ok(Some(c.group));
+    }
     let bc = &up.bc;
     let resp = up.bc_send(
         host,
@@ -172,7 +185,13 @@ fn customer_group(
             &format!("customer {customer_id} ({e})"),
         )
     })?;
-    Ok(customers.first().map(|c| c.customer_group_id))
+    let group = customers.first().map(|c| c.customer_group_id);
+    if let Some(group) = group {
+        let at = host.now();
+        // A cache write that fails only costs a read next time.
+        let _ = store::cache_set(host, &key, &store::CustomerGroup { group, at });
+    }
+    Ok(group)
 }
 
 /// Who the invoice is for, per the contract's guest policy.
@@ -267,15 +286,7 @@ pub fn prepare_order(
     let exact = mapping::plan_exact(&config, &ctx).map_err(mapping_failure)?;
     // Totals are checked before anything is resolved or created in QuickBooks.
     mapping::check_totals(&fetched.order, &fetched.lines).map_err(mapping_failure)?;
-    let access = connection::access(
-        host,
-        &Vault {
-            keyring: &up.keyring,
-        },
-        &up.qbo,
-        false,
-    )
-    .map_err(|e| {
+    let access = up.access(host).map_err(|e| {
         if e.needs_reauth() {
             Failure::needs_reauth(&e.to_string())
         } else if let connection::ConnectionError::Token(t) = &e {
