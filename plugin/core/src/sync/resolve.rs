@@ -29,7 +29,9 @@ fn q(entity: &str, field: &str, value: &str) -> Result<String, QboFailure> {
     })
 }
 
-fn cache_key(realm: &str, kind: &str, name: &str) -> String {
+/// Where the QuickBooks id of `name` (an `item`, `class`, `account`, `account-item`, …) is
+/// cached for `realm`; `lease/{key}` marks a look-up of it in flight.
+pub fn cache_key(realm: &str, kind: &str, name: &str) -> String {
     let digest = hex::encode(&Sha256::digest(name.as_bytes())[..12]);
     format!("cache/qbo/{realm}/{kind}/{digest}")
 }
