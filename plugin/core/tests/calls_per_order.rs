@@ -62,7 +62,11 @@ fn a_returning_customers_order_trusts_the_stored_group_and_reads_only_the_order(
     let (mut w, _) = group_world();
     w.deliver("store/order/created", 101, &hash(1));
     assert_eq!(w.record(101).state, State::Posted);
-    assert_eq!(customer_reads(&w), 1, "the first order reads the group once");
+    assert_eq!(
+        customer_reads(&w),
+        1,
+        "the first order reads the group once"
+    );
 
     let o = order_for(&w, 101, 102);
     w.put_order(102, o);
@@ -89,7 +93,13 @@ fn a_customer_webhook_stores_the_group_so_the_first_order_needs_no_customer_read
         hash: hash(9),
         created_at: None,
     };
-    run::sync(&mut w.host, Entity::Customer, &cid.to_string(), Trigger::Event(ev)).unwrap();
+    run::sync(
+        &mut w.host,
+        Entity::Customer,
+        &cid.to_string(),
+        Trigger::Event(ev),
+    )
+    .unwrap();
     assert_eq!(customer_reads(&w), 1, "the customer job reads its customer");
     w.clear_log();
     w.deliver("store/order/created", 101, &hash(1));
@@ -104,7 +114,13 @@ fn a_customer_webhook_stores_the_group_so_the_first_order_needs_no_customer_read
         created_at: None,
     };
     w.advance(5);
-    run::sync(&mut w.host, Entity::Customer, &cid.to_string(), Trigger::Event(ev)).unwrap();
+    run::sync(
+        &mut w.host,
+        Entity::Customer,
+        &cid.to_string(),
+        Trigger::Event(ev),
+    )
+    .unwrap();
     let cached: store::CustomerGroup =
         store::cache_get(&mut w.host, &store::customer_group_key(cid))
             .unwrap()
@@ -134,9 +150,16 @@ fn a_job_that_finds_a_name_being_looked_up_waits_for_that_answer_instead_of_quer
     });
     w.deliver("store/order/created", 101, &hash(1));
     assert_eq!(w.record(101).state, State::Posted, "{:?}", w.steps(101));
-    assert_eq!(item_queries(&w, "BigCommerce Sales"), 0, "never queried twice");
+    assert_eq!(
+        item_queries(&w, "BigCommerce Sales"),
+        0,
+        "never queried twice"
+    );
     let inv = w.qbo.borrow().invoices.values().next().cloned().unwrap();
-    assert_eq!(inv["Line"][0]["SalesItemLineDetail"]["ItemRef"]["value"], "77", "{inv}");
+    assert_eq!(
+        inv["Line"][0]["SalesItemLineDetail"]["ItemRef"]["value"], "77",
+        "{inv}"
+    );
     // Every other name was looked up once, by this job.
     assert_eq!(item_queries(&w, "Shipping Income"), 1);
 }
@@ -161,7 +184,12 @@ fn a_name_whose_look_up_was_throttled_is_not_looked_up_again_by_everyone() {
     // repeats the look-up QuickBooks just throttled.
     w.deliver("store/order/created", 102, &hash(2));
     w.deliver("store/order/created", 103, &hash(3));
-    assert_eq!(item_queries(&w, "BigCommerce Sales"), 1, "{:#?}", w.requests());
+    assert_eq!(
+        item_queries(&w, "BigCommerce Sales"),
+        1,
+        "{:#?}",
+        w.requests()
+    );
     assert_eq!(w.record(102).state, State::Retrying);
     // Later every order posts, with one more look-up in all.
     for _ in 0..6 {
@@ -169,7 +197,12 @@ fn a_name_whose_look_up_was_throttled_is_not_looked_up_again_by_everyone() {
         w.retry_due();
     }
     for id in [101, 102, 103] {
-        assert_eq!(w.record(id).state, State::Posted, "order {id}: {:?}", w.steps(id));
+        assert_eq!(
+            w.record(id).state,
+            State::Posted,
+            "order {id}: {:?}",
+            w.steps(id)
+        );
     }
     assert_eq!(item_queries(&w, "BigCommerce Sales"), 2);
 }
@@ -195,12 +228,75 @@ fn a_returning_customers_unpaid_order_costs_at_most_22_key_value_round_trips() {
         .collect();
     assert!(ops.len() <= 22, "{} round trips: {ops:#?}", ops.len());
     // Nothing is read twice in one job but the lease (taken, then read back) and the record.
-    for once in ["get config/mapping", "get cred/qbo/tokens", "get link/customer/"] {
+    for once in [
+        "get config/mapping",
+        "get cred/qbo/tokens",
+        "get link/customer/",
+    ] {
         assert_eq!(
             ops.iter().filter(|o| o.starts_with(once)).count(),
             1,
             "{once}: {ops:#?}"
         );
     }
-    assert_eq!(ops.iter().filter(|o| o.contains("cache/qbo/")).count(), 1, "{ops:#?}");
+    assert_eq!(
+        ops.iter().filter(|o| o.contains("cache/qbo/")).count(),
+        1,
+        "{ops:#?}"
+    );
+}
+
+#[test]
+fn a_retried_invoice_write_reuses_the_order_its_failed_run_read() {
+    let mut w = World::new();
+    w.put_order(101, order_json(101, &plain_shape(1)));
+    w.qbo
+        .borrow_mut()
+        .faults
+        .push_back(("POST /invoice?".into(), Fault::ServerError));
+    w.deliver("store/order/created", 101, &hash(1));
+    assert_eq!(w.record(101).state, State::Retrying);
+    assert_eq!(w.count("bc.test"), 1);
+    for _ in 0..4 {
+        w.advance(60);
+        w.retry_due();
+    }
+    assert_eq!(w.record(101).state, State::Posted, "{:?}", w.steps(101));
+    assert_eq!(
+        w.count("bc.test"),
+        1,
+        "the retry read nothing from BigCommerce"
+    );
+    assert_eq!(w.count("POST /invoice?"), 2);
+    assert_eq!(w.qbo.borrow().invoice_creates_accepted, 1);
+    assert!(
+        w.kv_keys_containing("consignments")
+            .iter()
+            .all(|k| !k.starts_with("keep/")),
+        "the kept order is dropped once posted"
+    );
+}
+
+#[test]
+fn an_order_changed_while_its_write_waits_for_a_retry_is_read_again() {
+    let mut w = World::new();
+    w.put_order(101, order_json(101, &plain_shape(1)));
+    w.qbo
+        .borrow_mut()
+        .faults
+        .push_back(("POST /invoice?".into(), Fault::ServerError));
+    w.deliver("store/order/created", 101, &hash(1));
+    assert_eq!(w.record(101).state, State::Retrying);
+    // The shopper's order changes; its webhook arrives while the record waits.
+    w.edit_order(101, |o| o["customer_message"] = json!("ring twice"));
+    w.advance(5);
+    w.deliver("store/order/updated", 101, &hash(2));
+    for _ in 0..4 {
+        w.advance(60);
+        w.retry_due();
+    }
+    assert_eq!(w.record(101).state, State::Posted, "{:?}", w.steps(101));
+    assert_eq!(w.count("bc.test"), 2, "the retry read the changed order");
+    let inv = w.qbo.borrow().invoices.values().next().cloned().unwrap();
+    assert!(inv.to_string().contains("ring twice"), "{inv}");
 }

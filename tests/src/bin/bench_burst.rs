@@ -188,7 +188,10 @@ fn qbo_kind(r: &LoggedRequest) -> String {
             .to_string();
         return format!("QBO query {entity}");
     }
-    let entity = p.rsplit('/').find(|s| !s.chars().all(|c| c.is_ascii_digit())).unwrap_or(p);
+    let entity = p
+        .rsplit('/')
+        .find(|s| !s.chars().all(|c| c.is_ascii_digit()))
+        .unwrap_or(p);
     format!("QBO {} {entity}", r.method)
 }
 
@@ -208,7 +211,13 @@ struct Burst<'a> {
 }
 
 impl Burst<'_> {
-    async fn run(&self, label: &str, ids: Vec<u64>, senders: usize, paid: &dyn Fn(u64) -> bool) -> anyhow::Result<()> {
+    async fn run(
+        &self,
+        label: &str,
+        ids: Vec<u64>,
+        senders: usize,
+        paid: &dyn Fn(u64) -> bool,
+    ) -> anyhow::Result<()> {
         for &id in &ids {
             self.bc.put_order(order(id, paid(id)));
         }
@@ -219,7 +228,10 @@ impl Burst<'_> {
         self.qbo.control().clear_log();
         self.ops.store(0, Ordering::Relaxed);
         let queue = Arc::new(tokio::sync::Mutex::new(
-            ids.iter().rev().map(|&id| webhook_body(self.bc.store_hash(), id)).collect::<Vec<_>>(),
+            ids.iter()
+                .rev()
+                .map(|&id| webhook_body(self.bc.store_hash(), id))
+                .collect::<Vec<_>>(),
         ));
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -229,7 +241,9 @@ impl Burst<'_> {
             let url = self.url.to_string();
             tasks.push(tokio::spawn(async move {
                 loop {
-                    let Some(body) = queue.lock().await.pop() else { break };
+                    let Some(body) = queue.lock().await.pop() else {
+                        break;
+                    };
                     let resp = client
                         .post(&url)
                         .header("x-ml-webhook-secret", SECRET)
@@ -237,7 +251,11 @@ impl Burst<'_> {
                         .body(body)
                         .send()
                         .await?;
-                    anyhow::ensure!(resp.status().is_success(), "webhook answered {}", resp.status());
+                    anyhow::ensure!(
+                        resp.status().is_success(),
+                        "webhook answered {}",
+                        resp.status()
+                    );
                 }
                 anyhow::Ok(())
             }));
@@ -284,7 +302,10 @@ impl Burst<'_> {
             }
         }
         for (k, (c, throttled)) in by {
-            println!("    {k:<28} {c:>6}  ({:.3}/order; {throttled} answered 429)", c as f64 / nf);
+            println!(
+                "    {k:<28} {c:>6}  ({:.3}/order; {throttled} answered 429)",
+                c as f64 / nf
+            );
         }
         println!(
             "  key-value operations per order: {:.1}",
@@ -302,14 +323,27 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--qbo-limit" => qbo_limit = args.next().context("--qbo-limit needs a number")?.parse()?,
+            "--qbo-limit" => {
+                qbo_limit = args.next().context("--qbo-limit needs a number")?.parse()?
+            }
             "--warm" => warm = true,
             _ => positional.push(arg),
         }
     }
-    let orders: u64 = positional.first().map(|s| s.parse()).transpose()?.unwrap_or(300);
-    let senders: usize = positional.get(1).map(|s| s.parse()).transpose()?.unwrap_or(8);
-    let mix = positional.get(2).cloned().unwrap_or_else(|| "unpaid".into());
+    let orders: u64 = positional
+        .first()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(300);
+    let senders: usize = positional
+        .get(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(8);
+    let mix = positional
+        .get(2)
+        .cloned()
+        .unwrap_or_else(|| "unpaid".into());
     let paid: Box<dyn Fn(u64) -> bool> = match mix.as_str() {
         "unpaid" => Box::new(|_| false),
         "paid" => Box::new(|_| true),
@@ -333,14 +367,23 @@ async fn main() -> anyhow::Result<()> {
     values.extend(
         [
             ("bigcommerce_webhook_secret", SECRET.to_string()),
-            ("encryption_key", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string()),
+            (
+                "encryption_key",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string(),
+            ),
             ("admin_token", ADMIN.to_string()),
             ("mapping", mapping().to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v)),
     );
-    let app = AppConfig::resolve(&manifest, &Overrides { values, fallback: EnvSource })?;
+    let app = AppConfig::resolve(
+        &manifest,
+        &Overrides {
+            values,
+            fallback: EnvSource,
+        },
+    )?;
     let engine = server::engine()?;
     let wasm = std::env::var("ML_COMPONENT_WASM")
         .map(std::path::PathBuf::from)
@@ -362,12 +405,26 @@ async fn main() -> anyhow::Result<()> {
         },
     )?;
     let url = format!("http://{}/webhooks/bigcommerce", running.addr);
-    let client = reqwest::Client::builder().pool_max_idle_per_host(senders).build()?;
-    let burst = Burst { bc: &bc, qbo: &qbo, client: &client, url: &url, ops: &ops };
-    println!("burst benchmark: QuickBooks limit {qbo_limit} concurrent, contract example mapping, {RETURNING} returning customers + guests (every 4th order), retry-due every 1 s, KV SQLite, 2-core machine");
-    burst.run("cold", (1..=orders).collect(), senders, &*paid).await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(senders)
+        .build()?;
+    let burst = Burst {
+        bc: &bc,
+        qbo: &qbo,
+        client: &client,
+        url: &url,
+        ops: &ops,
+    };
+    println!(
+        "burst benchmark: QuickBooks limit {qbo_limit} concurrent, contract example mapping, {RETURNING} returning customers + guests (every 4th order), retry-due every 1 s, KV SQLite, 2-core machine"
+    );
+    burst
+        .run("cold", (1..=orders).collect(), senders, &*paid)
+        .await?;
     if warm {
-        burst.run("warm", (orders + 1..=2 * orders).collect(), senders, &*paid).await?;
+        burst
+            .run("warm", (orders + 1..=2 * orders).collect(), senders, &*paid)
+            .await?;
     }
     running.stop().await?;
     let _ = std::fs::remove_dir_all(&dir);

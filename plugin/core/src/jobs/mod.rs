@@ -37,6 +37,9 @@ pub(crate) struct Job {
     pub(crate) rec: SyncRecord,
     pub(crate) saved_state: Option<State>,
     pub(crate) lease: Option<SharedLease>,
+    /// The run is the record's own retry (the scheduler found it due), not a new event or a
+    /// replay: it may reuse the order kept by the run that failed (`order::kept_order`).
+    pub(crate) due: bool,
 }
 
 impl Job {

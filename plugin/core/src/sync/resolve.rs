@@ -105,7 +105,13 @@ impl Names {
         }
     }
 
-    fn get(&mut self, host: &mut dyn Host, kind: &str, name: &str, find: Finder) -> Result<String, QboFailure> {
+    fn get(
+        &mut self,
+        host: &mut dyn Host,
+        kind: &str,
+        name: &str,
+        find: Finder,
+    ) -> Result<String, QboFailure> {
         let entry = format!("{kind}/{name}");
         if let Some(id) = self.known.get(&entry) {
             return Ok(id.clone());
@@ -125,8 +131,10 @@ impl Names {
             return;
         }
         let key = names_key(&self.realm);
-        let mut now: std::collections::BTreeMap<String, String> =
-            store::cache_get(host, &key).ok().flatten().unwrap_or_default();
+        let mut now: std::collections::BTreeMap<String, String> = store::cache_get(host, &key)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         for (k, v) in self.known {
             if now.len() >= MAX_NAMES_IN_MAP {
                 break;
@@ -198,7 +206,9 @@ pub fn named(
 ) -> Result<String, QboFailure> {
     let kind = entity.to_ascii_lowercase();
     let mut names = Names::load(host, realm);
-    let id = names.get(host, &kind, name, &mut |h, key| lookup(h, up, key, entity, name));
+    let id = names.get(host, &kind, name, &mut |h, key| {
+        lookup(h, up, key, entity, name)
+    });
     names.save(host);
     id
 }

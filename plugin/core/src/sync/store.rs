@@ -21,6 +21,9 @@
 //!   re-authorization).
 //! - `due/{minute}/n`, `due/{minute}/{i}`, `due/{minute}/done` and `due/cursor`: work that
 //!   becomes due in a given minute, so `retry-due` reads only the minutes that have come.
+//! - `keep/order/{id}` (+ `/changed`): the order a run read before it failed retryably, for
+//!   its retry (`jobs::order`), and the sweep's note that BigCommerce changed it since.
+//! - `cache/bc/customer-group/{id}`: a registered customer's group ([`CustomerGroup`]).
 //! - `count/{state}`: records per state, adjusted on every transition and repaired from the
 //!   records by [`recount`] (`count/recounted_at`: when it last ran).
 //!

@@ -128,16 +128,17 @@ impl Upstreams {
         build: &dyn Fn(&str, &str, &str) -> HttpRequest,
     ) -> Result<HttpResponse, QboFailure> {
         let api_base = self.qbo.api_base.clone();
-        let resp = self.call(host, &|realm, token| build(&api_base, realm, token))
-        .map_err(|e| match e {
-            CallError::Connection(c) if c.needs_reauth() => {
-                QboFailure::from(Failure::needs_reauth(&c.to_string()))
-            }
-            CallError::Connection(c) => QboFailure::from(connection::connection_failure(&c)),
-            CallError::Transport(t) => {
-                QboFailure::from(failure::classify_transport(Service::QuickBooks, &t))
-            }
-        })?;
+        let resp = self
+            .call(host, &|realm, token| build(&api_base, realm, token))
+            .map_err(|e| match e {
+                CallError::Connection(c) if c.needs_reauth() => {
+                    QboFailure::from(Failure::needs_reauth(&c.to_string()))
+                }
+                CallError::Connection(c) => QboFailure::from(connection::connection_failure(&c)),
+                CallError::Transport(t) => {
+                    QboFailure::from(failure::classify_transport(Service::QuickBooks, &t))
+                }
+            })?;
         match quickbooks::check_response(&resp) {
             Ok(()) => Ok(resp),
             Err(fault) => {
