@@ -89,7 +89,7 @@ fn order(id: u64, paid: bool) -> GeneratedOrder {
         c["id"] = json!(cid);
         c["email"] = json!(email);
         c["last_name"] = json!(last);
-        c["customer_group_id"] = json!(if n % 3 == 0 { 2 } else { 1 });
+        c["customer_group_id"] = json!(if n.is_multiple_of(3) { 2 } else { 1 });
         g.order["customer_id"] = json!(cid);
         g.order["billing_address"]["email"] = json!(email);
         g.order["billing_address"]["last_name"] = json!(last);
