@@ -1098,12 +1098,29 @@ fn an_order_changed_while_a_lost_create_is_retried_ends_with_the_current_content
     assert_eq!(w.record(ORDER).state, State::Retrying);
 
     w.edit_order(ORDER, |o| {
-        o["customer_message"] = json!("Changed before the retry")
+        o["customer_message"] = json!("Changed before the retry");
+        o["date_modified"] = json!("Thu, 26 Nov 2026 15:00:30 +0000");
     });
+    // The retry only finishes the write it lost: it reuses the order its run read, finds the
+    // invoice QuickBooks made and reads nothing from BigCommerce.
     w.advance(60);
+    w.clear_log();
     w.retry_due();
-    let rec = w.record(ORDER);
-    assert_eq!(rec.state, State::Posted);
+    assert_eq!(w.record(ORDER).state, State::Posted);
+    assert_eq!(w.count("bc.test"), 0, "{:#?}", w.requests());
+    assert_eq!(w.qbo.borrow().invoices.len(), 1, "still one invoice");
+    // Had the change's webhook been lost, the sweep would see the record as older than the
+    // change (it compares with the order the run worked from, not with when it was saved)…
+    let edited = chrono::DateTime::parse_from_rfc2822("Thu, 26 Nov 2026 15:00:30 +0000")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(
+        ml_core::jobs::bulk::freshness(Some(&w.record(ORDER)), Some(edited)),
+        ml_core::jobs::bulk::Freshness::Stale
+    );
+    // …and the change reaches QuickBooks through the order's own webhook.
+    w.advance(5);
+    w.deliver("store/order/updated", ORDER, &hash(2));
     let q = w.qbo.borrow();
     assert_eq!(q.invoices.len(), 1, "still one invoice");
     let inv = q.invoices.values().next().unwrap();

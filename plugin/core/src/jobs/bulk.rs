@@ -151,7 +151,9 @@ pub enum Freshness {
     InProgress,
 }
 
-/// Compares a record with a change BigCommerce reports at `modified` (unknown = stale).
+/// Compares a record with a change BigCommerce reports at `modified` (unknown = stale): with
+/// the `date_modified` of the order its last run worked from when known, else with when the
+/// record was saved.
 pub fn freshness(record: Option<&SyncRecord>, modified: Option<DateTime<Utc>>) -> Freshness {
     let Some(rec) = record else {
         return Freshness::Stale;
@@ -159,7 +161,7 @@ pub fn freshness(record: Option<&SyncRecord>, modified: Option<DateTime<Utc>>) -
     match rec.state {
         State::Pending | State::Retrying | State::NeedsReauth => Freshness::InProgress,
         State::Posted | State::Skipped | State::Failed => match modified {
-            Some(m) if rec.updated_at >= m => Freshness::UpToDate,
+            Some(m) if rec.source_modified.unwrap_or(rec.updated_at) >= m => Freshness::UpToDate,
             _ => Freshness::Stale,
         },
     }

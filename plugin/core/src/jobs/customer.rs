@@ -15,6 +15,7 @@ use crate::models::bigcommerce::{self, CustomerId};
 use crate::sync::failure::{Failure, FailureKind};
 use crate::sync::record::SyncRecord;
 use crate::sync::resolve::{self, CustomerLink, Matched};
+use crate::sync::store;
 use crate::sync::upstream::{QboFailure, Upstreams, id_and_token};
 
 /// The webhook scope of a deleted customer.
@@ -55,6 +56,16 @@ pub fn run(
             "not_deleted",
             json!({"note": "a customer/deleted event arrived, but BigCommerce still has the customer: it is synced as it is, not deactivated"}),
             now,
+        );
+    }
+    if let Some(group) = raw.get("customer_group_id").and_then(Value::as_u64) {
+        // Orders of this customer read their group from here (see `store::CustomerGroup`);
+        // a failed write only costs such an order a read of the customer.
+        let at = host.now();
+        let _ = store::cache_set(
+            host,
+            &store::customer_group_key(id),
+            &store::CustomerGroup { group, at },
         );
     }
     let source = CustomerSource::from_v3_customer(&raw);

@@ -69,7 +69,12 @@ fn bc_upstreams(host: &mut dyn Host) -> Result<Upstreams, HooksError> {
     };
     // Never used: BigCommerce calls seal nothing.
     let keyring = crate::crypto::Keyring::from_bytes([0; 32], None);
-    Ok(Upstreams { bc, qbo, keyring })
+    Ok(Upstreams {
+        bc,
+        qbo,
+        keyring,
+        access_memo: Default::default(),
+    })
 }
 
 /// Every hook this API account has (all pages).

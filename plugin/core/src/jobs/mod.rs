@@ -37,6 +37,9 @@ pub(crate) struct Job {
     pub(crate) rec: SyncRecord,
     pub(crate) saved_state: Option<State>,
     pub(crate) lease: Option<SharedLease>,
+    /// The run is the record's own retry (the scheduler found it due), not a new event or a
+    /// replay: it may reuse the order kept by the run that failed (`order::kept_order`).
+    pub(crate) due: bool,
 }
 
 impl Job {
@@ -44,7 +47,7 @@ impl Job {
     /// that outlived its lease never overwrites the record of the one that took over.
     pub(crate) fn save(&mut self, host: &mut dyn Host) -> Result<(), LeaseError> {
         if let Some(lease) = &self.lease {
-            lease.borrow_mut().renew(host)?;
+            lease.borrow_mut().ensure(host)?;
         }
         store::save_record(host, &self.rec, self.saved_state)?;
         self.saved_state = Some(self.rec.state);

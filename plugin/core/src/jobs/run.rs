@@ -136,6 +136,7 @@ fn sync_locked(
         saved_state: Some(rec.state),
         rec,
         lease: Some(held.clone()),
+        due: trigger == Trigger::Due,
     };
     let replay = trigger == Trigger::Replay;
     let outcome = match upstream::upstreams(host) {

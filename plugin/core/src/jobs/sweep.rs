@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::host::{Host, KvError, LogLevel};
-use crate::jobs::backfill;
 use crate::jobs::bulk::{self, Batch, Freshness, Item, Listing, Source};
+use crate::jobs::{backfill, order};
 use crate::models::bigcommerce::{self, OrderListQuery, OrderSort, PAGE_LIMIT};
 use crate::settings;
 use crate::sync::failure::{self, Failure, Retryability, Service};
@@ -276,9 +276,13 @@ fn orders_page(host: &mut dyn Host, run: &mut SweepRun) -> Result<(), Failure> {
         let record =
             store::load_record(host, Entity::Order, &row.id.to_string()).map_err(storage)?;
         let posted = record.as_ref().is_some_and(|r| r.qbo_id.is_some());
-        if backfill::eligibility(row, posted)
-            && bulk::freshness(record.as_ref(), row.date_modified) == Freshness::Stale
-        {
+        let freshness = bulk::freshness(record.as_ref(), row.date_modified);
+        if freshness == Freshness::InProgress {
+            // Changed while its record waits for a retry: the retry must read the change,
+            // not reuse the order its failed run kept.
+            order::note_changed(host, row.id.0, row.date_modified);
+        }
+        if backfill::eligibility(row, posted) && freshness == Freshness::Stale {
             items.push(Item {
                 id: row.id.0,
                 modified: row.date_modified.map(|m| m.timestamp()),

@@ -179,7 +179,12 @@ fn quickbooks_status(host: &mut dyn Host, bc: Option<BigCommerceSettings>) -> Va
         store_hash: String::new(),
         access_token: String::new(),
     });
-    let up = Upstreams { bc, qbo, keyring };
+    let up = Upstreams {
+        bc,
+        qbo,
+        keyring,
+        access_memo: Default::default(),
+    };
     let result = up.qbo_send(host, &|base, realm, token| {
         quickbooks::company_info(base, realm, token)
     });

@@ -22,6 +22,10 @@ use crate::host::{CasOutcome, Host, KvError, LogLevel};
 use crate::http::{HttpRequest, HttpResponse, TransportError};
 use crate::sync::store::{self, LeaseGuard};
 
+/// What a lease must have left, beyond one upstream request's deadline, for a recent
+/// renewal to stand as proof that it is still ours (the key-value calls around the step).
+pub const PROOF_MARGIN_MS: i64 = 3_000;
+
 /// Why held work must stop.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LeaseError {
@@ -80,6 +84,27 @@ impl Held {
         }
     }
 
+    /// Proves the lease is still ours for at least one more step: renews it, unless it was
+    /// taken or renewed so recently that what is left of it outlasts the longest step
+    /// ([`crate::http::UPSTREAM_DEADLINE_MS`] plus [`PROOF_MARGIN_MS`]) — then the earlier
+    /// renewal is the proof, and no key-value round trip is needed. Nobody can take an
+    /// unexpired lease, so this is as strong as renewing now.
+    pub fn ensure(&mut self, host: &mut dyn Host) -> Result<(), LeaseError> {
+        if self.lost {
+            return Err(LeaseError::Lost(self.guard.key().to_string()));
+        }
+        let age = (host.now() - self.renewed_at).num_milliseconds();
+        if (0..self.fresh_ms()).contains(&age) {
+            return Ok(());
+        }
+        self.renew(host)
+    }
+
+    /// How long after a renewal the lease still outlasts one more step.
+    fn fresh_ms(&self) -> i64 {
+        self.ttl_ms - crate::http::UPSTREAM_DEADLINE_MS as i64 - PROOF_MARGIN_MS
+    }
+
     /// Renews when a quarter of the TTL has passed since the last renewal (for waits).
     fn renew_if_aging(&mut self, host: &mut dyn Host) {
         let age = (host.now() - self.renewed_at).num_milliseconds();
@@ -136,7 +161,7 @@ impl Host for LeasedHost<'_> {
     }
 
     fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        let renewed = self.lease.borrow_mut().renew(self.inner);
+        let renewed = self.lease.borrow_mut().ensure(self.inner);
         if let Err(e) = renewed {
             // Nothing leaves once the lease is gone: the caller's failure is never saved either.
             return Err(TransportError::Other(e.to_string()));

@@ -173,6 +173,11 @@ pub struct SyncRecord {
     /// A `store/order/refund/created` event arrived and its refunds are not all posted yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refunds_due: bool,
+    /// BigCommerce's `date_modified` of the order the last run worked from (a retry may reuse
+    /// the order its failed run read): the sweep compares changes with it, so a change made
+    /// after that read is synced even when the record itself was saved later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_modified: Option<DateTime<Utc>>,
 }
 
 impl SyncRecord {
@@ -199,6 +204,7 @@ impl SyncRecord {
             documents: Vec::new(),
             pending: BTreeMap::new(),
             refunds_due: false,
+            source_modified: None,
         }
     }
 

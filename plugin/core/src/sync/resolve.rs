@@ -13,7 +13,7 @@ use crate::books::customer::{self, CustomerSource};
 use crate::books::mapping::{Plan, ResolvedRefs};
 use crate::host::Host;
 use crate::models::quickbooks::{self, request_id};
-use crate::sync::failure::Failure;
+use crate::sync::failure::{Failure, FailureKind};
 use crate::sync::lease::{self, Held, LeasedHost};
 use crate::sync::store;
 use crate::sync::upstream::{EntityCall, QboFailure, Upstreams, id_and_token};
@@ -29,7 +29,9 @@ fn q(entity: &str, field: &str, value: &str) -> Result<String, QboFailure> {
     })
 }
 
-fn cache_key(realm: &str, kind: &str, name: &str) -> String {
+/// Where the QuickBooks id of `name` (an `item`, `class`, `account`, `account-item`, …) is
+/// cached for `realm`; `lease/{key}` marks a look-up of it in flight.
+pub fn cache_key(realm: &str, kind: &str, name: &str) -> String {
     let digest = hex::encode(&Sha256::digest(name.as_bytes())[..12]);
     format!("cache/qbo/{realm}/{kind}/{digest}")
 }
@@ -72,6 +74,80 @@ fn first_id(v: &[Value]) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Where every name resolved in a realm is also kept together, so an order reads all its
+/// names in one round trip: `cache/qbo/{realm}/names`, a map `"{kind}/{name}"` → id.
+fn names_key(realm: &str) -> String {
+    format!("cache/qbo/{realm}/names")
+}
+
+/// Most names the per-realm map holds (a mapping names a handful; the rest stay in their own
+/// keys).
+const MAX_NAMES_IN_MAP: usize = 500;
+
+/// The names of a realm resolved so far, read once per job step, and the ones this step
+/// resolved that the map did not hold yet.
+struct Names {
+    realm: String,
+    known: std::collections::BTreeMap<String, String>,
+    learned: bool,
+}
+
+impl Names {
+    fn load(host: &mut dyn Host, realm: &str) -> Names {
+        let known = store::cache_get(host, &names_key(realm))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        Names {
+            realm: realm.to_string(),
+            known,
+            learned: false,
+        }
+    }
+
+    fn get(
+        &mut self,
+        host: &mut dyn Host,
+        kind: &str,
+        name: &str,
+        find: Finder,
+    ) -> Result<String, QboFailure> {
+        let entry = format!("{kind}/{name}");
+        if let Some(id) = self.known.get(&entry) {
+            return Ok(id.clone());
+        }
+        let id = find(host, &cache_key(&self.realm, kind, name))?;
+        if self.known.len() < MAX_NAMES_IN_MAP {
+            self.known.insert(entry, id.clone());
+            self.learned = true;
+        }
+        Ok(id)
+    }
+
+    /// Stores what was learned, merged into the map as it is now (a write lost to a
+    /// concurrent one only costs a read of the name's own key later).
+    fn save(self, host: &mut dyn Host) {
+        if !self.learned {
+            return;
+        }
+        let key = names_key(&self.realm);
+        let mut now: std::collections::BTreeMap<String, String> = store::cache_get(host, &key)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        for (k, v) in self.known {
+            if now.len() >= MAX_NAMES_IN_MAP {
+                break;
+            }
+            now.entry(k).or_insert(v);
+        }
+        let _ = store::cache_set(host, &key, &now);
+    }
+}
+
+/// How a name missing from the map is found: from its own cache key, else in QuickBooks.
+type Finder<'a> = &'a mut dyn FnMut(&mut dyn Host, &str) -> Result<String, QboFailure>;
+
 /// Resolves every name in `plan` to a QuickBooks id.
 pub fn refs(
     host: &mut dyn Host,
@@ -81,24 +157,42 @@ pub fn refs(
     dry_run: bool,
 ) -> Result<ResolvedRefs, QboFailure> {
     let mut out = ResolvedRefs::default();
-    for name in &plan.items {
-        out.items
-            .insert(name.clone(), lookup(host, up, realm, "Item", "item", name)?);
-    }
-    for name in &plan.classes {
-        out.classes.insert(
-            name.clone(),
-            lookup(host, up, realm, "Class", "class", name)?,
-        );
-    }
-    for name in &plan.accounts {
-        out.account_items
-            .insert(name.clone(), account_item(host, up, realm, name, dry_run)?);
-    }
-    if let Some(name) = &plan.discount_account {
-        out.discount_account = Some(lookup(host, up, realm, "Account", "account", name)?);
-    }
-    Ok(out)
+    let mut names = Names::load(host, realm);
+    let result = (|| {
+        for name in &plan.items {
+            let id = names.get(host, "item", name, &mut |h, key| {
+                lookup(h, up, key, "Item", name)
+            })?;
+            out.items.insert(name.clone(), id);
+        }
+        for name in &plan.classes {
+            let id = names.get(host, "class", name, &mut |h, key| {
+                lookup(h, up, key, "Class", name)
+            })?;
+            out.classes.insert(name.clone(), id);
+        }
+        for name in &plan.accounts {
+            let id = if dry_run {
+                // A dry run may answer "would be created": never remembered.
+                let key = cache_key(realm, "account-item", name);
+                account_item(host, up, realm, &key, name, true)?
+            } else {
+                names.get(host, "account-item", name, &mut |h, key| {
+                    account_item(h, up, realm, key, name, false)
+                })?
+            };
+            out.account_items.insert(name.clone(), id);
+        }
+        if let Some(name) = &plan.discount_account {
+            let id = names.get(host, "account", name, &mut |h, key| {
+                lookup(h, up, key, "Account", name)
+            })?;
+            out.discount_account = Some(id);
+        }
+        Ok(())
+    })();
+    names.save(host);
+    result.map(|()| out)
 }
 
 /// The id of the active `entity` (`Account`, `PaymentMethod`, `Item`, …) named `name`,
@@ -111,25 +205,85 @@ pub fn named(
     name: &str,
 ) -> Result<String, QboFailure> {
     let kind = entity.to_ascii_lowercase();
-    lookup(host, up, realm, entity, &kind, name)
+    let mut names = Names::load(host, realm);
+    let id = names.get(host, &kind, name, &mut |h, key| {
+        lookup(h, up, key, entity, name)
+    });
+    names.save(host);
+    id
+}
+
+/// How long a worker resolving a name holds its marker if it dies (it needs one or two
+/// QuickBooks requests, each ending within [`crate::http::UPSTREAM_DEADLINE_MS`]).
+const RESOLVING_MS: i64 = 20_000;
+/// How long other workers wait for that answer before giving up: a retryable failure (their
+/// job runs again later and finds the name cached), never a second look-up of their own.
+const RESOLVING_WAIT_MS: u64 = 5_000;
+
+/// The cached id at `key`, else `resolve`'s answer — with one look-up in flight per name
+/// across all workers and instances: the first takes a short marker (a lease on the name) and
+/// asks QuickBooks; the others wait for its answer in the cache. A marker freed without an
+/// answer (its look-up failed) is taken by the next waiter; one whose holder was throttled is
+/// kept until it expires, so a throttled look-up is not repeated by everyone at once.
+fn single_flight(
+    host: &mut dyn Host,
+    key: &str,
+    name: &str,
+    resolve: &mut dyn FnMut(&mut dyn Host) -> Result<String, QboFailure>,
+) -> Result<String, QboFailure> {
+    if let Some(id) = cached(host, key) {
+        return Ok(id);
+    }
+    let marker = format!("lease/{key}");
+    let mut waited = 0;
+    let mut step = 20;
+    loop {
+        let taken = store::try_acquire(host, &marker, RESOLVING_MS).map_err(|e| {
+            QboFailure::from(busy(&format!(
+                "the look-up of '{name}' could not be coordinated ({e})"
+            )))
+        })?;
+        if let Some(guard) = taken {
+            // The previous holder may have answered between our miss and our taking it.
+            let result = match cached(host, key) {
+                Some(id) => Ok(id),
+                None => resolve(host),
+            };
+            let throttled = matches!(&result, Err(e) if e.failure.kind == FailureKind::RateLimited);
+            if !throttled {
+                // A marker that cannot be released expires by itself.
+                let _ = store::release(host, guard);
+            }
+            return result;
+        }
+        if waited >= RESOLVING_WAIT_MS {
+            return Err(QboFailure::from(busy(&format!(
+                "another worker is still looking up '{name}' in QuickBooks; this order is retried \
+                 and then finds it resolved"
+            ))));
+        }
+        host.sleep_ms(step);
+        waited += step;
+        step = (step * 2).min(200);
+        if let Some(id) = cached(host, key) {
+            return Ok(id);
+        }
+    }
 }
 
 fn lookup(
     host: &mut dyn Host,
     up: &Upstreams,
-    realm: &str,
+    key: &str,
     entity: &str,
-    kind: &str,
     name: &str,
 ) -> Result<String, QboFailure> {
-    let key = cache_key(realm, kind, name);
-    if let Some(id) = cached(host, &key) {
-        return Ok(id);
-    }
-    let found: Vec<Value> = up.qbo_query(host, entity, &q(entity, "Name", name)?)?;
-    let id = first_id(&found).ok_or_else(|| not_found(entity, name))?;
-    remember(host, &key, &id, name);
-    Ok(id)
+    single_flight(host, key, name, &mut |h| {
+        let found: Vec<Value> = up.qbo_query(h, entity, &q(entity, "Name", name)?)?;
+        let id = first_id(&found).ok_or_else(|| not_found(entity, name))?;
+        remember(h, key, &id, name);
+        Ok(id)
+    })
 }
 
 /// The Service item that books sales to income account `name`: found by name, else created.
@@ -137,13 +291,29 @@ fn account_item(
     host: &mut dyn Host,
     up: &Upstreams,
     realm: &str,
+    key: &str,
     name: &str,
     dry_run: bool,
 ) -> Result<String, QboFailure> {
-    let key = cache_key(realm, "account-item", name);
-    if let Some(id) = cached(host, &key) {
-        return Ok(id);
+    if dry_run {
+        if let Some(id) = cached(host, key) {
+            return Ok(id);
+        }
+        return find_account_item(host, up, realm, key, name, true);
     }
+    single_flight(host, key, name, &mut |h| {
+        find_account_item(h, up, realm, key, name, false)
+    })
+}
+
+fn find_account_item(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    realm: &str,
+    key: &str,
+    name: &str,
+    dry_run: bool,
+) -> Result<String, QboFailure> {
     let accounts: Vec<Value> = up.qbo_query(host, "Account", &q("Account", "Name", name)?)?;
     let account = accounts.first().ok_or_else(|| not_found("Account", name))?;
     let account_id = account
@@ -159,7 +329,9 @@ fn account_item(
     let items: Vec<Value> = up.qbo_query(host, "Item", &q("Item", "Name", name)?)?;
     if let Some(item) = items.first() {
         let (id, _) = id_and_token(item);
-        remember(host, &key, &id, name);
+        if !dry_run {
+            remember(host, key, &id, name);
+        }
         return Ok(id);
     }
     if dry_run {
@@ -181,7 +353,7 @@ fn account_item(
         },
     )?;
     let (id, _) = id_and_token(&created);
-    remember(host, &key, &id, name);
+    remember(host, key, &id, name);
     Ok(id)
 }
 

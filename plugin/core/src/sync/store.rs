@@ -21,6 +21,9 @@
 //!   re-authorization).
 //! - `due/{minute}/n`, `due/{minute}/{i}`, `due/{minute}/done` and `due/cursor`: work that
 //!   becomes due in a given minute, so `retry-due` reads only the minutes that have come.
+//! - `keep/order/{id}` (+ `/changed`): the order a run read before it failed retryably, for
+//!   its retry (`jobs::order`), and the sweep's note that BigCommerce changed it since.
+//! - `cache/bc/customer-group/{id}`: a registered customer's group ([`CustomerGroup`]).
 //! - `count/{state}`: records per state, adjusted on every transition and repaired from the
 //!   records by [`recount`] (`count/recounted_at`: when it last ran).
 //!
@@ -662,6 +665,22 @@ pub fn list_records(
         i -= 1;
     }
     Ok((out, false))
+}
+
+/// Where a BigCommerce customer's group is kept (see [`CustomerGroup`]).
+pub fn customer_group_key(bc_customer_id: u64) -> String {
+    format!("cache/bc/customer-group/{bc_customer_id}")
+}
+
+/// A registered customer's BigCommerce group, as last read from BigCommerce: by the customer
+/// job (every customer webhook and every customer the sweep finds changed) or by an order
+/// job that needed it and had none. Orders of a returning customer trust it instead of
+/// reading the customer again (CONTRACT §7: one BigCommerce read per order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerGroup {
+    pub group: u64,
+    /// When it was read from BigCommerce.
+    pub at: DateTime<Utc>,
 }
 
 /// Reads a cached JSON value.

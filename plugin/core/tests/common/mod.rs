@@ -118,6 +118,8 @@ pub struct Recorder {
     pub events: Vec<Event>,
     /// When each outbound request was made, with its URL.
     pub sent_at: Vec<(DateTime<Utc>, String)>,
+    /// Every key-value round trip, as `(operation, key)`.
+    pub kv_ops: Vec<(&'static str, String)>,
 }
 
 impl Host for Recorder {
@@ -140,23 +142,28 @@ impl Host for Recorder {
         self.inner.http(request)
     }
     fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.kv_ops.push(("get", key.to_string()));
         self.inner.kv_get(key)
     }
     fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.kv_ops.push(("set", key.to_string()));
         self.events.push(Event::KvWrite(key.to_string()));
         self.inner.kv_set(key, value)
     }
     fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
+        self.kv_ops.push(("delete", key.to_string()));
         self.events.push(Event::KvWrite(key.to_string()));
         self.inner.kv_delete(key)
     }
     fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.kv_ops.push(("increment", key.to_string()));
         if delta != 0 {
             self.events.push(Event::KvWrite(key.to_string()));
         }
         self.inner.kv_increment(key, delta)
     }
     fn kv_cas(&mut self, key: &str, expected: &[u8], new: &[u8]) -> Result<CasOutcome, KvError> {
+        self.kv_ops.push(("cas", key.to_string()));
         let out = self.inner.kv_cas(key, expected, new)?;
         if out == CasOutcome::Swapped {
             self.events.push(Event::KvWrite(key.to_string()));
@@ -803,6 +810,7 @@ impl World {
                 inner: host,
                 events: Vec::new(),
                 sent_at: Vec::new(),
+                kv_ops: Vec::new(),
             },
             bc,
             qbo,
@@ -907,6 +915,7 @@ impl World {
         self.host.inner.requests.clear();
         self.host.events.clear();
         self.host.sent_at.clear();
+        self.host.kv_ops.clear();
     }
 
     /// Requests matching a needle (`"POST /invoice?"`, `"bc.test"`).

@@ -121,8 +121,11 @@ fn voided_elsewhere(
     finish_run(job, true)
 }
 
-/// Lists the invoice just written on the record and saves it, so what follows (payments,
-/// refunds) is built on a durable fact.
+/// Lists the invoice just written on the record. The next save carries it — the first
+/// payment's or refund's `write_planned` save (before its request leaves), else the run's
+/// final save — so what follows is still built on a durable fact, one key-value write
+/// cheaper. A worker that dies before then leaves the invoice's write pending on the record,
+/// and the next run finds it by its lookup (DocNumber and marker) instead of writing again.
 pub(super) fn record_invoice(
     host: &mut dyn Host,
     job: &mut Job,
@@ -180,7 +183,7 @@ pub(super) fn record_invoice(
     };
     job.rec
         .document_written(doc, step, requestid.as_deref(), now);
-    job.save(host).map_err(|e| Failure::storage(&e.to_string()))
+    Ok(())
 }
 
 /// Brings the current invoice in step with the order: `None` when nothing changed.

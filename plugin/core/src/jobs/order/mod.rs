@@ -22,7 +22,7 @@ use crate::models::bigcommerce::{
 };
 use crate::models::money::Money;
 use crate::models::quickbooks::{self, LinkedTxn, PaymentLine, Ref, SalesReturn, request_id};
-use crate::sync::connection::{self, Vault};
+use crate::sync::connection;
 use crate::sync::failure::{Failure, Service};
 use crate::sync::resolve::{self, Matched};
 use crate::sync::store;
@@ -151,11 +151,24 @@ fn catalog(
     Ok(out)
 }
 
+/// How long a cached customer group is trusted without a customer webhook or the sweep
+/// refreshing it: a week (the sweep sees every changed customer within its interval, so this
+/// only bounds how long a group changed while both were off can linger).
+const CUSTOMER_GROUP_MAX_AGE_S: i64 = 7 * 24 * 3600;
+
+/// The customer's group: the one stored by the customer job or an earlier order (kept fresh by
+/// customer webhooks and the sweep), else read from BigCommerce once and stored.
 fn customer_group(
     host: &mut dyn Host,
     up: &Upstreams,
     customer_id: u64,
 ) -> Result<Option<u64>, Failure> {
+    let key = store::customer_group_key(customer_id);
+    if let Ok(Some(c)) = store::cache_get::<store::CustomerGroup>(host, &key)
+        && (host.now() - c.at).num_seconds() < CUSTOMER_GROUP_MAX_AGE_S
+    {
+        return Ok(Some(c.group));
+    }
     let bc = &up.bc;
     let resp = up.bc_send(
         host,
@@ -172,7 +185,13 @@ fn customer_group(
             &format!("customer {customer_id} ({e})"),
         )
     })?;
-    Ok(customers.first().map(|c| c.customer_group_id))
+    let group = customers.first().map(|c| c.customer_group_id);
+    if let Some(group) = group {
+        let at = host.now();
+        // A cache write that fails only costs a read next time.
+        let _ = store::cache_set(host, &key, &store::CustomerGroup { group, at });
+    }
+    Ok(group)
 }
 
 /// Who the invoice is for, per the contract's guest policy.
@@ -267,15 +286,7 @@ pub fn prepare_order(
     let exact = mapping::plan_exact(&config, &ctx).map_err(mapping_failure)?;
     // Totals are checked before anything is resolved or created in QuickBooks.
     mapping::check_totals(&fetched.order, &fetched.lines).map_err(mapping_failure)?;
-    let access = connection::access(
-        host,
-        &Vault {
-            keyring: &up.keyring,
-        },
-        &up.qbo,
-        false,
-    )
-    .map_err(|e| {
+    let access = up.access(host).map_err(|e| {
         if e.needs_reauth() {
             Failure::needs_reauth(&e.to_string())
         } else if let connection::ConnectionError::Token(t) = &e {
@@ -318,14 +329,133 @@ pub(crate) fn run(
         .id
         .parse()
         .map_err(|_| Failure::mapping(&format!("'{}' is not an order id", job.rec.id)))?;
-    let fetched = fetch_order(host, up, id)?;
+    let kept = if job.due {
+        kept_order(host, &job.rec, id)
+    } else {
+        None
+    };
+    let reused = kept.is_some();
+    let fetched = match kept {
+        Some(f) => f,
+        None => fetch_order(host, up, id)?,
+    };
+    job.rec.source_modified = fetched.order.date_modified;
     let now = host.now();
     job.rec.note(
         "fetched",
         json!({"status_id": fetched.order.status_id, "total_inc_tax": fetched.order.total_inc_tax.to_string(),
-               "payment_status": fetched.order.payment_status, "lines": fetched.lines.len()}),
+               "payment_status": fetched.order.payment_status, "lines": fetched.lines.len(),
+               "kept": reused}),
         now,
     );
+    // Kept for this run's own retry when it fails after the read (a throttled or failed
+    // QuickBooks call): the retry then costs no second read of the order.
+    let keepable = fetched.order.consignments.is_some();
+    let raw = keepable.then(|| fetched.raw.clone());
+    let result = run_fetched(host, up, job, replay, id, fetched);
+    match (&result, raw) {
+        (Err(f), Some(raw)) if f.is_retryable() => keep_order(host, &job.rec, id, raw),
+        // A retry or replay that ends for good: what an earlier run kept is done with.
+        (Err(f), _) if f.is_retryable() => {}
+        _ if job.due || replay => forget_kept_order(host, id),
+        _ => {}
+    }
+    result
+}
+
+/// Where a run that failed after reading its order keeps it for its retry.
+pub fn kept_order_key(id: u64) -> String {
+    format!("keep/order/{id}")
+}
+
+/// Most bytes of an order kept for a retry; a larger one is read again.
+const MAX_KEPT_ORDER_BYTES: usize = 64 * 1024;
+
+/// An order as a failed run read it, with the newest event its record had then.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptOrder {
+    event: Option<String>,
+    raw: Value,
+}
+
+fn keep_order(host: &mut dyn Host, rec: &crate::sync::record::SyncRecord, id: u64, raw: Value) {
+    let kept = KeptOrder {
+        event: rec.recent_hashes.last().cloned(),
+        raw,
+    };
+    let Ok(bytes) = serde_json::to_vec(&kept) else {
+        return;
+    };
+    if bytes.len() <= MAX_KEPT_ORDER_BYTES {
+        // Not kept only costs the retry a read.
+        let _ = host.kv_set(&kept_order_key(id), &bytes);
+    }
+}
+
+/// Where the sweep notes that BigCommerce changed an order whose record waits for a retry.
+fn changed_key(id: u64) -> String {
+    format!("keep/order/{id}/changed")
+}
+
+/// Drops a kept order once its retry no longer needs it.
+fn forget_kept_order(host: &mut dyn Host, id: u64) {
+    let _ = host.kv_delete(&kept_order_key(id));
+    let _ = host.kv_delete(&changed_key(id));
+}
+
+/// The sweep saw order `id` changed at `modified` while its record waits for a retry (or
+/// runs): a kept copy older than that is never reused, whenever it was kept, so the retry
+/// reads the change. Without a date, the kept copy is dropped.
+pub fn note_changed(host: &mut dyn Host, id: u64, modified: Option<DateTime<Utc>>) {
+    match modified {
+        Some(m) => {
+            let _ = host.kv_set(&changed_key(id), m.to_rfc3339().as_bytes());
+        }
+        None => forget_kept_order(host, id),
+    }
+}
+
+/// The order kept by the failed run this retry follows — only while no event arrived since
+/// (a webhook, or the sweep queueing a change, makes the retry read the order again).
+fn kept_order(
+    host: &mut dyn Host,
+    rec: &crate::sync::record::SyncRecord,
+    id: u64,
+) -> Option<FetchedOrder> {
+    let bytes = host.kv_get(&kept_order_key(id)).ok().flatten()?;
+    let kept: KeptOrder = serde_json::from_slice(&bytes).ok()?;
+    if kept.event != rec.recent_hashes.last().cloned() {
+        return None;
+    }
+    let order: Order = serde_json::from_value(kept.raw.clone()).ok()?;
+    order.consignments.as_ref()?;
+    if let Some(changed) = host.kv_get(&changed_key(id)).ok().flatten() {
+        let changed = std::str::from_utf8(&changed)
+            .ok()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+        match (changed, order.date_modified) {
+            (Some(c), Some(m)) if m >= c => {}
+            _ => return None,
+        }
+    }
+    let lines = bigcommerce::line_items(&order);
+    Some(FetchedOrder {
+        raw: kept.raw,
+        order,
+        lines,
+    })
+}
+
+/// The run once the order is read.
+fn run_fetched(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    replay: bool,
+    id: u64,
+    fetched: FetchedOrder,
+) -> Result<Done, Failure> {
+    let now = host.now();
     let docs = job.rec.documents();
     // What happens to the invoice does not depend on how it maps; decide that first, so an
     // order that will not be (re)invoiced costs no mapping.

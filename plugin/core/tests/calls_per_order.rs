@@ -1,0 +1,302 @@
+//! What one order costs: upstream calls and key-value round trips (CONTRACT §7: an unpaid
+//! order of a linked customer is one BigCommerce read and one QuickBooks write).
+
+mod common;
+
+use common::*;
+use ml_core::host::Host;
+use ml_core::jobs::run::{self, Trigger};
+use ml_core::sync::record::{Entity, State};
+use ml_core::sync::resolve;
+use ml_core::sync::store::{self, EventRef};
+use ml_sim::bigcommerce::generate;
+use serde_json::{Value, json};
+
+/// The contract's group rule: orders of group 2 go on the Wholesale class.
+const GROUP_MAPPING: &str = r#"{"version": 1, "invoice": {"default_item": "BigCommerce Sales",
+  "rules": [{"match": {"customer_group_id": 2}, "class": "Wholesale"}],
+  "shipping": {"item": "Shipping Income"}, "tax": {"mode": "line", "item": "Sales Tax Collected"}}}"#;
+
+/// Order `id` of the registered buyer of order `first`.
+fn order_for(w: &World, first: u64, id: u64) -> Value {
+    let base = w.bc.borrow().orders[&first].clone();
+    let mut o = order_json(id, &plain_shape(1));
+    o["customer_id"] = base["customer_id"].clone();
+    o["billing_address"] = base["billing_address"].clone();
+    o
+}
+
+/// A world whose BigCommerce knows order 101's buyer (group 2), with the group mapping.
+fn group_world() -> (World, u64) {
+    let mut w = World::new();
+    w.set_config("mapping", GROUP_MAPPING);
+    let g = generate(101, &plain_shape(1));
+    let mut customer = g.customer.expect("a registered buyer");
+    customer["customer_group_id"] = json!(2);
+    let cid = customer["id"].as_u64().unwrap();
+    w.bc.borrow_mut().customers.insert(cid, customer);
+    w.put_order(101, g.order);
+    (w, cid)
+}
+
+fn customer_reads(w: &World) -> usize {
+    w.count("/v3/customers")
+}
+
+/// Item queries for `name` sent to QuickBooks (answered or not).
+fn item_queries(w: &World, name: &str) -> usize {
+    w.requests()
+        .iter()
+        .filter_map(|r| r.split("query=").nth(1))
+        .filter_map(|q| {
+            form_urlencoded::parse(format!("q={q}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+        })
+        .filter(|s| s.contains("FROM Item") && s.contains(&format!("'{name}'")))
+        .count()
+}
+
+#[test]
+fn a_returning_customers_order_trusts_the_stored_group_and_reads_only_the_order() {
+    let (mut w, _) = group_world();
+    w.deliver("store/order/created", 101, &hash(1));
+    assert_eq!(w.record(101).state, State::Posted);
+    assert_eq!(
+        customer_reads(&w),
+        1,
+        "the first order reads the group once"
+    );
+
+    let o = order_for(&w, 101, 102);
+    w.put_order(102, o);
+    w.advance(5);
+    w.clear_log();
+    w.deliver("store/order/created", 102, &hash(2));
+    assert_eq!(w.record(102).state, State::Posted);
+    assert_eq!(customer_reads(&w), 0, "{:#?}", w.requests());
+    assert_eq!(w.count("bc.test"), 1, "one BigCommerce read: the order");
+    assert_eq!(w.count("POST /invoice?"), 1);
+    assert_eq!(w.count("qbo.test"), 1, "one QuickBooks call: the invoice");
+    let inv = w.qbo.borrow().invoices.values().last().cloned().unwrap();
+    assert!(
+        inv.to_string().contains("ClassRef"),
+        "the group rule still applies: {inv}"
+    );
+}
+
+#[test]
+fn a_customer_webhook_stores_the_group_so_the_first_order_needs_no_customer_read() {
+    let (mut w, cid) = group_world();
+    let ev = EventRef {
+        scope: "store/customer/updated".into(),
+        hash: hash(9),
+        created_at: None,
+    };
+    run::sync(
+        &mut w.host,
+        Entity::Customer,
+        &cid.to_string(),
+        Trigger::Event(ev),
+    )
+    .unwrap();
+    assert_eq!(customer_reads(&w), 1, "the customer job reads its customer");
+    w.clear_log();
+    w.deliver("store/order/created", 101, &hash(1));
+    assert_eq!(w.record(101).state, State::Posted);
+    assert_eq!(customer_reads(&w), 0, "{:#?}", w.requests());
+
+    // The group changes in BigCommerce; its webhook updates what orders use.
+    w.bc.borrow_mut().customers.get_mut(&cid).unwrap()["customer_group_id"] = json!(1);
+    let ev = EventRef {
+        scope: "store/customer/updated".into(),
+        hash: hash(10),
+        created_at: None,
+    };
+    w.advance(5);
+    run::sync(
+        &mut w.host,
+        Entity::Customer,
+        &cid.to_string(),
+        Trigger::Event(ev),
+    )
+    .unwrap();
+    let cached: store::CustomerGroup =
+        store::cache_get(&mut w.host, &store::customer_group_key(cid))
+            .unwrap()
+            .unwrap();
+    assert_eq!(cached.group, 1);
+}
+
+#[test]
+fn a_job_that_finds_a_name_being_looked_up_waits_for_that_answer_instead_of_querying_it_too() {
+    let mut w = World::new();
+    w.put_order(101, order_json(101, &plain_shape(1)));
+    // Another worker is looking up the default item right now: it holds the name's marker…
+    let key = resolve::cache_key(REALM, "item", "BigCommerce Sales");
+    let marker = format!("lease/{key}");
+    store::try_acquire(&mut w.host, &marker, 20_000)
+        .unwrap()
+        .expect("the other worker's marker");
+    // …and answers a moment later (its answer lands in the cache while this job waits).
+    let mut answered = false;
+    let k = key.clone();
+    w.host.inner.on_sleep(move |h| {
+        if !answered && !h.kv.contains_key(&k) {
+            answered = true;
+            h.kv_set(&k, br#"{"id":"77","name":"BigCommerce Sales"}"#)
+                .unwrap();
+        }
+    });
+    w.deliver("store/order/created", 101, &hash(1));
+    assert_eq!(w.record(101).state, State::Posted, "{:?}", w.steps(101));
+    assert_eq!(
+        item_queries(&w, "BigCommerce Sales"),
+        0,
+        "never queried twice"
+    );
+    let inv = w.qbo.borrow().invoices.values().next().cloned().unwrap();
+    assert_eq!(
+        inv["Line"][0]["SalesItemLineDetail"]["ItemRef"]["value"], "77",
+        "{inv}"
+    );
+    // Every other name was looked up once, by this job.
+    assert_eq!(item_queries(&w, "Shipping Income"), 1);
+}
+
+#[test]
+fn a_name_whose_look_up_was_throttled_is_not_looked_up_again_by_everyone() {
+    let mut w = World::new();
+    for id in [101, 102, 103] {
+        w.put_order(id, order_json(id, &plain_shape(id)));
+    }
+    // The first look-up of the default item is answered 429.
+    w.qbo.borrow_mut().faults.push_back((
+        "BigCommerce%20Sales".into(),
+        Fault::Status(
+            429,
+            json!({"fault": {"error": [{"message": "ThrottleExceeded", "code": "003001"}], "type": "SERVICE"}}),
+        ),
+    ));
+    w.deliver("store/order/created", 101, &hash(1));
+    assert_eq!(w.record(101).state, State::Retrying);
+    // While that marker stands, the other orders wait for it, then retry later: none of them
+    // repeats the look-up QuickBooks just throttled.
+    w.deliver("store/order/created", 102, &hash(2));
+    w.deliver("store/order/created", 103, &hash(3));
+    assert_eq!(
+        item_queries(&w, "BigCommerce Sales"),
+        1,
+        "{:#?}",
+        w.requests()
+    );
+    assert_eq!(w.record(102).state, State::Retrying);
+    // Later every order posts, with one more look-up in all.
+    for _ in 0..6 {
+        w.advance(60);
+        w.retry_due();
+    }
+    for id in [101, 102, 103] {
+        assert_eq!(
+            w.record(id).state,
+            State::Posted,
+            "order {id}: {:?}",
+            w.steps(id)
+        );
+    }
+    assert_eq!(item_queries(&w, "BigCommerce Sales"), 2);
+}
+
+#[test]
+fn a_returning_customers_unpaid_order_costs_at_most_22_key_value_round_trips() {
+    let mut w = World::new();
+    w.put_order(101, order_json(101, &plain_shape(1)));
+    w.deliver("store/order/created", 101, &hash(1));
+    let o = order_for(&w, 101, 102);
+    w.put_order(102, o);
+    w.advance(5);
+    w.clear_log();
+    w.deliver("store/order/created", 102, &hash(2));
+    assert_eq!(w.record(102).state, State::Posted);
+    // The QuickBooks pacing counter (`pace/`) is the shared limiter's, counted apart.
+    let ops: Vec<String> = w
+        .host
+        .kv_ops
+        .iter()
+        .filter(|(_, k)| !k.starts_with("pace/"))
+        .map(|(op, k)| format!("{op} {k}"))
+        .collect();
+    assert!(ops.len() <= 22, "{} round trips: {ops:#?}", ops.len());
+    // Nothing is read twice in one job but the lease (taken, then read back) and the record.
+    for once in [
+        "get config/mapping",
+        "get cred/qbo/tokens",
+        "get link/customer/",
+    ] {
+        assert_eq!(
+            ops.iter().filter(|o| o.starts_with(once)).count(),
+            1,
+            "{once}: {ops:#?}"
+        );
+    }
+    assert_eq!(
+        ops.iter().filter(|o| o.contains("cache/qbo/")).count(),
+        1,
+        "{ops:#?}"
+    );
+}
+
+#[test]
+fn a_retried_invoice_write_reuses_the_order_its_failed_run_read() {
+    let mut w = World::new();
+    w.put_order(101, order_json(101, &plain_shape(1)));
+    w.qbo
+        .borrow_mut()
+        .faults
+        .push_back(("POST /invoice?".into(), Fault::ServerError));
+    w.deliver("store/order/created", 101, &hash(1));
+    assert_eq!(w.record(101).state, State::Retrying);
+    assert_eq!(w.count("bc.test"), 1);
+    for _ in 0..4 {
+        w.advance(60);
+        w.retry_due();
+    }
+    assert_eq!(w.record(101).state, State::Posted, "{:?}", w.steps(101));
+    assert_eq!(
+        w.count("bc.test"),
+        1,
+        "the retry read nothing from BigCommerce"
+    );
+    assert_eq!(w.count("POST /invoice?"), 2);
+    assert_eq!(w.qbo.borrow().invoice_creates_accepted, 1);
+    assert!(
+        w.kv_keys_containing("consignments")
+            .iter()
+            .all(|k| !k.starts_with("keep/")),
+        "the kept order is dropped once posted"
+    );
+}
+
+#[test]
+fn an_order_changed_while_its_write_waits_for_a_retry_is_read_again() {
+    let mut w = World::new();
+    w.put_order(101, order_json(101, &plain_shape(1)));
+    w.qbo
+        .borrow_mut()
+        .faults
+        .push_back(("POST /invoice?".into(), Fault::ServerError));
+    w.deliver("store/order/created", 101, &hash(1));
+    assert_eq!(w.record(101).state, State::Retrying);
+    // The shopper's order changes; its webhook arrives while the record waits.
+    w.edit_order(101, |o| o["customer_message"] = json!("ring twice"));
+    w.advance(5);
+    w.deliver("store/order/updated", 101, &hash(2));
+    for _ in 0..4 {
+        w.advance(60);
+        w.retry_due();
+    }
+    assert_eq!(w.record(101).state, State::Posted, "{:?}", w.steps(101));
+    assert_eq!(w.count("bc.test"), 2, "the retry read the changed order");
+    let inv = w.qbo.borrow().invoices.values().next().cloned().unwrap();
+    assert!(inv.to_string().contains("ring twice"), "{inv}");
+}
