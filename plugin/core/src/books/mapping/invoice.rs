@@ -11,7 +11,8 @@ use crate::books::mapping::lines::{
     discount_account_name, discount_by_class, fit_unit_price, price_parts,
 };
 use crate::books::mapping::plan::{
-    OrderContext, ResolvedRefs, Target, charges, is_skipped, line_target, order_discount,
+    OrderContext, ResolvedRefs, Target, charges, is_gift_certificate, is_skipped, line_target,
+    order_discount,
 };
 use crate::books::mapping::totals::{check_totals, minus, sum};
 use crate::models::bigcommerce::{Order, OrderProduct};
@@ -145,6 +146,8 @@ pub fn build_invoice_for(
     // Product lines.
     let mut lines: Vec<Line> = Vec::new();
     let mut rounded_terms = 0usize;
+    // Lines of gift certificates sold: a liability, never given a rounding residue.
+    let mut liability_lines: Vec<usize> = Vec::new();
     for l in ctx.lines.iter().filter(|l| !is_skipped(l)) {
         let (target, class) = line_target(config, l, ctx)?;
         let item = match &target {
@@ -159,6 +162,9 @@ pub fn build_invoice_for(
         let desc = describe(l);
         let class = class_ref(&class)?;
         for part in price_parts(l.quantity, amount) {
+            if is_gift_certificate(l) {
+                liability_lines.push(lines.len());
+            }
             lines.push(Line::sales(
                 part.amount,
                 Some(desc.clone()),
@@ -285,7 +291,9 @@ pub fn build_invoice_for(
         // The largest product line (or largest sales line) whose quantity has a price for its
         // new amount takes the residue; its unit price is recomputed so Qty × UnitPrice still
         // equals Amount and its quantity stays true. Among equal amounts the first line wins.
-        let mut order_of: Vec<usize> = (0..product_lines).collect();
+        let mut order_of: Vec<usize> = (0..product_lines)
+            .filter(|i| !liability_lines.contains(i))
+            .collect();
         let mut others: Vec<usize> = (product_lines..lines.len())
             .filter(|i| {
                 lines[*i].sales_item_line_detail.is_some() && lines[*i].amount > Money::ZERO

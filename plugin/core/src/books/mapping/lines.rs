@@ -26,6 +26,9 @@ use crate::models::money::{Money, round2};
 /// own default discount account.
 pub const DEFAULT_DISCOUNT_ACCOUNT: &str = "Discounts given";
 
+/// A discount's share per class (`None`: no class), in class-name order.
+pub type ClassShares = Vec<(Option<String>, Money)>;
+
 /// The income account a split discount posts to (through its service item).
 pub fn discount_account_name(config: &MappingConfig) -> String {
     config.invoice.discount.as_ref().map_or_else(
@@ -43,7 +46,7 @@ pub fn discount_account_name(config: &MappingConfig) -> String {
 pub fn discount_by_class(
     config: &MappingConfig,
     ctx: &OrderContext,
-) -> Result<Option<Vec<(Option<String>, Money)>>, MappingError> {
+) -> Result<Option<ClassShares>, MappingError> {
     let discount = order_discount(ctx.order).round_cents();
     if discount.is_zero() {
         return Ok(None);
@@ -147,10 +150,7 @@ pub fn price_parts(quantity: Decimal, amount: Money) -> Vec<PricedPart> {
 /// "no class"). Exact to the cent: each class gets its share rounded down, and the cents left go
 /// one each to the largest remainders, ties to the first class in name order (no class first).
 /// Classes with zero weight get nothing; shares of zero are left out.
-pub fn split_by_class(
-    discount: Money,
-    weights: &BTreeMap<Option<String>, Decimal>,
-) -> Vec<(Option<String>, Money)> {
+pub fn split_by_class(discount: Money, weights: &BTreeMap<Option<String>, Decimal>) -> ClassShares {
     let total: Decimal = weights.values().filter(|w| **w > Decimal::ZERO).sum();
     let cents = discount.round_cents().amount() * Decimal::ONE_HUNDRED;
     if total <= Decimal::ZERO || cents.is_zero() {
