@@ -6,6 +6,7 @@
 
 pub mod r#gen;
 pub mod hooks;
+pub mod ledger;
 pub mod seed;
 mod server;
 
@@ -56,6 +57,10 @@ pub struct BcSimConfig {
     pub require_https_destination: bool,
     /// Seed the catalog and registered customers from [`seed`].
     pub seed_store: bool,
+    /// The store's time zone (`GET /v2/store` → `timezone.name`).
+    pub store_timezone: String,
+    /// The store's default currency (`GET /v2/store` → `currency`).
+    pub store_currency: String,
 }
 
 impl Default for BcSimConfig {
@@ -74,6 +79,8 @@ impl Default for BcSimConfig {
             delivery_timeout: Duration::from_secs(5),
             require_https_destination: false,
             seed_store: true,
+            store_timezone: "America/Chicago".to_string(),
+            store_currency: "USD".to_string(),
         }
     }
 }
@@ -97,6 +104,8 @@ impl BcSim {
         }
         let state: Shared = Arc::new(Mutex::new(SimState {
             store_hash: config.store_hash.clone(),
+            store_timezone: config.store_timezone.clone(),
+            store_currency: config.store_currency.clone(),
             token: config.token.clone(),
             orders: BTreeMap::new(),
             customers,

@@ -6,6 +6,7 @@
 //! unknown properties, stale `SyncToken`s, dangling references and arithmetic that does not add
 //! up, so a connector bug fails a test here instead of in a customer's books.
 
+mod currency;
 mod entities;
 mod exact;
 mod query;
@@ -32,6 +33,7 @@ use rand::Rng as _;
 use serde_json::{Value, json};
 
 use crate::control::{self, Control};
+pub use currency::Currencies;
 pub(crate) use store::{Db, Fault};
 
 /// How the simulator is set up.
@@ -57,6 +59,8 @@ pub struct QboSimConfig {
     pub reject_duplicate_doc_number: bool,
     /// Registered redirect URIs; empty accepts any (handy for tests on random ports).
     pub redirect_uris: Vec<String>,
+    /// The company's currencies (default: USD home, multicurrency off).
+    pub currencies: Currencies,
 }
 
 impl Default for QboSimConfig {
@@ -71,6 +75,7 @@ impl Default for QboSimConfig {
             max_requests_per_minute: None,
             reject_duplicate_doc_number: true,
             redirect_uris: Vec::new(),
+            currencies: Currencies::default(),
         }
     }
 }
@@ -127,9 +132,11 @@ impl QboSim {
         let mut db = Db {
             next_doc_number: 1000,
             reject_duplicate_doc_number: config.reject_duplicate_doc_number,
+            currencies: config.currencies.clone(),
             ..Db::default()
         };
         seed::seed(&mut db, &store::meta_time());
+        currency::seed(&mut db, &store::meta_time());
         let auth = Auth {
             ttl_secs: config.access_token_ttl_secs,
             rotate: config.rotate_refresh_tokens,

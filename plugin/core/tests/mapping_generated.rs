@@ -172,8 +172,39 @@ fn map_all(config: &MappingConfig) -> usize {
             .filter(|l| l.detail_type == DetailType::DiscountLineDetail)
             .collect();
         let bc_discount = (order.coupon_discount + order.discount_amount).round_cents();
+        let split_item = refs.account_items.get("Discounts given");
+        let split: Vec<_> = sales
+            .iter()
+            .filter(|l| {
+                Some(&l.sales_item_line_detail.as_ref().unwrap().item_ref.value) == split_item
+            })
+            .collect();
         if bc_discount.is_zero() {
             assert!(discounts.is_empty(), "order {id}: no discount line");
+        } else if !split.is_empty() {
+            // The discounted lines carry several classes: one negative line per class.
+            assert!(
+                discounts.is_empty(),
+                "order {id}: no DiscountLineDetail when split"
+            );
+            assert!(split.len() > 1, "order {id}: split over classes");
+            let classes: std::collections::BTreeSet<_> = split
+                .iter()
+                .map(|l| {
+                    l.sales_item_line_detail
+                        .as_ref()
+                        .unwrap()
+                        .class_ref
+                        .clone()
+                        .map(|c| c.value)
+                })
+                .collect();
+            assert_eq!(classes.len(), split.len(), "order {id}: one line per class");
+            assert_eq!(
+                split.iter().map(|l| l.amount).sum::<Money>(),
+                -bc_discount,
+                "order {id}: split discount"
+            );
         } else {
             assert_eq!(discounts.len(), 1, "order {id}: one discount line");
             assert_eq!(discounts[0].amount, bc_discount, "order {id}: discount");

@@ -53,6 +53,8 @@ pub(crate) struct RateWindow {
 #[derive(Debug)]
 pub(crate) struct SimState {
     pub store_hash: String,
+    pub store_timezone: String,
+    pub store_currency: String,
     pub token: String,
     pub orders: BTreeMap<u64, OrderEntry>,
     pub customers: BTreeMap<u64, Value>,
@@ -321,7 +323,10 @@ fn route(
             if !get {
                 return wrong_method("GET");
             }
-            json_response(StatusCode::OK, &super::seed::store_json(&st.store_hash))
+            let mut store = super::seed::store_json(&st.store_hash);
+            store["timezone"]["name"] = json!(st.store_timezone);
+            store["currency"] = json!(st.store_currency);
+            json_response(StatusCode::OK, &store)
         }
         (Api::V2, ["time"]) => {
             if !get {

@@ -368,21 +368,12 @@ fn validate_customer(db: &mut Db, c: &mut Obj, self_id: Option<&str>) -> Result<
         ("BillWithParent", json!(false)),
         ("Balance", int_value(0)),
         ("BalanceWithJobs", int_value(0)),
-        ("CurrencyRef", usd()),
         ("PreferredDeliveryMethod", json!("Print")),
         ("Active", json!(true)),
     ] {
         c.entry(k).or_insert(d);
     }
-    if c.get("CurrencyRef")
-        .and_then(|r| r.get("value"))
-        .and_then(Value::as_str)
-        != Some("USD")
-    {
-        return Err(Fault::business(
-            "Multicurrency is not enabled for this company; CurrencyRef must be USD.",
-        ));
-    }
+    super::currency::check_customer(db, c)?;
     assign_address_ids(db, c);
     Ok(())
 }
@@ -720,7 +711,7 @@ fn validate_payment(db: &mut Db, p: &mut Obj, self_id: Option<&str>) -> Result<(
         "PaymentMethodRef",
     )?;
     check_ref_num(p)?;
-    check_currency(p)?;
+    super::currency::check_transaction(db, p, None)?;
     let mut applied = Decimal::ZERO;
     let lines = p
         .get("Line")
@@ -831,23 +822,6 @@ fn apply_payment(db: &mut Db, payment: &Value) {
         linked.push(json!({"TxnId": pid, "TxnType": "Payment"}));
         inv["LinkedTxn"] = Value::Array(linked);
         db.replace("Invoice", idx, inv);
-    }
-}
-
-fn check_currency(o: &mut Obj) -> Result<(), Fault> {
-    match o
-        .get("CurrencyRef")
-        .and_then(|c| c.get("value"))
-        .and_then(Value::as_str)
-    {
-        None => {
-            o.insert("CurrencyRef".into(), usd());
-            Ok(())
-        }
-        Some("USD") => Ok(()),
-        Some(other) => Err(Fault::business(format!(
-            "Currency {other} is not allowed: multicurrency is not enabled for this company (home currency USD)."
-        ))),
     }
 }
 
@@ -1154,7 +1128,7 @@ fn validate_sales_form(
     inv.insert("Line".into(), Value::Array(lines));
     inv.insert("TotalAmt".into(), dec_value(total));
     resolve(db, inv, "ClassRef", "Class", "Name", "ClassRef")?;
-    check_currency(inv)?;
+    super::currency::check_transaction(db, inv, Some(&customer))?;
     let date = txn_date(inv)?;
     inv.insert("TxnDate".into(), json!(date.format("%Y-%m-%d").to_string()));
     if !inv.contains_key("BillAddr")

@@ -157,6 +157,8 @@ pub(crate) struct Db {
     /// Ids of voided invoices: they keep their number, have zero amounts and can be neither
     /// edited nor paid.
     pub voided: std::collections::HashSet<String>,
+    /// Home currency, multicurrency and the enabled currencies.
+    pub currencies: super::currency::Currencies,
 }
 
 /// Canonical entity names the simulator knows, with their URL segment.
@@ -175,6 +177,7 @@ pub(crate) const ENTITIES: &[(&str, &str)] = &[
     ("TaxCode", "taxcode"),
     ("CompanyInfo", "companyinfo"),
     ("Preferences", "preferences"),
+    ("CompanyCurrency", "companycurrency"),
 ];
 
 /// Name-list entities: queries return active records only unless `Active` is constrained.

@@ -51,6 +51,10 @@ pub struct CustomerSource {
     pub phone: String,
     pub bill_address: Option<PostalAddress>,
     pub ship_address: Option<PostalAddress>,
+    /// A foreign currency (ISO code) the customer buys in: QuickBooks keeps one currency per
+    /// customer, so this is a customer of its own, named with ` ({currency})` and created with
+    /// that `CurrencyRef` (CONTRACT §11). `None`: the home currency.
+    pub currency: Option<String>,
 }
 
 fn text(v: &Value, key: &str) -> String {
@@ -100,6 +104,7 @@ impl CustomerSource {
             phone: text(c, "phone"),
             bill_address: addresses.first().cloned(),
             ship_address: addresses.get(1).or(addresses.first()).cloned(),
+            currency: None,
         }
     }
 
@@ -126,18 +131,34 @@ impl CustomerSource {
                 .and_then(non_empty)
                 .or_else(|| bill.clone()),
             bill_address: bill,
+            currency: None,
         }
     }
 
     /// [`display_name_candidates`] for this source.
     pub fn display_name_candidates(&self) -> Vec<String> {
-        display_name_candidates(
+        let names = display_name_candidates(
             &self.first_name,
             &self.last_name,
             &self.company,
             &self.email,
             self.bc_customer_id,
-        )
+        );
+        match &self.currency {
+            None => names,
+            Some(code) => {
+                let suffix = format!(" ({code})");
+                let room = MAX_DISPLAY_NAME.saturating_sub(suffix.chars().count());
+                let mut out: Vec<String> = Vec::new();
+                for n in names {
+                    let candidate = format!("{}{suffix}", truncate(&n, room));
+                    if !out.contains(&candidate) {
+                        out.push(candidate);
+                    }
+                }
+                out
+            }
+        }
     }
 }
 
@@ -330,6 +351,9 @@ pub fn customer_payload_named(source: &CustomerSource, display_name: &str) -> Va
     }
     if let Some(a) = source.ship_address.as_ref().filter(|a| !a.is_empty()) {
         m.insert("ShipAddr".into(), address_json(a));
+    }
+    if let Some(code) = &source.currency {
+        m.insert("CurrencyRef".into(), json!({ "value": code }));
     }
     let notes = match source.bc_customer_id {
         Some(id) => format!("BigCommerce customer {id}"),
@@ -625,5 +649,47 @@ mod tests {
         assert_eq!(content_digest(&a).len(), 64);
         let c = json!({"DisplayName": "Ana", "BillAddr": {"City": "Dallas", "Line1": "1 Main"}});
         assert_ne!(content_digest(&a), content_digest(&c));
+    }
+
+    #[test]
+    fn a_foreign_currency_customer_is_named_with_its_currency_and_created_in_it() {
+        let home = CustomerSource {
+            bc_customer_id: Some(7),
+            first_name: "Ana".into(),
+            last_name: "Diaz".into(),
+            email: "ana@example.com".into(),
+            ..CustomerSource::default()
+        };
+        let euro = CustomerSource {
+            currency: Some("EUR".into()),
+            ..home.clone()
+        };
+        assert_eq!(
+            euro.display_name_candidates(),
+            vec![
+                "Ana Diaz (EUR)".to_string(),
+                "Ana Diaz (ana@example.com) (EUR)".to_string(),
+                "Ana Diaz (BC 7) (EUR)".to_string(),
+            ]
+        );
+        assert_eq!(home.display_name_candidates()[0], "Ana Diaz");
+        let payload = customer_payload_named(&euro, "Ana Diaz (EUR)");
+        assert_eq!(payload["CurrencyRef"], json!({"value": "EUR"}));
+        assert!(
+            customer_payload_named(&home, "Ana Diaz")
+                .get("CurrencyRef")
+                .is_none()
+        );
+        // The suffix is never cut: a long name gives way.
+        let long = CustomerSource {
+            company: "X".repeat(120),
+            ..euro
+        };
+        for c in long.display_name_candidates() {
+            assert!(
+                c.ends_with(" (EUR)") && c.chars().count() <= MAX_DISPLAY_NAME,
+                "{c}"
+            );
+        }
     }
 }

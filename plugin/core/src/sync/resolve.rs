@@ -359,6 +359,14 @@ fn find_account_item(
 
 /// Where the BigCommerce→QuickBooks customer link lives.
 pub fn link_key(source: &CustomerSource) -> String {
+    // A foreign-currency customer is a customer of its own (CONTRACT §11).
+    match &source.currency {
+        None => home_link_key(source),
+        Some(code) => format!("{}/{code}", home_link_key(source)),
+    }
+}
+
+fn home_link_key(source: &CustomerSource) -> String {
     match source.bc_customer_id {
         Some(id) if id > 0 => format!("link/customer/{id}"),
         _ if !source.email.trim().is_empty() => {
@@ -579,13 +587,13 @@ fn find_or_plan(
     let candidates = source.display_name_candidates();
     let email = source.email.trim();
     if !email.is_empty() {
-        let found = by_email(host, up, email)?;
+        let found = in_currency(by_email(host, up, email)?, source);
         if let Some(c) = pick(&found) {
             return adopt(host, key, c, Matched::Email, dry_run);
         }
     }
     if let Some(base) = candidates.first() {
-        let found = by_name(host, up, base)?;
+        let found = in_currency(by_name(host, up, base)?, source);
         if let Some(c) = found.iter().find(|c| c.get("PrimaryEmailAddr").is_none()) {
             return adopt(host, key, c, Matched::Name, dry_run);
         }
@@ -649,6 +657,69 @@ fn create(
     Err(last.unwrap_or_else(|| {
         QboFailure::from(Failure::mapping("the customer has no usable name or email"))
     }))
+}
+
+/// The customers that can take `source`'s invoices: those in its foreign currency when it has
+/// one; else all but the connector's foreign-currency customers (a `CurrencyRef` of `{code}`
+/// and a DisplayName ending ` ({code})`), so a home-currency order never adopts one.
+fn in_currency(found: Vec<Value>, source: &CustomerSource) -> Vec<Value> {
+    let code = |c: &Value| {
+        c.pointer("/CurrencyRef/value")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    match &source.currency {
+        Some(want) => found
+            .into_iter()
+            .filter(|c| code(c).as_deref() == Some(want.as_str()))
+            .collect(),
+        None => found
+            .into_iter()
+            .filter(|c| {
+                let name = c.get("DisplayName").and_then(Value::as_str).unwrap_or("");
+                !code(c).is_some_and(|k| name.ends_with(&format!(" ({k})")))
+            })
+            .collect(),
+    }
+}
+
+/// Whether the company has currency `code` enabled (a `CompanyCurrency`), looked up once per
+/// realm and cached; one it lacks is a mapping failure that says what to do.
+pub fn currency_enabled(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    realm: &str,
+    code: &str,
+) -> Result<(), QboFailure> {
+    let key = cache_key(realm, "currency", code);
+    if cached(host, &key).is_some() {
+        return Ok(());
+    }
+    let found: Vec<Value> = up
+        .qbo_query(
+            host,
+            "CompanyCurrency",
+            &q("CompanyCurrency", "Code", code)?,
+        )
+        .map_err(|e| {
+            // A company without multicurrency may refuse the query itself.
+            if e.failure.is_retryable() {
+                e
+            } else {
+                not_enabled(code)
+            }
+        })?;
+    let id = first_id(&found).ok_or_else(|| not_enabled(code))?;
+    remember(host, &key, &id, code);
+    Ok(())
+}
+
+fn not_enabled(code: &str) -> QboFailure {
+    QboFailure::from(Failure::mapping(&format!(
+        "the order is in {code}, a currency the QuickBooks company has not enabled: turn on \
+         Multicurrency (Account and Settings → Advanced → Currency) and add {code} to the currency \
+         list, then replay the order"
+    )))
 }
 
 /// After a 6240: the customer itself, if someone created it since we looked (same email, or
@@ -771,4 +842,44 @@ fn reactivate(
     };
     save_link(host, key, &link)?;
     Ok(link)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_currency_of_a_customer_has_its_own_link() {
+        let home = CustomerSource {
+            bc_customer_id: Some(7),
+            ..CustomerSource::default()
+        };
+        let euro = CustomerSource {
+            currency: Some("EUR".into()),
+            ..home.clone()
+        };
+        assert_eq!(link_key(&home), "link/customer/7");
+        assert_eq!(link_key(&euro), "link/customer/7/EUR");
+    }
+
+    #[test]
+    fn matching_keeps_to_the_orders_currency() {
+        let found = vec![
+            json!({"Id": "1", "DisplayName": "Ana Diaz", "CurrencyRef": {"value": "USD"}}),
+            json!({"Id": "2", "DisplayName": "Ana Diaz (EUR)", "CurrencyRef": {"value": "EUR"}}),
+            json!({"Id": "3", "DisplayName": "Old Ana"}),
+        ];
+        let ids = |v: Vec<Value>| -> Vec<String> {
+            v.iter()
+                .map(|c| c["Id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let home = CustomerSource::default();
+        assert_eq!(ids(in_currency(found.clone(), &home)), ["1", "3"]);
+        let euro = CustomerSource {
+            currency: Some("EUR".into()),
+            ..CustomerSource::default()
+        };
+        assert_eq!(ids(in_currency(found, &euro)), ["2"]);
+    }
 }

@@ -188,11 +188,29 @@ pub struct Bc {
     pub customers: HashMap<u64, Value>,
     /// Refunds per order (`/v3/orders/{id}/payment_actions/refunds`).
     pub refunds: HashMap<u64, Vec<Value>>,
+    /// The store's time zone in `/v2/store` (empty: `America/Chicago`).
+    pub store_timezone: String,
+    /// How often `/v2/store` was read.
+    pub store_reads: usize,
 }
 
 impl Bc {
     /// Answers one request as BigCommerce would.
     pub fn handle(&mut self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        if req.url == format!("{BC_BASE}/stores/{STORE_HASH}/v2/store") {
+            assert_eq!(req.method, Method::Get, "BigCommerce is only read");
+            self.store_reads += 1;
+            let zone = if self.store_timezone.is_empty() {
+                "America/Chicago"
+            } else {
+                self.store_timezone.as_str()
+            };
+            return Ok(HttpResponse::json(
+                200,
+                &json!({"id": STORE_HASH, "name": "Test store", "currency": "USD",
+                        "timezone": {"name": zone, "raw_offset": -21600}}),
+            ));
+        }
         let customers = format!("{BC_BASE}/stores/{STORE_HASH}/v3/customers?");
         if req.url.starts_with(&customers) {
             return Ok(self.customers(req));
@@ -764,6 +782,8 @@ pub fn wired_host() -> (FakeHost, Rc<RefCell<Bc>>, Rc<RefCell<Qbo>>) {
         ("admin_token", ADMIN_TOKEN),
         ("retry_base_seconds", "10"),
         ("max_attempts", "5"),
+        // Set, so these tests read no store profile (`ledger_job.rs` covers that read).
+        ("store_timezone", "America/Chicago"),
     ] {
         host.set_config(k, v);
     }

@@ -211,6 +211,8 @@ impl SimWorld {
             ("admin_token", ADMIN_TOKEN),
             ("retry_base_seconds", "10"),
             ("max_attempts", "6"),
+            // Set, so these tests read no store profile (`ledger_job.rs` covers that read).
+            ("store_timezone", "America/Chicago"),
         ] {
             config.insert(k.to_string(), v.to_string());
         }

@@ -116,6 +116,13 @@ pub struct InvoiceConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discount: Option<AccountTarget>,
     pub tax: TaxConfig,
+    /// Gift certificates sold (lines of type `giftcertificate`): a liability item, never income.
+    #[serde(default = "default_gift_certificate_item")]
+    pub gift_certificate_item: String,
+}
+
+fn default_gift_certificate_item() -> String {
+    "Gift Certificates".into()
 }
 
 fn default_doc_number() -> String {
@@ -252,6 +259,7 @@ impl Default for MappingConfig {
                     mode: TaxMode::Line,
                     item: Some("Sales Tax Collected".into()),
                 },
+                gift_certificate_item: default_gift_certificate_item(),
             },
             customers: CustomersConfig::default(),
             payments: PaymentsConfig::default(),
@@ -518,6 +526,7 @@ impl MappingConfig {
             "fees",
             "discount",
             "tax",
+            "gift_certificate_item",
         ];
         let Some(o) = c.object(inv, p, &allowed) else {
             return;
@@ -536,6 +545,7 @@ impl MappingConfig {
         }
         c.name(o, "default_item", p, true, false);
         c.name(o, "default_class", p, false, true);
+        c.name(o, "gift_certificate_item", p, false, false);
         for k in ["shipping", "handling", "wrapping", "fees"] {
             c.target(o, k, p, "item");
         }

@@ -1,5 +1,6 @@
 //! Why an order cannot become an invoice.
 
+use crate::books::mapping::dates::ZoneSource;
 use crate::models::money::Money;
 
 /// Why an order cannot become an invoice. Each message says what to do.
@@ -39,6 +40,23 @@ pub enum MappingError {
         "the order has no creation date, so the invoice date is unknown: check the order in BigCommerce and replay it"
     )]
     MissingOrderDate,
+    #[error("{}", zone_message(name, *from))]
+    UnknownTimeZone { name: String, from: ZoneSource },
+    #[error(
+        "the order is in {code}, a currency with {decimals} decimal places; the connector books only \
+         currencies with 2 (amounts are never rounded silently): post this order by hand in QuickBooks"
+    )]
+    CurrencyDecimals { code: String, decimals: u32 },
+    #[error(
+        "the order is in {code} but the store's default currency is {home} and BigCommerce gave no usable \
+         exchange rate (store_default_to_transactional_exchange_rate = '{rate}'): check the order's currency \
+         settings in BigCommerce, then replay it"
+    )]
+    MissingExchangeRate {
+        code: String,
+        home: String,
+        rate: String,
+    },
     #[error(
         "the order has nothing to invoice (no priced lines, charges or tax): nothing was posted"
     )]
@@ -92,4 +110,17 @@ pub enum MappingError {
         "refund {refund_id} has nothing to refund (no items, no tax): nothing was posted for it"
     )]
     NothingToRefund { refund_id: u64 },
+}
+
+fn zone_message(name: &str, from: ZoneSource) -> String {
+    match from {
+        ZoneSource::Variable => format!(
+            "the store_timezone variable is '{name}', which is not an IANA time zone: set it to a name \
+             such as America/Los_Angeles (or empty to use the store's setting), then replay the order"
+        ),
+        ZoneSource::Store => format!(
+            "BigCommerce's store time zone is '{name}', which is not an IANA time zone: set the \
+             store_timezone variable to the store's zone (such as America/Los_Angeles), then replay the order"
+        ),
+    }
 }

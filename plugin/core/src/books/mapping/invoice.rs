@@ -4,9 +4,15 @@
 use rust_decimal::Decimal;
 
 use crate::books::mapping::config::{DOC_NUMBER_MAX, MappingConfig, NOTE_MARKER_PREFIX, TaxMode};
+use crate::books::mapping::currency::order_currency;
+use crate::books::mapping::dates::{StoreFacts, txn_date};
 use crate::books::mapping::error::MappingError;
+use crate::books::mapping::lines::{
+    discount_account_name, discount_by_class, fit_unit_price, price_parts,
+};
 use crate::books::mapping::plan::{
-    OrderContext, ResolvedRefs, Target, charges, is_skipped, line_target, order_discount,
+    OrderContext, ResolvedRefs, Target, charges, is_gift_certificate, is_skipped, line_target,
+    order_discount,
 };
 use crate::books::mapping::totals::{check_totals, minus, sum};
 use crate::models::bigcommerce::{Order, OrderProduct};
@@ -51,24 +57,14 @@ pub fn render_doc_number(template: &str, order: &Order) -> Result<String, Mappin
     Ok(s)
 }
 
-/// Chooses `(Qty, UnitPrice)` with `round2(Qty × UnitPrice) == amount` exactly.
+/// Chooses `(Qty, UnitPrice)` with `round2(Qty × UnitPrice) == amount` exactly; when no price
+/// of ≤ 7 decimals fits, one unit at the amount (refund documents only: invoice product lines
+/// keep their quantity through [`price_parts`]).
 pub(crate) fn qty_and_price(quantity: Decimal, amount: Money) -> (Decimal, Decimal) {
-    let a = amount.amount();
-    // Checked: a tiny fractional quantity would make the unit price overflow.
-    if quantity > Decimal::ZERO
-        && let Some(exact) = a.checked_div(quantity)
-    {
-        for dp in 2..=7u32 {
-            let u = exact
-                .round_dp_with_strategy(dp, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
-            if u.checked_mul(quantity).map(round2) == Some(a) {
-                return (quantity, u.normalize());
-            }
-        }
+    match fit_unit_price(quantity, amount) {
+        Some(u) => (quantity, u),
+        None => (Decimal::ONE, amount.amount().normalize()),
     }
-    // Huge or fractional quantities where no price of ≤ 7 decimals fits: bill one unit at the
-    // line amount (the quantity stays in the description).
-    (Decimal::ONE, a.normalize())
 }
 
 pub(crate) fn describe(line: &OrderProduct) -> String {
@@ -114,21 +110,35 @@ fn address(a: &crate::models::bigcommerce::Address) -> Option<PhysicalAddress> {
     })
 }
 
-/// Builds the invoice for an order (see the module docs for the money rules).
+/// Builds the invoice for an order dated in UTC with no store facts (see [`build_invoice_for`]).
 pub fn build_invoice(
     config: &MappingConfig,
     ctx: &OrderContext,
     refs: &ResolvedRefs,
     customer_ref: &str,
 ) -> Result<InvoiceDraft, MappingError> {
+    build_invoice_for(config, ctx, refs, customer_ref, &StoreFacts::default())
+}
+
+/// Builds the invoice for an order of the store described by `store` (its time zone dates
+/// the invoice, its default currency decides whether the order is foreign); see the module
+/// docs for the money rules.
+pub fn build_invoice_for(
+    config: &MappingConfig,
+    ctx: &OrderContext,
+    refs: &ResolvedRefs,
+    customer_ref: &str,
+    store: &StoreFacts,
+) -> Result<InvoiceDraft, MappingError> {
     let order = ctx.order;
     let inv_cfg = &config.invoice;
+    let currency = order_currency(order, store)?;
     check_totals(order, ctx.lines)?;
     let doc_number = render_doc_number(&inv_cfg.doc_number, order)?;
-    let txn_date = order
-        .date_created
-        .ok_or(MappingError::MissingOrderDate)?
-        .date_naive();
+    let txn_date = txn_date(
+        order.date_created.ok_or(MappingError::MissingOrderDate)?,
+        &store.zone,
+    );
 
     let item_ref = |name: &str| refs.item_ref(name);
     let class_ref = |name: &Option<String>| refs.class_ref(name);
@@ -136,6 +146,8 @@ pub fn build_invoice(
     // Product lines.
     let mut lines: Vec<Line> = Vec::new();
     let mut rounded_terms = 0usize;
+    // Lines of gift certificates sold: a liability, never given a rounding residue.
+    let mut liability_lines: Vec<usize> = Vec::new();
     for l in ctx.lines.iter().filter(|l| !is_skipped(l)) {
         let (target, class) = line_target(config, l, ctx)?;
         let item = match &target {
@@ -147,23 +159,25 @@ pub fn build_invoice(
                 .ok_or_else(|| MappingError::UnknownAccount { name: a.clone() })?,
         };
         let amount = l.total_ex_tax.round_cents();
-        let (qty, unit_price) = qty_and_price(l.quantity, amount);
-        let mut desc = describe(l);
-        if qty != l.quantity {
-            desc.push_str(&format!(" × {}", l.quantity.normalize()));
+        let desc = describe(l);
+        let class = class_ref(&class)?;
+        for part in price_parts(l.quantity, amount) {
+            if is_gift_certificate(l) {
+                liability_lines.push(lines.len());
+            }
+            lines.push(Line::sales(
+                part.amount,
+                Some(desc.clone()),
+                SalesItemLineDetail {
+                    item_ref: item.clone(),
+                    class_ref: class.clone(),
+                    unit_price: Some(part.unit_price),
+                    qty: Some(part.qty),
+                    tax_code_ref: None,
+                    service_date: None,
+                },
+            ));
         }
-        lines.push(Line::sales(
-            amount,
-            Some(desc),
-            SalesItemLineDetail {
-                item_ref: item,
-                class_ref: class_ref(&class)?,
-                unit_price: Some(unit_price),
-                qty: Some(qty),
-                tax_code_ref: None,
-                service_date: None,
-            },
-        ));
         rounded_terms += 1;
     }
     let product_lines = lines.len();
@@ -185,8 +199,47 @@ pub fn build_invoice(
         rounded_terms += 1;
     }
 
-    // One discount line for coupons + manual discount.
-    let discount = order_discount(order).round_cents();
+    // One discount line for coupons + manual discount, or one negative line per class when the
+    // discounted lines carry several (CONTRACT §11).
+    let mut discount = order_discount(order).round_cents();
+    let desc = match (
+        order.coupon_discount.is_zero(),
+        order.discount_amount.is_zero(),
+    ) {
+        (false, true) => "Coupon discount",
+        (true, false) => "Order discount",
+        _ => "Coupon and order discounts",
+    };
+    if let Some(split) = discount_by_class(config, ctx)? {
+        let account = discount_account_name(config);
+        let item = refs
+            .account_items
+            .get(&account)
+            .map(|id| Ref::id(id.clone()))
+            .ok_or_else(|| MappingError::UnknownAccount {
+                name: account.clone(),
+            })?;
+        for (class, share) in split {
+            let amount = -share;
+            lines.push(Line::sales(
+                amount,
+                Some(match &class {
+                    Some(c) => format!("{desc} ({c})"),
+                    None => desc.to_string(),
+                }),
+                SalesItemLineDetail {
+                    item_ref: item.clone(),
+                    class_ref: class_ref(&class)?,
+                    unit_price: Some(amount.amount().normalize()),
+                    qty: Some(Decimal::ONE),
+                    ..Default::default()
+                },
+            ));
+        }
+        // Now among the sales lines.
+        discount = Money::ZERO;
+        rounded_terms += 1;
+    }
     if !discount.is_zero() {
         let account = match &inv_cfg.discount {
             None => None,
@@ -195,14 +248,6 @@ pub fn build_invoice(
                     name: d.account.clone(),
                 }
             })?)),
-        };
-        let desc = match (
-            order.coupon_discount.is_zero(),
-            order.discount_amount.is_zero(),
-        ) {
-            (false, true) => "Coupon discount",
-            (true, false) => "Order discount",
-            _ => "Coupon and order discounts",
         };
         lines.push(Line::discount(discount, Some(desc.into()), account));
         rounded_terms += 1;
@@ -243,26 +288,31 @@ pub fn build_invoice(
         tax_amount_target
     };
     if !absorb_in_tax && !residue.is_zero() {
-        // Largest product line (or largest sales line) takes the residue; its unit price is
-        // recomputed so Qty × UnitPrice still equals Amount.
-        // `rev()` so that among equal amounts the first line wins.
-        let idx = (0..product_lines)
-            .rev()
-            .max_by_key(|i| lines[*i].amount)
-            .or_else(|| {
-                (0..lines.len())
-                    .rev()
-                    .filter(|i| lines[*i].sales_item_line_detail.is_some())
-                    .max_by_key(|i| lines[*i].amount)
-            });
-        let Some(i) = idx else {
+        // The largest product line (or largest sales line) whose quantity has a price for its
+        // new amount takes the residue; its unit price is recomputed so Qty × UnitPrice still
+        // equals Amount and its quantity stays true. Among equal amounts the first line wins.
+        let mut order_of: Vec<usize> = (0..product_lines)
+            .filter(|i| !liability_lines.contains(i))
+            .collect();
+        let mut others: Vec<usize> = (product_lines..lines.len())
+            .filter(|i| {
+                lines[*i].sales_item_line_detail.is_some() && lines[*i].amount > Money::ZERO
+            })
+            .collect();
+        order_of.sort_by(|a, b| lines[*b].amount.cmp(&lines[*a].amount));
+        others.sort_by(|a, b| lines[*b].amount.cmp(&lines[*a].amount));
+        order_of.extend(others);
+        let fitted = order_of.into_iter().find_map(|i| {
+            let d = lines[i].sales_item_line_detail.as_ref()?;
+            let amount = lines[i].amount + residue;
+            fit_unit_price(d.qty.unwrap_or(Decimal::ONE), amount).map(|u| (i, amount, u))
+        });
+        let Some((i, amount, u)) = fitted else {
             return Err(MappingError::NothingToInvoice);
         };
         let line = &mut lines[i];
-        line.amount += residue;
+        line.amount = amount;
         if let Some(d) = line.sales_item_line_detail.as_mut() {
-            let (q, u) = qty_and_price(d.qty.unwrap_or(Decimal::ONE), line.amount);
-            d.qty = Some(q);
             d.unit_price = Some(u);
         }
     }
@@ -297,11 +347,6 @@ pub fn build_invoice(
         });
     }
 
-    let currency = if order.default_currency_code.trim().is_empty() {
-        non_empty(&order.currency_code)
-    } else {
-        non_empty(&order.default_currency_code)
-    };
     let email = order.billing_address.email.trim();
     let note = format!(
         "BigCommerce order #{} (channel {}). {}",
@@ -315,7 +360,8 @@ pub fn build_invoice(
     let invoice = Invoice {
         doc_number: Some(doc_number),
         txn_date: Some(txn_date),
-        currency_ref: currency.map(Ref::id),
+        exchange_rate: currency.as_ref().and_then(|c| c.exchange_rate),
+        currency_ref: currency.map(|c| Ref::id(c.code)),
         private_note: Some(note),
         line: lines,
         txn_tax_detail,

@@ -15,24 +15,34 @@
 //!   rounding leaves over (the *residue*, at most one cent per rounded line) is absorbed in the
 //!   tax amount when tax is posted and BigCommerce charged tax; otherwise in the largest
 //!   product line.
-//! - `TxnDate` is the UTC calendar date of `date_created` (BigCommerce sends UTC; the company
-//!   time zone is not known to the core).
+//! - `TxnDate` is the calendar date of `date_created` in the store's time zone ([`dates`]).
+//! - The invoice posts in the order's transactional currency, with `ExchangeRate` when it is
+//!   foreign ([`currency`]).
+//! - Product lines keep BigCommerce's quantity (`Qty × UnitPrice = Amount`, split in two lines
+//!   when no price fits), gift certificates sold go to the gift-certificate item, and a discount
+//!   over lines of several classes posts per class ([`lines`]).
 //! - `GlobalTaxCalculation` is never sent: it is rejected by US companies, and non-US
 //!   companies must match it to `is_tax_inclusive_pricing` — the lines are always ex-tax here,
 //!   with tax as a line or `TxnTaxDetail`.
 //!
 //! Files: [`config`] (the configuration and its validation), [`plan`](mod@plan) (rule matching and what
 //! to fetch), [`totals`] (the tie-out check), [`invoice`] (the layout), [`refund`] (refund
-//! documents laid out with the same rules), [`error`].
+//! documents laid out with the same rules), [`dates`] (the invoice date in the store's zone),
+//! [`currency`] (the currency and exchange rate), [`lines`] (quantities and prices, the
+//! discount per class), [`error`].
 
 pub mod config;
+pub mod currency;
+pub mod dates;
 pub mod error;
 pub mod invoice;
+pub mod lines;
 pub mod plan;
 pub mod refund;
 pub mod totals;
 
 pub use config::*;
+pub use dates::{StoreFacts, ZoneSource};
 pub use error::*;
 pub use invoice::*;
 pub use plan::*;

@@ -81,6 +81,14 @@ impl ResolvedRefs {
     }
 }
 
+/// A gift certificate sold (line `type` `giftcertificate`): booked on
+/// `invoice.gift_certificate_item`, a liability (CONTRACT §11).
+pub fn is_gift_certificate(line: &OrderProduct) -> bool {
+    line.product_type
+        .trim()
+        .eq_ignore_ascii_case("giftcertificate")
+}
+
 pub(crate) fn is_skipped(line: &OrderProduct) -> bool {
     // Bundled children carry no price of their own; their parent line holds the amount.
     (line.parent_order_product_id.is_some() && line.total_ex_tax.is_zero())
@@ -174,6 +182,13 @@ pub(crate) fn line_target(
     ctx: &OrderContext,
 ) -> Result<(Target, Option<String>), MappingError> {
     let inv = &config.invoice;
+    if is_gift_certificate(line) {
+        // A gift certificate sold is money owed to its holder, not revenue: no rule applies.
+        return Ok((
+            Target::Item(inv.gift_certificate_item.clone()),
+            inv.default_class.clone(),
+        ));
+    }
     for r in &inv.rules {
         if rule_matches(&r.matcher, line, ctx.order, Some(ctx))? == Some(true) {
             let target = match (&r.item, &r.account) {
@@ -275,6 +290,13 @@ pub fn plan(config: &MappingConfig, order: &Order, lines: &[OrderProduct]) -> Pl
     let mut products = BTreeSet::new();
     let mut needs_group = false;
     for line in lines.iter().filter(|l| !is_skipped(l)) {
+        if is_gift_certificate(line) {
+            p.items.insert(inv.gift_certificate_item.clone());
+            if let Some(c) = &inv.default_class {
+                p.classes.insert(c.clone());
+            }
+            continue;
+        }
         let mut decided = false;
         for r in &inv.rules {
             if r.matcher.needs_catalog() && line.product_id.0 != 0 {
@@ -342,5 +364,11 @@ pub fn plan_exact(config: &MappingConfig, ctx: &OrderContext) -> Result<Plan, Ma
         }
     }
     plan_common(config, ctx.order, &mut p);
+    if crate::books::mapping::lines::discount_by_class(config, ctx)?.is_some() {
+        // The discount posts as lines on the discount account's item, per class.
+        p.accounts
+            .insert(crate::books::mapping::lines::discount_account_name(config));
+        p.discount_account = None;
+    }
     Ok(p)
 }

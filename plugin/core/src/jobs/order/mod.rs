@@ -31,11 +31,13 @@ use crate::sync::upstream::{EntityCall, QboFailure, Upstreams, id_and_token};
 mod invoice;
 mod payments;
 mod refunds;
+mod store_facts;
 
 use invoice::{create_invoice, record_invoice, sync_invoice, void_invoice};
 use payments::{payment_refs, post_payment};
 pub use refunds::fetch_refunds;
 use refunds::post_refunds;
+pub use store_facts::{CachedStore, STORE_CACHE_KEY, store_facts};
 
 fn qf(e: QboFailure) -> Failure {
     e.failure
@@ -286,6 +288,9 @@ pub fn prepare_order(
     let exact = mapping::plan_exact(&config, &ctx).map_err(mapping_failure)?;
     // Totals are checked before anything is resolved or created in QuickBooks.
     mapping::check_totals(&fetched.order, &fetched.lines).map_err(mapping_failure)?;
+    let store = store_facts(host, up, &fetched.order)?;
+    let currency =
+        mapping::currency::order_currency(&fetched.order, &store).map_err(mapping_failure)?;
     let access = up.access(host).map_err(|e| {
         if e.needs_reauth() {
             Failure::needs_reauth(&e.to_string())
@@ -296,9 +301,13 @@ pub fn prepare_order(
         }
     })?;
     let refs = resolve::refs(host, up, &access.realm_id, &exact, dry_run).map_err(qf)?;
-    let source = invoice_customer_source(&config, &fetched);
+    let mut source = invoice_customer_source(&config, &fetched);
+    if let Some(foreign) = currency.as_ref().filter(|c| c.is_foreign()) {
+        resolve::currency_enabled(host, up, &access.realm_id, &foreign.code).map_err(qf)?;
+        source.currency = Some(foreign.code.clone());
+    }
     let customer = resolve::customer(host, up, &source, dry_run).map_err(qf)?;
-    let draft = mapping::build_invoice(&config, &ctx, &refs, &customer.0.qbo_id)
+    let draft = mapping::build_invoice_for(&config, &ctx, &refs, &customer.0.qbo_id, &store)
         .map_err(mapping_failure)?;
     let invoice = serde_json::to_value(&draft.invoice).unwrap_or(Value::Null);
     let digest = customer::content_digest(&invoice);

@@ -354,6 +354,10 @@ pub struct Order {
     pub default_currency_code: String,
     #[serde(deserialize_with = "lenient::string")]
     pub store_default_currency_code: String,
+    /// Store default currency → transactional currency: one unit of the store's default
+    /// currency is worth this many units of `default_currency_code`.
+    #[serde(with = "crate::models::money::decimal_number")]
+    pub store_default_to_transactional_exchange_rate: Decimal,
     pub billing_address: Address,
     #[serde(deserialize_with = "lenient::u64_or_zero")]
     pub shipping_address_count: u64,
@@ -597,6 +601,18 @@ pub struct Store {
     pub domain: String,
     #[serde(deserialize_with = "lenient::string")]
     pub secure_url: String,
+    /// The store's default currency.
     #[serde(deserialize_with = "lenient::string")]
     pub currency: String,
+    /// The store's time zone setting.
+    pub timezone: StoreTimezone,
+}
+
+/// The store's time zone (`/v2/store` → `timezone`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct StoreTimezone {
+    /// IANA name (`America/Chicago`).
+    #[serde(deserialize_with = "lenient::string")]
+    pub name: String,
 }

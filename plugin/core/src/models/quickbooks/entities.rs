@@ -238,6 +238,13 @@ pub struct Invoice {
     pub txn_date: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency_ref: Option<Ref>,
+    /// Home-currency units per unit of `currency_ref` (foreign-currency invoices only).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::models::money::decimal_number::option"
+    )]
+    pub exchange_rate: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_note: Option<String>,
     #[serde(default)]
