@@ -5,6 +5,7 @@
 //!
 //! May import: `books`, `models` and the base modules.
 
+pub mod company;
 pub mod connection;
 pub mod failure;
 pub mod lease;

@@ -98,6 +98,12 @@ pub fn refs(
     if let Some(name) = &plan.discount_account {
         out.discount_account = Some(lookup(host, up, realm, "Account", "account", name)?);
     }
+    for name in &plan.tax_codes {
+        out.tax_codes.insert(
+            name.clone(),
+            lookup(host, up, realm, "TaxCode", "taxcode", name)?,
+        );
+    }
     Ok(out)
 }
 

@@ -24,6 +24,15 @@ pub enum MappingError {
     )]
     MissingTaxItem,
     #[error(
+        "this QuickBooks company books VAT/GST, so every line needs a tax code, but BigCommerce tax class '{class}' has none: \
+         add \"{class}\" (or \"default\") to invoice.tax.codes in the mapping, naming a QuickBooks tax code"
+    )]
+    MissingTaxCode { class: String },
+    #[error(
+        "Tax code '{name}' not found in QuickBooks: check invoice.tax.codes in the mapping against the company's tax codes"
+    )]
+    UnknownTaxCode { name: String },
+    #[error(
         "catalog data for product {product_id} was not fetched but a category/brand rule needs it (connector bug: report it)"
     )]
     MissingCatalogProduct { product_id: u64 },
