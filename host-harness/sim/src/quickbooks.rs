@@ -12,6 +12,7 @@ mod query;
 pub mod schema;
 mod seed;
 mod store;
+mod tax;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use serde_json::{Value, json};
 
 use crate::control::{self, Control};
 pub(crate) use store::{Db, Fault};
+pub use tax::{CompanyProfile, US_AST_RATE_PERCENT};
 
 /// How the simulator is set up.
 #[derive(Debug, Clone)]
@@ -57,6 +59,8 @@ pub struct QboSimConfig {
     pub reject_duplicate_doc_number: bool,
     /// Registered redirect URIs; empty accepts any (handy for tests on random ports).
     pub redirect_uris: Vec<String>,
+    /// The kind of company: US with automated sales tax (default) or UK with VAT.
+    pub profile: CompanyProfile,
 }
 
 impl Default for QboSimConfig {
@@ -71,6 +75,7 @@ impl Default for QboSimConfig {
             max_requests_per_minute: None,
             reject_duplicate_doc_number: true,
             redirect_uris: Vec::new(),
+            profile: CompanyProfile::default(),
         }
     }
 }
@@ -127,6 +132,7 @@ impl QboSim {
         let mut db = Db {
             next_doc_number: 1000,
             reject_duplicate_doc_number: config.reject_duplicate_doc_number,
+            profile: config.profile,
             ..Db::default()
         };
         seed::seed(&mut db, &store::meta_time());

@@ -7,6 +7,7 @@ use super::exact::{self, dec, dec_value, int_value};
 use super::query::{self, Projection};
 use super::schema;
 use super::store::{Db, Fault, NAME_LISTS, canonical, envelope_time, meta_time};
+use super::tax;
 
 type Obj = Map<String, Value>;
 
@@ -145,8 +146,24 @@ fn valid_email(s: &str) -> bool {
         && !domain.contains("..")
 }
 
-fn usd() -> Value {
-    json!({"value": "USD", "name": "United States Dollar"})
+/// The company's home currency (`Preferences.CurrencyPrefs.HomeCurrency`; USD when unset).
+fn home_currency(db: &Db) -> Value {
+    let code = db
+        .list("Preferences")
+        .first()
+        .and_then(|p| p.pointer("/CurrencyPrefs/HomeCurrency/value"))
+        .and_then(Value::as_str)
+        .unwrap_or("USD")
+        .to_string();
+    let name = match code.as_str() {
+        "USD" => "United States Dollar",
+        "GBP" => "British Pound Sterling",
+        "EUR" => "Euro",
+        "CAD" => "Canadian Dollar",
+        "AUD" => "Australian Dollar",
+        _ => "",
+    };
+    json!({"value": code, "name": name})
 }
 
 /// Fields a full update keeps from the stored record (read-only or server-owned).
@@ -368,20 +385,22 @@ fn validate_customer(db: &mut Db, c: &mut Obj, self_id: Option<&str>) -> Result<
         ("BillWithParent", json!(false)),
         ("Balance", int_value(0)),
         ("BalanceWithJobs", int_value(0)),
-        ("CurrencyRef", usd()),
+        ("CurrencyRef", home_currency(db)),
         ("PreferredDeliveryMethod", json!("Print")),
         ("Active", json!(true)),
     ] {
         c.entry(k).or_insert(d);
     }
+    let home = home_currency(db);
+    let home = home["value"].as_str().unwrap_or("USD");
     if c.get("CurrencyRef")
         .and_then(|r| r.get("value"))
         .and_then(Value::as_str)
-        != Some("USD")
+        != Some(home)
     {
-        return Err(Fault::business(
-            "Multicurrency is not enabled for this company; CurrencyRef must be USD.",
-        ));
+        return Err(Fault::business(format!(
+            "Multicurrency is not enabled for this company; CurrencyRef must be {home}."
+        )));
     }
     assign_address_ids(db, c);
     Ok(())
@@ -502,7 +521,7 @@ fn validate_account(db: &mut Db, a: &mut Obj, self_id: Option<&str>) -> Result<(
         ("SubAccount", json!(false)),
         ("CurrentBalance", int_value(0)),
         ("CurrentBalanceWithSubAccounts", int_value(0)),
-        ("CurrencyRef", usd()),
+        ("CurrencyRef", home_currency(db)),
     ] {
         a.entry(k).or_insert(d);
     }
@@ -720,7 +739,7 @@ fn validate_payment(db: &mut Db, p: &mut Obj, self_id: Option<&str>) -> Result<(
         "PaymentMethodRef",
     )?;
     check_ref_num(p)?;
-    check_currency(p)?;
+    check_currency(db, p)?;
     let mut applied = Decimal::ZERO;
     let lines = p
         .get("Line")
@@ -834,19 +853,21 @@ fn apply_payment(db: &mut Db, payment: &Value) {
     }
 }
 
-fn check_currency(o: &mut Obj) -> Result<(), Fault> {
+fn check_currency(db: &Db, o: &mut Obj) -> Result<(), Fault> {
+    let home = home_currency(db);
+    let home_code = home["value"].as_str().unwrap_or("USD").to_string();
     match o
         .get("CurrencyRef")
         .and_then(|c| c.get("value"))
         .and_then(Value::as_str)
     {
         None => {
-            o.insert("CurrencyRef".into(), usd());
+            o.insert("CurrencyRef".into(), home);
             Ok(())
         }
-        Some("USD") => Ok(()),
+        Some(c) if c == home_code => Ok(()),
         Some(other) => Err(Fault::business(format!(
-            "Currency {other} is not allowed: multicurrency is not enabled for this company (home currency USD)."
+            "Currency {other} is not allowed: multicurrency is not enabled for this company (home currency {home_code})."
         ))),
     }
 }
@@ -924,6 +945,8 @@ fn validate_sales_form(
             Value::String(db.next_doc_number.to_string()),
         );
     }
+    let global = tax::global_tax_calculation(db, inv)?;
+    let mut taxed: Vec<tax::TaxedLine> = Vec::new();
     let mut lines: Vec<Value> = Vec::new();
     let mut subtotal = Decimal::ZERO;
     let mut discount = Decimal::ZERO;
@@ -996,19 +1019,7 @@ fn validate_sales_form(
                     "Name",
                     "ItemAccountRef",
                 )?;
-                match ref_id(&d, "TaxCodeRef").as_deref() {
-                    None => {
-                        d.insert("TaxCodeRef".into(), json!({"value": "NON"}));
-                    }
-                    Some("TAX" | "NON") => {}
-                    Some(other) => {
-                        return Err(Fault::invalid_ref(
-                            &format!("{element}.TaxCodeRef"),
-                            "TaxCode",
-                            other,
-                        ));
-                    }
-                }
+                taxed.push(tax::line_tax_code(db, &mut d, &element, i + 1, amount)?);
                 let qty = d.get("Qty").map(|q| dec(q).ok_or(q));
                 let price = d.get("UnitPrice").map(|p| dec(p).ok_or(p));
                 match (qty, price) {
@@ -1137,15 +1148,18 @@ fn validate_sales_form(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let tax = match tax_detail.get("TotalTax") {
+    let override_tax = match tax_detail.get("TotalTax") {
         Some(t) => {
-            dec(t).ok_or_else(|| Fault::business("TxnTaxDetail.TotalTax must be a number."))?
+            Some(dec(t).ok_or_else(|| Fault::business("TxnTaxDetail.TotalTax must be a number."))?)
         }
-        None => Decimal::ZERO,
+        None => None,
     };
+    let (tax, total) = tax::totals(&taxed, subtotal, discount, override_tax, global);
     tax_detail.insert("TotalTax".into(), dec_value(tax));
     inv.insert("TxnTaxDetail".into(), Value::Object(tax_detail));
-    let total = subtotal - discount + tax;
+    if let Some(g) = global {
+        inv.insert("GlobalTaxCalculation".into(), json!(g));
+    }
     if total.is_sign_negative() && !total.is_zero() {
         return Err(Fault::business(format!(
             "Transaction total {total} cannot be negative."
@@ -1154,7 +1168,7 @@ fn validate_sales_form(
     inv.insert("Line".into(), Value::Array(lines));
     inv.insert("TotalAmt".into(), dec_value(total));
     resolve(db, inv, "ClassRef", "Class", "Name", "ClassRef")?;
-    check_currency(inv)?;
+    check_currency(db, inv)?;
     let date = txn_date(inv)?;
     inv.insert("TxnDate".into(), json!(date.format("%Y-%m-%d").to_string()));
     if !inv.contains_key("BillAddr")

@@ -157,6 +157,8 @@ pub(crate) struct Db {
     /// Ids of voided invoices: they keep their number, have zero amounts and can be neither
     /// edited nor paid.
     pub voided: std::collections::HashSet<String>,
+    /// What kind of company this is (how it books tax).
+    pub profile: super::tax::CompanyProfile,
 }
 
 /// Canonical entity names the simulator knows, with their URL segment.
@@ -173,6 +175,7 @@ pub(crate) const ENTITIES: &[(&str, &str)] = &[
     ("Account", "account"),
     ("Class", "class"),
     ("TaxCode", "taxcode"),
+    ("TaxRate", "taxrate"),
     ("CompanyInfo", "companyinfo"),
     ("Preferences", "preferences"),
 ];
