@@ -198,7 +198,7 @@ pub(crate) fn line_target(
 }
 
 pub(crate) fn order_discount(order: &Order) -> Money {
-    order.coupon_discount + order.discount_amount
+    crate::books::mapping::totals::discount_ex_tax(order)
 }
 
 pub(crate) fn extra_item(t: &Option<ItemTarget>, config: &MappingConfig) -> String {
