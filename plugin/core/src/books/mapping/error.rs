@@ -24,8 +24,9 @@ pub enum MappingError {
     )]
     MissingTaxItem,
     #[error(
-        "this QuickBooks company books VAT/GST, so every line needs a tax code, but BigCommerce tax class '{class}' has none: \
-         add \"{class}\" (or \"default\") to invoice.tax.codes in the mapping, naming a QuickBooks tax code"
+        "this QuickBooks company books VAT/GST, so every line needs a tax code, and invoice.tax.codes has none for {class}: \
+         add a \"default\" entry to invoice.tax.codes in the mapping naming one of the company's tax codes \
+         (e.g. {{\"default\": \"20.0% S\"}}), then replay the order"
     )]
     MissingTaxCode { class: String },
     #[error(

@@ -400,7 +400,7 @@ pub(crate) fn tax_codes(
     let name = tax
         .code_for(None)
         .ok_or_else(|| MappingError::MissingTaxCode {
-            class: "default".into(),
+            class: "the order's lines (BigCommerce names no tax class on them)".into(),
         })?;
     let id = refs
         .tax_codes
