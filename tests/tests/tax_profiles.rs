@@ -65,7 +65,7 @@ fn invoices_for(env: &TestEnv, id: u64) -> Vec<Value> {
     env.qbo
         .invoices()
         .into_iter()
-        .filter(|i| i["DocNumber"] == id.to_string())
+        .filter(|i| i["DocNumber"].as_str().and_then(|d| d.parse::<u64>().ok()) == Some(id))
         .collect()
 }
 
