@@ -325,7 +325,7 @@ fn broken_mapping() -> Value {
             "default_item": "Gadget Sales",
             "shipping": {"item": "Shipping Income"},
             "discount": {"account": "Discounts given"},
-            "tax": {"mode": "line", "item": "Sales Tax Collected"}
+            "tax": {"mode": "auto"}
         }
     })
 }

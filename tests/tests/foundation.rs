@@ -22,7 +22,7 @@ fn custom_mapping() -> Value {
         "version": 1,
         "invoice": {
             "doc_number": "BC-{order_id}",
-            "default_item": "Sales",
+            "default_item": "Services",
             "default_class": null,
             "rules": [{"match": {"sku_prefix": "APP-"}, "item": "Apparel Sales"}],
             "shipping": {"item": "Shipping Income"},
@@ -87,7 +87,7 @@ async fn mapping_put_survives_a_harness_restart_on_the_same_data_dir() {
 
     // A crash (SIGKILL) after a write loses nothing either: SQLite commits before the 200.
     let mut changed = mapping.clone();
-    changed["invoice"]["default_item"] = json!("Services");
+    changed["invoice"]["default_item"] = json!("BigCommerce Sales");
     let put = client
         .put(second.url("/admin/mapping"))
         .bearer_auth(&env.admin_token)
@@ -109,7 +109,10 @@ async fn mapping_put_survives_a_harness_restart_on_the_same_data_dir() {
         .await
         .unwrap();
     let stored = body.get("mapping").unwrap_or(&body);
-    assert_eq!(stored["invoice"]["default_item"], "Services", "{body}");
+    assert_eq!(
+        stored["invoice"]["default_item"], "BigCommerce Sales",
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

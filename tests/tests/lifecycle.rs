@@ -260,7 +260,7 @@ async fn an_authorized_order_gets_its_payment_when_the_capture_is_seen() {
             &json!({"version": 1,
                     "invoice": {"default_item": "BigCommerce Sales", "shipping": {"item": "Shipping Income"},
                                 "handling": {"item": "Handling Income"}, "discount": {"account": "Discounts given"},
-                                "tax": {"mode": "line", "item": "Sales Tax Collected"}},
+                                "tax": {"mode": "auto"}},
                     "payments": {"methods": {"Credit Card": "Visa"}}}),
         )
         .await;
@@ -340,7 +340,7 @@ async fn a_deposit_account_the_company_lacks_fails_with_its_name_and_a_replay_co
         json!({"version": 1,
                "invoice": {"default_item": "BigCommerce Sales", "shipping": {"item": "Shipping Income"},
                            "handling": {"item": "Handling Income"}, "discount": {"account": "Discounts given"},
-                           "tax": {"mode": "line", "item": "Sales Tax Collected"}},
+                           "tax": {"mode": "auto"}},
                "payments": {"deposit_account": account}})
     };
     let (status, body) = env
@@ -590,10 +590,10 @@ async fn refunds_of_a_paid_order_become_refund_receipts_numbered_in_order_exactl
         .map(str::to_string)
         .collect();
     assert!(items.contains(&"Shipping Income".to_string()), "{items:?}");
-    assert!(
-        items.contains(&"Sales Tax Collected".to_string()),
-        "{items:?}"
-    );
+    // Tax as the (US, automated sales tax) company books it: BigCommerce's tax as the override.
+    // (A rounding residue of a cent per line may be absorbed in the tax.)
+    let tax_gap = dec(&r1["TxnTaxDetail"]["TotalTax"]) - dec(&stored["total_tax"]).round_dp(2);
+    assert!(tax_gap.abs() <= Decimal::new(5, 2), "{r1}");
     let doc = &docs_of(&rec, "RefundReceipt")[0];
     assert_eq!(doc["source"], format!("refund/{}", stored["id"]));
     assert_eq!(doc["doc_number"], "1301-R1");

@@ -13,6 +13,7 @@ mod query;
 pub mod schema;
 mod seed;
 mod store;
+mod tax;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ use serde_json::{Value, json};
 use crate::control::{self, Control};
 pub use currency::Currencies;
 pub(crate) use store::{Db, Fault};
+pub use tax::{CompanyProfile, US_AST_RATE_PERCENT};
 
 /// How the simulator is set up.
 #[derive(Debug, Clone)]
@@ -61,6 +63,8 @@ pub struct QboSimConfig {
     pub redirect_uris: Vec<String>,
     /// The company's currencies (default: USD home, multicurrency off).
     pub currencies: Currencies,
+    /// The kind of company: US with automated sales tax (default) or UK with VAT.
+    pub profile: CompanyProfile,
 }
 
 impl Default for QboSimConfig {
@@ -76,6 +80,7 @@ impl Default for QboSimConfig {
             reject_duplicate_doc_number: true,
             redirect_uris: Vec::new(),
             currencies: Currencies::default(),
+            profile: CompanyProfile::default(),
         }
     }
 }
@@ -132,7 +137,8 @@ impl QboSim {
         let mut db = Db {
             next_doc_number: 1000,
             reject_duplicate_doc_number: config.reject_duplicate_doc_number,
-            currencies: config.currencies.clone(),
+            currencies: config.profile.currencies(&config.currencies),
+            profile: config.profile,
             ..Db::default()
         };
         seed::seed(&mut db, &store::meta_time());

@@ -793,9 +793,10 @@ async fn invoice_create_response_has_total_amt_and_a_subtotal_line() {
         lines[0]["SalesItemLineDetail"]["ItemRef"]["name"],
         "BigCommerce Sales"
     );
+    // Automated sales tax: a line sent without a tax code is taxable (the override decides the tax).
     assert_eq!(
         lines[0]["SalesItemLineDetail"]["TaxCodeRef"]["value"],
-        "NON"
+        "TAX"
     );
     assert_eq!(lines[0]["Id"], "1");
     assert_eq!(api.sim.invoices().len(), 1);
@@ -1005,7 +1006,7 @@ async fn an_invoice(api: &Api, cust: &str, item: &str, amount: &str) -> Value {
         .post(
             "invoice",
             &format!(
-                r#"{{"CustomerRef": {{"value": "{cust}"}}, "Line": [{{"Amount": {amount}, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {{"ItemRef": {{"value": "{item}"}}, "Qty": 1, "UnitPrice": {amount}}}}}]}}"#
+                r#"{{"CustomerRef": {{"value": "{cust}"}}, "Line": [{{"Amount": {amount}, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": {{"ItemRef": {{"value": "{item}"}}, "Qty": 1, "UnitPrice": {amount}, "TaxCodeRef": {{"value": "NON"}}}}}}]}}"#
             ),
         )
         .await;

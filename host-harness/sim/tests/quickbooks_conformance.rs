@@ -394,6 +394,7 @@ async fn every_property_the_simulator_emits_exists_in_the_xsd() {
         "Account",
         "Class",
         "TaxCode",
+        "TaxRate",
         "CompanyInfo",
         "Preferences",
     ] {
@@ -484,4 +485,46 @@ fn the_checker_rejects_properties_the_xsd_lacks() {
         problems,
         vec!["Fault.Fault.Error[0].hint: not in XSD type Error".to_string()]
     );
+}
+
+#[tokio::test]
+async fn the_vat_profile_emits_only_xsd_properties() {
+    let schema = Schema::load();
+    let sim = QboSim::start(QboSimConfig {
+        profile: ml_sim::quickbooks::CompanyProfile::UkVat,
+        ..QboSimConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = Client {
+        http: reqwest::Client::new(),
+        base: format!("{}/v3/company/{}", sim.base_url(), sim.realm_id()),
+        token: sim.issue_access_token(),
+    };
+    for entity in ["TaxCode", "TaxRate", "Preferences", "CompanyInfo"] {
+        let v = c.query(&format!("SELECT * FROM {entity}")).await;
+        let qr = &v["QueryResponse"];
+        assert!(qr[entity].as_array().is_some_and(|a| !a.is_empty()), "{v}");
+        assert_conforms(&schema, "QueryResponse", qr, &format!("VAT {entity}"));
+    }
+    let customer = c
+        .post("customer", json!({"DisplayName": "VAT Shopper"}))
+        .await;
+    let item = c
+        .query("SELECT * FROM Item WHERE Name = 'BigCommerce Sales'")
+        .await;
+    let code = c
+        .query("SELECT * FROM TaxCode WHERE Name = '20.0% S'")
+        .await;
+    let inv = c
+        .post(
+            "invoice",
+            json!({"CustomerRef": {"value": customer["Customer"]["Id"]}, "GlobalTaxCalculation": "TaxExcluded",
+                   "Line": [{"Amount": 10, "DetailType": "SalesItemLineDetail",
+                             "SalesItemLineDetail": {"ItemRef": {"value": item["QueryResponse"]["Item"][0]["Id"]},
+                                                     "TaxCodeRef": {"value": code["QueryResponse"]["TaxCode"][0]["Id"]}}}]}),
+        )
+        .await;
+    assert!(inv.get("Invoice").is_some(), "{inv}");
+    assert_conforms(&schema, "Invoice", &inv["Invoice"], "VAT Invoice");
 }

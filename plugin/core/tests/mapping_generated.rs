@@ -45,6 +45,9 @@ fn resolve(p: &ml_core::books::mapping::Plan) -> ResolvedRefs {
         r.classes.insert(n.clone(), format!("{}", 300 + i));
     }
     r.discount_account = p.discount_account.as_ref().map(|_| "86".to_string());
+    for (i, n) in p.tax_codes.iter().enumerate() {
+        r.tax_codes.insert(n.clone(), format!("{}", 400 + i));
+    }
     r
 }
 
@@ -262,15 +265,24 @@ fn forty_generated_orders_map_to_invoices_that_tie_to_the_cent() {
 }
 
 #[test]
-fn forty_generated_orders_tie_with_the_built_in_default_mapping() {
-    assert_eq!(map_all(&MappingConfig::default()), 40);
+fn forty_generated_orders_tie_with_the_built_in_default_mapping_in_a_company_without_sales_tax() {
+    // `auto` books tax as a line on the tax item when the company has no sales tax set up.
+    let company = ml_core::books::tax::CompanyTax::default();
+    let config = ml_core::books::tax::effective(&MappingConfig::default(), &company);
+    assert_eq!(config.invoice.tax.mode, TaxMode::Line);
+    assert_eq!(map_all(&config), 40);
 }
 
 #[test]
-fn generated_orders_tie_in_txn_detail_and_none_tax_modes() {
-    for mode in [TaxMode::TxnDetail, TaxMode::None] {
+fn generated_orders_tie_in_txn_detail_none_and_vat_tax_modes() {
+    for mode in [TaxMode::TxnDetail, TaxMode::None, TaxMode::Vat] {
         let mut config = MappingConfig::default();
         config.invoice.tax.mode = mode;
+        config
+            .invoice
+            .tax
+            .codes
+            .insert("default".into(), "20.0% S".into());
         for (n, shape) in shapes(40, 7).iter().enumerate() {
             let generated = generate(7000 + n as u64, shape);
             let order: Order = serde_json::from_value(generated.order).unwrap();
@@ -295,9 +307,28 @@ fn generated_orders_tie_in_txn_detail_and_none_tax_modes() {
                 .as_ref()
                 .and_then(|t| t.total_tax);
             match mode {
-                TaxMode::TxnDetail => assert_eq!(tax, Some(order.total_tax.round_cents())),
+                TaxMode::TxnDetail | TaxMode::Vat => {
+                    assert_eq!(tax, Some(order.total_tax.round_cents()))
+                }
                 _ => assert_eq!(tax, None),
             }
+            // VAT/GST: every sales line carries the mapped tax code, the lines are ex-tax.
+            let coded = draft
+                .invoice
+                .line
+                .iter()
+                .filter_map(|l| l.sales_item_line_detail.as_ref());
+            for d in coded {
+                let code = d.tax_code_ref.as_ref().map(|r| r.value.as_str());
+                match mode {
+                    TaxMode::Vat => assert_eq!(code, Some("400"), "order {n}"),
+                    _ => assert_eq!(code, None, "order {n}"),
+                }
+            }
+            assert_eq!(
+                draft.invoice.global_tax_calculation.as_deref(),
+                (mode == TaxMode::Vat).then_some("TaxExcluded")
+            );
             // No tax line in either mode.
             assert!(
                 !draft

@@ -81,6 +81,11 @@ fn refs_for(config: &MappingConfig, ctx: &OrderContext) -> ResolvedRefs {
             .map(|n| (n.clone(), format!("class:{n}")))
             .collect(),
         discount_account: p.discount_account.map(|n| format!("acct:{n}")),
+        tax_codes: p
+            .tax_codes
+            .iter()
+            .map(|n| (n.clone(), format!("taxcode:{n}")))
+            .collect(),
     }
 }
 
@@ -185,7 +190,7 @@ fn parse_reports_every_problem_with_its_path() {
     assert_eq!(p[0].path, "$.invoice.doc_number");
     assert!(p[0].message.contains("21"), "{}", p[0].message);
 
-    let bad_mode = br#"{"version":1,"invoice":{"default_item":"S","tax":{"mode":"auto"}},"customers":{"guest":{"mode":"x"}}}"#;
+    let bad_mode = br#"{"version":1,"invoice":{"default_item":"S","tax":{"mode":"automatic"}},"customers":{"guest":{"mode":"x"}}}"#;
     let p = MappingConfig::parse(bad_mode).unwrap_err();
     assert_eq!(
         p.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(),

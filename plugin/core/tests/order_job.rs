@@ -87,15 +87,18 @@ fn a_created_order_posts_one_invoice_after_storing_the_rotated_token_sealed() {
     let resp = w.deliver("store/order/created", ORDER, &hash(1));
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
 
-    // Exactly the planned requests: one order read, one refresh, name and customer
-    // resolution, one customer create, one invoice create.
+    // Exactly the planned requests: one order read, one refresh, the company's tax settings
+    // (tax mode `auto`; once per realm), name and customer resolution (no tax item: a US
+    // company with automated sales tax takes the tax as an override), one customer create,
+    // one invoice create.
     let reqs = w.requests();
     assert_eq!(
         labels(&w),
         [
             "bc order",
             "token",
-            "query Item",
+            "query Preferences",
+            "read companyinfo",
             "query Item",
             "query Item",
             "query Customer",

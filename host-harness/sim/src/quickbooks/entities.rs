@@ -7,6 +7,7 @@ use super::exact::{self, dec, dec_value, int_value};
 use super::query::{self, Projection};
 use super::schema;
 use super::store::{Db, Fault, NAME_LISTS, canonical, envelope_time, meta_time};
+use super::tax;
 
 type Obj = Map<String, Value>;
 
@@ -145,8 +146,9 @@ fn valid_email(s: &str) -> bool {
         && !domain.contains("..")
 }
 
-fn usd() -> Value {
-    json!({"value": "USD", "name": "United States Dollar"})
+/// The company's home currency (`Preferences.CurrencyPrefs.HomeCurrency`; USD when unset).
+fn home_currency(db: &Db) -> Value {
+    super::currency::currency_ref(&db.currencies.home)
 }
 
 /// Fields a full update keeps from the stored record (read-only or server-owned).
@@ -493,7 +495,7 @@ fn validate_account(db: &mut Db, a: &mut Obj, self_id: Option<&str>) -> Result<(
         ("SubAccount", json!(false)),
         ("CurrentBalance", int_value(0)),
         ("CurrentBalanceWithSubAccounts", int_value(0)),
-        ("CurrencyRef", usd()),
+        ("CurrencyRef", home_currency(db)),
     ] {
         a.entry(k).or_insert(d);
     }
@@ -898,6 +900,8 @@ fn validate_sales_form(
             Value::String(db.next_doc_number.to_string()),
         );
     }
+    let global = tax::global_tax_calculation(db, inv)?;
+    let mut taxed: Vec<tax::TaxedLine> = Vec::new();
     let mut lines: Vec<Value> = Vec::new();
     let mut subtotal = Decimal::ZERO;
     let mut discount = Decimal::ZERO;
@@ -970,19 +974,7 @@ fn validate_sales_form(
                     "Name",
                     "ItemAccountRef",
                 )?;
-                match ref_id(&d, "TaxCodeRef").as_deref() {
-                    None => {
-                        d.insert("TaxCodeRef".into(), json!({"value": "NON"}));
-                    }
-                    Some("TAX" | "NON") => {}
-                    Some(other) => {
-                        return Err(Fault::invalid_ref(
-                            &format!("{element}.TaxCodeRef"),
-                            "TaxCode",
-                            other,
-                        ));
-                    }
-                }
+                taxed.push(tax::line_tax_code(db, &mut d, &element, i + 1, amount)?);
                 let qty = d.get("Qty").map(|q| dec(q).ok_or(q));
                 let price = d.get("UnitPrice").map(|p| dec(p).ok_or(p));
                 match (qty, price) {
@@ -1111,15 +1103,18 @@ fn validate_sales_form(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let tax = match tax_detail.get("TotalTax") {
+    let override_tax = match tax_detail.get("TotalTax") {
         Some(t) => {
-            dec(t).ok_or_else(|| Fault::business("TxnTaxDetail.TotalTax must be a number."))?
+            Some(dec(t).ok_or_else(|| Fault::business("TxnTaxDetail.TotalTax must be a number."))?)
         }
-        None => Decimal::ZERO,
+        None => None,
     };
+    let (tax, total) = tax::totals(&taxed, subtotal, discount, override_tax, global);
     tax_detail.insert("TotalTax".into(), dec_value(tax));
     inv.insert("TxnTaxDetail".into(), Value::Object(tax_detail));
-    let total = subtotal - discount + tax;
+    if let Some(g) = global {
+        inv.insert("GlobalTaxCalculation".into(), json!(g));
+    }
     if total.is_sign_negative() && !total.is_zero() {
         return Err(Fault::business(format!(
             "Transaction total {total} cannot be negative."

@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use super::Db;
+use super::tax::CompanyProfile;
 
 /// Fills an empty company. Ids are assigned in insertion order, so tests can rely on names, not ids.
 pub(crate) fn seed(db: &mut Db, created: &str) {
@@ -274,10 +275,89 @@ pub(crate) fn seed(db: &mut Db, created: &str) {
                             "AllowEstimates": true, "AllowServiceDate": false, "AllowShipping": true,
                             "DefaultTerms": {"value": "3"}, "DefaultDiscountAccount": "Discounts given",
                             "ETransactionEnabledStatus": "NotApplicable"},
-        "CurrencyPrefs": {"MultiCurrencyEnabled": false, "HomeCurrency": {"value": "USD"}},
+        "CurrencyPrefs": {"MultiCurrencyEnabled": db.currencies.multicurrency,
+                          "HomeCurrency": {"value": db.currencies.home}},
         "TaxPrefs": {"UsingSalesTax": true, "PartnerTaxEnabled": true}
     });
     db.push("Preferences", super::exact::normalize(prefs));
+    seed_tax(db, created);
+}
+
+/// The profile's tax set-up: the US company's automated sales tax rate; the UK company's VAT
+/// codes and rates, country and home currency.
+fn seed_tax(db: &mut Db, created: &str) {
+    let meta = json!({"CreateTime": created, "LastUpdatedTime": created});
+    let stamp = |v: Value| {
+        let mut v = v;
+        v["SyncToken"] = json!("0");
+        v["domain"] = json!("QBO");
+        v["sparse"] = json!(false);
+        v["MetaData"] = meta.clone();
+        super::exact::normalize(v)
+    };
+    match db.profile {
+        CompanyProfile::UsAst => {
+            let rate = stamp(
+                json!({"Id": "1", "Name": "California", "Description": "Automated sales tax (combined rate)",
+                "Active": true, "RateValue": super::tax::US_AST_RATE_PERCENT.to_string(),
+                "AgencyRef": {"value": "1"}, "SpecialTaxType": "NONE", "DisplayType": "ReadOnly"}),
+            );
+            db.push("TaxRate", rate);
+        }
+        CompanyProfile::UkVat => {
+            db.entities.remove("TaxCode");
+            for (id, name, rate, desc) in [
+                ("1", "20.0% S", "20", "Standard rated"),
+                ("2", "5.0% R", "5", "Reduced rated"),
+                ("3", "0.0% Z", "0", "Zero rated"),
+                ("4", "Exempt", "0", "Exempt"),
+            ] {
+                db.push(
+                    "TaxRate",
+                    stamp(
+                        json!({"Id": id, "Name": format!("{name} (sales)"), "Description": desc,
+                        "Active": true, "RateValue": rate, "AgencyRef": {"value": "1"},
+                        "SpecialTaxType": "NONE", "DisplayType": "ReadOnly"}),
+                    ),
+                );
+                db.push(
+                    "TaxCode",
+                    stamp(json!({"Id": id, "Name": name, "Description": desc, "Active": true,
+                        "Hidden": false, "Taxable": rate != "0", "TaxGroup": false,
+                        "SalesTaxRateList": {"TaxRateDetail": [{"TaxRateRef": {"value": id, "name": format!("{name} (sales)")},
+                            "TaxTypeApplicable": "TaxOnAmount", "TaxOrder": 0}]},
+                        "PurchaseTaxRateList": {"TaxRateDetail": []}})),
+                );
+            }
+            let gb = json!({"Id": "1", "Line1": "14 Weaver Street", "City": "Manchester",
+                            "PostalCode": "M4 6DE", "Country": "GB"});
+            if let Some(c) = db
+                .entities
+                .get_mut("CompanyInfo")
+                .and_then(|l| l.first_mut())
+            {
+                c["Country"] = json!("GB");
+                c["CompanyAddr"] = gb.clone();
+                c["LegalAddr"] = gb.clone();
+                c["CustomerCommunicationAddr"] = gb;
+                c["DefaultTimeZone"] = json!("Europe/London");
+                c["CompanyName"] = json!("Maple & Loom Outfitters Ltd");
+                c["LegalName"] = json!("Maple & Loom Outfitters Ltd");
+            }
+            if let Some(p) = db
+                .entities
+                .get_mut("Preferences")
+                .and_then(|l| l.first_mut())
+            {
+                p["TaxPrefs"] = json!({"UsingSalesTax": true, "PartnerTaxEnabled": false});
+            }
+            if let Some(customers) = db.entities.get_mut("Customer") {
+                for c in customers {
+                    c["CurrencyRef"] = super::currency::currency_ref(&db.currencies.home);
+                }
+            }
+        }
+    }
 }
 
 /// Marks a value as an entity record (`domain`, `sparse`, `SyncToken`, `MetaData`).

@@ -159,6 +159,8 @@ pub(crate) struct Db {
     pub voided: std::collections::HashSet<String>,
     /// Home currency, multicurrency and the enabled currencies.
     pub currencies: super::currency::Currencies,
+    /// What kind of company this is (how it books tax).
+    pub profile: super::tax::CompanyProfile,
 }
 
 /// Canonical entity names the simulator knows, with their URL segment.
@@ -175,6 +177,7 @@ pub(crate) const ENTITIES: &[(&str, &str)] = &[
     ("Account", "account"),
     ("Class", "class"),
     ("TaxCode", "taxcode"),
+    ("TaxRate", "taxrate"),
     ("CompanyInfo", "companyinfo"),
     ("Preferences", "preferences"),
     ("CompanyCurrency", "companycurrency"),

@@ -6,3 +6,4 @@
 pub mod customer;
 pub mod documents;
 pub mod mapping;
+pub mod tax;

@@ -326,6 +326,41 @@ fn put_mapping(req: &Request, host: &mut dyn Host) -> HttpResponse {
             );
         }
     };
+    // Every name checked against the company when QuickBooks is connected (CONTRACT §4).
+    match crate::sync::names::unknown_names(host, &config) {
+        Ok(Some(unknown)) if !unknown.is_empty() => {
+            let list: Vec<Value> = unknown
+                .iter()
+                .map(|u| {
+                    json!({"path": u.path, "entity": u.entity, "name": u.name,
+                           "message": format!("{} '{}' not found in QuickBooks: create it or use a name the company has", u.entity, u.name)})
+                })
+                .collect();
+            let names: Vec<String> = unknown
+                .iter()
+                .map(|u| format!("{} '{}'", u.entity, u.name))
+                .collect();
+            return HttpResponse::json(
+                400,
+                &json!({
+                    "error": "unknown_names",
+                    "message": format!("the QuickBooks company has no {}; create them or fix the mapping, then PUT it again (nothing was saved)", names.join(", ")),
+                    "problems": list,
+                }),
+            );
+        }
+        Ok(_) => {}
+        Err(f) => {
+            return error_response(
+                503,
+                "quickbooks_unavailable",
+                &format!(
+                    "the mapping's names could not be checked against QuickBooks ({}); nothing was saved: retry shortly",
+                    f.explanation
+                ),
+            );
+        }
+    }
     let normalized = serde_json::to_value(&config).unwrap_or(Value::Null);
     let bytes = serde_json::to_vec(&normalized).unwrap_or_default();
     match host.kv_set(store::MAPPING_KEY, &bytes) {

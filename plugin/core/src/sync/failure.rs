@@ -54,6 +54,8 @@ pub enum FailureKind {
     DepositedTransaction,
     NeedsReauth,
     Mapping,
+    /// QuickBooks' `TotalAmt` for a written document differs from BigCommerce's total.
+    TotalMismatch,
     Configuration,
     Storage,
     Unreadable,
@@ -82,6 +84,7 @@ impl FailureKind {
             FailureKind::DepositedTransaction => "deposited_transaction",
             FailureKind::NeedsReauth => "needs_reauth",
             FailureKind::Mapping => "mapping",
+            FailureKind::TotalMismatch => "total_mismatch",
             FailureKind::Configuration => "configuration",
             FailureKind::Storage => "storage",
             FailureKind::Unreadable => "unreadable",
@@ -155,6 +158,29 @@ impl Failure {
             &format!("the mapping rules cannot be applied: {}", sanitize(message)),
             "fix the mapping (GET/PUT /admin/mapping) or create the named item/account in QuickBooks, then \
              POST /admin/replay/{entity}/{id}",
+        )
+    }
+
+    /// QuickBooks totals a document it accepted differently from BigCommerce (typically its
+    /// own sales tax added on top, or tax codes at other rates). Not retryable: the document
+    /// stays linked, and a replay after the fix updates it.
+    pub fn total_mismatch(
+        document: &str,
+        bigcommerce_total: &str,
+        quickbooks_total: &str,
+        quickbooks_tax: Option<&str>,
+    ) -> Failure {
+        Failure::new(
+            Service::QuickBooks,
+            FailureKind::TotalMismatch,
+            Retryability::NotRetryable,
+            &format!(
+                "QuickBooks totals the {document} {quickbooks_total} (its tax: {}) but BigCommerce's total is {bigcommerce_total}",
+                quickbooks_tax.unwrap_or("none")
+            ),
+            "compare the document in QuickBooks with the order: a difference in tax means the company computes its own \
+             (use invoice.tax.mode 'auto' or 'txn_detail' in the mapping, or map invoice.tax.codes to codes at \
+             BigCommerce's rates); then POST /admin/replay/{entity}/{id}, which updates the same document",
         )
     }
 

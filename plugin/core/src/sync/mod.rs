@@ -5,9 +5,11 @@
 //!
 //! May import: `books`, `models` and the base modules.
 
+pub mod company;
 pub mod connection;
 pub mod failure;
 pub mod lease;
+pub mod names;
 pub mod pace;
 pub mod record;
 pub mod resolve;

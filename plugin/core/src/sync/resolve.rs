@@ -189,6 +189,12 @@ pub fn refs(
             })?;
             out.discount_account = Some(id);
         }
+        for name in &plan.tax_codes {
+            let id = names.get(host, "taxcode", name, &mut |h, key| {
+                lookup(h, up, key, "TaxCode", name)
+            })?;
+            out.tax_codes.insert(name.clone(), id);
+        }
         Ok(())
     })();
     names.save(host);

@@ -328,6 +328,43 @@ pub struct Qbo {
     pub writes: Vec<Value>,
     /// A concurrent creator: just before our create of this DisplayName, it creates this customer.
     pub race: Option<(String, Value)>,
+    /// The company's `Preferences` (`None`: a US company with automated sales tax).
+    pub preferences: Option<Value>,
+    /// The company's `CompanyInfo` (`None`: a US company).
+    pub company_info: Option<Value>,
+    /// When set, the model totals invoices (`TotalAmt`) as an automated-sales-tax company:
+    /// an invoice without a `TxnTaxDetail.TotalTax` override gets this much tax on top.
+    pub automated_tax: Option<rust_decimal::Decimal>,
+    /// Reads of `Preferences` and `CompanyInfo`.
+    pub company_reads: usize,
+}
+
+/// `Preferences` of a US company with automated sales tax.
+pub fn us_preferences() -> Value {
+    json!({"Id": "1", "TaxPrefs": {"UsingSalesTax": true, "PartnerTaxEnabled": true},
+           "CurrencyPrefs": {"MultiCurrencyEnabled": false, "HomeCurrency": {"value": "USD"}}})
+}
+
+/// Totals an invoice as QuickBooks does: sales lines − discount + tax (`extra` when no override).
+fn total_amt(inv: &mut Value, extra: rust_decimal::Decimal) {
+    use std::str::FromStr;
+    let num = |v: &Value| {
+        rust_decimal::Decimal::from_str(v.to_string().trim_matches('"')).unwrap_or_default()
+    };
+    let mut total = rust_decimal::Decimal::ZERO;
+    for l in inv["Line"].as_array().cloned().unwrap_or_default() {
+        match l["DetailType"].as_str() {
+            Some("SalesItemLineDetail") => total += num(&l["Amount"]),
+            Some("DiscountLineDetail") => total -= num(&l["Amount"]),
+            _ => {}
+        }
+    }
+    let tax = match inv.pointer("/TxnTaxDetail/TotalTax") {
+        Some(t) => num(t),
+        None => extra,
+    };
+    inv["TxnTaxDetail"]["TotalTax"] = json!(tax.to_string());
+    inv["TotalAmt"] = json!((total + tax).to_string());
 }
 
 fn needle_matches(needle: &str, req: &HttpRequest) -> bool {
@@ -370,6 +407,10 @@ fn query_param(url: &str, name: &str) -> Option<String> {
 pub fn parse_statement(stmt: &str) -> (String, String, String, bool) {
     let words: Vec<&str> = stmt.split_whitespace().collect();
     let entity = words[3].to_string();
+    if words.len() <= 5 {
+        // `select * from Preferences`: no condition.
+        return (entity, String::new(), String::new(), false);
+    }
     let field = words[5].to_string();
     let start = stmt.find('\'').expect("quoted literal") + 1;
     let mut value = String::new();
@@ -509,6 +550,13 @@ impl Qbo {
                 }
                 r
             }
+            (Method::Get, p) if p.starts_with("companyinfo/") => {
+                self.company_reads += 1;
+                let info = self.company_info.clone().unwrap_or_else(
+                    || json!({"Id": "1", "CompanyName": "Model Co", "Country": "US"}),
+                );
+                qbo_json(200, json!({"CompanyInfo": info}))
+            }
             (Method::Get, p) if p.starts_with("customer/") => {
                 let id = &p["customer/".len()..];
                 match self.customers.iter().find(|c| c["Id"] == id) {
@@ -601,12 +649,27 @@ impl Qbo {
             .unwrap()
             + 1;
         current["SyncToken"] = json!(next.to_string());
+        if let Some(extra) = self.automated_tax {
+            if body.pointer("/TxnTaxDetail/TotalTax").is_none() {
+                // An update without the override: QuickBooks computes its own tax again.
+                if let Some(o) = current
+                    .get_mut("TxnTaxDetail")
+                    .and_then(Value::as_object_mut)
+                {
+                    o.remove("TotalTax");
+                }
+            }
+            total_amt(current, extra);
+        }
         let out = current.clone();
         self.writes.push(body);
         qbo_json(200, json!({"Customer": out}))
     }
 
     fn create_invoice(&mut self, mut inv: Value) -> HttpResponse {
+        if let Some(extra) = self.automated_tax {
+            total_amt(&mut inv, extra);
+        }
         let id = self.new_id();
         inv["Id"] = json!(id);
         inv["SyncToken"] = json!("0");
@@ -646,6 +709,18 @@ impl Qbo {
             .unwrap()
             + 1;
         current["SyncToken"] = json!(next.to_string());
+        if let Some(extra) = self.automated_tax {
+            if body.pointer("/TxnTaxDetail/TotalTax").is_none() {
+                // An update without the override: QuickBooks computes its own tax again.
+                if let Some(o) = current
+                    .get_mut("TxnTaxDetail")
+                    .and_then(Value::as_object_mut)
+                {
+                    o.remove("TotalTax");
+                }
+            }
+            total_amt(current, extra);
+        }
         let out = current.clone();
         self.invoice_updates_accepted += 1;
         qbo_json(200, json!({"Invoice": out}))
@@ -691,6 +766,14 @@ impl Qbo {
                 })
                 .cloned()
                 .collect(),
+            "Preferences" => {
+                self.company_reads += 1;
+                vec![self.preferences.clone().unwrap_or_else(us_preferences)]
+            }
+            "TaxCode" if !self.unknown_names.contains(&value) => {
+                vec![json!({"Id": format!("tc-{value}"), "Name": value, "Active": true})]
+            }
+            "TaxCode" => Vec::new(),
             "Invoice" => self
                 .invoices
                 .values()

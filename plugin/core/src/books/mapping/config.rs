@@ -115,6 +115,8 @@ pub struct InvoiceConfig {
     /// Absent: QuickBooks books the discount to its default discount account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discount: Option<AccountTarget>,
+    /// Absent: mode `auto`.
+    #[serde(default)]
     pub tax: TaxConfig,
     /// Gift certificates sold (lines of type `giftcertificate`): a liability item, never income.
     #[serde(default = "default_gift_certificate_item")]
@@ -144,24 +146,59 @@ pub struct AccountTarget {
 }
 
 /// How BigCommerce tax reaches the invoice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaxMode {
+    /// The way the company books tax, read from its `Preferences` (CONTRACT §11); decided per
+    /// realm by [`crate::books::tax::decide`] into one of the modes below.
+    #[default]
+    Auto,
     /// Tax as its own line on `tax.item`.
     Line,
     /// Tax as `TxnTaxDetail.TotalTax`.
     TxnDetail,
     /// No tax; the invoice totals `total_ex_tax`.
     None,
+    /// VAT/GST company (decided by `auto`, never written in a mapping): every line carries a
+    /// `TaxCodeRef` from `tax.codes`, `GlobalTaxCalculation` is sent, and BigCommerce's tax
+    /// is the `TxnTaxDetail.TotalTax`.
+    #[serde(skip)]
+    Vat,
 }
 
 /// `tax` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaxConfig {
+    #[serde(default)]
     pub mode: TaxMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<String>,
+    /// BigCommerce tax class name → QuickBooks TaxCode name, with `default` for any class not
+    /// listed (VAT/GST companies under `auto`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub codes: BTreeMap<String, String>,
+}
+
+impl Default for TaxConfig {
+    fn default() -> Self {
+        TaxConfig {
+            mode: TaxMode::Auto,
+            item: Some("Sales Tax Collected".into()),
+            codes: BTreeMap::new(),
+        }
+    }
+}
+
+impl TaxConfig {
+    /// The QuickBooks TaxCode name for BigCommerce tax class `class` (`None`: the line's class
+    /// is not known), falling back to `default`; `None` when neither is mapped.
+    pub fn code_for(&self, class: Option<&str>) -> Option<&str> {
+        class
+            .and_then(|c| self.codes.get(c))
+            .or_else(|| self.codes.get("default"))
+            .map(String::as_str)
+    }
 }
 
 /// One rule: the first whose `match` fits a line sets item/account/class.
@@ -233,7 +270,7 @@ pub enum GuestMode {
 }
 
 impl Default for MappingConfig {
-    /// The built-in default: everything on "BigCommerce Sales", tax as a line.
+    /// The built-in default: everything on "BigCommerce Sales", tax as the company books it.
     fn default() -> Self {
         MappingConfig {
             version: 1,
@@ -255,10 +292,7 @@ impl Default for MappingConfig {
                 discount: Some(AccountTarget {
                     account: "Discounts given".into(),
                 }),
-                tax: TaxConfig {
-                    mode: TaxMode::Line,
-                    item: Some("Sales Tax Collected".into()),
-                },
+                tax: TaxConfig::default(),
                 gift_certificate_item: default_gift_certificate_item(),
             },
             customers: CustomersConfig::default(),
@@ -550,27 +584,53 @@ impl MappingConfig {
             c.target(o, k, p, "item");
         }
         c.target(o, "discount", p, "account");
-        match o.get("tax") {
-            None => c.push(
-                "$.invoice.tax",
-                "is required: {\"mode\": \"line\" | \"txn_detail\" | \"none\"}",
-            ),
-            Some(t) => {
-                if let Some(t) = c.object(t, "$.invoice.tax", &["mode", "item"]) {
-                    match t.get("mode").and_then(Value::as_str) {
-                        Some("line") => {
-                            if !matches!(t.get("item"), Some(Value::String(_))) {
-                                c.push("$.invoice.tax.item", "is required when mode is 'line': the QuickBooks item tax is posted on");
-                            }
-                        }
-                        Some("txn_detail" | "none") => {}
-                        _ => c.push(
-                            "$.invoice.tax.mode",
-                            "must be 'line', 'txn_detail' or 'none'",
-                        ),
+        if let Some(t) = o.get("tax")
+            && let Some(t) = c.object(t, "$.invoice.tax", &["mode", "item", "codes"])
+        {
+            match t.get("mode").and_then(Value::as_str) {
+                Some("line") => {
+                    if !matches!(t.get("item"), Some(Value::String(_))) {
+                        c.push(
+                            "$.invoice.tax.item",
+                            "is required when mode is 'line': the QuickBooks item tax is posted on",
+                        );
                     }
-                    c.name(t, "item", "$.invoice.tax", false, true);
                 }
+                Some("auto" | "txn_detail" | "none") => {}
+                None if !t.contains_key("mode") => {}
+                _ => c.push(
+                    "$.invoice.tax.mode",
+                    "must be 'auto', 'line', 'txn_detail' or 'none'",
+                ),
+            }
+            c.name(t, "item", "$.invoice.tax", false, true);
+            match t.get("codes") {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(m)) => {
+                    for (class, code) in m {
+                        let path = format!("$.invoice.tax.codes.{class}");
+                        match code {
+                            Value::String(s) if s.trim().is_empty() => {
+                                c.push(&path, "must not be empty")
+                            }
+                            Value::String(_) => {}
+                            other => c.push(
+                                &path,
+                                format!(
+                                    "must be the name of a QuickBooks tax code, found {}",
+                                    kind(other)
+                                ),
+                            ),
+                        }
+                    }
+                }
+                Some(other) => c.push(
+                    "$.invoice.tax.codes",
+                    format!(
+                        "must be an object (BigCommerce tax class → QuickBooks tax code, with \"default\"), found {}",
+                        kind(other)
+                    ),
+                ),
             }
         }
         match o.get("rules") {

@@ -25,6 +25,16 @@ pub enum MappingError {
     )]
     MissingTaxItem,
     #[error(
+        "this QuickBooks company books VAT/GST, so every line needs a tax code, and invoice.tax.codes has none for {class}: \
+         add a \"default\" entry to invoice.tax.codes in the mapping naming one of the company's tax codes \
+         (e.g. {{\"default\": \"20.0% S\"}}), then replay the order"
+    )]
+    MissingTaxCode { class: String },
+    #[error(
+        "Tax code '{name}' not found in QuickBooks: check invoice.tax.codes in the mapping against the company's tax codes"
+    )]
+    UnknownTaxCode { name: String },
+    #[error(
         "catalog data for product {product_id} was not fetched but a category/brand rule needs it (connector bug: report it)"
     )]
     MissingCatalogProduct { product_id: u64 },

@@ -264,7 +264,9 @@ pub fn build_invoice_for(
     let bc_tax = order.total_tax.round_cents();
     let (target, posts_tax) = match inv_cfg.tax.mode {
         TaxMode::None => (order.total_ex_tax.round_cents(), false),
-        TaxMode::Line | TaxMode::TxnDetail => (order.total_inc_tax.round_cents(), true),
+        TaxMode::Auto | TaxMode::Line | TaxMode::TxnDetail | TaxMode::Vat => {
+            (order.total_inc_tax.round_cents(), true)
+        }
     };
     let tax_amount_target = if posts_tax { bc_tax } else { Money::ZERO };
     let residue = minus(
@@ -319,6 +321,7 @@ pub fn build_invoice_for(
 
     let (tax_line, txn_tax_detail) = book_tax(config, refs, tax, "Sales tax (BigCommerce)")?;
     lines.extend(tax_line);
+    let global_tax_calculation = tax_codes(config, refs, &mut lines)?;
     if lines.is_empty() {
         return Err(MappingError::NothingToInvoice);
     }
@@ -365,6 +368,7 @@ pub fn build_invoice_for(
         private_note: Some(note),
         line: lines,
         txn_tax_detail,
+        global_tax_calculation,
         customer_ref: Ref::id(customer_ref),
         customer_memo: memo,
         bill_addr: address(&order.billing_address),
@@ -414,7 +418,9 @@ pub(crate) fn book_tax(
             );
             Ok((Some(line), None))
         }
-        TaxMode::TxnDetail => Ok((
+        // `auto` is decided per company before a document is laid out (`books::tax`); if it
+        // ever reaches here, the override is the side that never lets QuickBooks add tax.
+        TaxMode::TxnDetail | TaxMode::Vat | TaxMode::Auto => Ok((
             None,
             Some(TxnTaxDetail {
                 txn_tax_code_ref: None,
@@ -423,4 +429,38 @@ pub(crate) fn book_tax(
         )),
         _ => Ok((None, None)),
     }
+}
+
+/// For a VAT/GST company ([`TaxMode::Vat`]): puts the mapped `TaxCodeRef` on every sales line
+/// and answers the document's `GlobalTaxCalculation`; other modes leave the lines alone.
+/// BigCommerce order lines carry no tax class name, so every line takes the `default` code.
+pub(crate) fn tax_codes(
+    config: &MappingConfig,
+    refs: &ResolvedRefs,
+    lines: &mut [Line],
+) -> Result<Option<String>, MappingError> {
+    if config.invoice.tax.mode != TaxMode::Vat {
+        return Ok(None);
+    }
+    let tax = &config.invoice.tax;
+    let name = tax
+        .code_for(None)
+        .ok_or_else(|| MappingError::MissingTaxCode {
+            class: "the order's lines (BigCommerce names no tax class on them)".into(),
+        })?;
+    let id = refs
+        .tax_codes
+        .get(name)
+        .ok_or_else(|| MappingError::UnknownTaxCode {
+            name: name.to_string(),
+        })?;
+    for l in lines.iter_mut() {
+        if let Some(d) = l.sales_item_line_detail.as_mut() {
+            d.tax_code_ref = Some(Ref {
+                value: id.clone(),
+                name: Some(name.to_string()),
+            });
+        }
+    }
+    Ok(crate::books::tax::global_tax_calculation(tax.mode).map(str::to_string))
 }

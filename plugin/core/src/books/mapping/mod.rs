@@ -21,9 +21,13 @@
 //! - Product lines keep BigCommerce's quantity (`Qty × UnitPrice = Amount`, split in two lines
 //!   when no price fits), gift certificates sold go to the gift-certificate item, and a discount
 //!   over lines of several classes posts per class ([`lines`]).
-//! - `GlobalTaxCalculation` is never sent: it is rejected by US companies, and non-US
-//!   companies must match it to `is_tax_inclusive_pricing` — the lines are always ex-tax here,
-//!   with tax as a line or `TxnTaxDetail`.
+//! - Tax follows the company (`books::tax`): mode `auto` is decided per company before a document
+//!   is laid out. For a VAT/GST company ([`TaxMode::Vat`]) every sales line carries the mapped
+//!   `TaxCodeRef` and `GlobalTaxCalculation` is `TaxExcluded` — also for tax-inclusive stores:
+//!   the lines are BigCommerce's ex-tax amounts and BigCommerce's tax is `TxnTaxDetail.TotalTax`,
+//!   so the net amounts, the tax and the total are BigCommerce's own figures whichever way the
+//!   store states its prices (BigCommerce derives `*_ex_tax` from `*_inc_tax` for such stores).
+//!   US companies never get `GlobalTaxCalculation`.
 //!
 //! Files: [`config`] (the configuration and its validation), [`plan`](mod@plan) (rule matching and what
 //! to fetch), [`totals`] (the tie-out check), [`invoice`] (the layout), [`refund`] (refund

@@ -24,6 +24,8 @@ pub struct Plan {
     pub classes: BTreeSet<String>,
     /// The discount account, when the order has a discount and one is configured.
     pub discount_account: Option<String>,
+    /// QuickBooks TaxCode names (VAT/GST companies).
+    pub tax_codes: BTreeSet<String>,
 }
 
 /// Order data the engine reads.
@@ -47,6 +49,8 @@ pub struct ResolvedRefs {
     pub classes: HashMap<String, String>,
     /// Discount account id.
     pub discount_account: Option<String>,
+    /// TaxCode name → TaxCode id.
+    pub tax_codes: HashMap<String, String>,
 }
 
 impl ResolvedRefs {
@@ -209,7 +213,7 @@ pub(crate) fn line_target(
 }
 
 pub(crate) fn order_discount(order: &Order) -> Money {
-    order.coupon_discount + order.discount_amount
+    crate::books::mapping::totals::discount_ex_tax(order)
 }
 
 pub(crate) fn extra_item(t: &Option<ItemTarget>, config: &MappingConfig) -> String {
@@ -278,6 +282,11 @@ fn plan_common(config: &MappingConfig, order: &Order, plan: &mut Plan) {
         if !order.total_tax.is_zero() {
             plan.items.insert(t.clone());
         }
+    }
+    if inv.tax.mode == TaxMode::Vat
+        && let Some(code) = inv.tax.code_for(None)
+    {
+        plan.tax_codes.insert(code.to_string());
     }
 }
 

@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 
 use crate::books::mapping::config::{MappingConfig, TaxMode};
 use crate::books::mapping::error::MappingError;
-use crate::books::mapping::invoice::{book_tax, describe, qty_and_price};
+use crate::books::mapping::invoice::{book_tax, describe, qty_and_price, tax_codes};
 use crate::books::mapping::plan::{
     OrderContext, Plan, ResolvedRefs, Target, extra_item, line_target,
 };
@@ -174,6 +174,11 @@ pub fn refund_names(
         p.items.insert(t.clone());
         classes.extend(config.invoice.default_class.clone());
     }
+    if config.invoice.tax.mode == TaxMode::Vat
+        && let Some(code) = config.invoice.tax.code_for(None)
+    {
+        p.tax_codes.insert(code.to_string());
+    }
     p.classes = classes;
     Ok(p)
 }
@@ -183,6 +188,8 @@ pub fn refund_names(
 pub struct RefundDraft {
     pub lines: Vec<Line>,
     pub txn_tax_detail: Option<TxnTaxDetail>,
+    /// `TaxExcluded` for VAT/GST companies (every line then carries a `TaxCodeRef`).
+    pub global_tax_calculation: Option<String>,
     /// What the document totals — equals `target`.
     pub total: Money,
     /// The refund's `total_amount` (less its tax for tax mode `none`), to the cent.
@@ -254,7 +261,7 @@ pub fn build_refund(
     let total_amount = refund.total_amount.round_cents();
     let (target, posts_tax) = match inv.tax.mode {
         TaxMode::None => (total_amount - bc_tax, false),
-        TaxMode::Line | TaxMode::TxnDetail => (total_amount, true),
+        TaxMode::Auto | TaxMode::Line | TaxMode::TxnDetail | TaxMode::Vat => (total_amount, true),
     };
     let tax_target = if posts_tax { bc_tax } else { Money::ZERO };
     let lines_sum: Money = lines.iter().map(|l| l.amount).sum();
@@ -294,7 +301,8 @@ pub fn build_refund(
     let (tax_line, txn_tax_detail) =
         book_tax(config, refs, tax, "Sales tax refunded (BigCommerce)")?;
     lines.extend(tax_line);
-    if lines.is_empty() && txn_tax_detail.is_none() {
+    let global_tax_calculation = tax_codes(config, refs, &mut lines)?;
+    if lines.is_empty() && tax.is_zero() {
         return Err(MappingError::NothingToRefund {
             refund_id: refund.id,
         });
@@ -323,6 +331,7 @@ pub fn build_refund(
     Ok(RefundDraft {
         lines,
         txn_tax_detail,
+        global_tax_calculation,
         total,
         target,
         residue,
@@ -366,6 +375,7 @@ mod tests {
             class: Some("Apparel".into()),
         });
         c.refunds.item = Some("Sales Refunds".into());
+        c.invoice.tax.mode = TaxMode::Line;
         c
     }
 

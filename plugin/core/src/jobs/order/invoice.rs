@@ -267,6 +267,7 @@ fn update_invoice(
             },
         ) {
             Ok(updated) => {
+                written(prepared, &updated);
                 let (id, new_token) = id_and_token(&updated);
                 return Ok(Done::Posted {
                     qbo_id: id,
@@ -360,6 +361,7 @@ pub(super) fn create_invoice(
         );
         if planned == rid {
             // It holds exactly this content.
+            written(prepared, &found);
             return Ok(Done::Posted {
                 qbo_id: id,
                 sync_token: token,
@@ -385,6 +387,7 @@ pub(super) fn create_invoice(
         },
     ) {
         Ok(created) => {
+            written(prepared, &created);
             let (id, token) = id_and_token(&created);
             Ok(Done::Posted {
                 qbo_id: id,
@@ -422,4 +425,48 @@ fn find_existing(
             .and_then(Value::as_str)
             .is_some_and(|n| mapping::note_has_marker(n, order_id))
     }))
+}
+
+/// Keeps what QuickBooks says the invoice just written totals, for [`guard_total`].
+fn written(prepared: &Prepared, invoice: &Value) {
+    let tax = invoice
+        .get("TxnTaxDetail")
+        .and_then(|t| money_of(t, "TotalTax"));
+    prepared
+        .written_totals
+        .set(Some((money_of(invoice, "TotalAmt"), tax)));
+}
+
+/// The total guard (CONTRACT §11): the invoice just written must total what BigCommerce
+/// says. A difference fails the record with `total_mismatch`, both totals and QuickBooks' tax
+/// in `last_error`; the invoice stays linked but its content is marked unknown, so a replay
+/// after the fix updates that same invoice.
+pub(super) fn guard_total(
+    host: &mut dyn Host,
+    job: &mut Job,
+    prepared: &Prepared,
+) -> Result<(), Failure> {
+    let Some((Some(total), tax)) = prepared.written_totals.take() else {
+        return Ok(());
+    };
+    if total == prepared.total {
+        return Ok(());
+    }
+    let now = host.now();
+    job.rec.note(
+        "total_mismatch",
+        json!({"qbo_id": job.rec.qbo_id, "quickbooks_total": total.to_qbo_string(),
+               "quickbooks_tax": tax.map(|t| t.to_qbo_string()),
+               "bigcommerce_total": prepared.total.to_qbo_string()}),
+        now,
+    );
+    job.rec.content_digest = None;
+    job.save(host)
+        .map_err(|e| Failure::storage(&e.to_string()))?;
+    Err(Failure::total_mismatch(
+        "invoice",
+        &prepared.total.to_qbo_string(),
+        &total.to_qbo_string(),
+        tax.map(|t| t.to_qbo_string()).as_deref(),
+    ))
 }

@@ -22,6 +22,7 @@ use crate::models::bigcommerce::{
 };
 use crate::models::money::Money;
 use crate::models::quickbooks::{self, LinkedTxn, PaymentLine, Ref, SalesReturn, request_id};
+use crate::sync::company;
 use crate::sync::connection;
 use crate::sync::failure::{Failure, Service};
 use crate::sync::resolve::{self, Matched};
@@ -33,7 +34,7 @@ mod payments;
 mod refunds;
 mod store_facts;
 
-use invoice::{create_invoice, record_invoice, sync_invoice, void_invoice};
+use invoice::{create_invoice, guard_total, record_invoice, sync_invoice, void_invoice};
 use payments::{payment_refs, post_payment};
 pub use refunds::fetch_refunds;
 use refunds::post_refunds;
@@ -243,6 +244,9 @@ pub struct Prepared {
     pub catalog: HashMap<ProductId, CatalogProduct>,
     pub customer_group_id: Option<u64>,
     pub realm_id: String,
+    /// QuickBooks' `TotalAmt` and `TxnTaxDetail.TotalTax` for the invoice just written,
+    /// checked by the total guard ([`invoice::guard_total`]).
+    pub written_totals: std::cell::Cell<Option<(Option<Money>, Option<Money>)>>,
 }
 
 impl Prepared {
@@ -272,6 +276,22 @@ pub fn prepare_order(
     dry_run: bool,
 ) -> Result<Prepared, Failure> {
     let config = store::mapping_config(host)?;
+    // BigCommerce's own identity is checked before QuickBooks is asked anything.
+    mapping::check_totals(&fetched.order, &fetched.lines).map_err(mapping_failure)?;
+    let store = store_facts(host, up, &fetched.order)?;
+    let currency =
+        mapping::currency::order_currency(&fetched.order, &store).map_err(mapping_failure)?;
+    let access = up.access(host).map_err(|e| {
+        if e.needs_reauth() {
+            Failure::needs_reauth(&e.to_string())
+        } else if let connection::ConnectionError::Token(t) = &e {
+            Failure::from_token_error(t)
+        } else {
+            connection::connection_failure(&e)
+        }
+    })?;
+    // Tax mode `auto` becomes the mode this company books tax under (CONTRACT §11).
+    let config = company::effective_mapping(host, up, &access.realm_id, config).map_err(qf)?;
     let plan = mapping::plan(&config, &fetched.order, &fetched.lines);
     let catalog = catalog(host, up, &plan.catalog_products)?;
     let group = if plan.needs_customer_group && !fetched.order.is_guest() {
@@ -286,20 +306,6 @@ pub fn prepare_order(
         customer_group_id: group,
     };
     let exact = mapping::plan_exact(&config, &ctx).map_err(mapping_failure)?;
-    // Totals are checked before anything is resolved or created in QuickBooks.
-    mapping::check_totals(&fetched.order, &fetched.lines).map_err(mapping_failure)?;
-    let store = store_facts(host, up, &fetched.order)?;
-    let currency =
-        mapping::currency::order_currency(&fetched.order, &store).map_err(mapping_failure)?;
-    let access = up.access(host).map_err(|e| {
-        if e.needs_reauth() {
-            Failure::needs_reauth(&e.to_string())
-        } else if let connection::ConnectionError::Token(t) = &e {
-            Failure::from_token_error(t)
-        } else {
-            connection::connection_failure(&e)
-        }
-    })?;
     let refs = resolve::refs(host, up, &access.realm_id, &exact, dry_run).map_err(qf)?;
     let mut source = invoice_customer_source(&config, &fetched);
     if let Some(foreign) = currency.as_ref().filter(|c| c.is_foreign()) {
@@ -323,6 +329,7 @@ pub fn prepare_order(
         catalog,
         customer_group_id: group,
         realm_id: access.realm_id.clone(),
+        written_totals: std::cell::Cell::new(None),
     })
 }
 
@@ -508,6 +515,7 @@ fn run_fetched(
             }
             let done = create_invoice(host, up, job, &prepared, id, None, generation)?;
             record_invoice(host, job, &prepared, &done, generation)?;
+            guard_total(host, job, &prepared)?;
             wrote = true;
         }
         InvoiceAction::Sync | InvoiceAction::Keep(KeepReason::CancelledAfterPayment) => {
@@ -520,6 +528,7 @@ fn run_fetched(
             let generation = current.as_ref().map_or(1, |c| generation_of(&c.source));
             if let Some(done) = sync_invoice(host, up, job, &prepared, id, replay, generation)? {
                 record_invoice(host, job, &prepared, &done, generation)?;
+                guard_total(host, job, &prepared)?;
                 wrote = true;
             }
         }

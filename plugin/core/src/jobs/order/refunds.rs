@@ -92,6 +92,7 @@ pub(super) fn post_refunds(
             )),
             line: draft.lines.clone(),
             txn_tax_detail: draft.txn_tax_detail.clone(),
+            global_tax_calculation: draft.global_tax_calculation.clone(),
             customer_ref: Ref::id(prepared.customer.0.qbo_id.clone()),
             customer_memo: None,
             deposit_to_account_ref: account.map(Ref::id),

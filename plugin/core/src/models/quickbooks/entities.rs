@@ -337,6 +337,9 @@ pub struct SalesReturn {
     pub line: Vec<Line>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub txn_tax_detail: Option<TxnTaxDetail>,
+    /// `TaxExcluded` for VAT/GST companies; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_tax_calculation: Option<String>,
     pub customer_ref: Ref,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_memo: Option<MemoRef>,
