@@ -47,9 +47,9 @@ pub enum ZoneSource {
 pub fn parse_zone(name: &str, source: ZoneSource) -> Result<Tz, MappingError> {
     let trimmed = name.trim();
     Tz::get(trimmed).map_err(|_| MappingError::UnknownTimeZone {
-            name: trimmed.to_string(),
-            from: source,
-        })
+        name: trimmed.to_string(),
+        from: source,
+    })
 }
 
 /// The calendar day of `created` in `zone`: the invoice's `TxnDate`.
