@@ -8,6 +8,7 @@
 pub mod connection;
 pub mod failure;
 pub mod lease;
+pub mod limiter;
 pub mod pace;
 pub mod record;
 pub mod resolve;
