@@ -500,6 +500,9 @@ pub struct DrainReport {
 
 /// Most queue entries one drain looks at per pass.
 const DRAIN_SCAN: usize = 16;
+/// How long a drainer waits for the lease of a queued entity before it counts it as handled
+/// by whoever holds it.
+const DRAIN_BUSY_WAIT_MS: u64 = 300;
 /// Most queue entries one drain handles (capacity stops it long before, in practice).
 const DRAIN_MAX: usize = 500;
 
@@ -523,7 +526,9 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
                 limiter::mark_done(host, pos)?;
                 continue;
             };
-            let result = sync_with_wait(host, w.entity, &w.id, Trigger::Due, 0)?;
+            // Busy: its lease is held — by a worker running it (then it is handled), or for a
+            // moment by another drainer finding no capacity; a short wait tells them apart.
+            let result = sync_with_wait(host, w.entity, &w.id, Trigger::Due, DRAIN_BUSY_WAIT_MS)?;
             match result {
                 RunResult::Waiting(wait) => {
                     let now = host.now();

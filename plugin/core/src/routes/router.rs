@@ -188,14 +188,23 @@ const DRAIN_AFTER_JOB_MS: i64 = 20_000;
 /// How long the work after retry-due may go on running waiting work (below its 15 s tick).
 const DRAIN_AFTER_RETRY_MS: i64 = 12_000;
 
+/// How long a drainer's lease outlives its budget (its last job may still be running).
+const DRAINER_GRACE_MS: i64 = 30_000;
+
 /// Runs work waiting for QuickBooks capacity (see [`run::drain_waiting`]), if there is any.
 fn drain(host: &mut dyn Host, budget_ms: i64) {
-    let result = crate::sync::limiter::queue_is_empty(host).and_then(|empty| {
+    use crate::sync::limiter;
+    let result = limiter::queue_is_empty(host).and_then(|empty| {
         if empty {
-            Ok(())
-        } else {
-            run::drain_waiting(host, budget_ms).map(|_| ())
+            return Ok(());
         }
+        // A few drainers at once are enough to use the capacity; the rest leave it to them.
+        let Some(drainer) = limiter::take_drainer(host, budget_ms + DRAINER_GRACE_MS)? else {
+            return Ok(());
+        };
+        let drained = run::drain_waiting(host, budget_ms).map(|_| ());
+        store::release(host, drainer)?;
+        drained
     });
     if let Err(e) = result {
         host.log(

@@ -186,6 +186,26 @@ fn try_slot(host: &mut dyn Host) -> Result<Option<Slot>, KvError> {
     Ok(None)
 }
 
+/// Most workers draining the wait queue at once, across every instance (each runs one job at
+/// a time; more would only hold instances open waiting for the same capacity).
+pub const DRAINERS: usize = 8;
+
+/// Takes one of the [`DRAINERS`] drainer leases for `ttl_ms`, if one is free.
+pub fn take_drainer(host: &mut dyn Host, ttl_ms: i64) -> Result<Option<LeaseGuard>, KvError> {
+    let mut start = [0u8; 1];
+    host.random_bytes(&mut start);
+    for k in 0..DRAINERS {
+        let key = format!(
+            "limit/qbo/drainer/{}",
+            (usize::from(start[0]) + k) % DRAINERS
+        );
+        if let Some(guard) = store::try_acquire(host, &key, ttl_ms)? {
+            return Ok(Some(guard));
+        }
+    }
+    Ok(None)
+}
+
 /// A slot for work its caller already paced (bulk work checks the per-second budget itself
 /// and runs one job at a time): waits up to `wait_ms` for one.
 pub fn admit_paced(host: &mut dyn Host, wait_ms: u64) -> Result<Result<Slot, Wait>, KvError> {

@@ -21,11 +21,14 @@
 //!   re-authorization).
 //! - `due/{minute}/n`, `due/{minute}/{i}`, `due/{minute}/done` and `due/cursor`: work that
 //!   becomes due in a given minute, so `retry-due` reads only the minutes that have come.
+//! - `wait/qbo/n`, `wait/qbo/{i}`, `wait/qbo/done`: work waiting for QuickBooks capacity, in
+//!   arrival order (`sync::limiter`); `limit/qbo/slot/{0..8}` and `limit/qbo/drainer/{0..8}`:
+//!   the limiter's leases; `limit/qbo/pause_until`, `limit/qbo/slow_until`: after a 429.
 //! - `count/{state}`: records per state, adjusted on every transition and repaired from the
 //!   records by [`recount`] (`count/recounted_at`: when it last ran).
 //!
 //! Bounded growth without listing keys: a due entry is deleted once it is marked handled, a
-//! minute's counters once the cursor moves past it, a parked slot once it is resumed. What
+//! minute's counters once the cursor moves past it, a parked slot once it is resumed, a waiting slot once it is run. What
 //! stays is per entity (its record, its lease, its listing slot, a customer's link) or fixed.
 
 use chrono::{DateTime, Utc};
