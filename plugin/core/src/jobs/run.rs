@@ -171,7 +171,9 @@ fn sync_locked(
     }
     // QuickBooks capacity, before anything is read from BigCommerce: new work queues behind
     // work already waiting; the queue's own runs (`Trigger::Due`) compete for a slot.
-    let admitted = if admission == Admission::Paced {
+    // An operator's replay runs now (a slot still bounds requests in flight): it is one job,
+    // asked for by a person waiting for its answer.
+    let admitted = if admission == Admission::Paced || trigger == Trigger::Replay {
         limiter::admit_paced(host, PACED_SLOT_WAIT_MS)?
     } else if trigger != Trigger::Due && !limiter::queue_is_empty(host)? {
         Err(limiter::Wait::Queue)
