@@ -41,6 +41,8 @@ impl Cluster {
         .unwrap();
         let qbo = QboSim::start(QboSimConfig {
             max_concurrent_requests: 1000,
+            // Per-minute limit off, as before it existed (this test is about exactly-once, not limits).
+            max_requests_per_minute: None,
             ..qbo
         })
         .await

@@ -156,6 +156,8 @@ async fn a_thousand_orders_with_injected_faults_and_two_restarts_end_as_one_invo
     let options = TestOptions {
         qbo: QboSimConfig {
             max_concurrent_requests: 10_000,
+            // Per-minute limit off, as before it existed (this test is about exactly-once, not limits).
+            max_requests_per_minute: None,
             ..QboSimConfig::default()
         },
         ..TestOptions::default()

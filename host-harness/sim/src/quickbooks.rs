@@ -6,6 +6,7 @@
 //! unknown properties, stale `SyncToken`s, dangling references and arithmetic that does not add
 //! up, so a connector bug fails a test here instead of in a customer's books.
 
+mod batch;
 mod currency;
 mod entities;
 mod exact;
@@ -15,7 +16,7 @@ mod seed;
 mod store;
 mod tax;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -51,11 +52,15 @@ pub struct QboSimConfig {
     pub rotate_refresh_tokens: bool,
     /// More API requests than this in flight at once are answered 429 (the real limit is 10).
     pub max_concurrent_requests: usize,
-    /// More API requests than this within a minute (fixed 60 s windows) are answered 429, as
-    /// QuickBooks does past 500 per company and minute. Off (`None`) by default: the
-    /// connector paces only its bulk work (backfill, sweep), and tests that post hundreds of
-    /// webhooks a minute would otherwise measure the limit instead of themselves.
+    /// More API requests than this within any 60 s (a sliding window: stricter than fixed
+    /// minutes) are answered 429, as QuickBooks does past 500 per company and minute. On
+    /// (500) by default; each operation of a batch request counts as one request.
     pub max_requests_per_minute: Option<usize>,
+    /// More batch requests than this within any 60 s are answered 429 (the real limit is 40
+    /// per company and app).
+    pub max_batch_requests_per_minute: Option<usize>,
+    /// Most operations one batch request may carry (the real limit is 30); more is a fault.
+    pub max_batch_items: usize,
     /// Reject a second invoice with the same `DocNumber` (fault 6140), as companies with
     /// duplicate-number checking do.
     pub reject_duplicate_doc_number: bool,
@@ -67,6 +72,20 @@ pub struct QboSimConfig {
     pub profile: CompanyProfile,
 }
 
+impl QboSimConfig {
+    /// No rate or concurrency limit at all: for benchmarks that measure the connector's own
+    /// overhead, not QuickBooks' limits.
+    pub fn without_limits(self) -> Self {
+        QboSimConfig {
+            max_concurrent_requests: usize::MAX,
+            max_requests_per_minute: None,
+            max_batch_requests_per_minute: None,
+            max_batch_items: usize::MAX,
+            ..self
+        }
+    }
+}
+
 impl Default for QboSimConfig {
     fn default() -> Self {
         QboSimConfig {
@@ -76,7 +95,9 @@ impl Default for QboSimConfig {
             access_token_ttl_secs: 3600,
             rotate_refresh_tokens: true,
             max_concurrent_requests: 10,
-            max_requests_per_minute: None,
+            max_requests_per_minute: Some(500),
+            max_batch_requests_per_minute: Some(40),
+            max_batch_items: 30,
             reject_duplicate_doc_number: true,
             redirect_uris: Vec::new(),
             currencies: Currencies::default(),
@@ -113,8 +134,16 @@ struct Shared {
     db: Mutex<Db>,
     auth: Mutex<Auth>,
     in_flight: AtomicUsize,
-    /// Start of the current minute window and the requests counted in it.
-    minute: Mutex<(Instant, usize)>,
+    /// The most API requests ever in flight at once.
+    peak_in_flight: AtomicUsize,
+    /// When each request of the last 60 s was accepted (a batch counts once per operation).
+    minute: Mutex<VecDeque<Instant>>,
+    /// When each batch request of the last 60 s was accepted.
+    batch_minute: Mutex<VecDeque<Instant>>,
+    /// API requests accepted (a batch counts once per operation).
+    accepted: AtomicUsize,
+    /// Batch requests refused with 429.
+    throttled_batch: AtomicUsize,
     /// Requests refused by the per-minute limit.
     throttled: AtomicUsize,
     /// Requests refused by the concurrency limit.
@@ -153,7 +182,11 @@ impl QboSim {
             db: Mutex::new(db),
             auth: Mutex::new(auth),
             in_flight: AtomicUsize::new(0),
-            minute: Mutex::new((Instant::now(), 0)),
+            peak_in_flight: AtomicUsize::new(0),
+            minute: Mutex::new(VecDeque::new()),
+            batch_minute: Mutex::new(VecDeque::new()),
+            accepted: AtomicUsize::new(0),
+            throttled_batch: AtomicUsize::new(0),
             throttled: AtomicUsize::new(0),
             throttled_concurrent: AtomicUsize::new(0),
             control: control.clone(),
@@ -228,6 +261,24 @@ impl QboSimHandle {
     /// ([`QboSimConfig::max_concurrent_requests`]).
     pub fn throttled_concurrent(&self) -> usize {
         self.shared.throttled_concurrent.load(Ordering::SeqCst)
+    }
+    /// Batch requests refused with 429 by the batch limit
+    /// ([`QboSimConfig::max_batch_requests_per_minute`]) or the per-minute limit.
+    pub fn throttled_batch(&self) -> usize {
+        self.shared.throttled_batch.load(Ordering::SeqCst)
+    }
+    /// Every answer of 429 so far (concurrency, per-minute and batch limits).
+    pub fn throttled_total(&self) -> usize {
+        self.throttled_concurrent() + self.throttled_per_minute() + self.throttled_batch()
+    }
+    /// The most API requests that were ever in flight at once (refused ones included: they
+    /// were in flight too).
+    pub fn peak_in_flight(&self) -> usize {
+        self.shared.peak_in_flight.load(Ordering::SeqCst)
+    }
+    /// API requests accepted past the limits (each operation of a batch counts once).
+    pub fn accepted_requests(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
     }
     pub fn realm_id(&self) -> &str {
         &self.shared.cfg.realm_id
@@ -682,41 +733,60 @@ async fn throttle(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Res
             self.0.fetch_sub(1, Ordering::SeqCst);
         }
     }
-    if let Some(limit) = s.cfg.max_requests_per_minute {
-        let mut window = lock(&s.minute);
-        if window.0.elapsed() >= Duration::from_secs(60) {
-            *window = (Instant::now(), 0);
-        }
-        if window.1 >= limit {
-            s.throttled.fetch_add(1, Ordering::SeqCst);
-            return gateway_fault(
-                429,
-                "message=ThrottleExceeded; errorCode=003001; statusCode=429",
-                &format!(
-                    "Too many requests for this company and app (more than {limit} in a minute); wait and retry"
-                ),
-                "3001",
-                "SERVICE",
-            );
-        }
-        window.1 += 1;
+    if !take_from_window(&s.minute, s.cfg.max_requests_per_minute, 1) {
+        s.throttled.fetch_add(1, Ordering::SeqCst);
+        return per_minute_429(s.cfg.max_requests_per_minute.unwrap_or_default());
     }
     let before = s.in_flight.fetch_add(1, Ordering::SeqCst);
     let _slot = Slot(&s.in_flight);
+    s.peak_in_flight.fetch_max(before + 1, Ordering::SeqCst);
     if before >= s.cfg.max_concurrent_requests {
         s.throttled_concurrent.fetch_add(1, Ordering::SeqCst);
-        return gateway_fault(
-            429,
-            "message=ThrottleExceeded; errorCode=003001; statusCode=429",
-            &format!(
-                "Too many concurrent requests for this company and app (more than {}); wait 60 s and retry",
-                s.cfg.max_concurrent_requests
-            ),
-            "3001",
-            "SERVICE",
-        );
+        return throttle_exceeded(&format!(
+            "Too many concurrent requests for this company and app (more than {}); wait 60 s and retry",
+            s.cfg.max_concurrent_requests
+        ));
     }
+    s.accepted.fetch_add(1, Ordering::SeqCst);
     next.run(req).await
+}
+
+/// Takes `n` requests from a sliding 60 s window holding at most `limit` (`None`: no limit).
+/// `false`, taking nothing, when they do not fit.
+fn take_from_window(window: &Mutex<VecDeque<Instant>>, limit: Option<usize>, n: usize) -> bool {
+    let Some(limit) = limit else {
+        return true;
+    };
+    let mut w = lock(window);
+    let now = Instant::now();
+    while w
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+    {
+        w.pop_front();
+    }
+    if w.len().saturating_add(n) > limit {
+        return false;
+    }
+    w.extend(std::iter::repeat_n(now, n));
+    true
+}
+
+fn throttle_exceeded(detail: &str) -> Response {
+    // The gateway's lower-case shape; QuickBooks documents no Retry-After (wait 60 s).
+    gateway_fault(
+        429,
+        "message=ThrottleExceeded; errorCode=003001; statusCode=429",
+        detail,
+        "3001",
+        "SERVICE",
+    )
+}
+
+fn per_minute_429(limit: usize) -> Response {
+    throttle_exceeded(&format!(
+        "Too many requests for this company and app (more than {limit} in a minute); wait 60 s and retry"
+    ))
 }
 
 async fn unknown_route(method: Method, uri: axum::http::Uri) -> Response {
@@ -779,6 +849,9 @@ async fn api(
             .collect();
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let segments: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    if method == Method::POST && segments == ["batch"] {
+        return batch::run(&s, param("requestid"), &headers, &body);
+    }
     let not_supported = || {
         fault_response(&Fault::unsupported_operation(format!(
             "Operation Could not find resource for relative : /v3/company/{realm}/{rest} of full path: {method} /v3/company/{realm}/{rest} is not supported."

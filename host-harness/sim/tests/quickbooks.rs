@@ -735,6 +735,11 @@ async fn eleven_concurrent_requests_with_injected_latency_get_a_429() {
         (throttled.len(), 0),
         "the simulator counts each concurrency 429 apart from the per-minute ones"
     );
+    assert_eq!(
+        api.sim.peak_in_flight(),
+        11,
+        "the simulator reports the most requests it saw in flight at once"
+    );
 }
 
 #[tokio::test]
@@ -1243,5 +1248,210 @@ async fn refund_receipts_and_credit_memos_are_validated_like_invoices() {
     assert_eq!(
         q["QueryResponse"]["RefundReceipt"].as_array().map(Vec::len),
         Some(1)
+    );
+}
+
+#[tokio::test]
+async fn by_default_the_501st_request_within_a_minute_gets_the_gateway_429() {
+    let api = Api::start().await;
+    let url = with_query(&api.url("query"), &[("query", "SELECT * FROM Class")]);
+    let mut statuses = Vec::new();
+    for _ in 0..501 {
+        let resp = api
+            .http
+            .get(&url)
+            .bearer_auth(&api.token)
+            .send()
+            .await
+            .unwrap();
+        statuses.push((
+            resp.status(),
+            resp.headers().clone(),
+            resp.text().await.unwrap(),
+        ));
+    }
+    assert!(
+        statuses[..500].iter().all(|(s, _, _)| *s == StatusCode::OK),
+        "500 requests a minute are allowed"
+    );
+    let (status, headers, text) = &statuses[500];
+    assert_eq!(*status, StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(
+        body["fault"]["error"][0]["message"],
+        "message=ThrottleExceeded; errorCode=003001; statusCode=429"
+    );
+    assert_eq!(body["fault"]["error"][0]["code"], "3001");
+    assert!(body["batchItemResponse"].is_array(), "{body}");
+    assert!(headers.get("intuit_tid").is_some());
+    assert!(
+        headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json")),
+        "{headers:?}"
+    );
+    assert_eq!(api.sim.throttled_per_minute(), 1);
+    assert_eq!(api.sim.accepted_requests(), 500);
+}
+
+#[tokio::test]
+async fn without_limits_the_simulator_throttles_nothing() {
+    let sim = QboSim::start(QboSimConfig::default().without_limits())
+        .await
+        .expect("simulator starts");
+    let api = Api {
+        token: sim.issue_access_token(),
+        http: reqwest::Client::new(),
+        sim,
+    };
+    let items: Vec<Value> = (0..40)
+        .map(|i| json!({"bId": format!("q{i}"), "Query": "SELECT * FROM Class"}))
+        .collect();
+    let (status, v) = api
+        .post_json("batch", json!({"BatchItemRequest": items}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["BatchItemResponse"].as_array().unwrap().len(), 40);
+    assert_eq!(api.sim.throttled_total(), 0);
+}
+
+async fn batch(api: &Api, requestid: Option<&str>, body: Value) -> (StatusCode, Value) {
+    let url = match requestid {
+        Some(id) => with_query(
+            &api.url("batch"),
+            &[("requestid", id), ("minorversion", "75")],
+        ),
+        None => api.url("batch"),
+    };
+    let resp = api
+        .http
+        .post(url)
+        .bearer_auth(&api.token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (resp.status(), resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_batch_runs_its_operations_in_order_and_answers_200_with_per_item_faults() {
+    let api = Api::start().await;
+    let (status, v) = batch(
+        &api,
+        Some("batch-0001"),
+        json!({"BatchItemRequest": [
+            {"bId": "c1", "operation": "create", "Customer": {"DisplayName": "Batch Ann"}},
+            {"bId": "c2", "operation": "create", "Customer": {"DisplayName": "Batch Ann"}},
+            {"bId": "q1", "Query": "SELECT * FROM Customer WHERE DisplayName = 'Batch Ann'"},
+            {"bId": "x1", "operation": "merge", "Customer": {"DisplayName": "Batch Bo"}},
+        ]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let items = v["BatchItemResponse"].as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    assert_eq!(items[0]["bId"], "c1");
+    assert_eq!(items[0]["Customer"]["DisplayName"], "Batch Ann");
+    assert_eq!(items[1]["bId"], "c2");
+    assert_eq!(
+        items[1]["Fault"]["Error"][0]["code"], "6240",
+        "the second create ran after the first and met its name: {}",
+        items[1]
+    );
+    assert_eq!(items[1]["Fault"]["type"], "ValidationFault");
+    assert_eq!(
+        items[2]["QueryResponse"]["Customer"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(items[3]["Fault"]["Error"][0]["code"], "2170");
+    // The same requestid again: the original answer, nothing run twice.
+    let before = api.sim.count("Customer");
+    let (status, again) = batch(
+        &api,
+        Some("batch-0001"),
+        json!({"BatchItemRequest": [
+            {"bId": "c9", "operation": "create", "Customer": {"DisplayName": "Batch Cy"}}
+        ]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["BatchItemResponse"], v["BatchItemResponse"]);
+    assert_eq!(api.sim.count("Customer"), before);
+}
+
+#[tokio::test]
+async fn a_batch_of_31_operations_or_with_long_ids_is_a_fault() {
+    let api = Api::start().await;
+    let items = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"bId": format!("q{i}"), "Query": "SELECT * FROM Class"}))
+            .collect()
+    };
+    let (status, v) = batch(&api, None, json!({"BatchItemRequest": items(30)})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = batch(&api, None, json!({"BatchItemRequest": items(31)})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        v["Fault"]["Error"][0]["Detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most 30"),
+        "{v}"
+    );
+    let long = "r".repeat(37);
+    let (status, v) = batch(&api, Some(&long), json!({"BatchItemRequest": items(1)})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(fault_code(&v), "2050");
+    let (status, v) = batch(
+        &api,
+        Some("r-36-chars-000000000000000000000000x"),
+        json!({"BatchItemRequest": [{"bId": "b-eleven-ch", "Query": "SELECT * FROM Class"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(fault_code(&v), "2050");
+    assert_eq!(v["Fault"]["Error"][0]["element"], "bId");
+}
+
+#[tokio::test]
+async fn the_41st_batch_within_a_minute_gets_a_429_and_each_operation_counts_toward_500() {
+    let api = Api::start().await;
+    let one = json!({"BatchItemRequest": [{"bId": "q", "Query": "SELECT * FROM Class"}]});
+    for i in 0..40 {
+        let (status, v) = batch(&api, None, one.clone()).await;
+        assert_eq!(status, StatusCode::OK, "batch {i}: {v}");
+    }
+    let (status, v) = batch(&api, None, one).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(v["fault"]["error"][0]["code"], "3001");
+    assert_eq!(api.sim.throttled_batch(), 1);
+
+    let sim = QboSim::start(QboSimConfig {
+        max_requests_per_minute: Some(10),
+        ..QboSimConfig::default()
+    })
+    .await
+    .unwrap();
+    let api = Api {
+        token: sim.issue_access_token(),
+        http: reqwest::Client::new(),
+        sim,
+    };
+    let items: Vec<Value> = (0..9)
+        .map(|i| json!({"bId": format!("q{i}"), "Query": "SELECT * FROM Class"}))
+        .collect();
+    let (status, _) = batch(&api, None, json!({"BatchItemRequest": items})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(api.sim.accepted_requests(), 9);
+    assert_eq!(api.query("SELECT * FROM Class").await.0, StatusCode::OK);
+    assert_eq!(
+        api.query("SELECT * FROM Class").await.0,
+        StatusCode::TOO_MANY_REQUESTS,
+        "9 batch operations and 1 query used the minute's 10"
     );
 }

@@ -543,7 +543,7 @@ fn settle(host: &mut dyn Host, control: &Control, p: &mut Progress) -> Result<()
         let mut state = store::load_record(host, Entity::Order, &key)?.map(|r| r.state);
         if state == Some(State::Pending) {
             // Left pending by a worker that died: run it now (a live worker keeps it busy).
-            if let RunResult::Ran(s) = run::sync(host, Entity::Order, &key, Trigger::Due)? {
+            if let RunResult::Ran(s) = run::sync_paced(host, Entity::Order, &key, Trigger::Due)? {
                 state = Some(s);
             }
         }

@@ -398,8 +398,8 @@ pub fn run_queued(
     id: &str,
     event: EventRef,
 ) -> Result<RunResult, KvError> {
-    match run::sync(host, entity, id, Trigger::Event(event))? {
-        RunResult::NothingToDo(State::Pending) => run::sync(host, entity, id, Trigger::Due),
+    match run::sync_paced(host, entity, id, Trigger::Event(event))? {
+        RunResult::NothingToDo(State::Pending) => run::sync_paced(host, entity, id, Trigger::Due),
         other => Ok(other),
     }
 }

@@ -11,6 +11,7 @@ use crate::settings::{self, RetrySettings};
 use crate::sync::connection::{self, Vault};
 use crate::sync::failure::Failure;
 use crate::sync::lease::{self, Held, LeaseError, LeasedHost, SharedLease};
+use crate::sync::limiter::{self, SlotHost};
 use crate::sync::record::{Entity, State, SyncRecord};
 use crate::sync::store::{self, DueEntry, EventRef};
 use crate::sync::upstream;
@@ -38,6 +39,8 @@ pub enum RunResult {
     NothingToDo(State),
     /// Another worker holds the entity; it will be retried.
     Busy,
+    /// QuickBooks has no capacity now (see [`limiter`]): the work waits in the wait queue.
+    Waiting(limiter::Wait),
 }
 
 /// Runs the entity's job now (waiting briefly for its lease).
@@ -50,12 +53,46 @@ pub fn sync(
     sync_with_wait(host, entity, id, trigger, LEASE_WAIT_MS)
 }
 
+/// How a job gets QuickBooks capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// The limiter decides (queue, per-second budget, slot).
+    Limited,
+    /// The caller paced it already (bulk work): a slot only, waited for briefly.
+    Paced,
+}
+
+/// How long paced (bulk) work waits for a QuickBooks slot before it queues like a webhook.
+const PACED_SLOT_WAIT_MS: u64 = 2_000;
+
+/// [`sync`] for bulk work, which paces itself ([`crate::sync::pace::check`]): it takes a
+/// QuickBooks slot like any job but neither queues behind webhooks nor checks the budget again.
+pub fn sync_paced(
+    host: &mut dyn Host,
+    entity: Entity,
+    id: &str,
+    trigger: Trigger,
+) -> Result<RunResult, KvError> {
+    sync_admitted(host, entity, id, trigger, LEASE_WAIT_MS, Admission::Paced)
+}
+
 fn sync_with_wait(
     host: &mut dyn Host,
     entity: Entity,
     id: &str,
     trigger: Trigger,
     wait_ms: u64,
+) -> Result<RunResult, KvError> {
+    sync_admitted(host, entity, id, trigger, wait_ms, Admission::Limited)
+}
+
+fn sync_admitted(
+    host: &mut dyn Host,
+    entity: Entity,
+    id: &str,
+    trigger: Trigger,
+    wait_ms: u64,
+    admission: Admission,
 ) -> Result<RunResult, KvError> {
     let key = store::entity_lease_key(entity, id);
     let Some(guard) = store::acquire(host, &key, store::ENTITY_LEASE_MS, wait_ms)? else {
@@ -66,7 +103,7 @@ fn sync_with_wait(
         // Every upstream request of the job renews the lease first (and refuses to leave
         // once it is lost); saving the record checks it too.
         let mut leased = LeasedHost::new(host, held.clone());
-        sync_locked(&mut leased, entity, id, trigger, &held)
+        sync_locked(&mut leased, entity, id, trigger, &held, admission)
     };
     lease::release(host, &held)?;
     match result {
@@ -91,6 +128,7 @@ fn sync_locked(
     id: &str,
     trigger: Trigger,
     held: &SharedLease,
+    admission: Admission,
 ) -> Result<RunResult, LeaseError> {
     let now = host.now();
     let loaded = store::load_record(host, entity, id)?;
@@ -131,23 +169,82 @@ fn sync_locked(
             rec.replay_requested(now);
         }
     }
+    // QuickBooks capacity, before anything is read from BigCommerce: new work queues behind
+    // work already waiting; the queue's own runs (`Trigger::Due`) compete for a slot.
+    // An operator's replay runs now (a slot still bounds requests in flight): it is one job,
+    // asked for by a person waiting for its answer.
+    let admitted = if admission == Admission::Paced || trigger == Trigger::Replay {
+        limiter::admit_paced(host, PACED_SLOT_WAIT_MS)?
+    } else if trigger != Trigger::Due && !limiter::queue_is_empty(host)? {
+        Err(limiter::Wait::Queue)
+    } else {
+        limiter::admit(host)?
+    };
+    let mut slot = match admitted {
+        Ok(slot) => slot,
+        Err(wait) => {
+            if trigger != Trigger::Due {
+                // Filed in arrival order; no failure, no attempt used. (A due run that must
+                // wait keeps its place in its own queue.)
+                rec.note(
+                    "waiting",
+                    serde_json::json!({ "reason": wait.describe() }),
+                    now,
+                );
+                store::save_record(host, &rec, previous)?;
+                limiter::enqueue(
+                    host,
+                    &limiter::Waiting {
+                        entity,
+                        id: id.to_string(),
+                        event: match &trigger {
+                            Trigger::Event(ev) => Some(ev.clone()),
+                            _ => None,
+                        },
+                        since: now,
+                    },
+                )?;
+            }
+            return Ok(RunResult::Waiting(wait));
+        }
+    };
+    let result = run_admitted(host, entity, rec, previous, &trigger, held, &mut slot);
+    let released = limiter::release(host, slot);
+    let state = result?;
+    released?;
+    Ok(RunResult::Ran(state))
+}
+
+fn run_admitted(
+    host: &mut dyn Host,
+    entity: Entity,
+    rec: SyncRecord,
+    previous: Option<State>,
+    trigger: &Trigger,
+    held: &SharedLease,
+    slot: &mut limiter::Slot,
+) -> Result<State, LeaseError> {
     store::save_record(host, &rec, previous)?;
     let mut job = Job {
         saved_state: Some(rec.state),
         rec,
         lease: Some(held.clone()),
-        due: trigger == Trigger::Due,
+        due: *trigger == Trigger::Due,
     };
-    let replay = trigger == Trigger::Replay;
-    let outcome = match upstream::upstreams(host) {
-        Err(f) => Err(f),
-        Ok(up) => match entity {
-            Entity::Order => order::run(host, &up, &mut job, replay),
-            Entity::Customer => customer::run(host, &up, &mut job.rec, replay),
-        },
+    let replay = *trigger == Trigger::Replay;
+    let outcome = {
+        let mut slotted = SlotHost::new(host, slot);
+        let host: &mut dyn Host = &mut slotted;
+        match upstream::upstreams(host) {
+            Err(f) => Err(f),
+            Ok(up) => match entity {
+                Entity::Order => order::run(host, &up, &mut job, replay),
+                Entity::Customer => customer::run(host, &up, &mut job.rec, replay),
+            },
+        }
     };
     finish(host, &mut job, outcome)?;
-    Ok(RunResult::Ran(job.rec.state))
+    Ok(job.rec.state)
 }
 
 fn finish(
@@ -216,6 +313,8 @@ pub struct RetryReport {
     pub skipped: usize,
     pub busy: usize,
     pub resumed_after_reauth: usize,
+    /// Records left waiting for QuickBooks capacity (they keep their place).
+    pub waiting: usize,
 }
 
 impl RetryReport {
@@ -233,6 +332,7 @@ impl RetryReport {
                 }
             }
             RunResult::Busy => self.busy += 1,
+            RunResult::Waiting(_) => self.waiting += 1,
             RunResult::NothingToDo(_) => {}
         }
     }
@@ -264,6 +364,11 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
         };
         let result = run_due_entry(host, &due.entry, trigger)?;
         report.count(&result);
+        if matches!(result, RunResult::Waiting(_)) {
+            // No QuickBooks capacity: this entry and everything behind it wait for the next
+            // call (they keep their places).
+            break;
+        }
         if result == RunResult::Busy {
             // Its worker is still running; look at it again on the next call.
             held_back.insert(due.minute);
@@ -278,6 +383,10 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
         for (slot, r) in store::parked_entries(host, RETRY_BATCH)? {
             report.examined += 1;
             let result = sync_with_wait(host, r.entity, &r.id, Trigger::Due, 0)?;
+            if matches!(result, RunResult::Waiting(_)) {
+                report.count(&result);
+                break;
+            }
             if result == RunResult::Busy {
                 report.busy += 1;
                 markable = false;
@@ -296,6 +405,10 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
             }
         }
     }
+    // Work waiting for QuickBooks capacity, as far as capacity goes now (no sleeping here).
+    let drained = drain_waiting(host, 0)?;
+    report.examined += drained.handled;
+    report.ran += drained.ran;
     // Now and then, the status counts are checked against the records (see `store::recount`).
     match store::recount(host) {
         Ok(store::Recount::Done(fixed)) if !fixed.is_empty() => host.log(
@@ -375,4 +488,74 @@ pub fn accept_event(
             event: Some(event),
         },
     )
+}
+
+/// What [`drain_waiting`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Queue entries handled (run, or found already done).
+    pub handled: usize,
+    /// Jobs that ran.
+    pub ran: usize,
+    /// Whether the queue is empty now.
+    pub emptied: bool,
+}
+
+/// Most queue entries one drain looks at per pass.
+const DRAIN_SCAN: usize = 16;
+/// How long a drainer waits for the lease of a queued entity before it counts it as handled
+/// by whoever holds it.
+const DRAIN_BUSY_WAIT_MS: u64 = 300;
+/// Most queue entries one drain handles (capacity stops it long before, in practice).
+const DRAIN_MAX: usize = 500;
+
+/// Runs work waiting for QuickBooks capacity, oldest first, while capacity lasts: sleeps
+/// through short waits for the next second's budget (until `budget_ms` has passed) and stops
+/// when every slot is taken (their holders drain when they end), when QuickBooks throttled us
+/// for longer, or when the queue is empty.
+pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport, KvError> {
+    let deadline = host.now() + chrono::Duration::milliseconds(budget_ms);
+    let mut report = DrainReport::default();
+    loop {
+        let head = limiter::queue_head(host, DRAIN_SCAN)?;
+        if head.is_empty() {
+            report.emptied = true;
+            return Ok(report);
+        }
+        for (pos, entry) in head {
+            let Some(w) = entry else {
+                // Its writer died before filling it (or is filling it now: then its job runs
+                // through the webhook's guard entry).
+                limiter::mark_done(host, pos)?;
+                continue;
+            };
+            // Busy: its lease is held — by a worker running it (then it is handled), or for a
+            // moment by another drainer finding no capacity; a short wait tells them apart.
+            let result = sync_with_wait(host, w.entity, &w.id, Trigger::Due, DRAIN_BUSY_WAIT_MS)?;
+            match result {
+                RunResult::Waiting(wait) => {
+                    let now = host.now();
+                    match wait.retry_at() {
+                        Some(until) if until <= deadline && until - now <= limiter::SHORT_WAIT => {
+                            host.sleep_ms(limiter::ms_until(now, until));
+                            // Look at the head again: another drainer may have moved it.
+                            break;
+                        }
+                        _ => return Ok(report),
+                    }
+                }
+                other => {
+                    // Ran, nothing to do (already done), or busy (its worker is on it).
+                    if matches!(other, RunResult::Ran(_)) {
+                        report.ran += 1;
+                    }
+                    report.handled += 1;
+                    limiter::mark_done(host, pos)?;
+                }
+            }
+            if report.handled >= DRAIN_MAX {
+                return Ok(report);
+            }
+        }
+    }
 }

@@ -168,8 +168,11 @@ pub fn run(work: Work, host: &mut dyn Host) {
                     &format!("{entity} {id}: could not run now ({e}); retry-due will"),
                 );
             }
+            // Capacity this job used is free again: run what waits for it.
+            drain(host, DRAIN_AFTER_JOB_MS);
         }
         Work::Bulk => {
+            drain(host, DRAIN_AFTER_RETRY_MS);
             if let Err(e) = bulk::slice(host, bulk::SLICE_MS) {
                 host.log(
                     LogLevel::Warn,
@@ -177,6 +180,37 @@ pub fn run(work: Work, host: &mut dyn Host) {
                 );
             }
         }
+    }
+}
+
+/// How long the work after a webhook may go on running waiting work.
+const DRAIN_AFTER_JOB_MS: i64 = 20_000;
+/// How long the work after retry-due may go on running waiting work (below its 15 s tick).
+const DRAIN_AFTER_RETRY_MS: i64 = 12_000;
+
+/// How long a drainer's lease outlives its budget (its last job may still be running).
+const DRAINER_GRACE_MS: i64 = 30_000;
+
+/// Runs work waiting for QuickBooks capacity (see [`run::drain_waiting`]), if there is any.
+fn drain(host: &mut dyn Host, budget_ms: i64) {
+    use crate::sync::limiter;
+    let result = limiter::queue_is_empty(host).and_then(|empty| {
+        if empty {
+            return Ok(());
+        }
+        // A few drainers at once are enough to use the capacity; the rest leave it to them.
+        let Some(drainer) = limiter::take_drainer(host, budget_ms + DRAINER_GRACE_MS)? else {
+            return Ok(());
+        };
+        let drained = run::drain_waiting(host, budget_ms).map(|_| ());
+        store::release(host, drainer)?;
+        drained
+    });
+    if let Err(e) = result {
+        host.log(
+            LogLevel::Warn,
+            &format!("waiting work not run now ({e}); the next retry-due goes on"),
+        );
     }
 }
 

@@ -9,6 +9,7 @@ pub mod company;
 pub mod connection;
 pub mod failure;
 pub mod lease;
+pub mod limiter;
 pub mod names;
 pub mod pace;
 pub mod record;

@@ -12,7 +12,8 @@
 //!   one lease, so it adds at most one concurrent request.
 //! - A QuickBooks 429 seen by [`Paced`] (any call) stops bulk work everywhere until its
 //!   `Retry-After` has passed (60 s when it names none, at most a day): `pace/qbo/pause_until`.
-//!   Webhooks do not read it (their own job waits out the 429 through its retry).
+//!   Every other job waits for it too ([`crate::sync::limiter`]), and the limiter's budget
+//!   stays low for a while after it.
 //! - BigCommerce's quota is per store and shared by every app: [`Paced`] remembers the last
 //!   `X-Rate-Limit-Requests-Left` / `X-Rate-Limit-Time-Reset-Ms` it saw, and bulk work stops
 //!   while fewer than [`bc_reserve`] requests are left, until the window resets
@@ -166,7 +167,10 @@ pub fn paused(host: &mut dyn Host) -> Result<Option<Wait>, KvError> {
     Ok(None)
 }
 
-fn pause_until(host: &mut dyn Host, key: &str) -> Result<Option<DateTime<Utc>>, KvError> {
+pub(crate) fn pause_until(
+    host: &mut dyn Host,
+    key: &str,
+) -> Result<Option<DateTime<Utc>>, KvError> {
     Ok(host
         .kv_get(key)?
         .and_then(|b| String::from_utf8(b).ok())
@@ -271,8 +275,11 @@ impl<'a> Paced<'a> {
         }
         let wait = failure::quickbooks_throttle_wait(&resp.headers);
         let wait = Duration::from_std(wait).unwrap_or_else(|_| Duration::days(1));
-        let until = self.inner.now() + wait;
-        if let Err(e) = pause_quickbooks(self.inner, until) {
+        let now = self.inner.now();
+        let until = now + wait;
+        if let Err(e) = pause_quickbooks(self.inner, until)
+            .and_then(|()| super::limiter::throttled(self.inner, now, wait))
+        {
             self.inner
                 .log(LogLevel::Warn, &format!("pacing pause not saved: {e}"));
         }

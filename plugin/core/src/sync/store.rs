@@ -24,11 +24,14 @@
 //! - `keep/order/{id}` (+ `/changed`): the order a run read before it failed retryably, for
 //!   its retry (`jobs::order`), and the sweep's note that BigCommerce changed it since.
 //! - `cache/bc/customer-group/{id}`: a registered customer's group ([`CustomerGroup`]).
+//! - `wait/qbo/n`, `wait/qbo/{i}`, `wait/qbo/done`: work waiting for QuickBooks capacity, in
+//!   arrival order (`sync::limiter`); `limit/qbo/slot/{0..8}` and `limit/qbo/drainer/{0..8}`:
+//!   the limiter's leases; `limit/qbo/pause_until`, `limit/qbo/slow_until`: after a 429.
 //! - `count/{state}`: records per state, adjusted on every transition and repaired from the
 //!   records by [`recount`] (`count/recounted_at`: when it last ran).
 //!
 //! Bounded growth without listing keys: a due entry is deleted once it is marked handled, a
-//! minute's counters once the cursor moves past it, a parked slot once it is resumed. What
+//! minute's counters once the cursor moves past it, a parked slot once it is resumed, a waiting slot once it is run. What
 //! stays is per entity (its record, its lease, its listing slot, a customer's link) or fixed.
 
 use chrono::{DateTime, Utc};

@@ -1,0 +1,513 @@
+//! The QuickBooks limiter: every instance sharing one key-value store stays, together, inside
+//! what QuickBooks allows one company (10 requests in flight, 500 a minute), with headroom.
+//!
+//! - **In flight.** A job that talks to QuickBooks first takes one of [`SLOTS`] (8) slot keys
+//!   (`limit/qbo/slot/{i}`, leases like the entity leases: a short TTL, renewed while the job
+//!   makes requests, given back when it ends). A job's QuickBooks calls are sequential, so 8
+//!   slots mean at most 8 requests in flight; a crashed holder's slot frees itself within
+//!   [`SLOT_TTL_MS`].
+//! - **Per minute.** A job starts only while the current second's count of QuickBooks calls
+//!   (the shared per-second counters of [`crate::sync::pace`], which count every call, with
+//!   overspending carried into the next seconds) is below [`PER_SECOND`] (7): any 60 s then
+//!   hold at most about 61 × 7 plus what the 8 running jobs overspend, about 460 calls.
+//! - **A 429 anyway** (another app on the same company): no job starts for its Retry-After
+//!   (60 s when it names none, and never longer: the throttled job itself waits out a longer
+//!   one in its retry), and for [`SLOW_FOR_S`] after it the budget drops to
+//!   [`SLOW_PER_SECOND`] a second.
+//! - **Waiting.** Work beyond the limit is appended to the wait queue (`wait/qbo`, a log in
+//!   arrival order) before anything is read from BigCommerce, and its record notes
+//!   `waiting for QuickBooks capacity` (no failure, no attempt used). While the queue is not
+//!   empty, new work queues behind it. [`crate::jobs::run::drain_waiting`] runs the queue's
+//!   head as capacity frees: after every webhook job and after every retry-due.
+//!
+//! Sans-IO: time comes from the host, waiting is the caller's business.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::host::{CasOutcome, Host, KvError, LogLevel};
+use crate::http::{HttpRequest, HttpResponse, TransportError};
+use crate::sync::pace;
+use crate::sync::record::Entity;
+use crate::sync::store::{self, EventRef, LeaseGuard};
+
+/// Jobs that may talk to QuickBooks at once, across every instance (QuickBooks allows 10
+/// requests in flight per company).
+pub const SLOTS: usize = 8;
+/// How long a slot outlives its holder's last sign of life.
+pub const SLOT_TTL_MS: i64 = 20_000;
+/// The QuickBooks calls a second may count before no further job starts in it (about 430 a
+/// minute, plus what running jobs overspend: below QuickBooks' 500).
+pub const PER_SECOND: i64 = 7;
+/// The budget a second for a while after QuickBooks answered 429.
+pub const SLOW_PER_SECOND: i64 = 3;
+/// How long the budget stays low after a 429.
+pub const SLOW_FOR_S: i64 = 300;
+
+const SLOW_KEY: &str = "limit/qbo/slow_until";
+const PAUSE_KEY: &str = "limit/qbo/pause_until";
+const QUEUE: &str = "wait/qbo";
+const QUEUE_DONE: &str = "wait/qbo/done";
+
+fn slot_key(i: usize) -> String {
+    format!("limit/qbo/slot/{i}")
+}
+
+/// Why a job may not start now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wait {
+    /// Every slot is taken: the jobs holding them drain the queue when they end.
+    Slots,
+    /// The second's budget is used: it frees at `until`.
+    Budget { until: DateTime<Utc> },
+    /// QuickBooks answered 429: nothing starts before `until`.
+    Throttled { until: DateTime<Utc> },
+    /// Earlier work is waiting: this work queues behind it.
+    Queue,
+}
+
+impl Wait {
+    /// What the record's audit trail says.
+    pub fn describe(&self) -> String {
+        match self {
+            Wait::Slots => format!(
+                "waiting for QuickBooks capacity: {SLOTS} jobs are talking to QuickBooks \
+                 (it allows 10 requests at once per company)"
+            ),
+            Wait::Budget { .. } => format!(
+                "waiting for QuickBooks capacity: this second's {PER_SECOND} requests are used \
+                 (QuickBooks allows 500 a minute per company)"
+            ),
+            Wait::Throttled { until } => format!(
+                "waiting for QuickBooks capacity: QuickBooks answered 429 (too many requests); \
+                 going on at {until}"
+            ),
+            Wait::Queue => "waiting for QuickBooks capacity: earlier work is queued".into(),
+        }
+    }
+
+    /// When it is worth trying again in this instance (`None`: leave it to others).
+    pub fn retry_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Wait::Budget { until } | Wait::Throttled { until } => Some(*until),
+            Wait::Slots | Wait::Queue => None,
+        }
+    }
+}
+
+/// A slot held by a running job.
+#[derive(Debug)]
+pub struct Slot {
+    guard: LeaseGuard,
+    renewed_at: DateTime<Utc>,
+}
+
+impl Slot {
+    fn renew_if_aging(&mut self, host: &mut dyn Host) {
+        let now = host.now();
+        if (now - self.renewed_at).num_milliseconds() < SLOT_TTL_MS / 4 {
+            return;
+        }
+        match store::renew(host, &mut self.guard, SLOT_TTL_MS) {
+            Ok(true) => self.renewed_at = now,
+            // Lost (this job stalled past the TTL): the job goes on; one more job may be
+            // talking to QuickBooks for a moment, within the headroom below 10.
+            Ok(false) => {
+                self.renewed_at = now;
+                host.log(
+                    LogLevel::Warn,
+                    &format!("QuickBooks slot `{}` expired while held", self.guard.key()),
+                );
+            }
+            Err(e) => host.log(LogLevel::Warn, &format!("QuickBooks slot not renewed: {e}")),
+        }
+    }
+}
+
+/// The current second's budget (lower for a while after a 429).
+pub fn per_second(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvError> {
+    let slow = host
+        .kv_get(SLOW_KEY)?
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse::<i64>().ok())
+        .is_some_and(|until| until > now.timestamp());
+    Ok(if slow { SLOW_PER_SECOND } else { PER_SECOND })
+}
+
+/// QuickBooks answered 429 asking for `wait`: no job starts for that long (at most
+/// [`MAX_PAUSE`]: the job that was throttled keeps the whole wait in its own retry), and the
+/// budget stays low for [`SLOW_FOR_S`].
+pub fn throttled(host: &mut dyn Host, now: DateTime<Utc>, wait: Duration) -> Result<(), KvError> {
+    let until = now + wait.min(MAX_PAUSE);
+    let later = pace::pause_until(host, PAUSE_KEY)?.is_some_and(|t| t >= until);
+    if !later {
+        host.kv_set(PAUSE_KEY, until.to_rfc3339().as_bytes())?;
+    }
+    host.kv_set(
+        SLOW_KEY,
+        (now.timestamp() + SLOW_FOR_S).to_string().as_bytes(),
+    )
+}
+
+/// The longest every job waits after one 429 (QuickBooks says to wait 60 s).
+pub const MAX_PAUSE: Duration = Duration::seconds(60);
+
+/// Whether a job may talk to QuickBooks now: a slot to hold while it does, or why not.
+pub fn admit(host: &mut dyn Host) -> Result<Result<Slot, Wait>, KvError> {
+    let now = host.now();
+    if let Some(until) = pace::pause_until(host, PAUSE_KEY)?
+        && until > now
+    {
+        return Ok(Err(Wait::Throttled { until }));
+    }
+    let budget = per_second(host, now)?;
+    let used = pace::qbo_used(host, now)?;
+    if used >= budget {
+        let owed = (used - budget) / budget;
+        let until = DateTime::<Utc>::from_timestamp(now.timestamp() + 1 + owed, 0).unwrap_or(now);
+        return Ok(Err(Wait::Budget { until }));
+    }
+    Ok(try_slot(host)?.ok_or(Wait::Slots))
+}
+
+fn try_slot(host: &mut dyn Host) -> Result<Option<Slot>, KvError> {
+    let now = host.now();
+    let mut start = [0u8; 1];
+    host.random_bytes(&mut start);
+    for k in 0..SLOTS {
+        let key = slot_key((usize::from(start[0]) + k) % SLOTS);
+        if let Some(guard) = store::try_acquire(host, &key, SLOT_TTL_MS)? {
+            return Ok(Some(Slot {
+                guard,
+                renewed_at: now,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Most workers draining the wait queue at once, across every instance (each runs one job at
+/// a time; more would only hold instances open waiting for the same capacity).
+pub const DRAINERS: usize = 8;
+
+/// Takes one of the [`DRAINERS`] drainer leases for `ttl_ms`, if one is free.
+pub fn take_drainer(host: &mut dyn Host, ttl_ms: i64) -> Result<Option<LeaseGuard>, KvError> {
+    let mut start = [0u8; 1];
+    host.random_bytes(&mut start);
+    for k in 0..DRAINERS {
+        let key = format!(
+            "limit/qbo/drainer/{}",
+            (usize::from(start[0]) + k) % DRAINERS
+        );
+        if let Some(guard) = store::try_acquire(host, &key, ttl_ms)? {
+            return Ok(Some(guard));
+        }
+    }
+    Ok(None)
+}
+
+/// A slot for work its caller already paced (bulk work checks the per-second budget itself
+/// and runs one job at a time): waits up to `wait_ms` for one.
+pub fn admit_paced(host: &mut dyn Host, wait_ms: u64) -> Result<Result<Slot, Wait>, KvError> {
+    let mut waited = 0;
+    loop {
+        if let Some(slot) = try_slot(host)? {
+            return Ok(Ok(slot));
+        }
+        if waited >= wait_ms {
+            return Ok(Err(Wait::Slots));
+        }
+        host.sleep_ms(50);
+        waited += 50;
+    }
+}
+
+/// Gives a slot back.
+pub fn release(host: &mut dyn Host, slot: Slot) -> Result<(), KvError> {
+    store::release(host, slot.guard)
+}
+
+/// One piece of waiting work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub entity: Entity,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventRef>,
+    pub since: DateTime<Utc>,
+}
+
+/// Puts work at the back of the wait queue.
+pub fn enqueue(host: &mut dyn Host, waiting: &Waiting) -> Result<(), KvError> {
+    store::append(host, QUEUE, waiting).map(|_| ())
+}
+
+fn done_mark(host: &mut dyn Host) -> Result<i64, KvError> {
+    Ok(host
+        .kv_get(QUEUE_DONE)?
+        .and_then(|b| store::decode_counter(&b))
+        .unwrap_or(0))
+}
+
+/// Whether work is waiting (cheap: two reads).
+pub fn queue_is_empty(host: &mut dyn Host) -> Result<bool, KvError> {
+    Ok(store::log_len(host, QUEUE)? <= done_mark(host)?)
+}
+
+/// The oldest waiting entries not yet handled, at most `limit`, with their queue positions.
+/// A position whose writer died before filling it comes back as `None`.
+pub fn queue_head(
+    host: &mut dyn Host,
+    limit: usize,
+) -> Result<Vec<(i64, Option<Waiting>)>, KvError> {
+    let n = store::log_len(host, QUEUE)?;
+    let done = done_mark(host)?;
+    let mut out = Vec::new();
+    for i in (done + 1)..=n {
+        if out.len() >= limit {
+            break;
+        }
+        out.push((i, store::log_entry::<Waiting>(host, QUEUE, i)?));
+    }
+    Ok(out)
+}
+
+/// Marks queue positions up to `i` as handled, and deletes them.
+pub fn mark_done(host: &mut dyn Host, i: i64) -> Result<(), KvError> {
+    loop {
+        // Creates the mark (as 0) if it does not exist yet, so the swap below has a value.
+        let done = host.kv_increment(QUEUE_DONE, 0)?;
+        if done >= i {
+            return Ok(());
+        }
+        let swapped = store::cas_counter(host, QUEUE_DONE, done, i)?;
+        if swapped {
+            for slot in (done + 1)..=i {
+                host.kv_delete(&format!("{QUEUE}/{slot}"))?;
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// The host a job runs on while it holds a slot: requests and waits keep the slot alive.
+pub struct SlotHost<'h> {
+    inner: &'h mut dyn Host,
+    slot: &'h mut Slot,
+}
+
+impl<'h> SlotHost<'h> {
+    pub fn new(inner: &'h mut dyn Host, slot: &'h mut Slot) -> Self {
+        SlotHost { inner, slot }
+    }
+}
+
+impl Host for SlotHost<'_> {
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.now()
+    }
+
+    fn random_bytes(&mut self, buf: &mut [u8]) {
+        self.inner.random_bytes(buf)
+    }
+
+    fn config(&mut self, name: &str) -> Option<String> {
+        self.inner.config(name)
+    }
+
+    fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        self.slot.renew_if_aging(self.inner);
+        self.inner.http(request)
+    }
+
+    fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.kv_get(key)
+    }
+
+    fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.inner.kv_set(key, value)
+    }
+
+    fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
+        self.inner.kv_delete(key)
+    }
+
+    fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.inner.kv_increment(key, delta)
+    }
+
+    fn kv_cas(&mut self, key: &str, expected: &[u8], new: &[u8]) -> Result<CasOutcome, KvError> {
+        self.inner.kv_cas(key, expected, new)
+    }
+
+    fn sleep_ms(&mut self, ms: u64) {
+        self.inner.sleep_ms(ms);
+        self.slot.renew_if_aging(self.inner);
+    }
+
+    fn log(&mut self, level: LogLevel, message: &str) {
+        self.inner.log(level, message)
+    }
+}
+
+/// How long after `now` a wait that ends at `until` is, at least a millisecond.
+pub fn ms_until(now: DateTime<Utc>, until: DateTime<Utc>) -> u64 {
+    u64::try_from((until - now).num_milliseconds().max(1)).unwrap_or(1)
+}
+
+/// The longest a drainer sleeps for the next second's budget.
+pub const SHORT_WAIT: Duration = Duration::milliseconds(2_000);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Method;
+    use crate::sync::pace::Paced;
+    use crate::testing::FakeHost;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-03-02T10:00:05Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn host() -> FakeHost {
+        let mut h = FakeHost::new(t0());
+        h.set_config("qbo_api_base", "https://qbo.test");
+        h.route("https://qbo.test/v3/company/1/query", |_| {
+            Ok(HttpResponse::new(200, "{}"))
+        });
+        h.route("https://qbo.test/v3/company/1/invoice", |_| {
+            let mut r = HttpResponse::new(429, "");
+            r.headers = vec![("Retry-After".into(), "86400".into())];
+            Ok(r)
+        });
+        h
+    }
+
+    fn qbo_call(h: &mut dyn Host, path: &str) {
+        let mut p = Paced::new(h);
+        p.http(&HttpRequest::new(
+            Method::Get,
+            format!("https://qbo.test/v3/company/1/{path}"),
+        ))
+        .unwrap();
+    }
+
+    fn take(h: &mut FakeHost) -> Slot {
+        admit(h).unwrap().expect("a slot is free")
+    }
+
+    #[test]
+    fn two_instances_on_one_store_share_eight_slots_and_a_released_slot_is_taken_again() {
+        // The limiter keeps nothing in memory: two instances are two callers on one store.
+        let mut store = host();
+        let a: Vec<Slot> = (0..5).map(|_| take(&mut store)).collect();
+        let mut b: Vec<Slot> = (0..3).map(|_| take(&mut store)).collect();
+        assert_eq!(admit(&mut store).unwrap().unwrap_err(), Wait::Slots);
+        assert_eq!(admit(&mut store).unwrap().unwrap_err().retry_at(), None);
+        release(&mut store, b.pop().unwrap()).unwrap();
+        let again = take(&mut store);
+        assert_eq!(admit(&mut store).unwrap().unwrap_err(), Wait::Slots);
+        let keys: std::collections::BTreeSet<String> = a
+            .iter()
+            .chain(b.iter())
+            .chain(std::iter::once(&again))
+            .map(|s| s.guard.key().to_string())
+            .collect();
+        assert_eq!(keys.len(), SLOTS, "every holder has its own slot: {keys:?}");
+    }
+
+    #[test]
+    fn a_crashed_holders_slot_frees_itself_after_its_ttl_and_a_live_holder_keeps_its_own() {
+        let mut store = host();
+        // Instance A takes 7 slots and dies holding them.
+        let crashed: Vec<Slot> = (0..7).map(|_| take(&mut store)).collect();
+        drop(crashed);
+        // Instance B's job holds the 8th and keeps making requests.
+        let mut live = take(&mut store);
+        assert_eq!(admit(&mut store).unwrap().unwrap_err(), Wait::Slots);
+        for _ in 0..4 {
+            store.advance(Duration::milliseconds(SLOT_TTL_MS / 3));
+            let mut job = SlotHost::new(&mut store, &mut live);
+            qbo_call(&mut job, "query");
+        }
+        // 26 s later: the dead instance's slots are free again, the live job's is not.
+        let taken: Vec<Slot> = (0..7).map(|_| take(&mut store)).collect();
+        assert_eq!(taken.len(), 7);
+        assert_eq!(admit(&mut store).unwrap().unwrap_err(), Wait::Slots);
+    }
+
+    #[test]
+    fn a_used_second_holds_new_jobs_until_the_next_and_a_429_pauses_them_then_slows_the_budget() {
+        let mut h = host();
+        for _ in 0..PER_SECOND {
+            qbo_call(&mut h, "query");
+        }
+        let wait = admit(&mut h).unwrap().unwrap_err();
+        assert_eq!(
+            wait,
+            Wait::Budget {
+                until: t0() + Duration::seconds(1)
+            }
+        );
+        assert!(wait.describe().contains("waiting for QuickBooks capacity"));
+        h.advance(Duration::seconds(1));
+        let slot = take(&mut h);
+        release(&mut h, slot).unwrap();
+
+        // A 429 asking for a day: every job waits a minute (the throttled job keeps the day).
+        qbo_call(&mut h, "invoice");
+        let now = h.now();
+        assert_eq!(
+            admit(&mut h).unwrap().unwrap_err(),
+            Wait::Throttled {
+                until: now + MAX_PAUSE
+            }
+        );
+        h.advance(MAX_PAUSE);
+        let now = h.now();
+        assert_eq!(per_second(&mut h, now).unwrap(), SLOW_PER_SECOND);
+        for _ in 0..SLOW_PER_SECOND {
+            qbo_call(&mut h, "query");
+        }
+        assert!(matches!(
+            admit(&mut h).unwrap().unwrap_err(),
+            Wait::Budget { .. }
+        ));
+        h.advance(Duration::seconds(SLOW_FOR_S));
+        let now = h.now();
+        assert_eq!(per_second(&mut h, now).unwrap(), PER_SECOND);
+    }
+
+    #[test]
+    fn the_wait_queue_hands_out_entries_in_arrival_order_and_forgets_handled_ones() {
+        let mut h = host();
+        for id in ["7", "3", "9"] {
+            enqueue(
+                &mut h,
+                &Waiting {
+                    entity: Entity::Order,
+                    id: id.into(),
+                    event: None,
+                    since: t0(),
+                },
+            )
+            .unwrap();
+        }
+        assert!(!queue_is_empty(&mut h).unwrap());
+        let ids: Vec<String> = queue_head(&mut h, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, w)| w.unwrap().id)
+            .collect();
+        assert_eq!(ids, ["7", "3", "9"]);
+        mark_done(&mut h, 2).unwrap();
+        let head = queue_head(&mut h, 10).unwrap();
+        assert_eq!(head.len(), 1);
+        assert_eq!(head[0].1.as_ref().unwrap().id, "9");
+        assert!(!h.kv.contains_key("wait/qbo/1") && !h.kv.contains_key("wait/qbo/2"));
+        mark_done(&mut h, 3).unwrap();
+        assert!(queue_is_empty(&mut h).unwrap());
+    }
+}

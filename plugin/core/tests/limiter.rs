@@ -1,0 +1,109 @@
+//! The QuickBooks limiter seen from the order job: work beyond QuickBooks' capacity waits in
+//! the wait queue, in arrival order, before anything is read, and without using attempts.
+
+mod common;
+
+use common::*;
+use ml_core::sync::limiter;
+use ml_core::sync::record::State;
+
+fn order_reads(w: &World) -> Vec<u64> {
+    let mut ids = Vec::new();
+    for r in w.requests() {
+        if let Some(rest) = r.split("/v2/orders/").nth(1) {
+            let id: u64 = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(0);
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
+
+#[test]
+fn orders_beyond_quickbooks_capacity_wait_in_arrival_order_with_no_read_and_no_attempt_used() {
+    let mut w = World::new();
+    let ids = [305u64, 301, 304, 302, 303];
+    for id in ids {
+        w.put_order(id, order_json(id, &plain_shape(id)));
+    }
+    // Other workers hold every QuickBooks slot.
+    let held: Vec<limiter::Slot> = (0..limiter::SLOTS)
+        .map(|_| limiter::admit(&mut w.host.inner).unwrap().unwrap())
+        .collect();
+    w.clear_log();
+    for (n, id) in ids.iter().enumerate() {
+        let resp = w.deliver("store/order/created", *id, &hash(n as u32 + 1));
+        assert_eq!(resp.status, 200);
+    }
+    assert_eq!(
+        w.requests(),
+        Vec::<String>::new(),
+        "waiting work reads nothing from BigCommerce and calls nothing in QuickBooks"
+    );
+    for id in ids {
+        let rec = w.record(id);
+        assert_eq!(rec.state, State::Pending);
+        assert_eq!(rec.attempts, 0);
+        assert!(rec.last_error.is_none());
+        let waiting = rec.audit.iter().find(|a| a.step == "waiting").unwrap();
+        assert!(
+            waiting.detail["reason"]
+                .as_str()
+                .unwrap()
+                .contains("waiting for QuickBooks capacity"),
+            "{waiting:?}"
+        );
+    }
+    // Capacity frees: the scheduler runs the queue, oldest first, as capacity allows.
+    for slot in held {
+        limiter::release(&mut w.host.inner, slot).unwrap();
+    }
+    for _ in 0..30 {
+        w.advance(1);
+        w.retry_due();
+        if w.qbo.borrow().invoice_creates_accepted == ids.len() {
+            break;
+        }
+    }
+    assert_eq!(w.qbo.borrow().invoice_creates_accepted, ids.len());
+    assert_eq!(order_reads(&w), ids, "orders were read in arrival order");
+    for id in ids {
+        let rec = w.record(id);
+        assert_eq!(rec.state, State::Posted);
+        assert_eq!(rec.attempts, 1, "the wait used no attempt");
+        assert!(!rec.audit.iter().any(|a| a.step == "attempt_failed"));
+    }
+    assert!(limiter::queue_is_empty(&mut w.host.inner).unwrap());
+}
+
+#[test]
+fn while_work_waits_a_new_webhook_queues_behind_it_and_a_finished_job_runs_the_queue() {
+    let mut w = World::new();
+    for id in [401u64, 402, 403] {
+        w.put_order(id, order_json(id, &plain_shape(id)));
+    }
+    let mut held: Vec<limiter::Slot> = (0..limiter::SLOTS)
+        .map(|_| limiter::admit(&mut w.host.inner).unwrap().unwrap())
+        .collect();
+    w.deliver("store/order/created", 401, &hash(1));
+    w.deliver("store/order/created", 402, &hash(2));
+    assert_eq!(w.record(401).state, State::Pending);
+    // One slot frees; a new webhook still queues behind the two waiting orders, and its
+    // worker, its own job done (queued), runs the queue from the head.
+    limiter::release(&mut w.host.inner, held.pop().unwrap()).unwrap();
+    w.advance(1);
+    w.clear_log();
+    w.deliver("store/order/created", 403, &hash(3));
+    assert_eq!(order_reads(&w), [401, 402, 403]);
+    for id in [401, 402, 403] {
+        assert_eq!(w.record(id).state, State::Posted);
+    }
+    for slot in held {
+        limiter::release(&mut w.host.inner, slot).unwrap();
+    }
+}
