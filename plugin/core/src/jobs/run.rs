@@ -362,11 +362,17 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
             Some(ev) => Trigger::Event(ev),
             None => Trigger::Due,
         };
+        let queued_by_job = matches!(trigger, Trigger::Event(_));
         let result = run_due_entry(host, &due.entry, trigger)?;
         report.count(&result);
         if matches!(result, RunResult::Waiting(_)) {
             // No QuickBooks capacity: this entry and everything behind it wait for the next
-            // call (they keep their places).
+            // call (they keep their places). The entry also joins the wait queue, so the drain
+            // after this call's response runs it as soon as capacity frees (an event's job has
+            // queued itself already).
+            if !queued_by_job {
+                queue_due_run(host, due.entry.entity, &due.entry.id)?;
+            }
             break;
         }
         if result == RunResult::Busy {
@@ -385,6 +391,8 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
             let result = sync_with_wait(host, r.entity, &r.id, Trigger::Due, 0)?;
             if matches!(result, RunResult::Waiting(_)) {
                 report.count(&result);
+                // As for due entries: the drain after the response resumes it.
+                queue_due_run(host, r.entity, &r.id)?;
                 break;
             }
             if result == RunResult::Busy {
@@ -490,6 +498,21 @@ pub fn accept_event(
     )
 }
 
+/// Puts a scheduled run that found no QuickBooks capacity in the wait queue (its due or parked
+/// entry stays too: whichever runs second finds nothing to do).
+fn queue_due_run(host: &mut dyn Host, entity: Entity, id: &str) -> Result<(), KvError> {
+    let since = host.now();
+    limiter::enqueue(
+        host,
+        &limiter::Waiting {
+            entity,
+            id: id.to_string(),
+            event: None,
+            since,
+        },
+    )
+}
+
 /// What [`drain_waiting`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DrainReport {
@@ -544,8 +567,15 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
                         _ => return Ok(report),
                     }
                 }
+                RunResult::Busy => {
+                    // Its lease is held: by a worker running it (which drains when it ends),
+                    // or by another drainer that may have found no capacity. The queue's done
+                    // mark is a watermark, so the drain stops here rather than pass the entry:
+                    // it is never dropped on a guess.
+                    return Ok(report);
+                }
                 other => {
-                    // Ran, nothing to do (already done), or busy (its worker is on it).
+                    // Ran, or nothing to do (already done).
                     if matches!(other, RunResult::Ran(_)) {
                         report.ran += 1;
                     }
