@@ -190,11 +190,14 @@ async fn a_created_order_becomes_one_invoice_with_the_right_lines_and_total() {
         let total: Decimal = per_class.iter().map(|l| dec(&l["Amount"])).sum();
         assert_eq!(-total, coupon, "the coupon split per class");
     }
+    // A `waiting` step (the shared QuickBooks limiter held the job back for a moment, as the
+    // setup's calls used this second's budget) is the limiter's, not the order's.
     let steps: Vec<&str> = rec["audit"]
         .as_array()
         .unwrap()
         .iter()
         .map(|a| a["step"].as_str().unwrap())
+        .filter(|s| *s != "waiting")
         .collect();
     assert_eq!(
         steps,
