@@ -373,6 +373,36 @@ impl Checker {
         }
     }
 
+    /// An optional object mapping BigCommerce names (keys) to non-empty QuickBooks names.
+    /// `entity` names what a value must be; `shape` says what the object maps, for an error.
+    fn name_map(&mut self, v: Option<&Value>, path: &str, entity: &str, shape: &str) {
+        match v {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                for (key, name) in m {
+                    let p = format!("{path}.{key}");
+                    match name {
+                        Value::String(s) if s.trim().is_empty() => {
+                            self.push(&p, "must not be empty")
+                        }
+                        Value::String(_) => {}
+                        other => self.push(
+                            &p,
+                            format!(
+                                "must be the name of a QuickBooks {entity}, found {}",
+                                kind(other)
+                            ),
+                        ),
+                    }
+                }
+            }
+            Some(other) => self.push(
+                path,
+                format!("must be an object ({shape}), found {}", kind(other)),
+            ),
+        }
+    }
+
     fn target(&mut self, o: &serde_json::Map<String, Value>, key: &str, path: &str, field: &str) {
         if let Some(v) = o.get(key) {
             let p = format!("{path}.{key}");
@@ -511,34 +541,12 @@ impl MappingConfig {
             ] {
                 c.name(p, k, "$.payments", false, false);
             }
-            match p.get("methods") {
-                None | Some(Value::Null) => {}
-                Some(Value::Object(m)) => {
-                    for (bc_method, qbo) in m {
-                        let path = format!("$.payments.methods.{bc_method}");
-                        match qbo {
-                            Value::String(s) if s.trim().is_empty() => {
-                                c.push(&path, "must not be empty")
-                            }
-                            Value::String(_) => {}
-                            other => c.push(
-                                &path,
-                                format!(
-                                    "must be the name of a QuickBooks payment method, found {}",
-                                    kind(other)
-                                ),
-                            ),
-                        }
-                    }
-                }
-                Some(other) => c.push(
-                    "$.payments.methods",
-                    format!(
-                        "must be an object (BigCommerce payment_method → QuickBooks payment method), found {}",
-                        kind(other)
-                    ),
-                ),
-            }
+            c.name_map(
+                p.get("methods"),
+                "$.payments.methods",
+                "payment method",
+                "BigCommerce payment_method → QuickBooks payment method",
+            );
         }
         if let Some(r) = root.get("refunds")
             && let Some(r) = c.object(r, "$.refunds", &["item"])
@@ -604,34 +612,12 @@ impl MappingConfig {
                 ),
             }
             c.name(t, "item", "$.invoice.tax", false, true);
-            match t.get("codes") {
-                None | Some(Value::Null) => {}
-                Some(Value::Object(m)) => {
-                    for (class, code) in m {
-                        let path = format!("$.invoice.tax.codes.{class}");
-                        match code {
-                            Value::String(s) if s.trim().is_empty() => {
-                                c.push(&path, "must not be empty")
-                            }
-                            Value::String(_) => {}
-                            other => c.push(
-                                &path,
-                                format!(
-                                    "must be the name of a QuickBooks tax code, found {}",
-                                    kind(other)
-                                ),
-                            ),
-                        }
-                    }
-                }
-                Some(other) => c.push(
-                    "$.invoice.tax.codes",
-                    format!(
-                        "must be an object (BigCommerce tax class → QuickBooks tax code, with \"default\"), found {}",
-                        kind(other)
-                    ),
-                ),
-            }
+            c.name_map(
+                t.get("codes"),
+                "$.invoice.tax.codes",
+                "tax code",
+                "BigCommerce tax class → QuickBooks tax code, with \"default\"",
+            );
         }
         match o.get("rules") {
             None | Some(Value::Null) => {}
