@@ -162,12 +162,23 @@ impl Cluster {
     }
 
     /// Waits until every order in `ids` is `posted` (asking instance `via`).
+    /// On timeout, panics with the record and the status, so a failure says where it stuck.
     async fn wait_posted(&self, via: usize, ids: &[u64], within: Duration) {
         for id in ids {
-            eventually_named(&format!("order {id} is posted"), within, || async {
-                self.record(via, *id).await["state"] == "posted"
-            })
-            .await;
+            let deadline = Instant::now() + within;
+            loop {
+                let record = self.record(via, *id).await;
+                if record["state"] == "posted" {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    let (_, status) = self.admin(via, "GET", "/admin/status").await;
+                    panic!(
+                        "order {id} is not posted within {within:?}\nrecord: {record:#}\nstatus: {status:#}"
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
 }
