@@ -6,6 +6,21 @@ mod common;
 use common::*;
 use ml_core::sync::limiter;
 use ml_core::sync::record::State;
+use ml_core::sync::store::{self, LeaseGuard};
+
+/// Other workers hold every QuickBooks slot, and keep holding them while they are alive (a
+/// live holder renews its slot; here the lease simply lasts a day of the test's clock, through
+/// the drainers' polling).
+fn hold_every_slot(w: &mut World) -> Vec<LeaseGuard> {
+    (0..limiter::SLOTS)
+        .map(|i| {
+            let key = format!("limit/qbo/slot/{i}");
+            store::try_acquire(&mut w.host.inner, &key, 86_400_000)
+                .unwrap()
+                .unwrap()
+        })
+        .collect()
+}
 
 fn order_reads(w: &World) -> Vec<u64> {
     let mut ids = Vec::new();
@@ -31,10 +46,7 @@ fn orders_beyond_quickbooks_capacity_wait_in_arrival_order_with_no_read_and_no_a
     for id in ids {
         w.put_order(id, order_json(id, &plain_shape(id)));
     }
-    // Other workers hold every QuickBooks slot.
-    let held: Vec<limiter::Slot> = (0..limiter::SLOTS)
-        .map(|_| limiter::admit(&mut w.host.inner).unwrap().unwrap())
-        .collect();
+    let held = hold_every_slot(&mut w);
     w.clear_log();
     for (n, id) in ids.iter().enumerate() {
         let resp = w.deliver("store/order/created", *id, &hash(n as u32 + 1));
@@ -61,7 +73,7 @@ fn orders_beyond_quickbooks_capacity_wait_in_arrival_order_with_no_read_and_no_a
     }
     // Capacity frees: the scheduler runs the queue, oldest first, as capacity allows.
     for slot in held {
-        limiter::release(&mut w.host.inner, slot).unwrap();
+        store::release(&mut w.host.inner, slot).unwrap();
     }
     for _ in 0..30 {
         w.advance(1);
@@ -87,15 +99,13 @@ fn while_work_waits_a_new_webhook_queues_behind_it_and_a_finished_job_runs_the_q
     for id in [401u64, 402, 403] {
         w.put_order(id, order_json(id, &plain_shape(id)));
     }
-    let mut held: Vec<limiter::Slot> = (0..limiter::SLOTS)
-        .map(|_| limiter::admit(&mut w.host.inner).unwrap().unwrap())
-        .collect();
+    let mut held = hold_every_slot(&mut w);
     w.deliver("store/order/created", 401, &hash(1));
     w.deliver("store/order/created", 402, &hash(2));
     assert_eq!(w.record(401).state, State::Pending);
     // One slot frees; a new webhook still queues behind the two waiting orders, and its
     // worker, its own job done (queued), runs the queue from the head.
-    limiter::release(&mut w.host.inner, held.pop().unwrap()).unwrap();
+    store::release(&mut w.host.inner, held.pop().unwrap()).unwrap();
     w.advance(1);
     w.clear_log();
     w.deliver("store/order/created", 403, &hash(3));
@@ -104,6 +114,6 @@ fn while_work_waits_a_new_webhook_queues_behind_it_and_a_finished_job_runs_the_q
         assert_eq!(w.record(id).state, State::Posted);
     }
     for slot in held {
-        limiter::release(&mut w.host.inner, slot).unwrap();
+        store::release(&mut w.host.inner, slot).unwrap();
     }
 }

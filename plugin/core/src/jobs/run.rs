@@ -524,68 +524,105 @@ pub struct DrainReport {
     pub emptied: bool,
 }
 
-/// Most queue entries one drain looks at per pass.
+/// Most queue positions one drain pass looks at.
 const DRAIN_SCAN: usize = 16;
-/// How long a drainer waits for the lease of a queued entity before it counts it as handled
-/// by whoever holds it.
-const DRAIN_BUSY_WAIT_MS: u64 = 300;
 /// Most queue entries one drain handles (capacity stops it long before, in practice).
 const DRAIN_MAX: usize = 500;
+/// How often a drainer looks again while no slot is free or every entry it sees is busy.
+const DRAIN_POLL_MS: i64 = 150;
+/// How long a position may stay unwritten before the drainer counts its writer dead (a live
+/// writer fills it within milliseconds; the webhook's guard entry covers a dead one's work).
+const UNWRITTEN_GRACE_MS: i64 = 3_000;
 
-/// Runs work waiting for QuickBooks capacity, oldest first, while capacity lasts: sleeps
-/// through short waits for the next second's budget (until `budget_ms` has passed) and stops
-/// when every slot is taken (their holders drain when they end), when QuickBooks throttled us
-/// for longer, or when the queue is empty.
+/// Runs work waiting for QuickBooks capacity, oldest first, while capacity lasts, until the
+/// queue is empty or `budget_ms` has passed.
+///
+/// Several drainers (on every instance) run the queue at once: an entry whose lease is held is
+/// left to its holder (a worker running it, or another drainer) and the next one is tried; it
+/// stays in the queue until someone has handled it. With no slot free or nothing runnable in
+/// sight, the drainer looks again shortly (it never stops on a guess that someone else will);
+/// it sleeps through short waits for the next second's budget, and stops when QuickBooks
+/// throttled us for longer or its budget is spent.
 pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport, KvError> {
+    let poll = chrono::Duration::milliseconds(DRAIN_POLL_MS);
     let deadline = host.now() + chrono::Duration::milliseconds(budget_ms);
     let mut report = DrainReport::default();
+    // Positions seen unwritten, and since when (this drainer's own view).
+    let mut unwritten: Vec<(i64, chrono::DateTime<chrono::Utc>)> = Vec::new();
     loop {
         let head = limiter::queue_head(host, DRAIN_SCAN)?;
         if head.is_empty() {
             report.emptied = true;
             return Ok(report);
         }
-        for (pos, entry) in head {
-            let Some(w) = entry else {
-                // Its writer died before filling it (or is filling it now: then its job runs
-                // through the webhook's guard entry).
-                limiter::mark_done(host, pos)?;
-                continue;
-            };
-            // Busy: its lease is held — by a worker running it (then it is handled), or for a
-            // moment by another drainer finding no capacity; a short wait tells them apart.
-            let result = sync_with_wait(host, w.entity, &w.id, Trigger::Due, DRAIN_BUSY_WAIT_MS)?;
-            match result {
-                RunResult::Waiting(wait) => {
+        let mut progressed = false;
+        let mut wait: Option<limiter::Wait> = None;
+        for (pos, queued) in head {
+            let w = match queued {
+                limiter::Queued::Work(w) => w,
+                limiter::Queued::Handled => continue,
+                limiter::Queued::Unwritten => {
                     let now = host.now();
-                    match wait.retry_at() {
-                        Some(until) if until <= deadline && until - now <= limiter::SHORT_WAIT => {
-                            host.sleep_ms(limiter::ms_until(now, until));
-                            // Look at the head again: another drainer may have moved it.
-                            break;
+                    let since = match unwritten.iter().find(|(p, _)| *p == pos) {
+                        Some((_, since)) => *since,
+                        None => {
+                            unwritten.push((pos, now));
+                            now
                         }
-                        _ => return Ok(report),
+                    };
+                    if now - since >= chrono::Duration::milliseconds(UNWRITTEN_GRACE_MS) {
+                        limiter::mark_handled(host, pos)?;
+                        progressed = true;
                     }
+                    continue;
                 }
-                RunResult::Busy => {
-                    // Its lease is held: by a worker running it (which drains when it ends),
-                    // or by another drainer that may have found no capacity. The queue's done
-                    // mark is a watermark, so the drain stops here rather than pass the entry:
-                    // it is never dropped on a guess.
-                    return Ok(report);
+            };
+            match sync_with_wait(host, w.entity, &w.id, Trigger::Due, 0)? {
+                RunResult::Waiting(no_capacity) => {
+                    // No capacity for this one means none for the next either.
+                    wait = Some(no_capacity);
+                    break;
                 }
+                // Its holder runs it (or another drainer tries it): on to the next.
+                RunResult::Busy => {}
                 other => {
-                    // Ran, or nothing to do (already done).
                     if matches!(other, RunResult::Ran(_)) {
                         report.ran += 1;
                     }
                     report.handled += 1;
-                    limiter::mark_done(host, pos)?;
+                    limiter::mark_handled(host, pos)?;
+                    progressed = true;
+                    if report.handled >= DRAIN_MAX {
+                        return Ok(report);
+                    }
                 }
             }
-            if report.handled >= DRAIN_MAX {
-                return Ok(report);
-            }
         }
+        if progressed && wait.is_none() {
+            continue;
+        }
+        let now = host.now();
+        let until = match &wait {
+            Some(limiter::Wait::Slots) => {
+                // Look again once a slot frees (a few reads a poll, nothing taken).
+                loop {
+                    let now = host.now();
+                    if now + poll > deadline {
+                        return Ok(report);
+                    }
+                    host.sleep_ms(DRAIN_POLL_MS.unsigned_abs());
+                    if limiter::slot_free(host)? {
+                        break;
+                    }
+                }
+                continue;
+            }
+            Some(w) => w.retry_at().unwrap_or(now + poll),
+            None => now + poll,
+        };
+        if until > deadline || until - now > limiter::SHORT_WAIT {
+            return Ok(report);
+        }
+        host.sleep_ms(limiter::ms_until(now, until));
     }
 }

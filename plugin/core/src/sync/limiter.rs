@@ -242,6 +242,26 @@ pub fn enqueue(host: &mut dyn Host, waiting: &Waiting) -> Result<(), KvError> {
     store::append(host, QUEUE, waiting).map(|_| ())
 }
 
+/// What a queue position holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Queued {
+    /// Work waiting to run.
+    Work(Waiting),
+    /// Handled (run, or found done): the done mark moves past it.
+    Handled,
+    /// Nothing yet: its writer took the position and has not written it (a moment, normally;
+    /// for good if it died in between: then the webhook's guard entry runs its work).
+    Unwritten,
+}
+
+/// A position as stored: the work, or the mark a drainer leaves once it is handled.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    Handled { handled: bool },
+    Work(Waiting),
+}
+
 fn done_mark(host: &mut dyn Host) -> Result<i64, KvError> {
     Ok(host
         .kv_get(QUEUE_DONE)?
@@ -254,12 +274,8 @@ pub fn queue_is_empty(host: &mut dyn Host) -> Result<bool, KvError> {
     Ok(store::log_len(host, QUEUE)? <= done_mark(host)?)
 }
 
-/// The oldest waiting entries not yet handled, at most `limit`, with their queue positions.
-/// A position whose writer died before filling it comes back as `None`.
-pub fn queue_head(
-    host: &mut dyn Host,
-    limit: usize,
-) -> Result<Vec<(i64, Option<Waiting>)>, KvError> {
+/// The oldest positions past the done mark, at most `limit`, with what each holds.
+pub fn queue_head(host: &mut dyn Host, limit: usize) -> Result<Vec<(i64, Queued)>, KvError> {
     let n = store::log_len(host, QUEUE)?;
     let done = done_mark(host)?;
     let mut out = Vec::new();
@@ -267,27 +283,58 @@ pub fn queue_head(
         if out.len() >= limit {
             break;
         }
-        out.push((i, store::log_entry::<Waiting>(host, QUEUE, i)?));
+        let queued = match store::log_entry::<Stored>(host, QUEUE, i)? {
+            Some(Stored::Work(w)) => Queued::Work(w),
+            Some(Stored::Handled { .. }) => Queued::Handled,
+            // Deleted meanwhile: another drainer moved the done mark past it.
+            None if done_mark(host)? >= i => Queued::Handled,
+            None => Queued::Unwritten,
+        };
+        out.push((i, queued));
     }
     Ok(out)
 }
 
-/// Marks queue positions up to `i` as handled, and deletes them.
-pub fn mark_done(host: &mut dyn Host, i: i64) -> Result<(), KvError> {
+/// Marks position `i` handled, and moves the done mark past every handled position at the
+/// head, deleting them. Positions are handled in any order (several drainers run the queue at
+/// once); the mark only ever passes handled ones, so no waiting work is skipped.
+pub fn mark_handled(host: &mut dyn Host, i: i64) -> Result<(), KvError> {
+    store::set_json(
+        host,
+        &format!("{QUEUE}/{i}"),
+        &Stored::Handled { handled: true },
+    )?;
+    // Each drainer writes its mark before it looks at the head, so whichever looks last sees
+    // every mark written before it, and the done mark never stops short for good.
     loop {
         // Creates the mark (as 0) if it does not exist yet, so the swap below has a value.
         let done = host.kv_increment(QUEUE_DONE, 0)?;
-        if done >= i {
+        let next = done + 1;
+        if next > store::log_len(host, QUEUE)? {
             return Ok(());
         }
-        let swapped = store::cas_counter(host, QUEUE_DONE, done, i)?;
-        if swapped {
-            for slot in (done + 1)..=i {
-                host.kv_delete(&format!("{QUEUE}/{slot}"))?;
+        match store::log_entry::<Stored>(host, QUEUE, next)? {
+            Some(Stored::Handled { .. }) => {
+                if store::cas_counter(host, QUEUE_DONE, done, next)? {
+                    host.kv_delete(&format!("{QUEUE}/{next}"))?;
+                }
             }
-            return Ok(());
+            // Not handled yet (or deleted by whoever moved the mark: the loop reads it again).
+            Some(Stored::Work(_)) => return Ok(()),
+            None if done_mark(host)? > done => {}
+            None => return Ok(()),
         }
     }
+}
+
+/// Whether a slot looks free now (a look only: eight reads, nothing taken).
+pub fn slot_free(host: &mut dyn Host) -> Result<bool, KvError> {
+    for i in 0..SLOTS {
+        if store::lease_free(host, &slot_key(i))? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The host a job runs on while it holds a slot: requests and waits keep the slot alive.
@@ -481,7 +528,8 @@ mod tests {
     }
 
     #[test]
-    fn the_wait_queue_hands_out_entries_in_arrival_order_and_forgets_handled_ones() {
+    fn the_wait_queue_hands_out_entries_in_arrival_order_and_the_done_mark_passes_only_handled_ones()
+     {
         let mut h = host();
         for id in ["7", "3", "9"] {
             enqueue(
@@ -499,15 +547,58 @@ mod tests {
         let ids: Vec<String> = queue_head(&mut h, 10)
             .unwrap()
             .into_iter()
-            .map(|(_, w)| w.unwrap().id)
+            .map(|(_, q)| match q {
+                Queued::Work(w) => w.id,
+                other => panic!("{other:?}"),
+            })
             .collect();
         assert_eq!(ids, ["7", "3", "9"]);
-        mark_done(&mut h, 2).unwrap();
+        // The second is handled first (another drainer runs the first): the mark waits.
+        mark_handled(&mut h, 2).unwrap();
+        let head = queue_head(&mut h, 10).unwrap();
+        assert_eq!(head.len(), 3);
+        assert_eq!(head[1], (2, Queued::Handled));
+        mark_handled(&mut h, 1).unwrap();
         let head = queue_head(&mut h, 10).unwrap();
         assert_eq!(head.len(), 1);
-        assert_eq!(head[0].1.as_ref().unwrap().id, "9");
+        assert!(matches!(&head[0], (3, Queued::Work(w)) if w.id == "9"));
         assert!(!h.kv.contains_key("wait/qbo/1") && !h.kv.contains_key("wait/qbo/2"));
-        mark_done(&mut h, 3).unwrap();
+        mark_handled(&mut h, 3).unwrap();
         assert!(queue_is_empty(&mut h).unwrap());
+    }
+
+    #[test]
+    fn a_position_taken_but_not_yet_written_reads_as_unwritten_and_holds_the_done_mark() {
+        let mut h = host();
+        // A writer took position 1 and has not written it yet; position 2 is complete.
+        h.kv_increment("wait/qbo/n", 1).unwrap();
+        let w = Waiting {
+            entity: Entity::Order,
+            id: "5".into(),
+            event: None,
+            since: t0(),
+        };
+        enqueue(&mut h, &w).unwrap();
+        let head = queue_head(&mut h, 10).unwrap();
+        assert_eq!(head, vec![(1, Queued::Unwritten), (2, Queued::Work(w))]);
+        mark_handled(&mut h, 2).unwrap();
+        assert!(
+            !queue_is_empty(&mut h).unwrap(),
+            "the unwritten position holds the mark"
+        );
+        mark_handled(&mut h, 1).unwrap();
+        assert!(queue_is_empty(&mut h).unwrap());
+    }
+
+    #[test]
+    fn a_free_slot_is_seen_without_taking_it() {
+        let mut h = host();
+        let held: Vec<Slot> = (0..SLOTS - 1).map(|_| take(&mut h)).collect();
+        assert!(slot_free(&mut h).unwrap());
+        let last = take(&mut h);
+        assert!(!slot_free(&mut h).unwrap());
+        release(&mut h, last).unwrap();
+        assert!(slot_free(&mut h).unwrap());
+        drop(held);
     }
 }

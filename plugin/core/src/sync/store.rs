@@ -91,7 +91,11 @@ fn get_json<T: for<'de> Deserialize<'de>>(
     }
 }
 
-fn set_json<T: Serialize>(host: &mut dyn Host, key: &str, value: &T) -> Result<(), KvError> {
+pub(crate) fn set_json<T: Serialize>(
+    host: &mut dyn Host,
+    key: &str,
+    value: &T,
+) -> Result<(), KvError> {
     let bytes =
         serde_json::to_vec(value).map_err(|e| KvError(format!("cannot encode `{key}`: {e}")))?;
     host.kv_set(key, &bytes)
@@ -183,6 +187,16 @@ pub fn acquire(
         waited += step;
         step = (step * 2).min(200);
     }
+}
+
+/// Whether the lease at `key` is free now (a look only: nothing is taken).
+pub fn lease_free(host: &mut dyn Host, key: &str) -> Result<bool, KvError> {
+    let now = host.now();
+    let current = read_counter(host, key)?;
+    Ok(crate::models::token::lease_is_free(
+        &current.to_le_bytes(),
+        now,
+    ))
 }
 
 /// Gives a lease back (only if it is still ours).
