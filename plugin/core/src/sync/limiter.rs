@@ -18,7 +18,9 @@
 //!   arrival order) before anything is read from BigCommerce, and its record notes
 //!   `waiting for QuickBooks capacity` (no failure, no attempt used). While the queue is not
 //!   empty, new work queues behind it. [`crate::jobs::run::drain_waiting`] runs the queue's
-//!   head as capacity frees: after every webhook job and after every retry-due.
+//!   head as capacity frees: after every webhook job and after every retry-due, several
+//!   drainers at once, each position marked handled on its own ([`mark_handled`]; the done
+//!   mark moves only past handled positions).
 //!
 //! Sans-IO: time comes from the host, waiting is the caller's business.
 
