@@ -1,8 +1,9 @@
 //! Scale-out (issue 14, CONTRACT §9): several `ml-harness serve` processes on one Redis,
 //! configured with `--runtime-config-file` as an operator would, behave as one connector.
 //! Every event is delivered to several instances at once and again later; one instance is
-//! killed (SIGKILL) mid-job; token refreshes race across instances. Every order ends as
-//! exactly one invoice, one refresh call per expiry, nothing lost.
+//! killed (SIGKILL) mid-job; token refreshes race across instances; a burst spread over two
+//! instances meets QuickBooks' real limits. Every order ends as exactly one invoice, one
+//! refresh call per expiry, nothing lost, no 429.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -32,6 +33,8 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// `qbo` as given: [`unlimited`] for the tests about exactly-once, the defaults (QuickBooks'
+    /// real limits) for the burst.
     async fn start(n: usize, qbo: QboSimConfig) -> Cluster {
         let bc = BcSim::start(BcSimConfig {
             rate_limit_quota: u32::MAX,
@@ -39,14 +42,7 @@ impl Cluster {
         })
         .await
         .unwrap();
-        let qbo = QboSim::start(QboSimConfig {
-            max_concurrent_requests: 1000,
-            // Per-minute limit off, as before it existed (this test is about exactly-once, not limits).
-            max_requests_per_minute: None,
-            ..qbo
-        })
-        .await
-        .unwrap();
+        let qbo = QboSim::start(qbo).await.unwrap();
         let redis = RedisServer::start()
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
@@ -173,13 +169,36 @@ impl Cluster {
                 }
                 if Instant::now() >= deadline {
                     let (_, status) = self.admin(via, "GET", "/admin/status").await;
+                    let logs: Vec<String> = self
+                        .instances
+                        .iter()
+                        .flatten()
+                        .enumerate()
+                        .map(|(i, p)| {
+                            let text = p.stderr.text();
+                            let lines: Vec<&str> = text.lines().collect();
+                            let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+                            format!("--- instance {i}, last lines of its log ---\n{tail}")
+                        })
+                        .collect();
                     panic!(
-                        "order {id} is not posted within {within:?}\nrecord: {record:#}\nstatus: {status:#}"
+                        "order {id} is not posted within {within:?}\nrecord: {record:#}\nstatus: {status:#}\n{}",
+                        logs.join("\n")
                     );
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    }
+}
+
+/// QuickBooks' in-flight and per-minute limits off: these tests are about exactly-once across
+/// instances, not about limits (the burst below has them on).
+fn unlimited() -> QboSimConfig {
+    QboSimConfig {
+        max_concurrent_requests: 1000,
+        max_requests_per_minute: None,
+        ..QboSimConfig::default()
     }
 }
 
@@ -214,7 +233,7 @@ fn updated_hook(id: u64) -> String {
 }
 
 async fn each_order_delivered_to_every_instance_at_once_and_again_makes_one_invoice(n: usize) {
-    let cluster = Cluster::start(n, QboSimConfig::default()).await;
+    let cluster = Cluster::start(n, unlimited()).await;
     let ids: Vec<u64> = (5001..=5012).collect();
     for id in &ids {
         cluster.bc.put_order(order(*id));
@@ -278,7 +297,7 @@ async fn three_instances_on_one_redis_make_one_invoice_per_order_when_every_even
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_refreshed_once_for_jobs_racing_on_three_instances() {
-    let cluster = Cluster::start(3, QboSimConfig::default()).await;
+    let cluster = Cluster::start(3, unlimited()).await;
     cluster.bc.put_order(order(6000));
     cluster.deliver_everywhere(&created_hook(6000)).await;
     cluster.wait_posted(0, &[6000], WAIT).await;
@@ -318,7 +337,7 @@ async fn an_expired_token_is_refreshed_once_for_jobs_racing_on_three_instances()
 /// minutes: the product's recovery time, not a test delay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_killed_mid_job_loses_nothing_and_a_survivor_finishes_with_one_invoice() {
-    let mut cluster = Cluster::start(3, QboSimConfig::default()).await;
+    let mut cluster = Cluster::start(3, unlimited()).await;
     // Warm up the connection (token, customers) so the killed job is an ordinary one.
     cluster.bc.put_order(order(7000));
     cluster.webhook(1, &created_hook(7000)).await;
@@ -382,4 +401,86 @@ async fn an_instance_killed_mid_job_loses_nothing_and_a_survivor_finishes_with_o
     assert_eq!(status["records"]["pending"], 0, "{status}");
     // The Redis server kept everything; nothing was on the instances' disks.
     assert!(cluster.redis.ping().await);
+}
+
+/// A flash sale on two instances sharing one Redis, against a QuickBooks that enforces its real
+/// limits (10 requests in flight, 500 a minute): the limiter lives in Redis, so the instances
+/// stay inside the limits together. 8 senders spread 60 orders over both instances at once;
+/// the CronJob's retry-due runs every 15 s, as deployed. Every order becomes exactly one
+/// invoice, QuickBooks never answers 429, and at most 10 requests are ever in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_redis_stay_inside_quickbooks_limits_together_in_a_burst() {
+    const SENDERS: usize = 8;
+    let cluster = Cluster::start(2, QboSimConfig::default()).await;
+    let ids: Vec<u64> = (8001..=8060).collect();
+    for id in &ids {
+        cluster.bc.put_order(order(*id));
+    }
+    let started = Instant::now();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let senders = (0..SENDERS).map(|_| async {
+        let mut statuses = Vec::new();
+        loop {
+            let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let Some(id) = ids.get(k) else {
+                return statuses;
+            };
+            statuses.push(cluster.webhook(k % 2, &created_hook(*id)).await);
+        }
+    });
+    let statuses: Vec<u16> = futures::future::join_all(senders)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(statuses.len(), ids.len());
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+
+    // The CronJob, while the burst drains.
+    let cron = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            let (status, report) = cluster.admin(0, "POST", "/admin/retry-due").await;
+            assert_eq!(status, 200, "{report}");
+        }
+    };
+    let settled = async {
+        eventually_named(
+            "every order of the burst has its invoice",
+            Duration::from_secs(300),
+            || async { cluster.qbo.count("Invoice") >= ids.len() },
+        )
+        .await
+    };
+    tokio::select! {
+        () = settled => {}
+        () = cron => unreachable!("the cron loop never ends"),
+    }
+    eprintln!(
+        "measured: 60 orders on 2 instances with QuickBooks' limits on: last invoice {:.1} s after the first webhook, {} QuickBooks requests, peak {} in flight",
+        started.elapsed().as_secs_f64(),
+        cluster.qbo.accepted_requests(),
+        cluster.qbo.peak_in_flight()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for id in &ids {
+        assert_eq!(
+            cluster.invoices_for(*id),
+            1,
+            "order {id} has exactly one invoice"
+        );
+    }
+    assert_eq!(
+        cluster.qbo.throttled_total(),
+        0,
+        "QuickBooks never answered 429 (concurrency {}, per minute {})",
+        cluster.qbo.throttled_concurrent(),
+        cluster.qbo.throttled_per_minute()
+    );
+    assert!(
+        cluster.qbo.peak_in_flight() <= 10,
+        "at most 10 QuickBooks requests in flight across both instances, saw {}",
+        cluster.qbo.peak_in_flight()
+    );
+    cluster.wait_posted(1, &ids, WAIT).await;
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use ml_core::host::Host;
 use ml_core::sync::limiter;
 use ml_core::sync::record::State;
 use ml_core::sync::store::{self, LeaseGuard};
@@ -116,4 +117,33 @@ fn while_work_waits_a_new_webhook_queues_behind_it_and_a_finished_job_runs_the_q
     for slot in held {
         store::release(&mut w.host.inner, slot).unwrap();
     }
+}
+
+#[test]
+fn a_second_overspent_by_many_jobs_at_once_does_not_strand_the_queue() {
+    let mut w = World::new();
+    for id in [501u64, 502, 503, 504] {
+        w.put_order(id, order_json(id, &plain_shape(id)));
+    }
+    let held = hold_every_slot(&mut w);
+    for (n, id) in [501u64, 502, 503].into_iter().enumerate() {
+        w.deliver("store/order/created", id, &hash(n as u32 + 1));
+    }
+    for slot in held {
+        store::release(&mut w.host.inner, slot).unwrap();
+    }
+    // The jobs that held the slots made 30 QuickBooks calls in this one second: the budget
+    // is owed for the next few seconds, longer than a drainer used to wait.
+    let second = w.now().timestamp();
+    w.host
+        .inner
+        .kv_increment(&format!("pace/qbo/{second}"), 30)
+        .unwrap();
+    // The next webhook queues behind the others; its worker's drain sleeps through the owed
+    // seconds and runs the whole queue, with no retry-due to come back for it.
+    w.deliver("store/order/created", 504, &hash(4));
+    for id in [501, 502, 503, 504] {
+        assert_eq!(w.record(id).state, State::Posted, "order {id}");
+    }
+    assert!(limiter::queue_is_empty(&mut w.host.inner).unwrap());
 }

@@ -541,8 +541,8 @@ const UNWRITTEN_GRACE_MS: i64 = 3_000;
 /// left to its holder (a worker running it, or another drainer) and the next one is tried; it
 /// stays in the queue until someone has handled it. With no slot free or nothing runnable in
 /// sight, the drainer looks again shortly (it never stops on a guess that someone else will);
-/// it sleeps through short waits for the next second's budget, and stops when QuickBooks
-/// throttled us for longer or its budget is spent.
+/// it sleeps through waits for the per-second budget, and stops when a wait (a 429's pause)
+/// ends after its budget does, or its budget is spent.
 pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport, KvError> {
     let poll = chrono::Duration::milliseconds(DRAIN_POLL_MS);
     let deadline = host.now() + chrono::Duration::milliseconds(budget_ms);
@@ -620,7 +620,10 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
             Some(w) => w.retry_at().unwrap_or(now + poll),
             None => now + poll,
         };
-        if until > deadline || until - now > limiter::SHORT_WAIT {
+        // A busy second can owe several more (8 jobs' calls at once): the drainer sleeps
+        // through whatever wait ends within its budget. Leaving earlier stranded the queue
+        // when every drainer left at once, with nobody to come back before the next retry-due.
+        if until > deadline {
             return Ok(report);
         }
         host.sleep_ms(limiter::ms_until(now, until));

@@ -404,9 +404,6 @@ pub fn ms_until(now: DateTime<Utc>, until: DateTime<Utc>) -> u64 {
     u64::try_from((until - now).num_milliseconds().max(1)).unwrap_or(1)
 }
 
-/// The longest a drainer sleeps for the next second's budget.
-pub const SHORT_WAIT: Duration = Duration::milliseconds(2_000);
-
 #[cfg(test)]
 mod tests {
     use super::*;
