@@ -59,6 +59,55 @@ pub trait Host {
     fn log(&mut self, level: LogLevel, message: &str);
 }
 
+/// Inside `impl Host for Wrapper`: the methods a wrapper around `self.inner: &mut dyn Host`
+/// passes straight through, i.e. all but `http` and `sleep_ms`, which wrappers exist to change
+/// (and write themselves).
+macro_rules! pass_through_to_inner {
+    () => {
+        fn now(&self) -> chrono::DateTime<chrono::Utc> {
+            self.inner.now()
+        }
+
+        fn random_bytes(&mut self, buf: &mut [u8]) {
+            self.inner.random_bytes(buf)
+        }
+
+        fn config(&mut self, name: &str) -> Option<String> {
+            self.inner.config(name)
+        }
+
+        fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, $crate::host::KvError> {
+            self.inner.kv_get(key)
+        }
+
+        fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), $crate::host::KvError> {
+            self.inner.kv_set(key, value)
+        }
+
+        fn kv_delete(&mut self, key: &str) -> Result<(), $crate::host::KvError> {
+            self.inner.kv_delete(key)
+        }
+
+        fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, $crate::host::KvError> {
+            self.inner.kv_increment(key, delta)
+        }
+
+        fn kv_cas(
+            &mut self,
+            key: &str,
+            expected: &[u8],
+            new: &[u8],
+        ) -> Result<$crate::host::CasOutcome, $crate::host::KvError> {
+            self.inner.kv_cas(key, expected, new)
+        }
+
+        fn log(&mut self, level: $crate::host::LogLevel, message: &str) {
+            self.inner.log(level, message)
+        }
+    };
+}
+pub(crate) use pass_through_to_inner;
+
 /// Severity of a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {

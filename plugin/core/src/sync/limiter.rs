@@ -27,7 +27,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::host::{CasOutcome, Host, KvError, LogLevel};
+use crate::host::{Host, KvError, LogLevel};
 use crate::http::{HttpRequest, HttpResponse, TransportError};
 use crate::sync::pace;
 use crate::sync::record::Entity;
@@ -352,50 +352,16 @@ impl<'h> SlotHost<'h> {
 }
 
 impl Host for SlotHost<'_> {
-    fn now(&self) -> DateTime<Utc> {
-        self.inner.now()
-    }
-
-    fn random_bytes(&mut self, buf: &mut [u8]) {
-        self.inner.random_bytes(buf)
-    }
-
-    fn config(&mut self, name: &str) -> Option<String> {
-        self.inner.config(name)
-    }
+    crate::host::pass_through_to_inner!();
 
     fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         self.slot.renew_if_aging(self.inner);
         self.inner.http(request)
     }
 
-    fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.inner.kv_get(key)
-    }
-
-    fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.inner.kv_set(key, value)
-    }
-
-    fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
-        self.inner.kv_delete(key)
-    }
-
-    fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
-        self.inner.kv_increment(key, delta)
-    }
-
-    fn kv_cas(&mut self, key: &str, expected: &[u8], new: &[u8]) -> Result<CasOutcome, KvError> {
-        self.inner.kv_cas(key, expected, new)
-    }
-
     fn sleep_ms(&mut self, ms: u64) {
         self.inner.sleep_ms(ms);
         self.slot.renew_if_aging(self.inner);
-    }
-
-    fn log(&mut self, level: LogLevel, message: &str) {
-        self.inner.log(level, message)
     }
 }
 

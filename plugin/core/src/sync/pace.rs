@@ -24,7 +24,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::host::{CasOutcome, Host, KvError, LogLevel};
+use crate::host::{Host, KvError, LogLevel};
 use crate::http::{HttpRequest, HttpResponse, TransportError};
 use crate::models::bigcommerce::RateLimit;
 use crate::settings;
@@ -287,17 +287,7 @@ impl<'a> Paced<'a> {
 }
 
 impl Host for Paced<'_> {
-    fn now(&self) -> DateTime<Utc> {
-        self.inner.now()
-    }
-
-    fn random_bytes(&mut self, buf: &mut [u8]) {
-        self.inner.random_bytes(buf)
-    }
-
-    fn config(&mut self, name: &str) -> Option<String> {
-        self.inner.config(name)
-    }
+    crate::host::pass_through_to_inner!();
 
     fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         let qbo = request.url.starts_with(&self.qbo_prefix);
@@ -328,32 +318,8 @@ impl Host for Paced<'_> {
         result
     }
 
-    fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.inner.kv_get(key)
-    }
-
-    fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.inner.kv_set(key, value)
-    }
-
-    fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
-        self.inner.kv_delete(key)
-    }
-
-    fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
-        self.inner.kv_increment(key, delta)
-    }
-
-    fn kv_cas(&mut self, key: &str, expected: &[u8], new: &[u8]) -> Result<CasOutcome, KvError> {
-        self.inner.kv_cas(key, expected, new)
-    }
-
     fn sleep_ms(&mut self, ms: u64) {
         self.inner.sleep_ms(ms)
-    }
-
-    fn log(&mut self, level: LogLevel, message: &str) {
-        self.inner.log(level, message)
     }
 }
 
