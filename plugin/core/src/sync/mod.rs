@@ -7,6 +7,7 @@
 
 pub mod company;
 pub mod connection;
+pub mod customers;
 pub mod failure;
 pub mod lease;
 pub mod limiter;
