@@ -247,7 +247,9 @@ fn run_admitted(
     Ok(job.rec.state)
 }
 
-fn finish(
+/// Files a run's outcome on its record (posted, unchanged, skipped, or a classified failure
+/// scheduled for its retry) and saves it.
+pub(crate) fn finish(
     host: &mut dyn Host,
     job: &mut Job,
     outcome: Result<Done, Failure>,
@@ -545,6 +547,13 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
             report.emptied = true;
             return Ok(report);
         }
+        // BATCH (issue 17, helper BATCH): several orders waiting at the head have their
+        // invoices created in one batch request. To be merged into the drain's rewrite.
+        match drain_batch(host, &mut report, deadline)? {
+            BatchStep::Continue => continue,
+            BatchStep::Stop => return Ok(report),
+            BatchStep::Single => {}
+        }
         for (pos, entry) in head {
             let Some(w) = entry else {
                 // Its writer died before filling it (or is filling it now: then its job runs
@@ -588,4 +597,71 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
             }
         }
     }
+}
+
+/// What the drain does after [`drain_batch`].
+enum BatchStep {
+    /// A batch ran (or waited a moment for capacity): look at the head again.
+    Continue,
+    /// Stop draining (no capacity for a while, or an entry is busy).
+    Stop,
+    /// No batch now: run the head one by one.
+    Single,
+}
+
+/// BATCH (issue 17): hands the orders at the head of the wait queue (up to 30, while they are
+/// orders) to [`crate::jobs::batch::run_batch`] and marks the handled ones done, in order, up to
+/// the first that is busy or waiting (the done mark is a watermark).
+fn drain_batch(
+    host: &mut dyn Host,
+    report: &mut DrainReport,
+    deadline: chrono::DateTime<chrono::Utc>,
+) -> Result<BatchStep, KvError> {
+    use crate::jobs::batch;
+    let lead: Vec<(i64, limiter::Waiting)> = limiter::queue_head(
+        host,
+        crate::models::quickbooks::MAX_BATCH_ITEMS,
+    )?
+    .into_iter()
+    .map_while(|(pos, e)| e.filter(|w| w.entity == Entity::Order).map(|w| (pos, w)))
+    .collect();
+    if lead.len() < batch::MIN_BATCH {
+        return Ok(BatchStep::Single);
+    }
+    let waiting: Vec<limiter::Waiting> = lead.iter().map(|(_, w)| w.clone()).collect();
+    let mut results = batch::run_batch(host, &waiting)?;
+    if results.is_empty() {
+        return Ok(BatchStep::Single);
+    }
+    results.sort_by_key(|(i, _)| *i);
+    for (expected, (i, r)) in results.into_iter().enumerate() {
+        if i != expected {
+            return Ok(BatchStep::Stop);
+        }
+        match r {
+            RunResult::Waiting(wait) => {
+                let now = host.now();
+                return Ok(match wait.retry_at() {
+                    Some(until) if until <= deadline && until - now <= limiter::SHORT_WAIT => {
+                        host.sleep_ms(limiter::ms_until(now, until));
+                        BatchStep::Continue
+                    }
+                    _ => BatchStep::Stop,
+                });
+            }
+            RunResult::Busy => return Ok(BatchStep::Stop),
+            other => {
+                if matches!(other, RunResult::Ran(_)) {
+                    report.ran += 1;
+                }
+                report.handled += 1;
+                limiter::mark_done(host, lead[i].0)?;
+            }
+        }
+    }
+    Ok(if report.handled >= DRAIN_MAX {
+        BatchStep::Stop
+    } else {
+        BatchStep::Continue
+    })
 }
