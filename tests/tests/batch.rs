@@ -224,8 +224,7 @@ async fn a_batch_whose_answer_is_lost_makes_no_second_invoice() {
             let (status, v) = env
                 .admin_get("/admin/records?status=posted&limit=500")
                 .await;
-            status == 200
-                && v["records"].as_array().map_or(0, Vec::len) >= ids.len()
+            status == 200 && v["records"].as_array().map_or(0, Vec::len) >= ids.len()
         },
     )
     .await;

@@ -19,7 +19,8 @@ fn queue_orders(w: &mut World, ids: &[u64]) -> Vec<limiter::Slot> {
         .collect();
     for (n, id) in ids.iter().enumerate() {
         assert_eq!(
-            w.deliver("store/order/created", *id, &hash(n as u32 + 1)).status,
+            w.deliver("store/order/created", *id, &hash(n as u32 + 1))
+                .status,
             200
         );
     }
@@ -154,7 +155,11 @@ fn an_items_own_fault_fails_only_its_order_as_the_single_write_would() {
     let held = queue_orders(&mut w, &ids);
     w.qbo.borrow_mut().batch_item_faults.insert(
         "802".to_string(),
-        fault_body("6000", "A business validation error has occurred", "ValidationFault"),
+        fault_body(
+            "6000",
+            "A business validation error has occurred",
+            "ValidationFault",
+        ),
     );
     free(&mut w, held);
     w.advance(1);
@@ -163,8 +168,15 @@ fn an_items_own_fault_fails_only_its_order_as_the_single_write_would() {
     let rec = w.record(802);
     assert_eq!(rec.state, State::Failed, "a validation fault needs a human");
     assert!(
-        rec.last_error.as_deref().unwrap_or_default().contains("6000")
-            || rec.last_error.as_deref().unwrap_or_default().contains("validation"),
+        rec.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("6000")
+            || rec
+                .last_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("validation"),
         "{:?}",
         rec.last_error
     );

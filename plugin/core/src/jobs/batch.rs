@@ -23,9 +23,9 @@
 //! QuickBooks' 40 a minute.
 
 use crate::host::{Host, KvError};
+use crate::jobs::Job;
 use crate::jobs::order::{self, BatchOutcome, Staged, StagedCreate};
 use crate::jobs::run::{self, RunResult};
-use crate::jobs::Job;
 use crate::models::quickbooks::{self, BatchCreate, MAX_BATCH_ITEMS};
 use crate::sync::connection;
 use crate::sync::lease::{self, Held, LeaseError, LeasedHost, SharedLease};
@@ -112,12 +112,15 @@ fn run_claimed(
                 lease::release(host, &held)?;
                 results.push((*index, r));
             }
-            Ok(Step::Staged(job, s)) => staged.push(Held1 {
-                index: *index,
-                held,
-                job,
-                staged: *s,
-            }),
+            Ok(Step::Staged(b)) => {
+                let (job, s) = *b;
+                staged.push(Held1 {
+                    index: *index,
+                    held,
+                    job,
+                    staged: s,
+                });
+            }
             Err(LeaseError::Lost(_)) => {
                 lease::release(host, &held)?;
                 results.push((*index, RunResult::Busy));
@@ -228,7 +231,7 @@ fn run_claimed(
 /// What staging one order did.
 enum Step {
     Ended(RunResult),
-    Staged(Job, Box<StagedCreate>),
+    Staged(Box<(Job, StagedCreate)>),
 }
 
 /// Loads the record and runs it as a due run (the wait queue's runs are) as far as the batch.
@@ -262,7 +265,7 @@ fn stage_one(
             run::finish(host, &mut job, outcome)?;
             Ok(Step::Ended(RunResult::Ran(job.rec.state)))
         }
-        Staged::Create(s) => Ok(Step::Staged(job, s)),
+        Staged::Create(s) => Ok(Step::Staged(Box::new((job, *s)))),
     }
 }
 

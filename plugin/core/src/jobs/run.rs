@@ -618,13 +618,11 @@ fn drain_batch(
     deadline: chrono::DateTime<chrono::Utc>,
 ) -> Result<BatchStep, KvError> {
     use crate::jobs::batch;
-    let lead: Vec<(i64, limiter::Waiting)> = limiter::queue_head(
-        host,
-        crate::models::quickbooks::MAX_BATCH_ITEMS,
-    )?
-    .into_iter()
-    .map_while(|(pos, e)| e.filter(|w| w.entity == Entity::Order).map(|w| (pos, w)))
-    .collect();
+    let lead: Vec<(i64, limiter::Waiting)> =
+        limiter::queue_head(host, crate::models::quickbooks::MAX_BATCH_ITEMS)?
+            .into_iter()
+            .map_while(|(pos, e)| e.filter(|w| w.entity == Entity::Order).map(|w| (pos, w)))
+            .collect();
     if lead.len() < batch::MIN_BATCH {
         return Ok(BatchStep::Single);
     }

@@ -441,11 +441,25 @@ mod tests {
             store.advance(Duration::milliseconds(100));
         }
         for (i, first) in claimed.iter().enumerate() {
-            let within = claimed[i..].iter().take_while(|s| **s < first + 600).count();
-            assert!(within <= 39, "{within} batch requests within 60 s from step {first}");
+            let within = claimed[i..]
+                .iter()
+                .take_while(|s| **s < first + 600)
+                .count();
+            assert!(
+                within <= 39,
+                "{within} batch requests within 60 s from step {first}"
+            );
         }
-        assert!(claimed.len() >= 185, "a window each 1.6 s: {}", claimed.len());
-        let left = store.kv.keys().filter(|k| k.starts_with("limit/qbo/batch/")).count();
+        assert!(
+            claimed.len() >= 185,
+            "a window each 1.6 s: {}",
+            claimed.len()
+        );
+        let left = store
+            .kv
+            .keys()
+            .filter(|k| k.starts_with("limit/qbo/batch/"))
+            .count();
         assert!(left <= 3, "old windows are deleted: {left} keys");
     }
 

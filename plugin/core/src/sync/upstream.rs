@@ -251,12 +251,9 @@ impl Upstreams {
                 let outcome = match a {
                     quickbooks::BatchAnswer::Entity(v) => Ok(v),
                     quickbooks::BatchAnswer::Fault(fault) => {
-                        let mut failure = failure::classify_quickbooks(
-                            fault.status,
-                            fault.code(),
-                            &resp.headers,
-                        )
-                        .with_upstream_message(&fault.to_string());
+                        let mut failure =
+                            failure::classify_quickbooks(fault.status, fault.code(), &resp.headers)
+                                .with_upstream_message(&fault.to_string());
                         if failure.intuit_tid.is_none() {
                             failure.intuit_tid = quickbooks::intuit_tid(&resp);
                         }

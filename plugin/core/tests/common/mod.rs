@@ -534,17 +534,26 @@ impl Qbo {
             }
             (Method::Post, "batch") => {
                 let rid = query_param(&req.url, "requestid").expect("a batch carries a requestid");
-                assert!(rid.len() <= 36, "a batch requestid is at most 36 characters: {rid}");
+                assert!(
+                    rid.len() <= 36,
+                    "a batch requestid is at most 36 characters: {rid}"
+                );
                 if let Some(r) = self.replies.get(&format!("batch/{rid}")) {
                     return Ok(r.clone());
                 }
-                let items = body["BatchItemRequest"].as_array().cloned().unwrap_or_default();
+                let items = body["BatchItemRequest"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 assert!(items.len() <= 30, "a batch carries at most 30 operations");
                 self.batch_sizes.push(items.len());
                 let mut answers = Vec::new();
                 for item in items {
                     let bid = item["bId"].clone();
-                    assert!(bid.as_str().unwrap().len() <= 10, "bId at most 10 characters");
+                    assert!(
+                        bid.as_str().unwrap().len() <= 10,
+                        "bId at most 10 characters"
+                    );
                     assert_eq!(item["operation"], "create");
                     let inv = item["Invoice"].clone();
                     let doc = inv["DocNumber"].as_str().unwrap_or_default().to_string();
@@ -558,7 +567,10 @@ impl Qbo {
                         answers.push(json!({"bId": bid, "Invoice": v["Invoice"]}));
                     }
                 }
-                let r = qbo_json(200, json!({"BatchItemResponse": answers, "time": "2026-03-02T10:00:00Z"}));
+                let r = qbo_json(
+                    200,
+                    json!({"BatchItemResponse": answers, "time": "2026-03-02T10:00:00Z"}),
+                );
                 self.replies.insert(format!("batch/{rid}"), r.clone());
                 r
             }

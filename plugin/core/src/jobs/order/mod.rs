@@ -349,7 +349,11 @@ pub(crate) fn run(
 
 /// The order's id and the order as this run reads it: kept by the failed run this retry
 /// follows, else fetched.
-fn start(host: &mut dyn Host, up: &Upstreams, job: &mut Job) -> Result<(u64, FetchedOrder), Failure> {
+fn start(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+) -> Result<(u64, FetchedOrder), Failure> {
     let id: u64 = job
         .rec
         .id
@@ -446,7 +450,11 @@ pub(crate) fn stage(host: &mut dyn Host, up: &Upstreams, job: &mut Job) -> Stage
             prepared,
             action: InvoiceAction::Create { generation: 1 },
         }) if job.rec.requestid.is_none() && prepared.doc_number.is_some() => {
-            return Staged::Create(Box::new(StagedCreate { id, prepared, raw }));
+            return Staged::Create(Box::new(StagedCreate {
+                id,
+                prepared: *prepared,
+                raw,
+            }));
         }
         Ok(Mapped::Ready {
             mut prepared,
@@ -629,7 +637,7 @@ fn run_fetched(
 enum Mapped {
     Done(Done),
     Ready {
-        prepared: Prepared,
+        prepared: Box<Prepared>,
         action: InvoiceAction,
     },
 }
@@ -673,7 +681,10 @@ fn map_fetched(
     if action == InvoiceAction::Sync {
         clear_keep_note(job);
     }
-    Ok(Mapped::Ready { prepared, action })
+    Ok(Mapped::Ready {
+        prepared: Box::new(prepared),
+        action,
+    })
 }
 
 /// Writes the invoice per `action` (or takes `created`, the invoice a batch created), then the
