@@ -7,21 +7,7 @@ use common::*;
 use ml_core::host::Host;
 use ml_core::sync::limiter;
 use ml_core::sync::record::State;
-use ml_core::sync::store::{self, LeaseGuard};
-
-/// Other workers hold every QuickBooks slot, and keep holding them while they are alive (a
-/// live holder renews its slot; here the lease simply lasts a day of the test's clock, through
-/// the drainers' polling).
-fn hold_every_slot(w: &mut World) -> Vec<LeaseGuard> {
-    (0..limiter::SLOTS)
-        .map(|i| {
-            let key = format!("limit/qbo/slot/{i}");
-            store::try_acquire(&mut w.host.inner, &key, 86_400_000)
-                .unwrap()
-                .unwrap()
-        })
-        .collect()
-}
+use ml_core::sync::store;
 
 fn order_reads(w: &World) -> Vec<u64> {
     let mut ids = Vec::new();

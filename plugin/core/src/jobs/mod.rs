@@ -11,6 +11,7 @@ use crate::sync::record::{State, SyncRecord};
 use crate::sync::store;
 
 pub mod backfill;
+pub mod batch;
 pub mod bulk;
 pub mod customer;
 pub mod hooks;

@@ -6,7 +6,7 @@
 //! later, needs a human, or needs re-authorization.
 
 use crate::host::{Host, KvError, LogLevel};
-use crate::jobs::{Done, Job, customer, order};
+use crate::jobs::{Done, Job, batch, customer, order};
 use crate::settings::{self, RetrySettings};
 use crate::sync::connection::{self, Vault};
 use crate::sync::failure::Failure;
@@ -247,7 +247,9 @@ fn run_admitted(
     Ok(job.rec.state)
 }
 
-fn finish(
+/// Files a run's outcome on its record (posted, unchanged, skipped, or a classified failure
+/// scheduled for its retry) and saves it.
+pub(crate) fn finish(
     host: &mut dyn Host,
     job: &mut Job,
     outcome: Result<Done, Failure>,
@@ -524,12 +526,14 @@ pub struct DrainReport {
     pub emptied: bool,
 }
 
-/// Most queue positions one drain pass looks at.
-const DRAIN_SCAN: usize = 16;
+/// Most queue positions one drain pass looks at (as many as one batch request carries).
+const DRAIN_SCAN: usize = crate::models::quickbooks::MAX_BATCH_ITEMS;
 /// Most queue entries one drain handles (capacity stops it long before, in practice).
 const DRAIN_MAX: usize = 500;
 /// How often a drainer looks again while no slot is free or every entry it sees is busy.
 const DRAIN_POLL_MS: i64 = 150;
+/// How long a drainer looks for a free slot before it leaves the queue to the slots' holders.
+const SLOT_POLL_MS: i64 = 2_000;
 /// How long a position may stay unwritten before the drainer counts its writer dead (a live
 /// writer fills it within milliseconds; the webhook's guard entry covers a dead one's work).
 const UNWRITTEN_GRACE_MS: i64 = 3_000;
@@ -539,8 +543,9 @@ const UNWRITTEN_GRACE_MS: i64 = 3_000;
 ///
 /// Several drainers (on every instance) run the queue at once: an entry whose lease is held is
 /// left to its holder (a worker running it, or another drainer) and the next one is tried; it
-/// stays in the queue until someone has handled it. With no slot free or nothing runnable in
-/// sight, the drainer looks again shortly (it never stops on a guess that someone else will);
+/// stays in the queue until someone has handled it. With nothing runnable in sight, the
+/// drainer looks again shortly; with no slot free, it looks for one for up to 2 s and then
+/// leaves the queue to the slots' holders (each drains when its job ends);
 /// it sleeps through waits for the per-second budget, and stops when a wait (a 429's pause)
 /// ends after its budget does, or its budget is spent.
 pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport, KvError> {
@@ -557,7 +562,19 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
         }
         let mut progressed = false;
         let mut wait: Option<limiter::Wait> = None;
-        for (pos, queued) in head {
+        // Several orders waiting: their invoices go out in one batch request (issue 17).
+        let singles = match drain_batch(host, &head, &mut report)? {
+            Some(step) => {
+                progressed = step.progressed;
+                wait = step.wait;
+                if report.handled >= DRAIN_MAX {
+                    return Ok(report);
+                }
+                Vec::new()
+            }
+            None => head,
+        };
+        for (pos, queued) in singles {
             let w = match queued {
                 limiter::Queued::Work(w) => w,
                 limiter::Queued::Handled => continue,
@@ -604,10 +621,13 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
         let now = host.now();
         let until = match &wait {
             Some(limiter::Wait::Slots) => {
-                // Look again once a slot frees (a few reads a poll, nothing taken).
+                // Look again once a slot frees (a few reads a poll, nothing taken). Every
+                // slot's holder drains when its job ends, so a short look covers the moment
+                // in which a holder finishes while this drainer is on its way out.
+                let give_up = deadline.min(now + chrono::Duration::milliseconds(SLOT_POLL_MS));
                 loop {
                     let now = host.now();
-                    if now + poll > deadline {
+                    if now + poll > give_up {
                         return Ok(report);
                     }
                     host.sleep_ms(DRAIN_POLL_MS.unsigned_abs());
@@ -628,4 +648,58 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
         }
         host.sleep_ms(limiter::ms_until(now, until));
     }
+}
+
+/// What a batch did in one drain pass.
+struct BatchStep {
+    /// Some entry was handled.
+    progressed: bool,
+    /// QuickBooks had no capacity for it.
+    wait: Option<limiter::Wait>,
+}
+
+/// Hands the orders waiting in `head` (at least [`batch::MIN_BATCH`], at most one batch
+/// request's worth) to [`batch::run_batch`], and marks each one it handled. `None`: no batch
+/// now (too few orders, or this window's batch request is taken); the drain runs them one by
+/// one. Entries the batch found busy or could not run stay queued, as in the single path.
+fn drain_batch(
+    host: &mut dyn Host,
+    head: &[(i64, limiter::Queued)],
+    report: &mut DrainReport,
+) -> Result<Option<BatchStep>, KvError> {
+    let orders: Vec<(i64, limiter::Waiting)> = head
+        .iter()
+        .filter_map(|(pos, queued)| match queued {
+            limiter::Queued::Work(w) if w.entity == Entity::Order => Some((*pos, w.clone())),
+            _ => None,
+        })
+        .take(crate::models::quickbooks::MAX_BATCH_ITEMS)
+        .collect();
+    if orders.len() < batch::MIN_BATCH {
+        return Ok(None);
+    }
+    let waiting: Vec<limiter::Waiting> = orders.iter().map(|(_, w)| w.clone()).collect();
+    let results = batch::run_batch(host, &waiting)?;
+    if results.is_empty() {
+        return Ok(None);
+    }
+    let mut step = BatchStep {
+        progressed: false,
+        wait: None,
+    };
+    for (i, result) in results {
+        match result {
+            RunResult::Waiting(no_capacity) => step.wait = Some(no_capacity),
+            RunResult::Busy => {}
+            other => {
+                if matches!(other, RunResult::Ran(_)) {
+                    report.ran += 1;
+                }
+                report.handled += 1;
+                limiter::mark_handled(host, orders[i].0)?;
+                step.progressed = true;
+            }
+        }
+    }
+    Ok(Some(step))
 }

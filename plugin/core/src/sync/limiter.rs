@@ -224,6 +224,35 @@ pub fn admit_paced(host: &mut dyn Host, wait_ms: u64) -> Result<Result<Slot, Wai
     }
 }
 
+/// How far apart batch requests start, across every instance: one per 1.6 s window, so any
+/// 60 s hold at most 39 of them (QuickBooks allows 40 batch requests a minute per company).
+pub const BATCH_SPACING_MS: i64 = 1_600;
+const BATCH_LAST_KEY: &str = "limit/qbo/batch/last";
+
+fn batch_key(window: i64) -> String {
+    format!("limit/qbo/batch/{window}")
+}
+
+/// Claims the current 1.6 s window for one batch request: `true` for the first caller of the
+/// window (it may send a batch), `false` for every other one (it posts one document per request
+/// instead, or waits for the next window). The previous window's counter is deleted when a new
+/// one is claimed, so the store keeps about one.
+pub fn claim_batch(host: &mut dyn Host) -> Result<bool, KvError> {
+    let window = host.now().timestamp_millis().div_euclid(BATCH_SPACING_MS);
+    if host.kv_increment(&batch_key(window), 1)? != 1 {
+        return Ok(false);
+    }
+    let last = host
+        .kv_get(BATCH_LAST_KEY)?
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse::<i64>().ok());
+    if let Some(last) = last.filter(|l| *l < window) {
+        let _ = host.kv_delete(&batch_key(last));
+    }
+    let _ = host.kv_set(BATCH_LAST_KEY, window.to_string().as_bytes());
+    Ok(true)
+}
+
 /// Gives a slot back.
 pub fn release(host: &mut dyn Host, slot: Slot) -> Result<(), KvError> {
     store::release(host, slot.guard)
@@ -408,6 +437,42 @@ mod tests {
 
     fn take(h: &mut FakeHost) -> Slot {
         admit(h).unwrap().expect("a slot is free")
+    }
+
+    #[test]
+    fn batch_requests_across_instances_stay_below_forty_in_any_minute() {
+        let mut store = host();
+        let mut claimed = Vec::new();
+        // Two instances asking every 100 ms for five minutes.
+        for step in 0..3_000 {
+            for _ in 0..2 {
+                if claim_batch(&mut store).unwrap() {
+                    claimed.push(step);
+                }
+            }
+            store.advance(Duration::milliseconds(100));
+        }
+        for (i, first) in claimed.iter().enumerate() {
+            let within = claimed[i..]
+                .iter()
+                .take_while(|s| **s < first + 600)
+                .count();
+            assert!(
+                within <= 39,
+                "{within} batch requests within 60 s from step {first}"
+            );
+        }
+        assert!(
+            claimed.len() >= 185,
+            "a window each 1.6 s: {}",
+            claimed.len()
+        );
+        let left = store
+            .kv
+            .keys()
+            .filter(|k| k.starts_with("limit/qbo/batch/"))
+            .count();
+        assert!(left <= 3, "old windows are deleted: {left} keys");
     }
 
     #[test]

@@ -90,6 +90,23 @@ pub fn qbo_used(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvError>
     }
 }
 
+/// Counts `extra` QuickBooks operations beyond the request [`Paced`] counted: a batch request
+/// is one request, but each of its operations counts toward the per-minute limit.
+pub fn count_qbo_operations(host: &mut dyn Host, extra: usize) {
+    if extra == 0 {
+        return;
+    }
+    // Counted in the second the batch request itself was counted in (the newest counter).
+    let second = match last_second(host) {
+        Ok(Some(s)) => s,
+        _ => second_of(host.now()),
+    };
+    let key = qbo_key(second);
+    if let Err(e) = host.kv_increment(&key, i64::try_from(extra).unwrap_or(i64::MAX)) {
+        host.log(LogLevel::Warn, &format!("pacing counter not updated: {e}"));
+    }
+}
+
 /// BigCommerce requests to leave to others (webhooks, other apps) out of a window's quota.
 pub fn bc_reserve(quota: Option<u64>) -> u64 {
     quota.map_or(10, |q| (q / 5).max(3))

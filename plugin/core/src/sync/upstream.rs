@@ -3,6 +3,7 @@
 //! what to do), so the jobs only ever deal in data or failures.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -214,6 +215,57 @@ impl Upstreams {
             call.request(base, realm, token, entity_path)
         })?;
         entity_of(&resp, entity)
+    }
+}
+
+impl Upstreams {
+    /// Sends one batch of creates (`POST …/batch` with one `requestid`) and gives each item's
+    /// outcome by `bId`: its entity, or its fault classified as the same fault of a single write
+    /// would be. An item missing from the map has an unknown outcome. The request counts as one
+    /// toward the in-flight slot and as one per operation toward the per-minute budget
+    /// ([`crate::sync::pace::count_qbo_operations`]). A failure of the request as a whole (transport,
+    /// 5xx, 429, a request fault) is the `Err`: every item's outcome is then unknown.
+    pub fn qbo_batch(
+        &self,
+        host: &mut dyn Host,
+        items: &[quickbooks::BatchCreate],
+        request_id: &str,
+    ) -> Result<HashMap<String, Result<Value, QboFailure>>, QboFailure> {
+        let resp = self.qbo_send(host, &|base, realm, token| {
+            quickbooks::batch(base, realm, token, items, request_id)
+        });
+        // Every operation counts toward QuickBooks' 500 a minute (the safe reading).
+        crate::sync::pace::count_qbo_operations(host, items.len().saturating_sub(1));
+        let resp = resp?;
+        let answers = quickbooks::parse_batch(&resp, items).map_err(|fault| {
+            let failure = failure::classify_quickbooks(resp.status, fault.code(), &resp.headers)
+                .with_upstream_message(&fault.to_string());
+            QboFailure {
+                failure,
+                fault: Some(fault),
+            }
+        })?;
+        Ok(answers
+            .into_iter()
+            .map(|(bid, a)| {
+                let outcome = match a {
+                    quickbooks::BatchAnswer::Entity(v) => Ok(v),
+                    quickbooks::BatchAnswer::Fault(fault) => {
+                        let mut failure =
+                            failure::classify_quickbooks(fault.status, fault.code(), &resp.headers)
+                                .with_upstream_message(&fault.to_string());
+                        if failure.intuit_tid.is_none() {
+                            failure.intuit_tid = quickbooks::intuit_tid(&resp);
+                        }
+                        Err(QboFailure {
+                            failure,
+                            fault: Some(fault),
+                        })
+                    }
+                };
+                (bid, outcome)
+            })
+            .collect())
     }
 }
 

@@ -337,6 +337,13 @@ pub struct Qbo {
     pub automated_tax: Option<rust_decimal::Decimal>,
     /// Reads of `Preferences` and `CompanyInfo`.
     pub company_reads: usize,
+    /// Operations carried by each batch request answered, in order.
+    pub batch_sizes: Vec<usize>,
+    /// Batch items whose invoice has one of these DocNumbers answer this fault instead.
+    pub batch_item_faults: HashMap<String, Value>,
+    /// Batch items whose invoice has one of these DocNumbers are created, but left out of the
+    /// answer (their outcome is unknown to the caller).
+    pub batch_unanswered: HashSet<String>,
 }
 
 /// `Preferences` of a US company with automated sales tax.
@@ -523,6 +530,48 @@ impl Qbo {
                 if r.is_success() {
                     self.replies.insert(rid, r.clone());
                 }
+                r
+            }
+            (Method::Post, "batch") => {
+                let rid = query_param(&req.url, "requestid").expect("a batch carries a requestid");
+                assert!(
+                    rid.len() <= 36,
+                    "a batch requestid is at most 36 characters: {rid}"
+                );
+                if let Some(r) = self.replies.get(&format!("batch/{rid}")) {
+                    return Ok(r.clone());
+                }
+                let items = body["BatchItemRequest"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                assert!(items.len() <= 30, "a batch carries at most 30 operations");
+                self.batch_sizes.push(items.len());
+                let mut answers = Vec::new();
+                for item in items {
+                    let bid = item["bId"].clone();
+                    assert!(
+                        bid.as_str().unwrap().len() <= 10,
+                        "bId at most 10 characters"
+                    );
+                    assert_eq!(item["operation"], "create");
+                    let inv = item["Invoice"].clone();
+                    let doc = inv["DocNumber"].as_str().unwrap_or_default().to_string();
+                    if let Some(f) = self.batch_item_faults.get(&doc) {
+                        answers.push(json!({"bId": bid, "Fault": f["Fault"]}));
+                        continue;
+                    }
+                    let r = self.create_invoice(inv);
+                    let v: Value = serde_json::from_slice(&r.body).unwrap();
+                    if !self.batch_unanswered.contains(&doc) {
+                        answers.push(json!({"bId": bid, "Invoice": v["Invoice"]}));
+                    }
+                }
+                let r = qbo_json(
+                    200,
+                    json!({"BatchItemResponse": answers, "time": "2026-03-02T10:00:00Z"}),
+                );
+                self.replies.insert(format!("batch/{rid}"), r.clone());
                 r
             }
             (Method::Get, p) if p.starts_with("invoice/") => {
@@ -1076,4 +1125,18 @@ pub fn webhook_request(scope: &str, order_id: u64, hash: &str, secret: &str) -> 
 /// A 40-hex-digit hash, distinct per `n`.
 pub fn hash(n: u32) -> String {
     format!("{n:040x}")
+}
+
+/// Other workers hold every QuickBooks slot, and keep holding them while they are alive (a
+/// live holder renews its slot; here the lease simply lasts a day of the test's clock, through
+/// the drainers' polling).
+pub fn hold_every_slot(w: &mut World) -> Vec<ml_core::sync::store::LeaseGuard> {
+    (0..ml_core::sync::limiter::SLOTS)
+        .map(|i| {
+            let key = format!("limit/qbo/slot/{i}");
+            ml_core::sync::store::try_acquire(&mut w.host.inner, &key, 86_400_000)
+                .unwrap()
+                .unwrap()
+        })
+        .collect()
 }

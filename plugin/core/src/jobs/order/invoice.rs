@@ -334,17 +334,7 @@ pub(super) fn create_invoice(
     replacing: Option<&str>,
     generation: u32,
 ) -> Result<Done, Failure> {
-    let order = order_id.to_string();
-    let store_hash = up.bc.store_hash.as_str();
-    let generation_part = format!("gen{generation}");
-    let mut parts = vec!["bc", store_hash, order.as_str(), prepared.digest.as_str()];
-    if let Some(r) = replacing {
-        parts.push(r);
-    }
-    if generation > 1 {
-        parts.push(&generation_part);
-    }
-    let rid = request_id(&parts);
+    let rid = create_request_id(up, prepared, order_id, replacing, generation);
     // A write was planned before but never confirmed (crash, timeout): the invoice may exist.
     // Look it up rather than trust Intuit to still remember the requestid (how long it does
     // is undocumented).
@@ -396,14 +386,65 @@ pub(super) fn create_invoice(
                 digest: prepared.digest.clone(),
             })
         }
-        Err(e) if e.has_code("6140") => match find_existing(host, up, prepared, order_id)? {
-            Some(found) => {
-                let (id, token) = id_and_token(&found);
-                update_invoice(host, up, job, prepared, &id, &token, order_id, generation)
-            }
-            None => Err(e.failure),
-        },
+        Err(e) if e.has_code("6140") => {
+            after_duplicate(host, up, job, prepared, order_id, generation, e)
+        }
         Err(e) => Err(e.failure),
+    }
+}
+
+/// The deterministic `requestid` of an invoice's create (the same for a single create and for
+/// the invoice's item in a batch, so either path finds the other's planned write).
+pub(in crate::jobs) fn create_request_id(
+    up: &Upstreams,
+    prepared: &Prepared,
+    order_id: u64,
+    replacing: Option<&str>,
+    generation: u32,
+) -> String {
+    let order = order_id.to_string();
+    let store_hash = up.bc.store_hash.as_str();
+    let generation_part = format!("gen{generation}");
+    let mut parts = vec!["bc", store_hash, order.as_str(), prepared.digest.as_str()];
+    if let Some(r) = replacing {
+        parts.push(r);
+    }
+    if generation > 1 {
+        parts.push(&generation_part);
+    }
+    request_id(&parts)
+}
+
+/// QuickBooks refused the create as a duplicate DocNumber (6140): an invoice of this order
+/// (DocNumber and marker) is brought to the order's content; any other holder of the number
+/// fails the run with the fault.
+pub(super) fn after_duplicate(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    prepared: &Prepared,
+    order_id: u64,
+    generation: u32,
+    e: QboFailure,
+) -> Result<Done, Failure> {
+    match find_existing(host, up, prepared, order_id)? {
+        Some(found) => {
+            let (id, token) = id_and_token(&found);
+            update_invoice(host, up, job, prepared, &id, &token, order_id, generation)
+        }
+        None => Err(e.failure),
+    }
+}
+
+/// The outcome of a create a batch made: as a single create's.
+pub(super) fn created(prepared: &Prepared, invoice: &Value, up: &Upstreams, order_id: u64) -> Done {
+    written(prepared, invoice);
+    let (id, token) = id_and_token(invoice);
+    Done::Posted {
+        qbo_id: id,
+        sync_token: token,
+        requestid: Some(create_request_id(up, prepared, order_id, None, 1)),
+        digest: prepared.digest.clone(),
     }
 }
 

@@ -340,6 +340,20 @@ pub(crate) fn run(
     job: &mut Job,
     replay: bool,
 ) -> Result<Done, Failure> {
+    let (id, fetched) = start(host, up, job)?;
+    let raw = keepable_raw(&fetched);
+    let result = run_fetched(host, up, job, replay, id, fetched);
+    settle_kept(host, job, id, raw, replay, &result);
+    result
+}
+
+/// The order's id and the order as this run reads it: kept by the failed run this retry
+/// follows, else fetched.
+fn start(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+) -> Result<(u64, FetchedOrder), Failure> {
     let id: u64 = job
         .rec
         .id
@@ -364,19 +378,158 @@ pub(crate) fn run(
                "kept": reused}),
         now,
     );
-    // Kept for this run's own retry when it fails after the read (a throttled or failed
-    // QuickBooks call): the retry then costs no second read of the order.
-    let keepable = fetched.order.consignments.is_some();
-    let raw = keepable.then(|| fetched.raw.clone());
-    let result = run_fetched(host, up, job, replay, id, fetched);
-    match (&result, raw) {
+    Ok((id, fetched))
+}
+
+/// Kept for this run's own retry when it fails after the read (a throttled or failed
+/// QuickBooks call): the retry then costs no second read of the order.
+fn keepable_raw(fetched: &FetchedOrder) -> Option<Value> {
+    fetched
+        .order
+        .consignments
+        .is_some()
+        .then(|| fetched.raw.clone())
+}
+
+fn settle_kept(
+    host: &mut dyn Host,
+    job: &Job,
+    id: u64,
+    raw: Option<Value>,
+    replay: bool,
+    result: &Result<Done, Failure>,
+) {
+    match (result, raw) {
         (Err(f), Some(raw)) if f.is_retryable() => keep_order(host, &job.rec, id, raw),
         // A retry or replay that ends for good: what an earlier run kept is done with.
         (Err(f), _) if f.is_retryable() => {}
         _ if job.due || replay => forget_kept_order(host, id),
         _ => {}
     }
+}
+
+/// An order staged for a batch ([`stage`]): mapped, its invoice a plain first create whose
+/// `requestid` is not yet on its record.
+pub(crate) struct StagedCreate {
+    pub(crate) id: u64,
+    pub(crate) prepared: Prepared,
+    raw: Option<Value>,
+}
+
+impl StagedCreate {
+    /// The invoice's body and the `requestid` a single create would carry.
+    pub(crate) fn invoice(&self, up: &Upstreams) -> (&Value, String) {
+        (
+            &self.prepared.invoice,
+            invoice::create_request_id(up, &self.prepared, self.id, None, 1),
+        )
+    }
+}
+
+/// How [`stage`] left an order.
+pub(crate) enum Staged {
+    /// The run ended (nothing to create, a failure, or a plan that is not a plain create and
+    /// ran the single path to its end).
+    Finished(Result<Done, Failure>),
+    /// Ready for the batch: the invoice's create is all that is left before the documents
+    /// that follow it.
+    Create(Box<StagedCreate>),
+}
+
+/// The first half of a run for the batch path (a due run, never a replay): read and map the
+/// order; an order whose invoice is a plain first create with no earlier write planned stops
+/// there ([`Staged::Create`]), every other one runs to its end as [`run`] would.
+pub(crate) fn stage(host: &mut dyn Host, up: &Upstreams, job: &mut Job) -> Staged {
+    let (id, fetched) = match start(host, up, job) {
+        Ok(f) => f,
+        Err(f) => return Staged::Finished(Err(f)),
+    };
+    let raw = keepable_raw(&fetched);
+    let result = match map_fetched(host, up, job, id, fetched) {
+        Ok(Mapped::Ready {
+            prepared,
+            action: InvoiceAction::Create { generation: 1 },
+        }) if job.rec.requestid.is_none() && prepared.doc_number.is_some() => {
+            return Staged::Create(Box::new(StagedCreate {
+                id,
+                prepared: *prepared,
+                raw,
+            }));
+        }
+        Ok(Mapped::Ready {
+            mut prepared,
+            action,
+        }) => write_documents(host, up, job, false, id, &mut prepared, action, None),
+        Ok(Mapped::Done(d)) => Ok(d),
+        Err(f) => Err(f),
+    };
+    settle_kept(host, job, id, raw, false, &result);
+    Staged::Finished(result)
+}
+
+/// What a batch said about a staged order's invoice.
+pub(crate) enum BatchOutcome {
+    /// Created: QuickBooks' invoice.
+    Created(Value),
+    /// The item's own fault, handled as the single create's would be.
+    Fault(QboFailure),
+    /// Not known (the item is missing from the answer): looked up by DocNumber and marker
+    /// before it is created once more, as after a lost single answer.
+    Unknown,
+    /// The batch request failed as a whole (throttled, 5xx, transport): the run fails with it;
+    /// its retry looks the invoice up before it writes.
+    Failed(Failure),
+}
+
+/// The second half of a staged run: the invoice as the batch left it, then everything that
+/// follows it (payments, refunds, standing), filed as [`run`] files it.
+pub(crate) fn complete(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    staged: StagedCreate,
+    outcome: BatchOutcome,
+) -> Result<Done, Failure> {
+    let StagedCreate {
+        id,
+        mut prepared,
+        raw,
+    } = staged;
+    let created = match outcome {
+        BatchOutcome::Created(v) => Ok(Some(invoice::created(&prepared, &v, up, id))),
+        BatchOutcome::Fault(e) if e.has_code("6140") => {
+            invoice::after_duplicate(host, up, job, &prepared, id, 1, e).map(Some)
+        }
+        BatchOutcome::Fault(e) => Err(e.failure),
+        BatchOutcome::Unknown => Ok(None),
+        BatchOutcome::Failed(f) => Err(f),
+    };
+    let result = created.and_then(|created| {
+        write_documents(
+            host,
+            up,
+            job,
+            false,
+            id,
+            &mut prepared,
+            InvoiceAction::Create { generation: 1 },
+            created,
+        )
+    });
+    settle_kept(host, job, id, raw, false, &result);
     result
+}
+
+/// Records that the batch path is about to send the staged invoice: its `requestid` is
+/// durable before the batch leaves, so a lost answer is looked up before any second write.
+pub(crate) fn plan_staged(
+    host: &mut dyn Host,
+    job: &mut Job,
+    request_id: &str,
+) -> Result<(), Failure> {
+    let now = host.now();
+    job.rec.write_planned(request_id, now);
+    job.save(host).map_err(|e| Failure::storage(&e.to_string()))
 }
 
 /// Where a run that failed after reading its order keeps it for its retry.
@@ -471,25 +624,51 @@ fn run_fetched(
     id: u64,
     fetched: FetchedOrder,
 ) -> Result<Done, Failure> {
+    match map_fetched(host, up, job, id, fetched)? {
+        Mapped::Done(d) => Ok(d),
+        Mapped::Ready {
+            mut prepared,
+            action,
+        } => write_documents(host, up, job, replay, id, &mut prepared, action, None),
+    }
+}
+
+/// An order read and, unless its plan ends the run, mapped.
+enum Mapped {
+    Done(Done),
+    Ready {
+        prepared: Box<Prepared>,
+        action: InvoiceAction,
+    },
+}
+
+/// Decides what happens to the invoice and maps the order when it is to be written.
+fn map_fetched(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    id: u64,
+    fetched: FetchedOrder,
+) -> Result<Mapped, Failure> {
     let now = host.now();
     let docs = job.rec.documents();
     // What happens to the invoice does not depend on how it maps; decide that first, so an
     // order that will not be (re)invoiced costs no mapping.
     let provisional = OrderFacts::new(&fetched.order, fetched.order.total_inc_tax);
     match documents::invoice_action(&provisional, &docs) {
-        InvoiceAction::Skip(reason) => return Ok(Done::Skipped(reason)),
+        InvoiceAction::Skip(reason) => return Ok(Mapped::Done(Done::Skipped(reason))),
         InvoiceAction::Keep(reason @ (KeepReason::Archived | KeepReason::Voided)) => {
             let note = match reason {
                 KeepReason::Archived => "archived in BigCommerce; the invoice is left as it is",
                 _ => "the invoice was voided and the order is still cancelled; nothing to do",
             };
             keep_noted(job, reason.as_str(), note, now);
-            return Ok(Done::Unchanged);
+            return Ok(Mapped::Done(Done::Unchanged));
         }
-        InvoiceAction::Void => return void_invoice(host, up, job, id),
+        InvoiceAction::Void => return void_invoice(host, up, job, id).map(Mapped::Done),
         _ => {}
     }
-    let mut prepared = prepare_order(host, up, fetched, false)?;
+    let prepared = prepare_order(host, up, fetched, false)?;
     let now = host.now();
     job.rec.note(
         "mapped",
@@ -502,6 +681,27 @@ fn run_fetched(
     if action == InvoiceAction::Sync {
         clear_keep_note(job);
     }
+    Ok(Mapped::Ready {
+        prepared: Box::new(prepared),
+        action,
+    })
+}
+
+/// Writes the invoice per `action` (or takes `created`, the invoice a batch created), then the
+/// documents that follow it.
+#[allow(clippy::too_many_arguments)]
+fn write_documents(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    replay: bool,
+    id: u64,
+    prepared: &mut Prepared,
+    action: InvoiceAction,
+    created: Option<Done>,
+) -> Result<Done, Failure> {
+    let docs = job.rec.documents();
+    let facts = OrderFacts::new(&prepared.fetched.order, prepared.total);
     let mut wrote = false;
     match action {
         InvoiceAction::Create { generation } => {
@@ -513,9 +713,12 @@ fn run_fetched(
                     .map_err(|e| Failure::mapping(&e.to_string()))?;
                 prepared.set_doc_number(&d);
             }
-            let done = create_invoice(host, up, job, &prepared, id, None, generation)?;
-            record_invoice(host, job, &prepared, &done, generation)?;
-            guard_total(host, job, &prepared)?;
+            let done = match created {
+                Some(done) => done,
+                None => create_invoice(host, up, job, prepared, id, None, generation)?,
+            };
+            record_invoice(host, job, prepared, &done, generation)?;
+            guard_total(host, job, prepared)?;
             wrote = true;
         }
         InvoiceAction::Sync | InvoiceAction::Keep(KeepReason::CancelledAfterPayment) => {
@@ -526,9 +729,9 @@ fn run_fetched(
                 prepared.set_doc_number(&d);
             }
             let generation = current.as_ref().map_or(1, |c| generation_of(&c.source));
-            if let Some(done) = sync_invoice(host, up, job, &prepared, id, replay, generation)? {
-                record_invoice(host, job, &prepared, &done, generation)?;
-                guard_total(host, job, &prepared)?;
+            if let Some(done) = sync_invoice(host, up, job, prepared, id, replay, generation)? {
+                record_invoice(host, job, prepared, &done, generation)?;
+                guard_total(host, job, prepared)?;
                 wrote = true;
             }
         }
@@ -538,15 +741,15 @@ fn run_fetched(
     let plan =
         documents::plan(&facts, &docs, None, None).map_err(|e| Failure::mapping(&e.to_string()))?;
     if !plan.payments.is_empty() {
-        let accounts = payment_refs(host, up, &prepared, &plan.payments)?;
+        let accounts = payment_refs(host, up, prepared, &plan.payments)?;
         for p in &plan.payments {
-            post_payment(host, up, job, &prepared, p, &accounts)?;
+            post_payment(host, up, job, prepared, p, &accounts)?;
             wrote = true;
         }
     }
     let hinted = job.rec.refunds_due || replay;
     if documents::may_have_refunds(&prepared.fetched.order, hinted) {
-        wrote |= post_refunds(host, up, job, &prepared, &facts)?;
+        wrote |= post_refunds(host, up, job, prepared, &facts)?;
     }
     if action == InvoiceAction::Keep(KeepReason::CancelledAfterPayment) {
         let now = host.now();

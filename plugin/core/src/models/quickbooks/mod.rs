@@ -7,11 +7,13 @@
 //! Files: [`entities`] (the models), [`response`] (faults and decoding), [`query`](mod@query) (query
 //! statements), [`request`] (request builders and request ids).
 
+pub mod batch;
 pub mod entities;
 pub mod query;
 pub mod request;
 pub mod response;
 
+pub use batch::*;
 pub use entities::*;
 pub use query::*;
 pub use request::*;

@@ -10,13 +10,13 @@ use crate::http::{HttpRequest, Method};
 pub const MINOR_VERSION: u32 = 75;
 
 /// Characters left as-is in the query parameter: RFC 3986 unreserved ones.
-const QUERY_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+pub(super) const QUERY_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
 
-fn base_url(api_base: &str, realm: &str) -> String {
+pub(super) fn base_url(api_base: &str, realm: &str) -> String {
     let realm = percent_encoding::utf8_percent_encode(realm, QUERY_ENCODE);
     format!("{}/v3/company/{realm}", api_base.trim_end_matches('/'))
 }

@@ -1,0 +1,187 @@
+//! Batch posting (issue 17): orders waiting for QuickBooks capacity have their invoices created
+//! in one batch request, each exactly once — after a lost batch answer, an item left out of the
+//! answer, or an item's own fault too.
+
+mod common;
+
+use common::*;
+use ml_core::sync::limiter;
+use ml_core::sync::record::State;
+use ml_core::sync::store::{self, LeaseGuard};
+use serde_json::Value;
+
+/// Delivers the orders while every QuickBooks slot is held, so they all wait in the queue.
+fn queue_orders(w: &mut World, ids: &[u64]) -> Vec<LeaseGuard> {
+    for id in ids {
+        w.put_order(*id, order_json(*id, &plain_shape(*id)));
+    }
+    let held = hold_every_slot(w);
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(
+            w.deliver("store/order/created", *id, &hash(n as u32 + 1))
+                .status,
+            200
+        );
+    }
+    held
+}
+
+fn free(w: &mut World, held: Vec<LeaseGuard>) {
+    for slot in held {
+        store::release(&mut w.host.inner, slot).unwrap();
+    }
+}
+
+/// Invoices in the QuickBooks model per DocNumber.
+fn invoices_per_doc_number(w: &World) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for inv in w.qbo.borrow().invoices.values() {
+        let d = inv["DocNumber"].as_str().unwrap_or_default().to_string();
+        *out.entry(d).or_insert(0) += 1;
+    }
+    out
+}
+
+fn settle(w: &mut World, ids: &[u64]) {
+    for _ in 0..120 {
+        w.advance(5);
+        w.retry_due();
+        if ids.iter().all(|id| w.record(*id).state != State::Retrying)
+            && ids.iter().all(|id| w.record(*id).state != State::Pending)
+        {
+            break;
+        }
+    }
+}
+
+#[test]
+fn waiting_orders_get_their_invoices_in_one_batch_request_each_exactly_once() {
+    let mut w = World::new();
+    let ids: Vec<u64> = (501..=512).collect();
+    let held = queue_orders(&mut w, &ids);
+    free(&mut w, held);
+    w.advance(1);
+    w.clear_log();
+    w.retry_due();
+    eprintln!("STEPS {:?}\nREQ {:#?}", w.steps(502), w.requests());
+    assert_eq!(w.count("/invoice?"), 0, "no invoice was posted one by one");
+    assert_eq!(w.qbo.borrow().batch_sizes, vec![ids.len()]);
+    assert_eq!(w.qbo.borrow().invoice_creates_accepted, ids.len());
+    for (doc, n) in invoices_per_doc_number(&w) {
+        assert_eq!(n, 1, "{doc}");
+    }
+    for id in &ids {
+        let rec = w.record(*id);
+        assert_eq!(rec.state, State::Posted, "order {id}");
+        assert_eq!(rec.attempts, 1);
+        let inv = w.qbo.borrow().invoices[rec.qbo_id.as_deref().unwrap()].clone();
+        assert_eq!(inv["DocNumber"], Value::from(id.to_string()));
+        let steps: Vec<String> = rec.audit.iter().map(|a| a.step.clone()).collect();
+        let planned = steps.iter().position(|s| s == "write_planned");
+        let created = steps.iter().position(|s| s == "document_created");
+        assert!(
+            planned.is_some() && planned < created,
+            "the requestid was on record before the batch left: {steps:?}"
+        );
+    }
+    assert!(limiter::queue_is_empty(&mut w.host.inner).unwrap());
+}
+
+#[test]
+fn a_lost_batch_answer_retries_each_order_with_a_lookup_and_makes_no_second_invoice() {
+    let mut w = World::new();
+    let ids: Vec<u64> = (601..=606).collect();
+    let held = queue_orders(&mut w, &ids);
+    // QuickBooks creates every invoice of the batch, but its answer never arrives.
+    w.qbo
+        .borrow_mut()
+        .faults
+        .push_back(("POST /batch?".into(), Fault::CommitThenTimeout));
+    free(&mut w, held);
+    w.advance(1);
+    w.retry_due();
+    assert_eq!(w.qbo.borrow().batch_sizes, vec![ids.len()]);
+    for id in &ids {
+        assert_eq!(w.record(*id).state, State::Retrying, "order {id}");
+    }
+    settle(&mut w, &ids);
+    assert_eq!(
+        w.qbo.borrow().invoice_creates_accepted,
+        ids.len(),
+        "no second invoice"
+    );
+    for (doc, n) in invoices_per_doc_number(&w) {
+        assert_eq!(n, 1, "{doc}");
+    }
+    for id in &ids {
+        let rec = w.record(*id);
+        assert_eq!(rec.state, State::Posted, "order {id}");
+        assert!(
+            rec.audit.iter().any(|a| a.step == "found_existing"),
+            "order {id} was looked up by DocNumber and marker"
+        );
+    }
+}
+
+#[test]
+fn an_item_left_out_of_the_answer_is_looked_up_before_it_is_written_again() {
+    let mut w = World::new();
+    let ids: Vec<u64> = (701..=704).collect();
+    let held = queue_orders(&mut w, &ids);
+    w.qbo
+        .borrow_mut()
+        .batch_unanswered
+        .insert("703".to_string());
+    free(&mut w, held);
+    w.advance(1);
+    w.retry_due();
+    assert_eq!(w.qbo.borrow().batch_sizes, vec![ids.len()]);
+    assert_eq!(w.qbo.borrow().invoice_creates_accepted, ids.len());
+    for (doc, n) in invoices_per_doc_number(&w) {
+        assert_eq!(n, 1, "{doc}");
+    }
+    let rec = w.record(703);
+    assert_eq!(rec.state, State::Posted);
+    assert!(rec.audit.iter().any(|a| a.step == "found_existing"));
+    for id in [701, 702, 704] {
+        assert_eq!(w.record(id).state, State::Posted);
+    }
+}
+
+#[test]
+fn an_items_own_fault_fails_only_its_order_as_the_single_write_would() {
+    let mut w = World::new();
+    let ids: Vec<u64> = (801..=805).collect();
+    let held = queue_orders(&mut w, &ids);
+    w.qbo.borrow_mut().batch_item_faults.insert(
+        "802".to_string(),
+        fault_body(
+            "6000",
+            "A business validation error has occurred",
+            "ValidationFault",
+        ),
+    );
+    free(&mut w, held);
+    w.advance(1);
+    w.retry_due();
+    assert_eq!(w.qbo.borrow().batch_sizes, vec![ids.len()]);
+    let rec = w.record(802);
+    assert_eq!(rec.state, State::Failed, "a validation fault needs a human");
+    assert!(
+        rec.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("6000")
+            || rec
+                .last_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("validation"),
+        "{:?}",
+        rec.last_error
+    );
+    for id in [801, 803, 804, 805] {
+        assert_eq!(w.record(id).state, State::Posted, "order {id}");
+    }
+    assert_eq!(w.qbo.borrow().invoice_creates_accepted, ids.len() - 1);
+}
