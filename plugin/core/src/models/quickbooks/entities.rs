@@ -103,6 +103,14 @@ pub struct SalesItemLineDetail {
     pub tax_code_ref: Option<Ref>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_date: Option<NaiveDate>,
+    /// The line's amount including tax (`GlobalTaxCalculation` `TaxInclusive`); `Amount` stays
+    /// the net amount.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::models::money::decimal_number::option"
+    )]
+    pub tax_inclusive_amt: Option<Decimal>,
 }
 
 /// `DiscountLineDetail`.
