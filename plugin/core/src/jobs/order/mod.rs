@@ -258,6 +258,17 @@ impl Prepared {
         self.digest = customer::content_digest(&self.invoice);
     }
 
+    /// The invoice's `ExchangeRate` (a foreign-currency order), which its payments and refund
+    /// documents carry too.
+    pub fn exchange_rate(&self) -> Option<rust_decimal::Decimal> {
+        let v = self.invoice.get("ExchangeRate")?;
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+            .parse()
+            .ok()
+    }
+
     /// The mapping context of the order.
     pub fn context(&self) -> OrderContext<'_> {
         OrderContext {

@@ -316,6 +316,14 @@ pub struct Payment {
     pub txn_date: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency_ref: Option<Ref>,
+    /// Home-currency units per unit of `currency_ref` (a foreign-currency order's documents,
+    /// at its invoice's rate).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::models::money::decimal_number::option"
+    )]
+    pub exchange_rate: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -339,6 +347,14 @@ pub struct SalesReturn {
     pub txn_date: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency_ref: Option<Ref>,
+    /// Home-currency units per unit of `currency_ref` (a foreign-currency order's documents,
+    /// at its invoice's rate).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::models::money::decimal_number::option"
+    )]
+    pub exchange_rate: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_note: Option<String>,
     #[serde(default)]
