@@ -509,6 +509,44 @@ mod tests {
     }
 
     #[test]
+    fn a_quantity_no_unit_price_fits_keeps_its_true_quantity_in_two_lines_like_the_invoice() {
+        let o = order();
+        // Three million and one units for a million: no price of 7 decimals gives the amount.
+        let mut big = line(1, "X", 3_000_001, "0");
+        big.total_ex_tax = m("1000000.0000");
+        let lines = [big];
+        let catalog = HashMap::new();
+        let ctx = OrderContext {
+            order: &o,
+            lines: &lines,
+            catalog: &catalog,
+            customer_group_id: None,
+        };
+        let c = config();
+        let r = refund(
+            vec![item("PRODUCT", 1, 3_000_001, None)],
+            "0.00",
+            "1000000.00",
+        );
+        let refs = refs(&c, &ctx, &r);
+        let draft = build_refund(&c, &ctx, &refs, &r).unwrap();
+        assert_eq!(draft.lines.len(), 2, "{:?}", draft.lines);
+        let mut qty = Decimal::ZERO;
+        for l in &draft.lines {
+            let d = l.sales_item_line_detail.as_ref().unwrap();
+            assert_eq!(d.item_ref.name.as_deref(), Some("BigCommerce Sales"));
+            assert_eq!(
+                round2(d.qty.unwrap() * d.unit_price.unwrap()),
+                l.amount.amount()
+            );
+            assert!(d.unit_price.unwrap().scale() <= 7);
+            qty += d.qty.unwrap();
+        }
+        assert_eq!(qty, Decimal::from(3_000_001), "Qty stays true");
+        assert_eq!(draft.total, m("1000000.00"));
+    }
+
+    #[test]
     fn a_rounding_cent_lands_in_the_tax_and_txn_detail_mode_posts_tax_as_total_tax() {
         let o = order();
         let lines = [line(1, "X", 3, "3.3333")];
