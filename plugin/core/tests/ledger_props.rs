@@ -302,14 +302,14 @@ fn check(g: &GenOrder) -> Result<(), TestCaseError> {
                 .collect();
             if let [one] = sent.as_slice() {
                 let d = one.sales_item_line_detail.as_ref().unwrap();
-                if d.tax_inclusive_amt.is_some() {
-                    // Moved only by a rounding residue a zero-tax order puts on a line.
-                    let gap =
-                        d.tax_inclusive_amt.unwrap() - bc.total_inc_tax.round_cents().amount();
-                    prop_assert!(
-                        gap.abs() <= Decimal::new(1, 2) * Decimal::from(lines.len() as u64 + 4)
-                    );
-                }
+                let Some(with_tax) = d.tax_inclusive_amt else {
+                    return Err(TestCaseError::fail(format!("{name}: no TaxInclusiveAmt")));
+                };
+                // Moved only by a rounding residue a zero-tax order puts on a line.
+                let gap = with_tax - bc.total_inc_tax.round_cents().amount();
+                prop_assert!(
+                    gap.abs() <= Decimal::new(1, 2) * Decimal::from(lines.len() as u64 + 4)
+                );
             }
         }
     } else {
