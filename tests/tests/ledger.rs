@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use ml_e2e::env::{TestEnv, TestOptions, eventually_named};
 use ml_sim::bigcommerce::ledger::{add_gift_certificate, created_at, in_currency};
-use ml_sim::bigcommerce::{BcSimConfig, GeneratedOrder, OrderShape, generate};
+use ml_sim::bigcommerce::{
+    BcSimConfig, GeneratedOrder, OrderShape, Payment, generate, generate_paid,
+};
 use ml_sim::quickbooks::{Currencies, QboSimConfig};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -206,4 +208,46 @@ async fn a_gift_certificate_sold_is_booked_on_the_liability_item_not_income() {
     assert_eq!(lines.len(), 1, "one gift certificate line");
     assert_eq!(dec(&lines[0]["Amount"]), Decimal::new(5000, 2));
     assert_eq!(dec(&lines[0]["SalesItemLineDetail"]["Qty"]), Decimal::ONE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_foreign_currency_order_posts_its_payment_in_that_currency_at_the_invoice_rate() {
+    let env = TestEnv::start(TestOptions {
+        qbo: QboSimConfig {
+            currencies: Currencies::multicurrency("USD", &["EUR"]),
+            ..QboSimConfig::default()
+        },
+        ..TestOptions::default()
+    })
+    .await;
+    // Paid by card in euros; BigCommerce: 1 USD = 0.8 EUR, so 1 EUR = 1.25 USD.
+    let mut euro = generate_paid(1631, &shape(31, true), Payment::Captured);
+    in_currency(&mut euro, "EUR", "0.8000000000");
+    let euro_total = dec(&euro.order["total_inc_tax"]).round_dp(2);
+    env.bc.place_order(euro).await.unwrap();
+    let rec = wait_state(&env, 1631, "posted").await;
+    let inv = invoice(&env, "1631");
+    let payments: Vec<Value> = env
+        .qbo
+        .records("Payment")
+        .into_iter()
+        .filter(|p| p["Line"][0]["LinkedTxn"][0]["TxnId"] == inv["Id"])
+        .collect();
+    assert_eq!(payments.len(), 1, "{rec}");
+    let p = &payments[0];
+    assert_eq!(p["CurrencyRef"]["value"], "EUR", "{p}");
+    assert_eq!(
+        dec(&p["ExchangeRate"]),
+        Decimal::new(125, 2),
+        "the invoice's rate: {p}"
+    );
+    assert_eq!(
+        p["CustomerRef"]["value"], inv["CustomerRef"]["value"],
+        "the euro customer"
+    );
+    assert_eq!(dec(&p["TotalAmt"]), euro_total, "in euros, to the cent");
+    assert_eq!(
+        customer(&env, &p["CustomerRef"]["value"])["CurrencyRef"]["value"],
+        "EUR"
+    );
 }

@@ -71,7 +71,12 @@ fn invoices_for(env: &TestEnv, id: u64) -> Vec<Value> {
 
 /// An order of a UK store (prices in pounds).
 fn uk_order(id: u64) -> GeneratedOrder {
-    let mut g = generate(id, &shape(id));
+    uk_order_with(id, &shape(id))
+}
+
+/// An order of the given shape from a UK store.
+fn uk_order_with(id: u64, shape: &OrderShape) -> GeneratedOrder {
+    let mut g = generate(id, shape);
     for k in [
         "currency_code",
         "default_currency_code",
@@ -266,4 +271,165 @@ async fn a_mapping_naming_what_the_company_lacks_is_refused_with_each_unknown_na
     bad["invoice"]["tax"]["codes"] = json!({"default": "20.0% S", "Books": "0.0% Z"});
     let (status, body) = env.admin_put("/admin/mapping", &bad).await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uk_vat_company_books_a_tax_inclusive_store_tax_inclusive_and_the_invoice_ties() {
+    let env = start(CompanyProfile::UkVat).await;
+    let (status, body) = env
+        .admin_put(
+            "/admin/mapping",
+            &mapping(json!({"mode": "auto", "codes": {"default": "20.0% S"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // VAT-inclusive prices at 20 %, with a coupon and a staff discount (stated with tax).
+    for (n, id) in [4501u64, 4502, 4503].into_iter().enumerate() {
+        let mut s = shape(id);
+        s.tax_inclusive = true;
+        s.tax_rate_bp = 2000;
+        s.manual_discount = n == 1;
+        s.handling = n == 2;
+        let g = uk_order_with(id, &s);
+        assert_eq!(g.order["is_tax_inclusive_pricing"], true);
+        let raw = g.order.clone();
+        let products = g.products.clone();
+        env.bc.place_order(g).await.unwrap();
+        let rec = wait_state(&env, id, "posted").await;
+        let invoices = invoices_for(&env, id);
+        assert_eq!(invoices.len(), 1);
+        let inv = &invoices[0];
+        assert_eq!(rec["qbo_id"], inv["Id"]);
+        assert_eq!(inv["GlobalTaxCalculation"], "TaxInclusive", "{inv}");
+        assert_eq!(
+            dec(&inv["TotalAmt"]),
+            dec(&raw["total_inc_tax"]).round_dp(2),
+            "ties to the cent: {inv}"
+        );
+        let gap = dec(&inv["TxnTaxDetail"]["TotalTax"]) - dec(&raw["total_tax"]).round_dp(2);
+        assert!(gap.abs() <= Decimal::new(5, 2), "BigCommerce's VAT: {inv}");
+        let sales: Vec<&Value> = inv["Line"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["DetailType"] == "SalesItemLineDetail")
+            .collect();
+        for (l, p) in sales.iter().zip(&products) {
+            let d = &l["SalesItemLineDetail"];
+            assert_eq!(
+                dec(&l["Amount"]),
+                dec(&p["total_ex_tax"]).round_dp(2),
+                "net: {l}"
+            );
+            assert_eq!(
+                dec(&d["TaxInclusiveAmt"]),
+                dec(&p["total_inc_tax"]).round_dp(2),
+                "BigCommerce's price with VAT: {l}"
+            );
+            assert_eq!(dec(&d["Qty"]), dec(&p["quantity"]), "{l}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uk_vat_company_codes_each_line_by_its_bigcommerce_tax_class() {
+    let env = start(CompanyProfile::UkVat).await;
+    let (status, body) = env
+        .admin_put(
+            "/admin/mapping",
+            &mapping(json!({"mode": "auto",
+                "codes": {"Default Tax Class": "20.0% S", "Children's Clothing": "0.0% Z"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let g = uk_order(4601);
+    let products = g.products.clone();
+    let ids: Vec<u64> = products.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    let raw = g.order.clone();
+    env.bc.place_order(g).await.unwrap();
+    // Wait for the first run to settle (the generated tax rows name the default class only),
+    // then name one line's class as a UK store would and replay.
+    wait_state(&env, 4601, "posted").await;
+    let row = |n: u64, product: Option<u64>, kind: &str, class: &str| {
+        json!({"id": n, "order_id": 4601, "order_address_id": 1, "tax_rate_id": 1,
+               "sales_tax_id": "", "tax_class_id": n, "name": "VAT", "class": class,
+               "rate": "20.0000", "priority": 0, "priority_amount": "1.0000",
+               "line_amount": "1.0000", "order_pickup_method_id": 0,
+               "order_product_id": product.map(|p| p.to_string()), "line_item_type": kind})
+    };
+    env.bc
+        .put_subresource(
+            4601,
+            "taxes",
+            json!([
+                row(1, Some(ids[0]), "item", "Children's Clothing"),
+                row(2, Some(ids[1]), "item", "Default Tax Class"),
+                row(3, None, "shipping", "Default Tax Class"),
+                row(4, Some(ids[2]), "item", "Luxury Goods"),
+            ]),
+        )
+        .unwrap();
+    // "Luxury Goods" is mapped nowhere and there is no default: failed, naming it.
+    let (status, body) = env
+        .admin_post("/admin/replay/order/4601", &Value::Null)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rec = wait_state(&env, 4601, "failed").await;
+    let err = rec["last_error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("Luxury Goods") && err.contains("invoice.tax.codes"),
+        "{rec}"
+    );
+
+    let (status, body) = env
+        .admin_put(
+            "/admin/mapping",
+            &mapping(json!({"mode": "auto",
+                "codes": {"Default Tax Class": "20.0% S", "Children's Clothing": "0.0% Z",
+                          "default": "5.0% R"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = env
+        .admin_post("/admin/replay/order/4601", &Value::Null)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rec = wait_state(&env, 4601, "posted").await;
+    let invoices = invoices_for(&env, 4601);
+    assert_eq!(invoices.len(), 1, "the same invoice, updated");
+    let inv = &invoices[0];
+    assert_eq!(rec["qbo_id"], inv["Id"]);
+    let code_id = |name: &str| {
+        env.qbo
+            .records("TaxCode")
+            .into_iter()
+            .find(|c| c["Name"] == name)
+            .unwrap()["Id"]
+            .clone()
+    };
+    let sales: Vec<&Value> = inv["Line"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["DetailType"] == "SalesItemLineDetail")
+        .collect();
+    let codes: Vec<Value> = sales
+        .iter()
+        .map(|l| l["SalesItemLineDetail"]["TaxCodeRef"]["value"].clone())
+        .collect();
+    assert_eq!(
+        codes[..4],
+        [
+            code_id("0.0% Z"),
+            code_id("20.0% S"),
+            code_id("5.0% R"),
+            code_id("20.0% S")
+        ],
+        "three product lines, then shipping: {inv}"
+    );
+    assert_eq!(
+        dec(&inv["TotalAmt"]),
+        dec(&raw["total_inc_tax"]).round_dp(2),
+        "ties to the cent: {inv}"
+    );
 }

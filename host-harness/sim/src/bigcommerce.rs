@@ -547,6 +547,13 @@ impl BcSimHandle {
         path: &Path,
     ) -> anyhow::Result<()> {
         let body = read_json(path)?;
+        self.put_subresource(id, kind, body)
+    }
+
+    /// Serves `body` verbatim for one sub-resource of order `id` (see
+    /// [`serve_fixture_subresource`](Self::serve_fixture_subresource)), such as tax rows naming
+    /// each line's tax class.
+    pub fn put_subresource(&self, id: u64, kind: &str, body: Value) -> anyhow::Result<()> {
         self.with(|s| {
             let entry = s.orders.get_mut(&id).with_context(|| format!("order {id} is not stored; put or serve the order first"))?;
             let rec = entry.recorded.get_or_insert_with(Recorded::default);

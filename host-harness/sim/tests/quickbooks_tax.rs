@@ -199,17 +199,43 @@ async fn the_uk_profile_requires_a_tax_code_on_every_line_and_computes_vat_from_
     assert_eq!(num(&inv["TotalAmt"]), "130");
     assert_eq!(inv["CurrencyRef"]["value"], "GBP");
 
-    // Tax inclusive: the amounts hold the VAT (120 = 100 + 20).
+    // Tax inclusive: `Amount` is the net amount, as QuickBooks stores it; the tax is the rate's
+    // share of the amount with tax (`TaxInclusiveAmt` when sent, else the net grossed up).
+    let mut gross = sale(&item, "100.00", Some(&standard));
+    gross["SalesItemLineDetail"]["TaxInclusiveAmt"] = json!(120.00);
     let (s, v) = api
         .post(
             "invoice",
             json!({"CustomerRef": {"value": cust}, "GlobalTaxCalculation": "TaxInclusive",
-                   "Line": [sale(&item, "120.00", Some(&standard))]}),
+                   "Line": [gross, sale(&item, "10.00", Some(&zero))]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["Invoice"]["GlobalTaxCalculation"], "TaxInclusive");
+    assert_eq!(num(&v["Invoice"]["TxnTaxDetail"]["TotalTax"]), "20");
+    assert_eq!(num(&v["Invoice"]["TotalAmt"]), "130");
+    let (s, v) = api
+        .post(
+            "invoice",
+            json!({"CustomerRef": {"value": cust}, "GlobalTaxCalculation": "TaxInclusive",
+                   "Line": [sale(&item, "100.00", Some(&standard))]}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(num(&v["Invoice"]["TxnTaxDetail"]["TotalTax"]), "20");
     assert_eq!(num(&v["Invoice"]["TotalAmt"]), "120");
+    // With an override, QuickBooks takes the tax as sent.
+    let mut gross = sale(&item, "83.33", Some(&standard));
+    gross["SalesItemLineDetail"]["TaxInclusiveAmt"] = json!(100.00);
+    let (s, v) = api
+        .post(
+            "invoice",
+            json!({"CustomerRef": {"value": cust}, "GlobalTaxCalculation": "TaxInclusive",
+                   "Line": [gross], "TxnTaxDetail": {"TotalTax": 16.67}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(num(&v["Invoice"]["TotalAmt"]), "100");
 
     // An override is taken as given; NotApplicable books no tax.
     let (s, v) = api

@@ -81,7 +81,7 @@ fn order() -> impl Strategy<Value = GenOrder> {
         prop_oneof![Just(0u32), 1u32..2500],
         any::<bool>(),
         0u8..3,
-        0u8..3,
+        0u8..4,
     )
         .prop_map(
             |(lines, coupon_pct, manual, shipping, tax_bp, allocate, currency, mode)| GenOrder {
@@ -112,6 +112,12 @@ fn build(g: &GenOrder) -> (Order, Vec<OrderProduct>) {
             Decimal::from(l.quantity)
         };
         let total = unit * qty;
+        // A VAT company's tax-inclusive store (mode 3): each line also states its amount with tax.
+        let total_inc = if g.mode == 3 && !l.gift {
+            round4(total * Decimal::from(10_000 + g.tax_bp) / Decimal::from(10_000))
+        } else {
+            total
+        };
         lines.push(OrderProduct {
             id: i as u64 + 1,
             product_id: ProductId(if l.gift { 0 } else { 10 + i as u64 }),
@@ -131,6 +137,7 @@ fn build(g: &GenOrder) -> (Order, Vec<OrderProduct>) {
             quantity: qty,
             price_ex_tax: Money::new(unit),
             total_ex_tax: Money::new(total),
+            total_inc_tax: Money::new(total_inc),
             ..OrderProduct::default()
         });
     }
@@ -180,7 +187,8 @@ fn build(g: &GenOrder) -> (Order, Vec<OrderProduct>) {
                 .into(),
         ),
         subtotal_ex_tax: Money::new(subtotal),
-        subtotal_inc_tax: Money::new(subtotal),
+        subtotal_inc_tax: Money::new(lines.iter().map(|l| l.total_inc_tax.amount()).sum()),
+        is_tax_inclusive_pricing: g.mode == 3,
         shipping_cost_ex_tax: Money::new(shipping),
         total_ex_tax: Money::new(total_ex),
         total_tax: Money::new(tax),
@@ -207,6 +215,9 @@ fn resolve(p: &Plan) -> ResolvedRefs {
     for (i, n) in p.classes.iter().enumerate() {
         r.classes.insert(n.clone(), format!("{}", 300 + i));
     }
+    for (i, n) in p.tax_codes.iter().enumerate() {
+        r.tax_codes.insert(n.clone(), format!("{}", 400 + i));
+    }
     r.discount_account = p.discount_account.as_ref().map(|_| "86".to_string());
     r
 }
@@ -216,8 +227,14 @@ fn check(g: &GenOrder) -> Result<(), TestCaseError> {
     config.invoice.tax.mode = match g.mode {
         0 => TaxMode::Line,
         1 => TaxMode::TxnDetail,
-        _ => TaxMode::None,
+        2 => TaxMode::None,
+        _ => TaxMode::Vat,
     };
+    config
+        .invoice
+        .tax
+        .codes
+        .insert("default".into(), "20.0% S".into());
     let (order, lines) = build(g);
     let catalog = HashMap::new();
     let ctx = OrderContext {
@@ -227,6 +244,10 @@ fn check(g: &GenOrder) -> Result<(), TestCaseError> {
         customer_group_id: None,
     };
     let refs = resolve(&plan_exact(&config, &ctx).unwrap());
+    prop_assert_eq!(
+        refs.tax_codes.len(),
+        usize::from(config.invoice.tax.mode == TaxMode::Vat)
+    );
     let store = StoreFacts {
         zone: jiff::tz::TimeZone::get("America/Los_Angeles").unwrap(),
         default_currency: "USD".into(),
@@ -258,6 +279,42 @@ fn check(g: &GenOrder) -> Result<(), TestCaseError> {
         _ => order.total_inc_tax.round_cents(),
     };
     prop_assert_eq!(total, target, "invoice total");
+
+    // VAT: a TaxCodeRef on every sales line; a tax-inclusive store posts TaxInclusive, each
+    // product line of one part stating BigCommerce's amount with tax.
+    if g.mode == 3 {
+        prop_assert_eq!(inv.global_tax_calculation.as_deref(), Some("TaxInclusive"));
+        for l in &inv.line {
+            if let Some(d) = &l.sales_item_line_detail {
+                prop_assert!(d.tax_code_ref.is_some(), "a tax code on every line");
+            }
+        }
+        for (n, bc) in lines.iter().enumerate() {
+            let name = format!("Line {n}");
+            let sent: Vec<_> = inv
+                .line
+                .iter()
+                .filter(|l| {
+                    l.description
+                        .as_deref()
+                        .is_some_and(|d| d.starts_with(&name))
+                })
+                .collect();
+            if let [one] = sent.as_slice() {
+                let d = one.sales_item_line_detail.as_ref().unwrap();
+                let Some(with_tax) = d.tax_inclusive_amt else {
+                    return Err(TestCaseError::fail(format!("{name}: no TaxInclusiveAmt")));
+                };
+                // Moved only by a rounding residue a zero-tax order puts on a line.
+                let gap = with_tax - bc.total_inc_tax.round_cents().amount();
+                prop_assert!(
+                    gap.abs() <= Decimal::new(1, 2) * Decimal::from(lines.len() as u64 + 4)
+                );
+            }
+        }
+    } else {
+        prop_assert_eq!(inv.global_tax_calculation.as_deref(), None);
+    }
 
     let item = |name: &str| {
         refs.items

@@ -325,10 +325,31 @@ fn generated_orders_tie_in_txn_detail_none_and_vat_tax_modes() {
                     _ => assert_eq!(code, None, "order {n}"),
                 }
             }
+            // TaxInclusive for a tax-inclusive store, whose lines also state their gross.
+            let global = if order.is_tax_inclusive_pricing {
+                "TaxInclusive"
+            } else {
+                "TaxExcluded"
+            };
             assert_eq!(
                 draft.invoice.global_tax_calculation.as_deref(),
-                (mode == TaxMode::Vat).then_some("TaxExcluded")
+                (mode == TaxMode::Vat).then_some(global)
             );
+            if mode == TaxMode::Vat && order.is_tax_inclusive_pricing {
+                for (d, bc) in draft
+                    .invoice
+                    .line
+                    .iter()
+                    .filter_map(|l| l.sales_item_line_detail.as_ref())
+                    .zip(&lines)
+                {
+                    assert_eq!(
+                        d.tax_inclusive_amt,
+                        Some(bc.total_inc_tax.round_cents().amount().normalize()),
+                        "order {n}"
+                    );
+                }
+            }
             // No tax line in either mode.
             assert!(
                 !draft

@@ -915,6 +915,42 @@ pub fn derive_taxes(order: &Value) -> Vec<Value> {
     })]
 }
 
+/// The `/v2/orders/{id}/taxes?details=true` rows: one per taxed order product
+/// (`line_item_type` `item`, its `order_product_id`) and one for taxed shipping, handling and
+/// gift wrapping, every one in the store's `Default Tax Class` at the order's rate.
+pub fn derive_tax_details(order: &Value, products: &[Value]) -> Vec<Value> {
+    let Some(first) = derive_taxes(order).into_iter().next() else {
+        return Vec::new();
+    };
+    let id = order["id"].as_u64().unwrap_or(0);
+    let mut out = Vec::new();
+    let mut row = |n: usize, product: Option<u64>, kind: &str, tax: Decimal| {
+        if tax.is_zero() {
+            return;
+        }
+        let mut r = first.clone();
+        r["id"] = json!(id * 100 + n as u64);
+        r["priority_amount"] = money(tax);
+        r["line_amount"] = money(tax);
+        r["order_product_id"] = product.map_or(Value::Null, |p| json!(p.to_string()));
+        r["line_item_type"] = json!(kind);
+        out.push(r);
+    };
+    for (n, p) in products.iter().enumerate() {
+        row(n, p["id"].as_u64(), "item", dec(&p["total_tax"]));
+    }
+    let n = products.len();
+    row(n, None, "shipping", dec(&order["shipping_cost_tax"]));
+    row(n + 1, None, "handling", dec(&order["handling_cost_tax"]));
+    row(
+        n + 2,
+        None,
+        "gift-wrapping",
+        dec(&order["wrapping_cost_tax"]),
+    );
+    out
+}
+
 fn merge(into: Option<&mut Value>, more: Value) {
     if let (Some(Value::Object(a)), Value::Object(b)) = (into, more) {
         a.extend(b);

@@ -389,6 +389,10 @@ fn route(
                 },
                 ["taxes"] => match rec.taxes {
                     Some(p) => json_response(StatusCode::OK, &p),
+                    None if q(query, "details") == Some("true") => v2_collection(
+                        &r#gen::derive_tax_details(&entry.order, &entry.products),
+                        query,
+                    ),
                     None => v2_collection(&r#gen::derive_taxes(&entry.order), query),
                 },
                 ["fees"] => {

@@ -713,7 +713,9 @@ fn validate_payment(db: &mut Db, p: &mut Obj, self_id: Option<&str>) -> Result<(
         "PaymentMethodRef",
     )?;
     check_ref_num(p)?;
-    super::currency::check_transaction(db, p, None)?;
+    // A payment is in its customer's currency, as QuickBooks requires.
+    let payer = db.find("Customer", &customer).cloned();
+    super::currency::check_transaction(db, p, payer.as_ref())?;
     let mut applied = Decimal::ZERO;
     let lines = p
         .get("Line")

@@ -5,10 +5,13 @@
 //!   posts tax as a line causes); with the override, the total is lines − discount + override.
 //!   `GlobalTaxCalculation` is refused (it is for non-US companies only).
 //! - [`CompanyProfile::UkVat`]: a UK company with VAT. Every sales line must carry a
-//!   `TaxCodeRef` naming an existing TaxCode; `GlobalTaxCalculation` (`TaxExcluded`, the
-//!   default, `TaxInclusive`, `NotApplicable`) says how line amounts are read; tax is each
-//!   code's TaxRate applied to its lines (after a discount, spread pro rata) unless
-//!   `TxnTaxDetail.TotalTax` overrides it.
+//!   `TaxCodeRef` naming an existing TaxCode; `GlobalTaxCalculation` is `TaxExcluded` (the
+//!   default), `TaxInclusive` or `NotApplicable`; tax is each code's TaxRate applied to its
+//!   lines (after a discount, spread pro rata) unless `TxnTaxDetail.TotalTax` overrides it.
+//!   A line's `Amount` is always its net amount, as QuickBooks stores it; under `TaxInclusive`
+//!   the tax is computed from each line's amount *with* tax (`TaxInclusiveAmt` when sent, else
+//!   the net amount grossed up at its rate) — the rate's share of the gross — and the total is
+//!   net − discount + tax either way.
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Value, json};
@@ -62,9 +65,12 @@ impl CompanyProfile {
 
 /// A sales line's tax standing, gathered while the lines are validated.
 pub(crate) struct TaxedLine {
+    /// The net amount (`Amount`).
     pub amount: Decimal,
     /// Percent; zero for untaxed lines.
     pub rate: Decimal,
+    /// `TaxInclusiveAmt`, when the line states its amount with tax.
+    pub inclusive: Option<Decimal>,
 }
 
 fn round2(d: Decimal) -> Decimal {
@@ -95,6 +101,13 @@ pub(crate) fn line_tax_code(
     line_no: usize,
     amount: Decimal,
 ) -> Result<TaxedLine, Fault> {
+    let inclusive = match detail.get("TaxInclusiveAmt") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(dec(v).ok_or_else(|| {
+            Fault::business(format!("Line {line_no}: TaxInclusiveAmt must be a number."))
+                .at(&format!("{element}.SalesItemLineDetail.TaxInclusiveAmt"))
+        })?),
+    };
     let code = detail
         .get("TaxCodeRef")
         .and_then(|r| r.get("value"))
@@ -118,7 +131,11 @@ pub(crate) fn line_tax_code(
                     ));
                 }
             };
-            Ok(TaxedLine { amount, rate })
+            Ok(TaxedLine {
+                amount,
+                rate,
+                inclusive,
+            })
         }
         CompanyProfile::UkVat => {
             let Some(id) = code else {
@@ -145,7 +162,11 @@ pub(crate) fn line_tax_code(
             if let Some(name) = tc.get("Name") {
                 detail.insert("TaxCodeRef".into(), json!({"value": id, "name": name}));
             }
-            Ok(TaxedLine { amount, rate })
+            Ok(TaxedLine {
+                amount,
+                rate,
+                inclusive,
+            })
         }
     }
 }
@@ -202,9 +223,15 @@ pub(crate) fn totals(
         Some("TaxInclusive") => {
             let computed: Decimal = lines
                 .iter()
-                .map(|l| l.amount * factor * l.rate / (Decimal::ONE_HUNDRED + l.rate))
+                .map(|l| {
+                    let gross = l.inclusive.unwrap_or_else(|| {
+                        round2(l.amount * (Decimal::ONE_HUNDRED + l.rate) / Decimal::ONE_HUNDRED)
+                    });
+                    gross * factor * l.rate / (Decimal::ONE_HUNDRED + l.rate)
+                })
                 .sum();
-            (override_tax.unwrap_or(round2(computed)), net)
+            let tax = override_tax.unwrap_or(round2(computed));
+            (tax, net + tax)
         }
         Some(_) => {
             let computed: Decimal = lines

@@ -82,11 +82,16 @@ pub fn decide(mode: TaxMode, company: &CompanyTax) -> TaxMode {
     }
 }
 
-/// `GlobalTaxCalculation` for a VAT/GST document. The lines are always laid out at their
-/// ex-tax amounts with BigCommerce's tax as the total tax, so they are `TaxExcluded` for
-/// tax-inclusive stores too (see the module docs of `books::mapping`).
-pub fn global_tax_calculation(mode: TaxMode) -> Option<&'static str> {
-    (mode == TaxMode::Vat).then_some("TaxExcluded")
+/// `GlobalTaxCalculation` for a VAT/GST document: `TaxInclusive` for a tax-inclusive store,
+/// else `TaxExcluded`. Either way the lines' `Amount` is the net amount (QuickBooks reads line
+/// amounts as net; a tax-inclusive line states its gross in `TaxInclusiveAmt`) and
+/// BigCommerce's tax is `TxnTaxDetail.TotalTax`, so the document totals BigCommerce's figures.
+pub fn global_tax_calculation(mode: TaxMode, tax_inclusive: bool) -> Option<&'static str> {
+    (mode == TaxMode::Vat).then_some(if tax_inclusive {
+        "TaxInclusive"
+    } else {
+        "TaxExcluded"
+    })
 }
 
 /// The mapping with `auto` replaced by the mode this company books tax under.
@@ -132,8 +137,16 @@ mod tests {
             decide(TaxMode::Auto, &company("AU", true, true)),
             TaxMode::Vat
         );
-        assert_eq!(global_tax_calculation(TaxMode::Vat), Some("TaxExcluded"));
-        assert_eq!(global_tax_calculation(TaxMode::TxnDetail), None);
+        assert_eq!(
+            global_tax_calculation(TaxMode::Vat, false),
+            Some("TaxExcluded")
+        );
+        assert_eq!(
+            global_tax_calculation(TaxMode::Vat, true),
+            Some("TaxInclusive")
+        );
+        assert_eq!(global_tax_calculation(TaxMode::TxnDetail, false), None);
+        assert_eq!(global_tax_calculation(TaxMode::TxnDetail, true), None);
     }
 
     #[test]

@@ -192,6 +192,10 @@ pub struct Bc {
     pub store_timezone: String,
     /// How often `/v2/store` was read.
     pub store_reads: usize,
+    /// Tax rows per order (`/v2/orders/{id}/taxes?details=true`); none stored: an empty list.
+    pub taxes: HashMap<u64, Vec<Value>>,
+    /// How often an order's tax rows were read.
+    pub taxes_reads: usize,
 }
 
 impl Bc {
@@ -245,6 +249,16 @@ impl Bc {
             "X-Auth-Token must carry the configured token"
         );
         let (id, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if let Some(id) = id.strip_suffix("/taxes") {
+            assert!(
+                query.contains("details=true"),
+                "tax rows read without details: {query}"
+            );
+            let id: u64 = id.parse().expect("order id");
+            self.taxes_reads += 1;
+            let rows = self.taxes.get(&id).cloned().unwrap_or_default();
+            return Ok(HttpResponse::json(200, &json!(rows)));
+        }
         let id: u64 = id
             .parse()
             .unwrap_or_else(|_| panic!("BigCommerce model: unexpected order path {rest}"));

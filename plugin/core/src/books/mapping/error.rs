@@ -26,8 +26,8 @@ pub enum MappingError {
     MissingTaxItem,
     #[error(
         "this QuickBooks company books VAT/GST, so every line needs a tax code, and invoice.tax.codes has none for {class}: \
-         add a \"default\" entry to invoice.tax.codes in the mapping naming one of the company's tax codes \
-         (e.g. {{\"default\": \"20.0% S\"}}), then replay the order"
+         add an entry for that class, or a \"default\" entry, to invoice.tax.codes in the mapping naming one of the \
+         company's tax codes (e.g. {{\"default\": \"20.0% S\"}}), then replay the order"
     )]
     MissingTaxCode { class: String },
     #[error(

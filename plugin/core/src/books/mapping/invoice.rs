@@ -57,16 +57,6 @@ pub fn render_doc_number(template: &str, order: &Order) -> Result<String, Mappin
     Ok(s)
 }
 
-/// Chooses `(Qty, UnitPrice)` with `round2(Qty × UnitPrice) == amount` exactly; when no price
-/// of ≤ 7 decimals fits, one unit at the amount (refund documents only: invoice product lines
-/// keep their quantity through [`price_parts`]).
-pub(crate) fn qty_and_price(quantity: Decimal, amount: Money) -> (Decimal, Decimal) {
-    match fit_unit_price(quantity, amount) {
-        Some(u) => (quantity, u),
-        None => (Decimal::ONE, amount.amount().normalize()),
-    }
-}
-
 pub(crate) fn describe(line: &OrderProduct) -> String {
     let name = if line.name.trim().is_empty() {
         &line.name_merchant
@@ -142,9 +132,15 @@ pub fn build_invoice_for(
 
     let item_ref = |name: &str| refs.item_ref(name);
     let class_ref = |name: &Option<String>| refs.class_ref(name);
+    // A VAT/GST company and a tax-inclusive store: each line also states its amount with tax.
+    let inclusive = inv_cfg.tax.mode == TaxMode::Vat && order.is_tax_inclusive_pricing;
+    let inc = |amount: Money| inclusive.then(|| amount.round_cents().amount().normalize());
+    let classes = order.tax_classes.as_ref();
 
     // Product lines.
     let mut lines: Vec<Line> = Vec::new();
+    // The BigCommerce tax class of each line in `lines` (VAT/GST companies: its `TaxCodeRef`).
+    let mut line_classes: Vec<Option<String>> = Vec::new();
     let mut rounded_terms = 0usize;
     // Lines of gift certificates sold: a liability, never given a rounding residue.
     let mut liability_lines: Vec<usize> = Vec::new();
@@ -161,10 +157,19 @@ pub fn build_invoice_for(
         let amount = l.total_ex_tax.round_cents();
         let desc = describe(l);
         let class = class_ref(&class)?;
-        for part in price_parts(l.quantity, amount) {
+        let parts = price_parts(l.quantity, amount);
+        // One part: BigCommerce's own inc-tax amount; a split line leaves it to QuickBooks.
+        let inc_amt = if parts.len() == 1 {
+            inc(l.total_inc_tax)
+        } else {
+            None
+        };
+        let tax_class = classes.and_then(|c| c.products.get(&l.id).cloned());
+        for part in parts {
             if is_gift_certificate(l) {
                 liability_lines.push(lines.len());
             }
+            line_classes.push(tax_class.clone());
             lines.push(Line::sales(
                 part.amount,
                 Some(desc.clone()),
@@ -175,6 +180,7 @@ pub fn build_invoice_for(
                     qty: Some(part.qty),
                     tax_code_ref: None,
                     service_date: None,
+                    tax_inclusive_amt: inc_amt,
                 },
             ));
         }
@@ -183,16 +189,18 @@ pub fn build_invoice_for(
     let product_lines = lines.len();
 
     // Shipping, handling, wrapping, fees.
-    for (item, desc, amount) in charges(config, order) {
-        let amount = amount.round_cents();
+    for c in charges(config, order) {
+        let amount = c.amount.round_cents();
+        line_classes.push(c.tax_class);
         lines.push(Line::sales(
             amount,
-            Some(desc),
+            Some(c.description),
             SalesItemLineDetail {
-                item_ref: item_ref(&item)?,
+                item_ref: item_ref(&c.item)?,
                 class_ref: class_ref(&inv_cfg.default_class)?,
                 unit_price: Some(amount.amount().normalize()),
                 qty: Some(Decimal::ONE),
+                tax_inclusive_amt: inc(c.inc_tax),
                 ..Default::default()
             },
         ));
@@ -219,8 +227,10 @@ pub fn build_invoice_for(
             .ok_or_else(|| MappingError::UnknownAccount {
                 name: account.clone(),
             })?;
+        let discounted_class = common_tax_class(ctx);
         for (class, share) in split {
             let amount = -share;
+            line_classes.push(discounted_class.clone());
             lines.push(Line::sales(
                 amount,
                 Some(match &class {
@@ -316,12 +326,14 @@ pub fn build_invoice_for(
         line.amount = amount;
         if let Some(d) = line.sales_item_line_detail.as_mut() {
             d.unit_price = Some(u);
+            // No tax was charged, so the amount with tax moves with the amount.
+            d.tax_inclusive_amt = d.tax_inclusive_amt.map(|t| t + residue.amount());
         }
     }
 
     let (tax_line, txn_tax_detail) = book_tax(config, refs, tax, "Sales tax (BigCommerce)")?;
     lines.extend(tax_line);
-    let global_tax_calculation = tax_codes(config, refs, &mut lines)?;
+    let global_tax_calculation = tax_codes(config, refs, &mut lines, &line_classes, inclusive)?;
     if lines.is_empty() {
         return Err(MappingError::NothingToInvoice);
     }
@@ -431,36 +443,64 @@ pub(crate) fn book_tax(
     }
 }
 
-/// For a VAT/GST company ([`TaxMode::Vat`]): puts the mapped `TaxCodeRef` on every sales line
-/// and answers the document's `GlobalTaxCalculation`; other modes leave the lines alone.
-/// BigCommerce order lines carry no tax class name, so every line takes the `default` code.
+/// The tax class every discounted product line shares (the class a discount split by class
+/// is taxed under), or `None` when they differ or none is known (the `default` code).
+fn common_tax_class(ctx: &OrderContext) -> Option<String> {
+    let classes = ctx.order.tax_classes.as_ref()?;
+    let mut seen: Option<&String> = None;
+    for l in ctx
+        .lines
+        .iter()
+        .filter(|l| !is_skipped(l) && !is_gift_certificate(l))
+    {
+        let c = classes.products.get(&l.id)?;
+        match seen {
+            Some(s) if s != c => return None,
+            _ => seen = Some(c),
+        }
+    }
+    seen.cloned()
+}
+
+/// For a VAT/GST company ([`TaxMode::Vat`]): puts on every sales line the `TaxCodeRef` its
+/// BigCommerce tax class maps to (`classes[i]` for `lines[i]`; `tax.codes`, falling back to
+/// `default`; a line whose class BigCommerce does not name takes `default`) and answers the
+/// document's `GlobalTaxCalculation` (`TaxInclusive` for a tax-inclusive store). Other modes
+/// leave the lines alone.
 pub(crate) fn tax_codes(
     config: &MappingConfig,
     refs: &ResolvedRefs,
     lines: &mut [Line],
+    classes: &[Option<String>],
+    inclusive: bool,
 ) -> Result<Option<String>, MappingError> {
     if config.invoice.tax.mode != TaxMode::Vat {
         return Ok(None);
     }
     let tax = &config.invoice.tax;
-    let name = tax
-        .code_for(None)
-        .ok_or_else(|| MappingError::MissingTaxCode {
-            class: "the order's lines (BigCommerce names no tax class on them)".into(),
-        })?;
-    let id = refs
-        .tax_codes
-        .get(name)
-        .ok_or_else(|| MappingError::UnknownTaxCode {
-            name: name.to_string(),
-        })?;
-    for l in lines.iter_mut() {
-        if let Some(d) = l.sales_item_line_detail.as_mut() {
-            d.tax_code_ref = Some(Ref {
-                value: id.clone(),
-                name: Some(name.to_string()),
-            });
-        }
+    for (i, l) in lines.iter_mut().enumerate() {
+        let Some(d) = l.sales_item_line_detail.as_mut() else {
+            continue;
+        };
+        let class = classes.get(i).and_then(Option::as_deref);
+        let name = tax
+            .code_for(class)
+            .ok_or_else(|| MappingError::MissingTaxCode {
+                class: match class {
+                    Some(c) => format!("the BigCommerce tax class '{c}'"),
+                    None => "lines whose BigCommerce tax class is not named".into(),
+                },
+            })?;
+        let id = refs
+            .tax_codes
+            .get(name)
+            .ok_or_else(|| MappingError::UnknownTaxCode {
+                name: name.to_string(),
+            })?;
+        d.tax_code_ref = Some(Ref {
+            value: id.clone(),
+            name: Some(name.to_string()),
+        });
     }
-    Ok(crate::books::tax::global_tax_calculation(tax.mode).map(str::to_string))
+    Ok(crate::books::tax::global_tax_calculation(tax.mode, inclusive).map(str::to_string))
 }

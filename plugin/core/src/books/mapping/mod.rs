@@ -22,11 +22,15 @@
 //!   when no price fits), gift certificates sold go to the gift-certificate item, and a discount
 //!   over lines of several classes posts per class ([`lines`]).
 //! - Tax follows the company (`books::tax`): mode `auto` is decided per company before a document
-//!   is laid out. For a VAT/GST company ([`TaxMode::Vat`]) every sales line carries the mapped
-//!   `TaxCodeRef` and `GlobalTaxCalculation` is `TaxExcluded` — also for tax-inclusive stores:
-//!   the lines are BigCommerce's ex-tax amounts and BigCommerce's tax is `TxnTaxDetail.TotalTax`,
-//!   so the net amounts, the tax and the total are BigCommerce's own figures whichever way the
-//!   store states its prices (BigCommerce derives `*_ex_tax` from `*_inc_tax` for such stores).
+//!   is laid out. For a VAT/GST company ([`TaxMode::Vat`]) every sales line carries the
+//!   `TaxCodeRef` its BigCommerce tax class maps to (`tax.codes`, else `default`; the classes come
+//!   from the order's tax rows, `Order::tax_classes`), and the lines stay BigCommerce's ex-tax
+//!   amounts with BigCommerce's tax as `TxnTaxDetail.TotalTax`. `GlobalTaxCalculation` is
+//!   `TaxExcluded`, or `TaxInclusive` for a tax-inclusive store, whose lines also state
+//!   BigCommerce's inc-tax amount in `TaxInclusiveAmt` (QuickBooks keeps a line's `Amount` net
+//!   either way), so the net amounts, the tax and the total are BigCommerce's own figures.
+//!   Discounts of a tax-inclusive store are read as BigCommerce states them ([`totals`]:
+//!   `discount_includes_tax`).
 //!   US companies never get `GlobalTaxCalculation`.
 //!
 //! Files: [`config`] (the configuration and its validation), [`plan`](mod@plan) (rule matching and what

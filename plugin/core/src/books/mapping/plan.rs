@@ -221,8 +221,22 @@ pub(crate) fn extra_item(t: &Option<ItemTarget>, config: &MappingConfig) -> Stri
         .map_or_else(|| config.invoice.default_item.clone(), |t| t.item.clone())
 }
 
-/// The non-product charges of an order, with the item each goes on: (item, description, ex-tax amount).
-pub(crate) fn charges(config: &MappingConfig, order: &Order) -> Vec<(String, String, Money)> {
+/// A non-product charge of an order (shipping, handling, wrapping, a fee) as it is invoiced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Charge {
+    /// The QuickBooks item it goes on.
+    pub item: String,
+    pub description: String,
+    /// Ex tax.
+    pub amount: Money,
+    /// Inc tax.
+    pub inc_tax: Money,
+    /// Its BigCommerce tax class, when the order's tax rows were read and name one.
+    pub tax_class: Option<String>,
+}
+
+/// The non-product charges of an order, in invoice order, each with the item it goes on.
+pub(crate) fn charges(config: &MappingConfig, order: &Order) -> Vec<Charge> {
     let inv = &config.invoice;
     let mut out = Vec::new();
     let ship_desc = order
@@ -230,21 +244,38 @@ pub(crate) fn charges(config: &MappingConfig, order: &Order) -> Vec<(String, Str
         .map(|s| s.shipping_method.trim())
         .filter(|m| !m.is_empty())
         .map_or_else(|| "Shipping".to_string(), |m| format!("Shipping: {m}"));
-    for (t, desc, amount) in [
-        (&inv.shipping, ship_desc, order.shipping_cost_ex_tax),
+    let classes = order.tax_classes.as_ref();
+    for (t, desc, amount, inc_tax, class) in [
+        (
+            &inv.shipping,
+            ship_desc,
+            order.shipping_cost_ex_tax,
+            order.shipping_cost_inc_tax,
+            classes.and_then(|c| c.shipping.clone()),
+        ),
         (
             &inv.handling,
             "Handling".to_string(),
             order.handling_cost_ex_tax,
+            order.handling_cost_inc_tax,
+            classes.and_then(|c| c.handling.clone()),
         ),
         (
             &inv.wrapping,
             "Gift wrapping".to_string(),
             order.wrapping_cost_ex_tax,
+            order.wrapping_cost_inc_tax,
+            classes.and_then(|c| c.wrapping.clone()),
         ),
     ] {
         if !amount.round_cents().is_zero() {
-            out.push((extra_item(t, config), desc, amount));
+            out.push(Charge {
+                item: extra_item(t, config),
+                description: desc,
+                amount,
+                inc_tax,
+                tax_class: class,
+            });
         }
     }
     for f in &order.fees {
@@ -259,7 +290,37 @@ pub(crate) fn charges(config: &MappingConfig, order: &Order) -> Vec<(String, Str
             } else {
                 name.clone()
             };
-            out.push((extra_item(&inv.fees, config), desc, f.cost_ex_tax));
+            // BigCommerce's tax rows name no fee lines: fees take the `default` code.
+            out.push(Charge {
+                item: extra_item(&inv.fees, config),
+                description: desc,
+                amount: f.cost_ex_tax,
+                inc_tax: f.cost_inc_tax,
+                tax_class: None,
+            });
+        }
+    }
+    out
+}
+
+/// The QuickBooks TaxCode names a VAT/GST document of `order` may need: the `default` code and
+/// the code of every tax class its tax rows name (a superset: resolving one more name is cheap).
+pub(crate) fn vat_codes(config: &MappingConfig, order: &Order) -> BTreeSet<String> {
+    let tax = &config.invoice.tax;
+    let mut out = BTreeSet::new();
+    if tax.mode != TaxMode::Vat {
+        return out;
+    }
+    out.extend(tax.code_for(None).map(str::to_string));
+    if let Some(c) = &order.tax_classes {
+        let named = c
+            .products
+            .values()
+            .chain(c.shipping.iter())
+            .chain(c.handling.iter())
+            .chain(c.wrapping.iter());
+        for class in named {
+            out.extend(tax.code_for(Some(class)).map(str::to_string));
         }
     }
     out
@@ -267,8 +328,8 @@ pub(crate) fn charges(config: &MappingConfig, order: &Order) -> Vec<(String, Str
 
 fn plan_common(config: &MappingConfig, order: &Order, plan: &mut Plan) {
     let inv = &config.invoice;
-    for (item, _, _) in charges(config, order) {
-        plan.items.insert(item);
+    for c in charges(config, order) {
+        plan.items.insert(c.item);
     }
     if !order_discount(order).round_cents().is_zero()
         && let Some(d) = &inv.discount
@@ -283,11 +344,7 @@ fn plan_common(config: &MappingConfig, order: &Order, plan: &mut Plan) {
             plan.items.insert(t.clone());
         }
     }
-    if inv.tax.mode == TaxMode::Vat
-        && let Some(code) = inv.tax.code_for(None)
-    {
-        plan.tax_codes.insert(code.to_string());
-    }
+    plan.tax_codes.extend(vat_codes(config, order));
 }
 
 /// What to fetch and resolve for an order, before catalog data and the customer group are

@@ -16,7 +16,8 @@ use rust_decimal::Decimal;
 
 use crate::books::mapping::config::{MappingConfig, TaxMode};
 use crate::books::mapping::error::MappingError;
-use crate::books::mapping::invoice::{book_tax, describe, qty_and_price, tax_codes};
+use crate::books::mapping::invoice::{book_tax, describe, tax_codes};
+use crate::books::mapping::lines::{fit_unit_price, price_parts};
 use crate::books::mapping::plan::{
     OrderContext, Plan, ResolvedRefs, Target, extra_item, line_target,
 };
@@ -174,11 +175,8 @@ pub fn refund_names(
         p.items.insert(t.clone());
         classes.extend(config.invoice.default_class.clone());
     }
-    if config.invoice.tax.mode == TaxMode::Vat
-        && let Some(code) = config.invoice.tax.code_for(None)
-    {
-        p.tax_codes.insert(code.to_string());
-    }
+    p.tax_codes
+        .extend(crate::books::mapping::plan::vat_codes(config, ctx.order));
     p.classes = classes;
     Ok(p)
 }
@@ -209,10 +207,20 @@ pub fn build_refund(
     let item_ref = |name: &str| refs.item_ref(name);
     let class_ref = |name: &Option<String>| refs.class_ref(name);
     let mut lines = Vec::new();
+    // The BigCommerce tax class of each line (VAT/GST companies: its `TaxCodeRef`).
+    let mut line_classes: Vec<Option<String>> = Vec::new();
+    let classes = ctx.order.tax_classes.as_ref();
     let mut terms = 0usize;
     for item in &refund.items {
         let (what, raw, qty) = booked(config, ctx, refund, item)?;
         let amount = raw.round_cents();
+        let tax_class = classes.and_then(|c| match (&what, item.item_type.trim()) {
+            (Booked::Product { line, .. }, _) => c.products.get(&line.id).cloned(),
+            (_, t) if t.eq_ignore_ascii_case("SHIPPING") => c.shipping.clone(),
+            (_, t) if t.eq_ignore_ascii_case("HANDLING") => c.handling.clone(),
+            (_, t) if t.eq_ignore_ascii_case("GIFT_WRAPPING") => c.wrapping.clone(),
+            _ => None,
+        });
         let (item, class, description, quantity) = match what {
             Booked::Product {
                 line,
@@ -242,18 +250,23 @@ pub fn build_refund(
                 Decimal::ONE,
             ),
         };
-        let (q, unit) = qty_and_price(quantity, amount);
-        lines.push(Line::sales(
-            amount,
-            Some(description.chars().take(4000).collect()),
-            SalesItemLineDetail {
-                item_ref: item,
-                class_ref: class_ref(&class)?,
-                unit_price: Some(unit),
-                qty: Some(q),
-                ..Default::default()
-            },
-        ));
+        // The invoice's layout: the true quantity, split in two lines when no price fits.
+        let description: String = description.chars().take(4000).collect();
+        let class = class_ref(&class)?;
+        for part in price_parts(quantity, amount) {
+            line_classes.push(tax_class.clone());
+            lines.push(Line::sales(
+                part.amount,
+                Some(description.clone()),
+                SalesItemLineDetail {
+                    item_ref: item.clone(),
+                    class_ref: class.clone(),
+                    unit_price: Some(part.unit_price),
+                    qty: Some(part.qty),
+                    ..Default::default()
+                },
+            ));
+        }
         terms += 1;
     }
     let item_lines = lines.len();
@@ -282,7 +295,16 @@ pub fn build_refund(
         tax_target
     };
     if !absorb_in_tax && !residue.is_zero() {
-        let Some(i) = (0..item_lines).rev().max_by_key(|i| lines[*i].amount) else {
+        // The largest line whose quantity has a price for its new amount takes the residue
+        // (its quantity stays true); among equal amounts the last line wins.
+        let mut by_amount: Vec<usize> = (0..item_lines).rev().collect();
+        by_amount.sort_by(|a, b| lines[*b].amount.cmp(&lines[*a].amount));
+        let fitted = by_amount.into_iter().find_map(|i| {
+            let d = lines[i].sales_item_line_detail.as_ref()?;
+            let amount = lines[i].amount + residue;
+            fit_unit_price(d.qty.unwrap_or(Decimal::ONE), amount).map(|u| (i, amount, u))
+        });
+        let Some((i, amount, u)) = fitted else {
             return Err(MappingError::RefundDoesNotTie {
                 refund_id: refund.id,
                 bigcommerce: target,
@@ -291,17 +313,21 @@ pub fn build_refund(
             });
         };
         let line = &mut lines[i];
-        line.amount += residue;
+        line.amount = amount;
         if let Some(d) = line.sales_item_line_detail.as_mut() {
-            let (q, u) = qty_and_price(d.qty.unwrap_or(Decimal::ONE), line.amount);
-            d.qty = Some(q);
             d.unit_price = Some(u);
         }
     }
     let (tax_line, txn_tax_detail) =
         book_tax(config, refs, tax, "Sales tax refunded (BigCommerce)")?;
     lines.extend(tax_line);
-    let global_tax_calculation = tax_codes(config, refs, &mut lines)?;
+    let global_tax_calculation = tax_codes(
+        config,
+        refs,
+        &mut lines,
+        &line_classes,
+        ctx.order.is_tax_inclusive_pricing,
+    )?;
     if lines.is_empty() && tax.is_zero() {
         return Err(MappingError::NothingToRefund {
             refund_id: refund.id,
@@ -480,6 +506,44 @@ mod tests {
         assert_eq!(draft.residue, Money::ZERO);
         let first = draft.lines[0].sales_item_line_detail.as_ref().unwrap();
         assert_eq!(first.qty, Some(Decimal::ONE));
+    }
+
+    #[test]
+    fn a_quantity_no_unit_price_fits_keeps_its_true_quantity_in_two_lines_like_the_invoice() {
+        let o = order();
+        // Three million and one units for a million: no price of 7 decimals gives the amount.
+        let mut big = line(1, "X", 3_000_001, "0");
+        big.total_ex_tax = m("1000000.0000");
+        let lines = [big];
+        let catalog = HashMap::new();
+        let ctx = OrderContext {
+            order: &o,
+            lines: &lines,
+            catalog: &catalog,
+            customer_group_id: None,
+        };
+        let c = config();
+        let r = refund(
+            vec![item("PRODUCT", 1, 3_000_001, None)],
+            "0.00",
+            "1000000.00",
+        );
+        let refs = refs(&c, &ctx, &r);
+        let draft = build_refund(&c, &ctx, &refs, &r).unwrap();
+        assert_eq!(draft.lines.len(), 2, "{:?}", draft.lines);
+        let mut qty = Decimal::ZERO;
+        for l in &draft.lines {
+            let d = l.sales_item_line_detail.as_ref().unwrap();
+            assert_eq!(d.item_ref.name.as_deref(), Some("BigCommerce Sales"));
+            assert_eq!(
+                round2(d.qty.unwrap() * d.unit_price.unwrap()),
+                l.amount.amount()
+            );
+            assert!(d.unit_price.unwrap().scale() <= 7);
+            qty += d.qty.unwrap();
+        }
+        assert_eq!(qty, Decimal::from(3_000_001), "Qty stays true");
+        assert_eq!(draft.total, m("1000000.00"));
     }
 
     #[test]

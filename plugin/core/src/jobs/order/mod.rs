@@ -33,6 +33,7 @@ mod invoice;
 mod payments;
 mod refunds;
 mod store_facts;
+mod tax_classes;
 
 use invoice::{create_invoice, guard_total, record_invoice, sync_invoice, void_invoice};
 use payments::{payment_refs, post_payment};
@@ -257,6 +258,17 @@ impl Prepared {
         self.digest = customer::content_digest(&self.invoice);
     }
 
+    /// The invoice's `ExchangeRate` (a foreign-currency order), which its payments and refund
+    /// documents carry too.
+    pub fn exchange_rate(&self) -> Option<rust_decimal::Decimal> {
+        let v = self.invoice.get("ExchangeRate")?;
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+            .parse()
+            .ok()
+    }
+
     /// The mapping context of the order.
     pub fn context(&self) -> OrderContext<'_> {
         OrderContext {
@@ -272,7 +284,7 @@ impl Prepared {
 pub fn prepare_order(
     host: &mut dyn Host,
     up: &Upstreams,
-    fetched: FetchedOrder,
+    mut fetched: FetchedOrder,
     dry_run: bool,
 ) -> Result<Prepared, Failure> {
     let config = store::mapping_config(host)?;
@@ -292,6 +304,8 @@ pub fn prepare_order(
     })?;
     // Tax mode `auto` becomes the mode this company books tax under (CONTRACT §11).
     let config = company::effective_mapping(host, up, &access.realm_id, config).map_err(qf)?;
+    // A VAT/GST company codes each line by its BigCommerce tax class.
+    tax_classes::attach_tax_classes(host, up, &config, &mut fetched.order)?;
     let plan = mapping::plan(&config, &fetched.order, &fetched.lines);
     let catalog = catalog(host, up, &plan.catalog_products)?;
     let group = if plan.needs_customer_group && !fetched.order.is_guest() {

@@ -110,6 +110,8 @@ pub(super) fn post_payment(
             .invoice
             .get("CurrencyRef")
             .and_then(|c| serde_json::from_value(c.clone()).ok()),
+        // A foreign-currency order: its invoice's currency, rate and per-currency customer.
+        exchange_rate: prepared.exchange_rate(),
         private_note: Some(format!(
             "BigCommerce order #{order_id}: {label}. {}",
             documents::document_marker(order_id, p.source)

@@ -77,6 +77,8 @@ pub(super) fn post_refunds(
                 .invoice
                 .get("CurrencyRef")
                 .and_then(|c| serde_json::from_value(c.clone()).ok()),
+            // A foreign-currency order: its invoice's currency, rate and per-currency customer.
+            exchange_rate: prepared.exchange_rate(),
             private_note: Some(format!(
                 "BigCommerce order #{order_id}, refund {}{}. {}",
                 refund.id,

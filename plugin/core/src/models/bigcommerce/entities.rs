@@ -379,6 +379,61 @@ pub struct Order {
     /// Present with `include=fees` (a link object otherwise, read as empty).
     #[serde(deserialize_with = "lenient::vec")]
     pub fees: Vec<Fee>,
+    /// The tax class of each line, from `/v2/orders/{id}/taxes?details=true`: read only for
+    /// VAT/GST companies (never sent by BigCommerce on the order itself).
+    #[serde(skip)]
+    pub tax_classes: Option<TaxClasses>,
+}
+
+/// One row of `GET /v2/orders/{id}/taxes?details=true` (the fields the books read).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct OrderTax {
+    /// The order product (for `line_item_type` `item` or `handling`); null otherwise.
+    #[serde(deserialize_with = "lenient::opt_u64")]
+    pub order_product_id: Option<u64>,
+    /// `item`, `shipping`, `handling` or `gift-wrapping`.
+    #[serde(deserialize_with = "lenient::string")]
+    pub line_item_type: String,
+    /// The tax class name (`Default Tax Class`, `Automatic Tax`, a merchant's class, …).
+    #[serde(deserialize_with = "lenient::string")]
+    pub class: String,
+}
+
+/// The BigCommerce tax class of an order's lines and charges (from its tax rows).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaxClasses {
+    /// Order product id → tax class name.
+    pub products: std::collections::BTreeMap<u64, String>,
+    pub shipping: Option<String>,
+    pub handling: Option<String>,
+    pub wrapping: Option<String>,
+}
+
+impl TaxClasses {
+    /// The classes named by an order's tax rows: a line taxed by several rows of one class
+    /// has that class; the first row of a line wins when rows disagree.
+    pub fn from_rows(rows: &[OrderTax]) -> TaxClasses {
+        let mut out = TaxClasses::default();
+        for r in rows {
+            let class = r.class.trim();
+            if class.is_empty() {
+                continue;
+            }
+            let slot = match (r.line_item_type.trim(), r.order_product_id) {
+                ("item", Some(id)) => {
+                    out.products.entry(id).or_insert_with(|| class.to_string());
+                    continue;
+                }
+                ("shipping", _) => &mut out.shipping,
+                ("handling", _) => &mut out.handling,
+                ("gift-wrapping" | "wrapping", _) => &mut out.wrapping,
+                _ => continue,
+            };
+            slot.get_or_insert_with(|| class.to_string());
+        }
+        out
+    }
 }
 
 impl Order {

@@ -77,6 +77,26 @@ pub fn catalog_product(base: &str, store_hash: &str, token: &str, id: ProductId)
     )
 }
 
+/// One page (1-based, 250 per page) of an order's tax rows with the line each taxes
+/// (`/v2/orders/{id}/taxes?details=true`): where a line's tax class is read.
+pub fn order_taxes(
+    base: &str,
+    store_hash: &str,
+    token: &str,
+    id: OrderId,
+    page: u32,
+) -> HttpRequest {
+    get(
+        base,
+        store_hash,
+        token,
+        &format!(
+            "v2/orders/{id}/taxes?details=true&limit=250&page={}",
+            page.max(1)
+        ),
+    )
+}
+
 /// An order's refunds, oldest first (`/v3/orders/{id}/payment_actions/refunds`).
 pub fn order_refunds(base: &str, store_hash: &str, token: &str, id: OrderId) -> HttpRequest {
     get(

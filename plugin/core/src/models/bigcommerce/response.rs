@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 
 use crate::http::HttpResponse;
 use crate::models::bigcommerce::entities::{
-    CatalogProduct, Customer, Order, OrderProduct, Refund, Store,
+    CatalogProduct, Customer, Order, OrderProduct, OrderTax, Refund, Store,
 };
 
 /// Why a BigCommerce response could not be used.
@@ -177,6 +177,14 @@ pub fn parse_order(resp: &HttpResponse) -> Result<Order, BcError> {
 
 /// An order-products page (a 204 or empty body is an empty page).
 pub fn parse_order_products(resp: &HttpResponse) -> Result<Vec<OrderProduct>, BcError> {
+    if resp.status == 204 || (resp.is_success() && resp.body.iter().all(u8::is_ascii_whitespace)) {
+        return Ok(Vec::new());
+    }
+    parse_response(resp)
+}
+
+/// An order-taxes page (a 204 or empty body is an empty page).
+pub fn parse_order_taxes(resp: &HttpResponse) -> Result<Vec<OrderTax>, BcError> {
     if resp.status == 204 || (resp.is_success() && resp.body.iter().all(u8::is_ascii_whitespace)) {
         return Ok(Vec::new());
     }

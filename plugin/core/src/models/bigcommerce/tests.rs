@@ -195,3 +195,45 @@ fn request_builders_use_the_documented_urls_and_headers() {
         (ProductId(9), vec![23, 24], 3)
     );
 }
+
+#[test]
+fn tax_rows_name_each_lines_tax_class() {
+    let body = br#"[
+      {"id": 1, "order_id": 7, "tax_class_id": 0, "class": "Default Tax Class", "rate": "20.0000",
+       "order_product_id": "11", "line_item_type": "item"},
+      {"id": 2, "order_id": 7, "tax_class_id": 3, "class": "Children's Clothing", "rate": "0.0000",
+       "order_product_id": 12, "line_item_type": "item"},
+      {"id": 3, "order_id": 7, "class": "Second Rate", "order_product_id": "12", "line_item_type": "item"},
+      {"id": 4, "order_id": 7, "class": "Shipping", "order_product_id": null, "line_item_type": "shipping"},
+      {"id": 5, "order_id": 7, "class": "Wrap", "order_product_id": null, "line_item_type": "gift-wrapping"},
+      {"id": 6, "order_id": 7, "class": "", "order_product_id": "13", "line_item_type": "item"}
+    ]"#;
+    let resp = HttpResponse {
+        status: 200,
+        headers: vec![],
+        body: body.to_vec(),
+    };
+    let rows = parse_order_taxes(&resp).unwrap();
+    assert_eq!(rows.len(), 6);
+    let c = TaxClasses::from_rows(&rows);
+    assert_eq!(
+        c.products.get(&11).map(String::as_str),
+        Some("Default Tax Class")
+    );
+    // The first row of a line wins; a blank class names nothing.
+    assert_eq!(
+        c.products.get(&12).map(String::as_str),
+        Some("Children's Clothing")
+    );
+    assert_eq!(c.products.get(&13), None);
+    assert_eq!(c.shipping.as_deref(), Some("Shipping"));
+    assert_eq!(c.wrapping.as_deref(), Some("Wrap"));
+    assert_eq!(c.handling, None);
+    // An order without tax rows (a 204) has none.
+    let empty = HttpResponse {
+        status: 204,
+        headers: vec![],
+        body: vec![],
+    };
+    assert!(parse_order_taxes(&empty).unwrap().is_empty());
+}

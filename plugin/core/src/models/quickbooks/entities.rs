@@ -103,6 +103,14 @@ pub struct SalesItemLineDetail {
     pub tax_code_ref: Option<Ref>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_date: Option<NaiveDate>,
+    /// The line's amount including tax (`GlobalTaxCalculation` `TaxInclusive`); `Amount` stays
+    /// the net amount.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::models::money::decimal_number::option"
+    )]
+    pub tax_inclusive_amt: Option<Decimal>,
 }
 
 /// `DiscountLineDetail`.
@@ -308,6 +316,14 @@ pub struct Payment {
     pub txn_date: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency_ref: Option<Ref>,
+    /// Home-currency units per unit of `currency_ref` (a foreign-currency order's documents,
+    /// at its invoice's rate).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::models::money::decimal_number::option"
+    )]
+    pub exchange_rate: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -331,6 +347,14 @@ pub struct SalesReturn {
     pub txn_date: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency_ref: Option<Ref>,
+    /// Home-currency units per unit of `currency_ref` (a foreign-currency order's documents,
+    /// at its invoice's rate).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::models::money::decimal_number::option"
+    )]
+    pub exchange_rate: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_note: Option<String>,
     #[serde(default)]
