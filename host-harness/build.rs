@@ -1,11 +1,12 @@
 //! Gets the component ready while the harness compiles, in release builds.
 //!
-//! `cargo run --release -p ml-harness -- serve --build` (the README's run command) used to
-//! compile the harness for minutes, then run the component build, which failed at once when the
-//! toolchain lacked the `wasm32-wasip2` target. This script runs during that build -- cargo
-//! starts work that many other units wait for first, so a top-level crate's script runs about
-//! halfway through a cold build (55 % in a measured run), before the long tail of wasmtime-wasi,
-//! the simulators and the harness itself -- and:
+//! `cargo run --profile quick -p ml-harness -- serve --build` (the README's run command; with
+//! `--release` before) used to compile the harness for minutes, then run the component build,
+//! which failed at once when the toolchain lacked the `wasm32-wasip2` target. This script runs
+//! during that build -- cargo starts work that many other units wait for first, so a top-level
+//! crate's script runs late in a cold build (55 % of the way in a measured `--release` build,
+//! 89 % in a `quick` one), before the tail of wasmtime-wasi, the simulators and the harness
+//! itself -- and:
 //!
 //! 1. checks that the toolchain in effect has `wasm32-wasip2`; when it does not, it runs
 //!    `rustup target add wasm32-wasip2` if rustup is there, or else fails the build there and
@@ -17,8 +18,9 @@
 //!
 //! Build scripts normally touch nothing outside `OUT_DIR` and never the network. These two
 //! exceptions are deliberate and bounded:
-//! - only in the `release` profile: `cargo check`, clippy, rust-analyzer and the tests build
-//!   with `dev`, so opening the project in an editor or running tests never triggers them;
+//! - only in release builds (cargo's `PROFILE` is `release` for `--release` and for profiles
+//!   that inherit from it, such as `quick`): `cargo check`, clippy, rust-analyzer and the tests
+//!   build with `dev`, so opening the project in an editor or running tests never triggers them;
 //! - once per target directory: the script reruns only when it or `src/wasm_target.rs` changes,
 //!   so ordinary rebuilds leave the component to `--build`, which rebuilds what changed;
 //! - adding the target completes the toolchain `rust-toolchain.toml` already pins, with the
