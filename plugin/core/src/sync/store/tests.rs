@@ -1,0 +1,249 @@
+
+use super::*;
+use crate::host::LogLevel;
+use crate::http::{HttpRequest, HttpResponse, TransportError};
+use crate::testing::FakeHost;
+
+/// A host that keeps data the way Spin's Redis store does: counters as decimal text
+/// (`INCRBY`), and a swap that lost its race reported as done. `rival` is a value another
+/// instance writes to `key` just before our next swap of it.
+struct RedisLike {
+    inner: FakeHost,
+    rival: Option<(String, Vec<u8>)>,
+}
+
+impl Host for RedisLike {
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.now()
+    }
+    fn random_bytes(&mut self, buf: &mut [u8]) {
+        self.inner.random_bytes(buf)
+    }
+    fn config(&mut self, name: &str) -> Option<String> {
+        self.inner.config(name)
+    }
+    fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        self.inner.http(request)
+    }
+    fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.kv_get(key)
+    }
+    fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.inner.kv_set(key, value)
+    }
+    fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
+        self.inner.kv_delete(key)
+    }
+    fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
+        let current = match self.inner.kv.get(key) {
+            None => 0,
+            Some(b) => std::str::from_utf8(b)
+                .ok()
+                .and_then(|t| t.parse::<i64>().ok())
+                .ok_or_else(|| KvError("ERR value is not an integer".into()))?,
+        };
+        let sum = current + delta;
+        self.inner
+            .kv
+            .insert(key.into(), sum.to_string().into_bytes());
+        Ok(sum)
+    }
+    fn kv_cas(&mut self, key: &str, expected: &[u8], new: &[u8]) -> Result<CasOutcome, KvError> {
+        let current = self.inner.kv.get(key).cloned();
+        if current.as_deref() != Some(expected) {
+            return Ok(CasOutcome::Conflict(current));
+        }
+        if let Some((k, v)) = self.rival.take_if(|(k, _)| k == key) {
+            // The rival's write lands between our read and our swap; ours is dropped, and
+            // reported as done.
+            self.inner.kv.insert(k, v);
+            return Ok(CasOutcome::Swapped);
+        }
+        self.inner.kv.insert(key.into(), new.to_vec());
+        Ok(CasOutcome::Swapped)
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.inner.sleep_ms(ms)
+    }
+    fn log(&mut self, level: LogLevel, message: &str) {
+        self.inner.log(level, message)
+    }
+}
+
+fn redis_like() -> RedisLike {
+    RedisLike {
+        inner: FakeHost::new(DateTime::from_timestamp(1_750_000_000, 0).unwrap()),
+        rival: None,
+    }
+}
+
+fn count_of(h: &mut dyn Host, state: State) -> i64 {
+    counts(h)
+        .unwrap()
+        .into_iter()
+        .find(|(s, _)| *s == state)
+        .unwrap()
+        .1
+}
+
+/// Saves a new record in `state` as a job does (`pending` first, then its outcome).
+fn saved(h: &mut FakeHost, id: &str, state: State) -> SyncRecord {
+    let mut rec = SyncRecord::new(Entity::Order, id, h.now());
+    save_record(h, &rec, None).unwrap();
+    rec.state = state;
+    save_record(h, &rec, Some(State::Pending)).unwrap();
+    rec
+}
+
+#[test]
+fn a_recount_repairs_counts_a_crash_between_record_and_counters_left_wrong() {
+    let mut h = FakeHost::new(DateTime::from_timestamp(1_750_000_000, 0).unwrap());
+    saved(&mut h, "1", State::Posted);
+    let mut two = saved(&mut h, "2", State::Retrying);
+    // An instance saved order 2 as posted and died before adjusting the counters; another
+    // one listed order 3 twice (it died after taking the first listing slot).
+    two.state = State::Posted;
+    set_json(&mut h, &record_key(Entity::Order, "2"), &two).unwrap();
+    let three = SyncRecord::new(Entity::Order, "3", h.now());
+    let slot = EntityRef {
+        entity: Entity::Order,
+        id: "3".into(),
+    };
+    append(&mut h, "log/records", &slot).unwrap();
+    save_record(&mut h, &three, None).unwrap();
+    assert_eq!(count_of(&mut h, State::Posted), 1);
+    assert_eq!(count_of(&mut h, State::Retrying), 1);
+
+    let fixed = recount(&mut h).unwrap();
+    assert_eq!(
+        fixed,
+        Recount::Done(vec![(State::Retrying, -1), (State::Posted, 1)])
+    );
+    assert_eq!(count_of(&mut h, State::Posted), 2);
+    assert_eq!(count_of(&mut h, State::Retrying), 0);
+    assert_eq!(count_of(&mut h, State::Pending), 1, "order 3, counted once");
+    // Not again before RECOUNT_EVERY_S; then again, with nothing to correct.
+    h.advance(chrono::Duration::seconds(RECOUNT_EVERY_S - 1));
+    assert_eq!(recount(&mut h).unwrap(), Recount::NotDue);
+    h.advance(chrono::Duration::seconds(1));
+    assert_eq!(recount(&mut h).unwrap(), Recount::Done(vec![]));
+}
+
+#[test]
+fn a_recount_that_a_save_overlaps_applies_nothing_and_counts_again_on_the_next_call() {
+    let mut h = FakeHost::new(DateTime::from_timestamp(1_750_000_000, 0).unwrap());
+    saved(&mut h, "1", State::Retrying);
+    saved(&mut h, "2", State::Retrying);
+    // While the recount reads order 2, another worker posts order 1 (record, then counts):
+    // the recount saw order 1 as `retrying`, and its counters moved.
+    let mut once = true;
+    h.after_get("rec/order/2", move |h| {
+        if !std::mem::take(&mut once) {
+            return;
+        }
+        let mut one = load_record(h, Entity::Order, "1").unwrap().unwrap();
+        one.state = State::Posted;
+        save_record(h, &one, Some(State::Retrying)).unwrap();
+    });
+    assert_eq!(recount(&mut h).unwrap(), Recount::Busy);
+    assert_eq!(count_of(&mut h, State::Posted), 1);
+    assert_eq!(count_of(&mut h, State::Retrying), 1);
+    assert_eq!(
+        recount(&mut h).unwrap(),
+        Recount::Done(vec![]),
+        "right as they are"
+    );
+}
+
+#[test]
+fn counters_decode_in_both_host_encodings() {
+    for v in [
+        0i64,
+        1,
+        7,
+        12_345_678,
+        29_500_000,
+        -3,
+        1 << 56,
+        i64::MAX >> 8,
+    ] {
+        assert_eq!(
+            decode_counter(&v.to_le_bytes()),
+            Some(v),
+            "{v} little-endian"
+        );
+        assert_eq!(
+            decode_counter(v.to_string().as_bytes()),
+            Some(v),
+            "{v} as text"
+        );
+    }
+    assert_eq!(decode_counter(b"{\"json\":1}"), None);
+}
+
+#[test]
+fn leases_work_where_counters_are_decimal_text_and_increment_still_works_after() {
+    let mut h = redis_like();
+    let guard = try_acquire(&mut h, "lease/x", 1000)
+        .unwrap()
+        .expect("free lease taken");
+    assert!(
+        try_acquire(&mut h, "lease/x", 1000).unwrap().is_none(),
+        "held"
+    );
+    let stored = h.inner.kv["lease/x"].clone();
+    assert!(
+        stored.iter().all(u8::is_ascii_digit),
+        "stored as text: {stored:?}"
+    );
+    assert!(
+        h.kv_increment("lease/x", 0).is_ok(),
+        "still a counter for INCRBY"
+    );
+    release(&mut h, guard).unwrap();
+    assert_eq!(h.inner.kv["lease/x"], b"0");
+    assert!(try_acquire(&mut h, "lease/x", 1000).unwrap().is_some());
+}
+
+#[test]
+fn a_lease_swap_that_lost_the_race_but_was_reported_done_is_not_taken() {
+    let mut h = redis_like();
+    h.kv_increment("lease/x", 0).unwrap();
+    let rival = Lease {
+        expires_at_ms: h.now().timestamp_millis() + 60_000,
+        nonce: 0x4243,
+    }
+    .to_i64();
+    h.rival = Some(("lease/x".into(), rival.to_string().into_bytes()));
+    assert_eq!(try_acquire(&mut h, "lease/x", 1000).unwrap(), None);
+    assert_eq!(
+        read_counter(&mut h, "lease/x").unwrap(),
+        rival,
+        "the rival holds it"
+    );
+}
+
+#[test]
+fn due_entries_logs_and_counts_work_where_counters_are_decimal_text() {
+    let mut h = redis_like();
+    let now = h.now();
+    let at = now - chrono::Duration::minutes(3);
+    for id in ["1", "2"] {
+        schedule(&mut h, &DueEntry::retry(Entity::Order, id, at)).unwrap();
+    }
+    let due = due_entries(&mut h, now, 10).unwrap();
+    assert_eq!(due.len(), 2);
+    for d in &due {
+        mark_due_done(&mut h, d.minute, d.slot).unwrap();
+    }
+    assert!(due_entries(&mut h, now, 10).unwrap().is_empty(), "all done");
+    // A finished minute's log is deleted with its entries (the store stays bounded).
+    assert_eq!(log_len(&mut h, &format!("due/{}", minute(at))).unwrap(), 0);
+    h.kv_increment("count/posted", 3).unwrap();
+    let posted = counts(&mut h)
+        .unwrap()
+        .into_iter()
+        .find(|(s, _)| *s == State::Posted)
+        .unwrap();
+    assert_eq!(posted.1, 3);
+}
