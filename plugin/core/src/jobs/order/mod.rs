@@ -29,13 +29,19 @@ use crate::sync::resolve::{self, Matched};
 use crate::sync::store;
 use crate::sync::upstream::{EntityCall, QboFailure, Upstreams, id_and_token};
 
+mod fetch;
 mod invoice;
+mod kept;
 mod payments;
 mod refunds;
 mod store_facts;
 mod tax_classes;
 
+pub use fetch::{FetchedOrder, fetch_order};
+use fetch::{catalog, customer_group};
 use invoice::{create_invoice, guard_total, record_invoice, sync_invoice, void_invoice};
+use kept::{keepable_raw, kept_order, settle_kept};
+pub use kept::{kept_order_key, note_changed};
 use payments::{payment_refs, post_payment};
 pub use refunds::fetch_refunds;
 use refunds::post_refunds;
@@ -65,138 +71,9 @@ fn named_in_mapping(e: QboFailure, key: &str) -> Failure {
     f
 }
 
-/// An order fetched from BigCommerce with what mapping needs.
-pub struct FetchedOrder {
-    pub raw: Value,
-    pub order: Order,
-    pub lines: Vec<OrderProduct>,
-}
-
 /// Most pages of line items read for one order (250 lines each): a store that keeps
 /// answering full pages cannot keep a job paging forever.
 pub const MAX_LINE_PAGES: u32 = 40;
-
-/// Fetches the order with its line items: one request in the common case.
-pub fn fetch_order(host: &mut dyn Host, up: &Upstreams, id: u64) -> Result<FetchedOrder, Failure> {
-    let bc = &up.bc;
-    let resp = up.bc_send(
-        host,
-        &bigcommerce::order_with_line_items(
-            &bc.api_base,
-            &bc.store_hash,
-            &bc.access_token,
-            OrderId(id),
-        ),
-    )?;
-    let raw: Value = up.bc_decode(&resp, "order")?;
-    let order: Order = up.bc_decode(&resp, "order")?;
-    let mut lines = bigcommerce::line_items(&order);
-    if order.consignments.is_none() {
-        // An older store without consignments: the line items are a separate, paged resource.
-        lines.clear();
-        for page in 1..=MAX_LINE_PAGES + 1 {
-            if page > MAX_LINE_PAGES {
-                return Err(Failure::unreadable(
-                    Service::BigCommerce,
-                    &format!(
-                        "order {id} has more than {} line items (every page came back full): the \
-                         connector reads at most that many; check the order in BigCommerce",
-                        MAX_LINE_PAGES * 250
-                    ),
-                ));
-            }
-            let resp = up.bc_send(
-                host,
-                &bigcommerce::order_products(
-                    &bc.api_base,
-                    &bc.store_hash,
-                    &bc.access_token,
-                    OrderId(id),
-                    page,
-                ),
-            )?;
-            let batch = bigcommerce::parse_order_products(&resp).map_err(|e| {
-                Failure::unreadable(Service::BigCommerce, &format!("order lines ({e})"))
-            })?;
-            let full = batch.len() >= 250;
-            lines.extend(batch);
-            if !full {
-                break;
-            }
-        }
-    }
-    Ok(FetchedOrder { raw, order, lines })
-}
-
-/// Catalog data for the products a rule needs, cached per product.
-fn catalog(
-    host: &mut dyn Host,
-    up: &Upstreams,
-    products: &[ProductId],
-) -> Result<HashMap<ProductId, CatalogProduct>, Failure> {
-    let mut out = HashMap::new();
-    for &pid in products {
-        let key = format!("cache/bc/product/{}", pid.0);
-        if let Ok(Some(p)) = store::cache_get::<CatalogProduct>(host, &key) {
-            out.insert(pid, p);
-            continue;
-        }
-        let bc = &up.bc;
-        let resp = up.bc_send(
-            host,
-            &bigcommerce::catalog_product(&bc.api_base, &bc.store_hash, &bc.access_token, pid),
-        )?;
-        let product = bigcommerce::parse_catalog_product(&resp).map_err(|e| {
-            Failure::unreadable(Service::BigCommerce, &format!("product {} ({e})", pid.0))
-        })?;
-        let _ = store::cache_set(host, &key, &product);
-        out.insert(pid, product);
-    }
-    Ok(out)
-}
-
-/// How long a cached customer group is trusted without a customer webhook or the sweep
-/// refreshing it: a week (the sweep sees every changed customer within its interval, so this
-/// only bounds how long a group changed while both were off can linger).
-const CUSTOMER_GROUP_MAX_AGE_S: i64 = 7 * 24 * 3600;
-
-/// The customer's group: the one stored by the customer job or an earlier order (kept fresh by
-/// customer webhooks and the sweep), else read from BigCommerce once and stored.
-fn customer_group(
-    host: &mut dyn Host,
-    up: &Upstreams,
-    customer_id: u64,
-) -> Result<Option<u64>, Failure> {
-    let key = store::customer_group_key(customer_id);
-    if let Ok(Some(c)) = store::cache_get::<store::CustomerGroup>(host, &key)
-        && (host.now() - c.at).num_seconds() < CUSTOMER_GROUP_MAX_AGE_S
-    {
-        return Ok(Some(c.group));
-    }
-    let bc = &up.bc;
-    let resp = up.bc_send(
-        host,
-        &bigcommerce::customers_by_ids(
-            &bc.api_base,
-            &bc.store_hash,
-            &bc.access_token,
-            &[bigcommerce::CustomerId(customer_id)],
-        ),
-    )?;
-    let customers = bigcommerce::parse_customers(&resp).map_err(|e| {
-        Failure::unreadable(
-            Service::BigCommerce,
-            &format!("customer {customer_id} ({e})"),
-        )
-    })?;
-    let group = customers.first().map(|c| c.customer_group_id);
-    if let Some(group) = group {
-        let at = host.now();
-        // A cache write that fails only costs a read next time.
-        let _ = store::cache_set(host, &key, &store::CustomerGroup { group, at });
-    }
-    Ok(group)
-}
 
 /// Who the invoice is for, per the contract's guest policy.
 pub fn invoice_customer_source(config: &MappingConfig, fetched: &FetchedOrder) -> CustomerSource {
@@ -395,33 +272,6 @@ fn start(
     Ok((id, fetched))
 }
 
-/// Kept for this run's own retry when it fails after the read (a throttled or failed
-/// QuickBooks call): the retry then costs no second read of the order.
-fn keepable_raw(fetched: &FetchedOrder) -> Option<Value> {
-    fetched
-        .order
-        .consignments
-        .is_some()
-        .then(|| fetched.raw.clone())
-}
-
-fn settle_kept(
-    host: &mut dyn Host,
-    job: &Job,
-    id: u64,
-    raw: Option<Value>,
-    replay: bool,
-    result: &Result<Done, Failure>,
-) {
-    match (result, raw) {
-        (Err(f), Some(raw)) if f.is_retryable() => keep_order(host, &job.rec, id, raw),
-        // A retry or replay that ends for good: what an earlier run kept is done with.
-        (Err(f), _) if f.is_retryable() => {}
-        _ if job.due || replay => forget_kept_order(host, id),
-        _ => {}
-    }
-}
-
 /// An order staged for a batch ([`stage`]): mapped, its invoice a plain first create whose
 /// `requestid` is not yet on its record.
 pub(crate) struct StagedCreate {
@@ -544,89 +394,6 @@ pub(crate) fn plan_staged(
     let now = host.now();
     job.rec.write_planned(request_id, now);
     job.save(host).map_err(|e| Failure::storage(&e.to_string()))
-}
-
-/// Where a run that failed after reading its order keeps it for its retry.
-pub fn kept_order_key(id: u64) -> String {
-    format!("keep/order/{id}")
-}
-
-/// Most bytes of an order kept for a retry; a larger one is read again.
-const MAX_KEPT_ORDER_BYTES: usize = 64 * 1024;
-
-/// An order as a failed run read it, with the newest event its record had then.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct KeptOrder {
-    event: Option<String>,
-    raw: Value,
-}
-
-fn keep_order(host: &mut dyn Host, rec: &crate::sync::record::SyncRecord, id: u64, raw: Value) {
-    let kept = KeptOrder {
-        event: rec.recent_hashes.last().cloned(),
-        raw,
-    };
-    let Ok(bytes) = serde_json::to_vec(&kept) else {
-        return;
-    };
-    if bytes.len() <= MAX_KEPT_ORDER_BYTES {
-        // Not kept only costs the retry a read.
-        let _ = host.kv_set(&kept_order_key(id), &bytes);
-    }
-}
-
-/// Where the sweep notes that BigCommerce changed an order whose record waits for a retry.
-fn changed_key(id: u64) -> String {
-    format!("keep/order/{id}/changed")
-}
-
-/// Drops a kept order once its retry no longer needs it.
-fn forget_kept_order(host: &mut dyn Host, id: u64) {
-    let _ = host.kv_delete(&kept_order_key(id));
-    let _ = host.kv_delete(&changed_key(id));
-}
-
-/// The sweep saw order `id` changed at `modified` while its record waits for a retry (or
-/// runs): a kept copy older than that is never reused, whenever it was kept, so the retry
-/// reads the change. Without a date, the kept copy is dropped.
-pub fn note_changed(host: &mut dyn Host, id: u64, modified: Option<DateTime<Utc>>) {
-    match modified {
-        Some(m) => {
-            let _ = host.kv_set(&changed_key(id), m.to_rfc3339().as_bytes());
-        }
-        None => forget_kept_order(host, id),
-    }
-}
-
-/// The order kept by the failed run this retry follows — only while no event arrived since
-/// (a webhook, or the sweep queueing a change, makes the retry read the order again).
-fn kept_order(
-    host: &mut dyn Host,
-    rec: &crate::sync::record::SyncRecord,
-    id: u64,
-) -> Option<FetchedOrder> {
-    let bytes = host.kv_get(&kept_order_key(id)).ok().flatten()?;
-    let kept: KeptOrder = serde_json::from_slice(&bytes).ok()?;
-    if kept.event != rec.recent_hashes.last().cloned() {
-        return None;
-    }
-    let order: Order = serde_json::from_value(kept.raw.clone()).ok()?;
-    order.consignments.as_ref()?;
-    if let Some(changed) = host.kv_get(&changed_key(id)).ok().flatten() {
-        let changed = std::str::from_utf8(&changed)
-            .ok()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-        match (changed, order.date_modified) {
-            (Some(c), Some(m)) if m >= c => {}
-            _ => return None,
-        }
-    }
-    let lines = bigcommerce::line_items(&order);
-    Some(FetchedOrder {
-        raw: kept.raw,
-        order,
-        lines,
-    })
 }
 
 /// The run once the order is read.

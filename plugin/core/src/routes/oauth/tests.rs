@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::http::{HttpResponse, Method, TransportError, header_value};
 use crate::testing::FakeHost;

@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::models::token::TokenError;
 use crate::sync::failure::{classify_bigcommerce, classify_quickbooks};

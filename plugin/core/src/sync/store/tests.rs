@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::host::LogLevel;
 use crate::http::{HttpRequest, HttpResponse, TransportError};
