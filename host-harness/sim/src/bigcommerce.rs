@@ -4,6 +4,7 @@
 //! `gen` is a reserved word in edition 2024, so the module is `r#gen`; its main items are also
 //! re-exported here.
 
+mod derive;
 pub mod r#gen;
 pub mod hooks;
 pub mod ledger;

@@ -14,7 +14,8 @@ use axum::response::Response;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Value, json};
 
-use super::r#gen::{self, GeneratedOrder};
+use super::derive;
+use super::r#gen::GeneratedOrder;
 use super::hooks::{self, Hook};
 
 const V3_ERROR_TYPE: &str =
@@ -379,21 +380,18 @@ fn route(
                 },
                 ["shipping_addresses" | "shippingaddresses"] => match rec.shipping_addresses {
                     Some(p) => json_response(StatusCode::OK, &p),
-                    None => v2_collection(&r#gen::derive_shipping_addresses(&entry.order), query),
+                    None => v2_collection(&derive::shipping_addresses(&entry.order), query),
                 },
                 ["coupons"] => match rec.coupons {
                     Some(p) => json_response(StatusCode::OK, &p),
-                    None => {
-                        v2_collection(&r#gen::derive_coupons(&entry.order, &entry.products), query)
-                    }
+                    None => v2_collection(&derive::coupons(&entry.order, &entry.products), query),
                 },
                 ["taxes"] => match rec.taxes {
                     Some(p) => json_response(StatusCode::OK, &p),
-                    None if q(query, "details") == Some("true") => v2_collection(
-                        &r#gen::derive_tax_details(&entry.order, &entry.products),
-                        query,
-                    ),
-                    None => v2_collection(&r#gen::derive_taxes(&entry.order), query),
+                    None if q(query, "details") == Some("true") => {
+                        v2_collection(&derive::tax_details(&entry.order, &entry.products), query)
+                    }
+                    None => v2_collection(&derive::taxes(&entry.order), query),
                 },
                 ["fees"] => {
                     let fees = entry.order["fees"].as_array().cloned().unwrap_or_default();
