@@ -8,6 +8,7 @@ mod derive;
 pub mod r#gen;
 pub mod hooks;
 pub mod ledger;
+mod listing;
 pub mod seed;
 mod server;
 
