@@ -526,6 +526,23 @@ pub struct DrainReport {
     pub emptied: bool,
 }
 
+impl DrainReport {
+    /// Counts a queue entry as handled by `result` (run, or found done) and marks its
+    /// position handled.
+    fn handled_entry(
+        &mut self,
+        host: &mut dyn Host,
+        pos: i64,
+        result: &RunResult,
+    ) -> Result<(), KvError> {
+        if matches!(result, RunResult::Ran(_)) {
+            self.ran += 1;
+        }
+        self.handled += 1;
+        limiter::mark_handled(host, pos)
+    }
+}
+
 /// Most queue positions one drain pass looks at (as many as one batch request carries).
 const DRAIN_SCAN: usize = crate::models::quickbooks::MAX_BATCH_ITEMS;
 /// Most queue entries one drain handles (capacity stops it long before, in practice).
@@ -603,11 +620,7 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
                 // Its holder runs it (or another drainer tries it): on to the next.
                 RunResult::Busy => {}
                 other => {
-                    if matches!(other, RunResult::Ran(_)) {
-                        report.ran += 1;
-                    }
-                    report.handled += 1;
-                    limiter::mark_handled(host, pos)?;
+                    report.handled_entry(host, pos, &other)?;
                     progressed = true;
                     if report.handled >= DRAIN_MAX {
                         return Ok(report);
@@ -667,18 +680,17 @@ fn drain_batch(
     head: &[(i64, limiter::Queued)],
     report: &mut DrainReport,
 ) -> Result<Option<BatchStep>, KvError> {
-    let orders: Vec<(i64, limiter::Waiting)> = head
+    let (positions, waiting): (Vec<i64>, Vec<limiter::Waiting>) = head
         .iter()
         .filter_map(|(pos, queued)| match queued {
             limiter::Queued::Work(w) if w.entity == Entity::Order => Some((*pos, w.clone())),
             _ => None,
         })
         .take(crate::models::quickbooks::MAX_BATCH_ITEMS)
-        .collect();
-    if orders.len() < batch::MIN_BATCH {
+        .unzip();
+    if waiting.len() < batch::MIN_BATCH {
         return Ok(None);
     }
-    let waiting: Vec<limiter::Waiting> = orders.iter().map(|(_, w)| w.clone()).collect();
     let results = batch::run_batch(host, &waiting)?;
     if results.is_empty() {
         return Ok(None);
@@ -692,11 +704,7 @@ fn drain_batch(
             RunResult::Waiting(no_capacity) => step.wait = Some(no_capacity),
             RunResult::Busy => {}
             other => {
-                if matches!(other, RunResult::Ran(_)) {
-                    report.ran += 1;
-                }
-                report.handled += 1;
-                limiter::mark_handled(host, orders[i].0)?;
+                report.handled_entry(host, positions[i], &other)?;
                 step.progressed = true;
             }
         }
