@@ -98,18 +98,16 @@ fn payments_for(env: &TestEnv, invoice_id: &Value) -> usize {
         .count()
 }
 
-/// Batch requests and single invoice creates QuickBooks answered, from its request log.
-fn batch_and_single_creates(env: &TestEnv) -> (usize, usize) {
+/// Batch requests, single invoice creates and single payment creates QuickBooks answered,
+/// from its request log.
+fn batch_and_single_creates(env: &TestEnv) -> (usize, usize, usize) {
     let log = env.qbo.control().requests();
-    let batches = log
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/batch"))
-        .count();
-    let singles = log
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/invoice") && r.status == 200)
-        .count();
-    (batches, singles)
+    let posts = |suffix: &str| {
+        log.iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with(suffix) && r.status == 200)
+            .count()
+    };
+    (posts("/batch"), posts("/invoice"), posts("/payment"))
 }
 
 async fn record_of(env: &TestEnv, id: u64) -> Value {
@@ -182,13 +180,20 @@ async fn a_burst_posts_its_invoices_through_batch_requests_each_once_and_a_clash
             .contains("document number"),
         "{rec}"
     );
-    let (batches, singles) = batch_and_single_creates(&env);
+    let (batches, singles, single_payments) = batch_and_single_creates(&env);
     let batched = others.len() - singles.min(others.len());
+    let paid_orders = others.iter().filter(|i| paid(**i)).count();
     assert!(batches >= 1, "no batch request was sent");
+    let batched_payments = paid_orders - single_payments.min(paid_orders);
     assert!(
-        batched >= 2 * batches,
-        "batch requests carry many invoices: {batched} invoices in {batches} batch requests, \
-         {singles} single creates"
+        batched + batched_payments >= 2 * batches,
+        "batch requests carry many documents: {batched} invoices and {batched_payments} \
+         payments in {batches} batch requests, {singles} single invoice creates"
+    );
+    assert!(
+        single_payments * 2 < paid_orders,
+        "most payments go out in batch requests after their invoices: {single_payments} of \
+         {paid_orders} were posted one by one"
     );
     assert_eq!(
         env.qbo.throttled_total(),
@@ -200,7 +205,8 @@ async fn a_burst_posts_its_invoices_through_batch_requests_each_once_and_a_clash
     );
     assert!(env.qbo.peak_in_flight() <= 10);
     eprintln!(
-        "batch e2e: {batches} batch requests carried {batched} invoices; {singles} single creates"
+        "batch e2e: {batches} batch requests carried {batched} invoices and {batched_payments} \
+         payments; {singles} single invoice creates, {single_payments} single payment creates"
     );
 }
 

@@ -185,3 +185,141 @@ fn an_items_own_fault_fails_only_its_order_as_the_single_write_would() {
     }
     assert_eq!(w.qbo.borrow().invoice_creates_accepted, ids.len() - 1);
 }
+
+/// Delivers paid orders (captured at checkout) while every slot is held, as [`queue_orders`].
+fn queue_paid_orders(w: &mut World, ids: &[u64]) -> Vec<LeaseGuard> {
+    for id in ids {
+        let paid = ml_sim::bigcommerce::generate_paid(
+            *id,
+            &plain_shape(*id),
+            ml_sim::bigcommerce::Payment::Captured,
+        );
+        w.put_order(*id, paid.order);
+    }
+    let held = hold_every_slot(w);
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(
+            w.deliver("store/order/created", *id, &hash(n as u32 + 1))
+                .status,
+            200
+        );
+    }
+    held
+}
+
+/// The payments in the QuickBooks model linked to each invoice id.
+fn payments_per_invoice(w: &World) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in w.qbo.borrow().payments.values() {
+        let inv = p
+            .pointer("/Line/0/LinkedTxn/0/TxnId")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        *out.entry(inv).or_insert(0) += 1;
+    }
+    out
+}
+
+#[test]
+fn paid_orders_get_their_payments_in_the_next_batch_request_each_exactly_once() {
+    let mut w = World::new();
+    let ids: Vec<u64> = (901..=912).collect();
+    let held = queue_paid_orders(&mut w, &ids);
+    free(&mut w, held);
+    w.advance(1);
+    w.clear_log();
+    w.retry_due();
+    assert_eq!(w.count("/invoice?"), 0, "no invoice was posted one by one");
+    assert_eq!(w.count("/payment?"), 0, "no payment was posted one by one");
+    assert_eq!(
+        w.qbo.borrow().batch_sizes,
+        vec![ids.len(), ids.len()],
+        "the invoices in one batch request, their payments in the next"
+    );
+    assert_eq!(w.qbo.borrow().payment_creates_accepted, ids.len());
+    let per_invoice = payments_per_invoice(&w);
+    for id in &ids {
+        let rec = w.record(*id);
+        assert_eq!(rec.state, State::Posted, "order {id}");
+        assert_eq!(rec.attempts, 1);
+        let invoice = rec.qbo_id.clone().unwrap();
+        assert_eq!(
+            per_invoice.get(&invoice),
+            Some(&1),
+            "order {id}: one payment"
+        );
+        let payment_planned = rec.audit.iter().position(|a| {
+            a.step == "write_planned" && a.detail["source"] == Value::from("gateway")
+        });
+        let payment_created = rec
+            .audit
+            .iter()
+            .position(|a| a.step == "document_created" && a.detail["type"] == "Payment");
+        assert!(
+            payment_planned.is_some() && payment_planned < payment_created,
+            "order {id}: the payment's requestid was on record before its batch left"
+        );
+    }
+    assert!(limiter::queue_is_empty(&mut w.host.inner).unwrap());
+}
+
+#[test]
+fn payments_left_out_of_the_batch_answer_are_looked_up_and_not_posted_twice() {
+    let mut w = World::new();
+    let ids: Vec<u64> = (921..=926).collect();
+    let held = queue_paid_orders(&mut w, &ids);
+    for id in &ids {
+        w.qbo
+            .borrow_mut()
+            .batch_unanswered
+            .insert(format!("pay-{id}"));
+    }
+    free(&mut w, held);
+    w.advance(1);
+    w.retry_due();
+    assert_eq!(w.qbo.borrow().batch_sizes, vec![ids.len(), ids.len()]);
+    assert_eq!(
+        w.qbo.borrow().payment_creates_accepted,
+        ids.len(),
+        "no second payment"
+    );
+    for id in &ids {
+        let rec = w.record(*id);
+        assert_eq!(rec.state, State::Posted, "order {id}");
+        assert!(
+            rec.audit.iter().any(|a| a.step == "document_adopted"),
+            "order {id}: its payment was found in QuickBooks by its marker"
+        );
+    }
+}
+
+#[test]
+fn a_payments_own_fault_fails_only_its_order_and_the_others_are_posted() {
+    let mut w = World::new();
+    let ids: Vec<u64> = (931..=934).collect();
+    let held = queue_paid_orders(&mut w, &ids);
+    w.qbo.borrow_mut().batch_item_faults.insert(
+        "pay-932".to_string(),
+        fault_body(
+            "6000",
+            "A business validation error has occurred",
+            "ValidationFault",
+        ),
+    );
+    free(&mut w, held);
+    w.advance(1);
+    w.retry_due();
+    assert_eq!(w.qbo.borrow().batch_sizes, vec![ids.len(), ids.len()]);
+    let rec = w.record(932);
+    assert_eq!(rec.state, State::Failed, "a validation fault needs a human");
+    assert!(rec.qbo_id.is_some(), "its invoice is posted and recorded");
+    assert!(
+        rec.pending.contains_key("gateway"),
+        "its payment's requestid stays planned, so a replay looks before it writes"
+    );
+    for id in [931, 933, 934] {
+        assert_eq!(w.record(id).state, State::Posted, "order {id}");
+    }
+    assert_eq!(w.qbo.borrow().payment_creates_accepted, ids.len() - 1);
+}

@@ -22,9 +22,11 @@
 //! request starts per 1.6 s window across all instances ([`limiter::claim_batch`]), inside
 //! QuickBooks' 40 a minute.
 
+use serde_json::Value;
+
 use crate::host::{Host, KvError};
 use crate::jobs::Job;
-use crate::jobs::order::{self, BatchOutcome, Staged, StagedCreate};
+use crate::jobs::order::{self, BatchOutcome, Completed, Staged, StagedCreate, StagedPayments};
 use crate::jobs::run::{self, RunResult};
 use crate::models::quickbooks::{self, BatchCreate, MAX_BATCH_ITEMS};
 use crate::sync::connection;
@@ -136,7 +138,7 @@ fn run_claimed(
         return Ok(results);
     }
     // Every invoice's requestid is on its record before the batch leaves.
-    let mut sending: Vec<(Held1, BatchCreate, String)> = Vec::new();
+    let mut sending: Vec<(Held1, (Value, String))> = Vec::new();
     for mut h in staged {
         let (body, rid) = {
             let (b, r) = h.staged.invoice(up);
@@ -147,18 +149,7 @@ fn run_claimed(
             order::plan_staged(&mut leased, &mut h.job, &rid)
         };
         match planned {
-            Ok(()) => {
-                let bid = quickbooks::batch_bid(sending.len());
-                sending.push((
-                    h,
-                    BatchCreate {
-                        bid,
-                        entity: "Invoice".into(),
-                        body,
-                    },
-                    rid,
-                ));
-            }
+            Ok(()) => sending.push((h, (body, rid))),
             Err(f) => {
                 let r = file(host, &h.held, &mut h.job, Err(f), slot);
                 results.push((h.index, r));
@@ -166,47 +157,197 @@ fn run_claimed(
             }
         }
     }
-    if sending.is_empty() {
+    let (kept, lost) = still_held(host, sending)?;
+    results.extend(lost);
+    if kept.is_empty() {
         return Ok(results);
     }
-    // A lease lost while the others were staged: that order is left to whoever took it over
-    // (its planned requestid makes that run look before it writes).
-    let mut kept = Vec::new();
-    for (h, item, rid) in sending {
-        let ok = h.held.borrow_mut().ensure(host).is_ok();
-        if ok {
-            kept.push((h, item, rid));
-        } else {
-            results.push((h.index, RunResult::Busy));
-            lease::release(host, &h.held)?;
-        }
-    }
-    let items: Vec<BatchCreate> = kept
+    let (items, rids): (Vec<BatchCreate>, Vec<String>) = kept
         .iter()
         .enumerate()
-        .map(|(k, (_, item, _))| BatchCreate {
-            bid: quickbooks::batch_bid(k),
-            ..item.clone()
+        .map(|(k, (_, (body, rid)))| {
+            let item = BatchCreate {
+                bid: quickbooks::batch_bid(k),
+                entity: "Invoice".into(),
+                body: body.clone(),
+            };
+            (item, rid.clone())
         })
-        .collect();
-    if items.is_empty() {
-        return Ok(results);
-    }
-    let rids: Vec<&str> = kept.iter().map(|(_, _, r)| r.as_str()).collect();
-    let batch_rid = quickbooks::batch_request_id(&rids);
-    let answer = {
-        let mut slotted = SlotHost::new(host, slot);
-        up.qbo_batch(&mut slotted, &items, &batch_rid)
-    };
-    for (k, (h, _, _)) in kept.into_iter().enumerate() {
+        .unzip();
+    let outcomes = send(host, up, slot, items, &rids);
+    let mut paying = Vec::new();
+    for ((h, _), outcome) in kept.into_iter().zip(outcomes) {
         let Held1 {
             index,
             held,
             mut job,
             staged,
         } = h;
-        let outcome = match &answer {
-            Ok(answers) => match answers.get(&items[k].bid) {
+        let done = {
+            let mut leased = LeasedHost::new(host, held.clone());
+            let mut slotted = SlotHost::new(&mut leased, slot);
+            order::complete(&mut slotted, up, &mut job, staged, outcome)
+        };
+        match done {
+            Completed::Finished(done) => {
+                let r = file(host, &held, &mut job, done, slot);
+                results.push((index, r));
+                lease::release(host, &held)?;
+            }
+            Completed::Payments(p) => paying.push((Paying { index, held, job }, p)),
+        }
+    }
+    results.extend(post_payments(host, up, slot, paying)?);
+    Ok(results)
+}
+
+/// An order whose payments are staged: its lease and record.
+struct Paying {
+    index: usize,
+    held: SharedLease,
+    job: Job,
+}
+
+/// The payments of the orders whose invoices the batch created: in the next batch window, in
+/// one batch request (as many orders as fit in [`MAX_BATCH_ITEMS`] operations); the rest, or
+/// all of them when fewer than [`MIN_BATCH`] or no window comes free within
+/// [`PAYMENT_WINDOW_TRIES`], one by one with their planned `requestid`s.
+fn post_payments(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    slot: &mut limiter::Slot,
+    paying: Vec<(Paying, Box<StagedPayments>)>,
+) -> Result<Vec<(usize, RunResult)>, KvError> {
+    let mut results = Vec::new();
+    let mut fit = 0;
+    let mut ops = 0;
+    for (_, p) in &paying {
+        if ops + p.payments.len() > MAX_BATCH_ITEMS {
+            break;
+        }
+        ops += p.payments.len();
+        fit += 1;
+    }
+    let batched = ops >= MIN_BATCH && {
+        let mut slotted = SlotHost::new(host, slot);
+        limiter::claim_next_batch(&mut slotted, PAYMENT_WINDOW_TRIES)?
+    };
+    let mut rest = paying;
+    let singles = rest.split_off(if batched { fit } else { 0 });
+    let (kept, lost) = still_held(host, rest)?;
+    results.extend(lost);
+    let mut items = Vec::new();
+    let mut rids = Vec::new();
+    for (_, p) in &kept {
+        for s in &p.payments {
+            items.push(BatchCreate {
+                bid: quickbooks::batch_bid(items.len()),
+                entity: "Payment".into(),
+                body: s.body.clone(),
+            });
+            rids.push(s.rid.clone());
+        }
+    }
+    let mut outcomes = if items.is_empty() {
+        Vec::new()
+    } else {
+        send(host, up, slot, items, &rids)
+    }
+    .into_iter();
+    let with_outcomes = kept.into_iter().map(|(o, p)| {
+        let n = p.payments.len();
+        (o, p, outcomes.by_ref().take(n).collect::<Vec<_>>())
+    });
+    let alone = singles.into_iter().map(|(o, p)| {
+        let n = p.payments.len();
+        (o, p, (0..n).map(|_| BatchOutcome::NotSent).collect())
+    });
+    for (o, p, outcome) in with_outcomes.collect::<Vec<_>>().into_iter().chain(alone) {
+        let Paying {
+            index,
+            held,
+            mut job,
+        } = o;
+        let done = {
+            let mut leased = LeasedHost::new(host, held.clone());
+            let mut slotted = SlotHost::new(&mut leased, slot);
+            order::complete_payments(&mut slotted, up, &mut job, *p, outcome)
+        };
+        let r = file(host, &held, &mut job, done, slot);
+        results.push((index, r));
+        lease::release(host, &held)?;
+    }
+    Ok(results)
+}
+
+/// Batch windows a payment batch waits for (one per [`limiter::BATCH_SPACING_MS`]) before its
+/// payments go one by one.
+const PAYMENT_WINDOW_TRIES: u32 = 3;
+
+/// Splits staged orders into those whose lease is still held and, as [`RunResult::Busy`],
+/// those whose lease was lost meanwhile (released here: the worker that took the order over
+/// runs it, and its planned `requestid`s make that run look before it writes).
+#[allow(clippy::type_complexity)]
+fn still_held<H: HeldOrder, T>(
+    host: &mut dyn Host,
+    staged: Vec<(H, T)>,
+) -> Result<(Vec<(H, T)>, Vec<(usize, RunResult)>), KvError> {
+    let mut kept = Vec::new();
+    let mut lost = Vec::new();
+    for (h, t) in staged {
+        if h.held().borrow_mut().ensure(host).is_ok() {
+            kept.push((h, t));
+        } else {
+            lost.push((h.index(), RunResult::Busy));
+            lease::release(host, h.held())?;
+        }
+    }
+    Ok((kept, lost))
+}
+
+/// A staged order's entry index and lease.
+trait HeldOrder {
+    fn index(&self) -> usize;
+    fn held(&self) -> &SharedLease;
+}
+
+impl HeldOrder for Held1 {
+    fn index(&self) -> usize {
+        self.index
+    }
+    fn held(&self) -> &SharedLease {
+        &self.held
+    }
+}
+
+impl HeldOrder for Paying {
+    fn index(&self) -> usize {
+        self.index
+    }
+    fn held(&self) -> &SharedLease {
+        &self.held
+    }
+}
+
+/// Sends one batch request of `items` (their `bId`s set, `rids` their items' own request ids)
+/// and says what it did to each item, in order.
+fn send(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    slot: &mut limiter::Slot,
+    items: Vec<BatchCreate>,
+    rids: &[String],
+) -> Vec<BatchOutcome> {
+    let ids: Vec<&str> = rids.iter().map(String::as_str).collect();
+    let batch_rid = quickbooks::batch_request_id(&ids);
+    let answer = {
+        let mut slotted = SlotHost::new(host, slot);
+        up.qbo_batch(&mut slotted, &items, &batch_rid)
+    };
+    items
+        .iter()
+        .map(|item| match &answer {
+            Ok(answers) => match answers.get(&item.bid) {
                 Some(Ok(v)) => BatchOutcome::Created(v.clone()),
                 Some(Err(e)) => BatchOutcome::Fault(upstream::QboFailure {
                     failure: e.failure.clone(),
@@ -215,17 +356,8 @@ fn run_claimed(
                 None => BatchOutcome::Unknown,
             },
             Err(e) => BatchOutcome::Failed(e.failure.clone()),
-        };
-        let done = {
-            let mut leased = LeasedHost::new(host, held.clone());
-            let mut slotted = SlotHost::new(&mut leased, slot);
-            order::complete(&mut slotted, up, &mut job, staged, outcome)
-        };
-        let r = file(host, &held, &mut job, done, slot);
-        results.push((index, r));
-        lease::release(host, &held)?;
-    }
-    Ok(results)
+        })
+        .collect()
 }
 
 /// What staging one order did.

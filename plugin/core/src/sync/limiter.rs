@@ -253,6 +253,21 @@ pub fn claim_batch(host: &mut dyn Host) -> Result<bool, KvError> {
     Ok(true)
 }
 
+/// Claims a batch window for a batch that follows one already sent (the payments after their
+/// invoices): sleeps to the start of the next window and claims it, up to `tries` windows;
+/// `false` when other batches took every one of them.
+pub fn claim_next_batch(host: &mut dyn Host, tries: u32) -> Result<bool, KvError> {
+    for _ in 0..tries {
+        let now = host.now().timestamp_millis();
+        let next = (now.div_euclid(BATCH_SPACING_MS) + 1) * BATCH_SPACING_MS;
+        host.sleep_ms(u64::try_from(next - now).unwrap_or(1).max(1));
+        if claim_batch(host)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Gives a slot back.
 pub fn release(host: &mut dyn Host, slot: Slot) -> Result<(), KvError> {
     store::release(host, slot.guard)
@@ -437,6 +452,25 @@ mod tests {
 
     fn take(h: &mut FakeHost) -> Slot {
         admit(h).unwrap().expect("a slot is free")
+    }
+
+    #[test]
+    fn a_following_batch_sleeps_to_the_next_window_and_gives_up_when_others_take_them() {
+        let mut store = host();
+        assert!(claim_batch(&mut store).unwrap());
+        let start = store.now();
+        assert!(claim_next_batch(&mut store, 3).unwrap());
+        let waited = (store.now() - start).num_milliseconds();
+        assert!(
+            (1..=BATCH_SPACING_MS).contains(&waited),
+            "slept to the next window: {waited} ms"
+        );
+        // Another instance already holds the next windows: this one gives up after its tries.
+        let now = store.now().timestamp_millis().div_euclid(BATCH_SPACING_MS);
+        for w in now + 1..=now + 2 {
+            store.kv_increment(&batch_key(w), 1).unwrap();
+        }
+        assert!(!claim_next_batch(&mut store, 2).unwrap());
     }
 
     #[test]

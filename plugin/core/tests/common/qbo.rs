@@ -35,6 +35,9 @@ pub struct Qbo {
     pub vendors: Vec<Value>,
     pub employees: Vec<Value>,
     pub invoices: BTreeMap<String, Value>,
+    pub payments: BTreeMap<String, Value>,
+    /// Creates that wrote a new payment.
+    pub payment_creates_accepted: usize,
     /// Answers already given per `requestid`: replays return them without writing.
     replies: HashMap<String, HttpResponse>,
     /// Creates that wrote a new invoice.
@@ -67,10 +70,11 @@ pub struct Qbo {
     pub company_reads: usize,
     /// Operations carried by each batch request answered, in order.
     pub batch_sizes: Vec<usize>,
-    /// Batch items whose invoice has one of these DocNumbers answer this fault instead.
+    /// Batch items with one of these keys answer this fault instead: an invoice's key is its
+    /// DocNumber, a payment's `pay-{order id}`.
     pub batch_item_faults: HashMap<String, Value>,
-    /// Batch items whose invoice has one of these DocNumbers are created, but left out of the
-    /// answer (their outcome is unknown to the caller).
+    /// Batch items with one of these keys (as for `batch_item_faults`) are created, but left
+    /// out of the answer (their outcome is unknown to the caller).
     pub batch_unanswered: HashSet<String>,
 }
 
@@ -283,16 +287,28 @@ impl Qbo {
                         "bId at most 10 characters"
                     );
                     assert_eq!(item["operation"], "create");
-                    let inv = item["Invoice"].clone();
-                    let doc = inv["DocNumber"].as_str().unwrap_or_default().to_string();
-                    if let Some(f) = self.batch_item_faults.get(&doc) {
+                    let (entity, key) = if item.get("Payment").is_some() {
+                        let note = item["Payment"]["PrivateNote"].as_str().unwrap_or_default();
+                        let order = note
+                            .strip_prefix("BigCommerce order #")
+                            .and_then(|r| r.split(':').next())
+                            .unwrap_or_default();
+                        ("Payment", format!("pay-{order}"))
+                    } else {
+                        let doc = item["Invoice"]["DocNumber"].as_str().unwrap_or_default();
+                        ("Invoice", doc.to_string())
+                    };
+                    if let Some(f) = self.batch_item_faults.get(&key) {
                         answers.push(json!({"bId": bid, "Fault": f["Fault"]}));
                         continue;
                     }
-                    let r = self.create_invoice(inv);
+                    let r = match entity {
+                        "Payment" => self.create_payment(item["Payment"].clone()),
+                        _ => self.create_invoice(item["Invoice"].clone()),
+                    };
                     let v: Value = serde_json::from_slice(&r.body).unwrap();
-                    if !self.batch_unanswered.contains(&doc) {
-                        answers.push(json!({"bId": bid, "Invoice": v["Invoice"]}));
+                    if !self.batch_unanswered.contains(&key) {
+                        answers.push(json!({"bId": bid, entity: v[entity]}));
                     }
                 }
                 let r = qbo_json(
@@ -311,6 +327,15 @@ impl Qbo {
                         fault_body("610", "Object Not Found", "ValidationFault"),
                     ),
                 }
+            }
+            (Method::Post, "payment") => {
+                let rid = query_param(&req.url, "requestid").expect("writes carry a requestid");
+                if let Some(r) = self.replies.get(&rid) {
+                    return Ok(r.clone());
+                }
+                let r = self.create_payment(body);
+                self.replies.insert(rid, r.clone());
+                r
             }
             (Method::Post, "customer") => {
                 let rid = query_param(&req.url, "requestid").expect("writes carry a requestid");
@@ -455,6 +480,22 @@ impl Qbo {
         qbo_json(200, json!({"Invoice": inv}))
     }
 
+    fn create_payment(&mut self, mut p: Value) -> HttpResponse {
+        let linked = p
+            .pointer("/Line/0/LinkedTxn/0/TxnId")
+            .and_then(Value::as_str);
+        assert!(
+            linked.is_some_and(|id| self.invoices.contains_key(id)),
+            "a payment is linked to an invoice QuickBooks has: {p}"
+        );
+        let id = self.new_id();
+        p["Id"] = json!(id);
+        p["SyncToken"] = json!("0");
+        self.payments.insert(id, p.clone());
+        self.payment_creates_accepted += 1;
+        qbo_json(200, json!({"Payment": p}))
+    }
+
     fn update_invoice(&mut self, body: Value) -> HttpResponse {
         assert_eq!(
             body.get("sparse"),
@@ -514,7 +555,7 @@ impl Qbo {
         self.statements.push(stmt.to_string());
         let (entity, field, value, with_inactive) = parse_statement(stmt);
         let found: Vec<Value> = match entity.as_str() {
-            "Item" | "Class" | "Account" => {
+            "Item" | "Class" | "Account" | "PaymentMethod" => {
                 if self.unknown_names.contains(&value) {
                     Vec::new()
                 } else {
@@ -555,6 +596,17 @@ impl Qbo {
                 .invoices
                 .values()
                 .filter(|i| i.get(&field).and_then(Value::as_str) == Some(&value))
+                .cloned()
+                .collect(),
+            "Payment" => self
+                .payments
+                .values()
+                .filter(|p| match field.as_str() {
+                    "CustomerRef" => {
+                        p.pointer("/CustomerRef/value").and_then(Value::as_str) == Some(&value)
+                    }
+                    f => p.get(f).and_then(Value::as_str) == Some(&value),
+                })
                 .cloned()
                 .collect(),
             other => panic!("QuickBooks model: query on unexpected entity {other}: {stmt}"),

@@ -42,6 +42,7 @@ use fetch::{catalog, customer_group};
 use invoice::{create_invoice, guard_total, record_invoice, sync_invoice, void_invoice};
 use kept::{keepable_raw, kept_order, settle_kept};
 pub use kept::{kept_order_key, note_changed};
+pub(crate) use payments::StagedPayment;
 use payments::{payment_refs, post_payment};
 pub use refunds::fetch_refunds;
 use refunds::post_refunds;
@@ -343,43 +344,98 @@ pub(crate) enum BatchOutcome {
     /// The batch request failed as a whole (throttled, 5xx, transport): the run fails with it;
     /// its retry looks the invoice up before it writes.
     Failed(Failure),
+    /// Not sent in a batch (no batch window came free): written on its own.
+    NotSent,
 }
 
-/// The second half of a staged run: the invoice as the batch left it, then everything that
-/// follows it (payments, refunds, standing), filed as [`run`] files it.
+/// How [`complete`] left an order.
+pub(crate) enum Completed {
+    /// The run ended.
+    Finished(Result<Done, Failure>),
+    /// The invoice is posted and the order's payments are ready for the next batch.
+    Payments(Box<StagedPayments>),
+}
+
+/// An order whose invoice is posted, with its payments staged for a batch ([`complete`]).
+pub(crate) struct StagedPayments {
+    id: u64,
+    prepared: Prepared,
+    raw: Option<Value>,
+    pub(crate) payments: Vec<StagedPayment>,
+}
+
+/// The second half of a staged run: the invoice as the batch left it. The order's payments
+/// come back staged for a batch of their own ([`Completed::Payments`], finished by
+/// [`complete_payments`]); an order with none runs to its end (refunds, standing), filed as
+/// [`run`] files it.
 pub(crate) fn complete(
     host: &mut dyn Host,
     up: &Upstreams,
     job: &mut Job,
     staged: StagedCreate,
     outcome: BatchOutcome,
-) -> Result<Done, Failure> {
+) -> Completed {
     let StagedCreate {
         id,
         mut prepared,
         raw,
     } = staged;
+    let action = InvoiceAction::Create { generation: 1 };
     let created = match outcome {
         BatchOutcome::Created(v) => Ok(Some(invoice::created(&prepared, &v, up, id))),
         BatchOutcome::Fault(e) if e.has_code("6140") => {
             invoice::after_duplicate(host, up, job, &prepared, id, 1, e).map(Some)
         }
         BatchOutcome::Fault(e) => Err(e.failure),
-        BatchOutcome::Unknown => Ok(None),
+        BatchOutcome::Unknown | BatchOutcome::NotSent => Ok(None),
         BatchOutcome::Failed(f) => Err(f),
     };
-    let result = created.and_then(|created| {
-        write_documents(
-            host,
-            up,
-            job,
-            false,
-            id,
-            &mut prepared,
-            InvoiceAction::Create { generation: 1 },
-            created,
-        )
+    let staged = created.and_then(|created| {
+        write_invoice(host, up, job, false, id, &mut prepared, &action, created)?;
+        let payments = planned_payments(job, &prepared)?;
+        payments::stage_payments(host, up, job, &prepared, &payments)
     });
+    let result = match staged {
+        Ok(Some(payments)) => {
+            return Completed::Payments(Box::new(StagedPayments {
+                id,
+                prepared,
+                raw,
+                payments,
+            }));
+        }
+        Ok(None) => finish_documents(host, up, job, false, &prepared, &action, true),
+        Err(f) => Err(f),
+    };
+    settle_kept(host, job, id, raw, false, &result);
+    Completed::Finished(result)
+}
+
+/// The end of a staged run whose payments went out in a batch: each payment filed as the batch
+/// left it ([`BatchOutcome`], in the order of [`StagedPayments::payments`]), then the refunds
+/// and standing, as [`run`] files them.
+pub(crate) fn complete_payments(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    staged: StagedPayments,
+    outcomes: Vec<BatchOutcome>,
+) -> Result<Done, Failure> {
+    let StagedPayments {
+        id,
+        prepared,
+        raw,
+        payments,
+    } = staged;
+    let action = InvoiceAction::Create { generation: 1 };
+    let result = payments::settle_payments(
+        host,
+        up,
+        job,
+        &prepared,
+        payments.into_iter().zip(outcomes).collect(),
+    )
+    .and_then(|()| finish_documents(host, up, job, false, &prepared, &action, true));
     settle_kept(host, job, id, raw, false, &result);
     result
 }
@@ -481,10 +537,32 @@ fn write_documents(
     action: InvoiceAction,
     created: Option<Done>,
 ) -> Result<Done, Failure> {
+    let mut wrote = write_invoice(host, up, job, replay, id, prepared, &action, created)?;
+    let payments = planned_payments(job, prepared)?;
+    if !payments.is_empty() {
+        let accounts = payment_refs(host, up, prepared, &payments)?;
+        for p in &payments {
+            post_payment(host, up, job, prepared, p, &accounts)?;
+            wrote = true;
+        }
+    }
+    finish_documents(host, up, job, replay, prepared, &action, wrote)
+}
+
+/// Writes the invoice per `action` (or takes `created`): whether anything was written.
+#[allow(clippy::too_many_arguments)]
+fn write_invoice(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    replay: bool,
+    id: u64,
+    prepared: &mut Prepared,
+    action: &InvoiceAction,
+    created: Option<Done>,
+) -> Result<bool, Failure> {
     let docs = job.rec.documents();
-    let facts = OrderFacts::new(&prepared.fetched.order, prepared.total);
-    let mut wrote = false;
-    match action {
+    match *action {
         InvoiceAction::Create { generation } => {
             let base = prepared.doc_number.clone();
             if let Some(base) = base
@@ -500,7 +578,7 @@ fn write_documents(
             };
             record_invoice(host, job, prepared, &done, generation)?;
             guard_total(host, job, prepared)?;
-            wrote = true;
+            Ok(true)
         }
         InvoiceAction::Sync | InvoiceAction::Keep(KeepReason::CancelledAfterPayment) => {
             let current = documents::current_invoice(&docs).cloned();
@@ -510,29 +588,44 @@ fn write_documents(
                 prepared.set_doc_number(&d);
             }
             let generation = current.as_ref().map_or(1, |c| generation_of(&c.source));
-            if let Some(done) = sync_invoice(host, up, job, prepared, id, replay, generation)? {
-                record_invoice(host, job, prepared, &done, generation)?;
-                guard_total(host, job, prepared)?;
-                wrote = true;
+            match sync_invoice(host, up, job, prepared, id, replay, generation)? {
+                Some(done) => {
+                    record_invoice(host, job, prepared, &done, generation)?;
+                    guard_total(host, job, prepared)?;
+                    Ok(true)
+                }
+                None => Ok(false),
             }
         }
-        InvoiceAction::Skip(_) | InvoiceAction::Keep(_) | InvoiceAction::Void => {}
+        InvoiceAction::Skip(_) | InvoiceAction::Keep(_) | InvoiceAction::Void => Ok(false),
     }
+}
+
+/// The payments the order needs now that its invoice is written.
+fn planned_payments(job: &Job, prepared: &Prepared) -> Result<Vec<PlannedPayment>, Failure> {
+    let facts = OrderFacts::new(&prepared.fetched.order, prepared.total);
     let docs = job.rec.documents();
-    let plan =
-        documents::plan(&facts, &docs, None, None).map_err(|e| Failure::mapping(&e.to_string()))?;
-    if !plan.payments.is_empty() {
-        let accounts = payment_refs(host, up, prepared, &plan.payments)?;
-        for p in &plan.payments {
-            post_payment(host, up, job, prepared, p, &accounts)?;
-            wrote = true;
-        }
-    }
+    documents::plan(&facts, &docs, None, None)
+        .map(|plan| plan.payments)
+        .map_err(|e| Failure::mapping(&e.to_string()))
+}
+
+/// What follows the invoice and its payments: refunds, the keep note, the invoice's standing.
+fn finish_documents(
+    host: &mut dyn Host,
+    up: &Upstreams,
+    job: &mut Job,
+    replay: bool,
+    prepared: &Prepared,
+    action: &InvoiceAction,
+    mut wrote: bool,
+) -> Result<Done, Failure> {
+    let facts = OrderFacts::new(&prepared.fetched.order, prepared.total);
     let hinted = job.rec.refunds_due || replay;
     if documents::may_have_refunds(&prepared.fetched.order, hinted) {
         wrote |= post_refunds(host, up, job, prepared, &facts)?;
     }
-    if action == InvoiceAction::Keep(KeepReason::CancelledAfterPayment) {
+    if *action == InvoiceAction::Keep(KeepReason::CancelledAfterPayment) {
         let now = host.now();
         keep_noted(
             job,
