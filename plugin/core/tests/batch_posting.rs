@@ -249,9 +249,10 @@ fn paid_orders_get_their_payments_in_the_next_batch_request_each_exactly_once() 
             Some(&1),
             "order {id}: one payment"
         );
-        let payment_planned = rec.audit.iter().position(|a| {
-            a.step == "write_planned" && a.detail["source"] == Value::from("gateway")
-        });
+        let payment_planned = rec
+            .audit
+            .iter()
+            .position(|a| a.step == "write_planned" && a.detail["source"] == "gateway");
         let payment_created = rec
             .audit
             .iter()
