@@ -324,3 +324,28 @@ fn a_payments_own_fault_fails_only_its_order_and_the_others_are_posted() {
     }
     assert_eq!(w.qbo.borrow().payment_creates_accepted, ids.len() - 1);
 }
+
+#[test]
+fn a_guard_entry_leaves_a_queued_order_to_the_queue_so_the_queue_batches_it_in_order() {
+    let mut w = World::new();
+    let ids: Vec<u64> = (941..=946).collect();
+    let held = queue_orders(&mut w, &ids);
+    // The webhooks' guard entries come due (30 s) while the orders still wait in the queue.
+    w.advance(31);
+    free(&mut w, held);
+    w.clear_log();
+    w.retry_due();
+    assert_eq!(
+        w.count("/invoice?"),
+        0,
+        "no guard entry ran its order on its own, ahead of the queue"
+    );
+    assert_eq!(w.qbo.borrow().batch_sizes, vec![ids.len()]);
+    for id in &ids {
+        assert_eq!(w.record(*id).state, State::Posted, "order {id}");
+    }
+    // The guards filed again find the orders posted: nothing more is written.
+    w.advance(120);
+    w.retry_due();
+    assert_eq!(w.qbo.borrow().invoice_creates_accepted, ids.len());
+}

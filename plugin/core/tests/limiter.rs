@@ -133,3 +133,34 @@ fn a_second_overspent_by_many_jobs_at_once_does_not_strand_the_queue() {
     }
     assert!(limiter::queue_is_empty(&mut w.host.inner).unwrap());
 }
+
+#[test]
+fn a_writer_that_died_holding_the_head_of_the_queue_does_not_wedge_it_for_the_work_behind() {
+    let mut w = World::new();
+    let ids: Vec<u64> = (601..=660).collect();
+    for id in &ids {
+        w.put_order(*id, order_json(*id, &plain_shape(*id)));
+    }
+    let held = hold_every_slot(&mut w);
+    // A worker took the first position and died before writing it.
+    w.host.inner.kv_increment("wait/qbo/n", 1).unwrap();
+    // More than a drain pass's worth of orders queue behind it.
+    for (n, id) in ids.iter().enumerate() {
+        w.deliver("store/order/created", *id, &hash(n as u32 + 1));
+    }
+    for slot in held {
+        store::release(&mut w.host.inner, slot).unwrap();
+    }
+    // The scheduler's retry-due calls (each drains once, without waiting).
+    for _ in 0..20 {
+        w.advance(15);
+        w.retry_due();
+    }
+    for id in &ids {
+        assert_eq!(w.record(*id).state, State::Posted, "order {id}");
+    }
+    assert!(
+        limiter::queue_is_empty(&mut w.host.inner).unwrap(),
+        "the dead writer's position was passed"
+    );
+}

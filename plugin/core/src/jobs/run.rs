@@ -470,10 +470,34 @@ fn run_due_entry(
             if !rec.is_due(now, reauthorized) && rec.state != State::Pending {
                 return Ok(RunResult::NothingToDo(rec.state));
             }
+            // Its job filed it in the wait queue, and the queue is still being worked: it runs
+            // there in arrival order (a guard that ran it now would overtake the orders ahead
+            // of it and take it out of a batch). The guard looks again later, at twice the
+            // time it has waited so far; once the queue is empty it runs it.
+            if let Some(since) = queued_since(&rec)
+                && !limiter::queue_is_empty(host)?
+            {
+                let waited = (now - since).num_seconds();
+                let again = now + chrono::Duration::seconds(waited.max(GUARD_DELAY_S));
+                store::schedule(
+                    host,
+                    &DueEntry {
+                        at: again,
+                        ..entry.clone()
+                    },
+                )?;
+                return Ok(RunResult::NothingToDo(rec.state));
+            }
             return sync_with_wait(host, entry.entity, &entry.id, Trigger::Due, 0);
         }
     }
     sync_with_wait(host, entry.entity, &entry.id, trigger, 0)
+}
+
+/// When a `pending` record's job filed it in the wait queue (its last step is `waiting`).
+fn queued_since(rec: &SyncRecord) -> Option<chrono::DateTime<chrono::Utc>> {
+    let last = rec.audit.last()?;
+    (rec.state == State::Pending && last.step == "waiting").then_some(last.at)
 }
 
 /// How long after a job starts its guard entry comes due (the scheduler runs the job then if
@@ -551,9 +575,6 @@ const DRAIN_MAX: usize = 500;
 const DRAIN_POLL_MS: i64 = 150;
 /// How long a drainer looks for a free slot before it leaves the queue to the slots' holders.
 const SLOT_POLL_MS: i64 = 2_000;
-/// How long a position may stay unwritten before the drainer counts its writer dead (a live
-/// writer fills it within milliseconds; the webhook's guard entry covers a dead one's work).
-const UNWRITTEN_GRACE_MS: i64 = 3_000;
 
 /// Runs work waiting for QuickBooks capacity, oldest first, while capacity lasts, until the
 /// queue is empty or `budget_ms` has passed.
@@ -569,14 +590,13 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
     let poll = chrono::Duration::milliseconds(DRAIN_POLL_MS);
     let deadline = host.now() + chrono::Duration::milliseconds(budget_ms);
     let mut report = DrainReport::default();
-    // Positions seen unwritten, and since when (this drainer's own view).
-    let mut unwritten: Vec<(i64, chrono::DateTime<chrono::Utc>)> = Vec::new();
     loop {
         let head = limiter::queue_head(host, DRAIN_SCAN)?;
         if head.is_empty() {
             report.emptied = true;
             return Ok(report);
         }
+        let first = head[0].0;
         let mut progressed = false;
         let mut wait: Option<limiter::Wait> = None;
         // Several orders waiting: their invoices go out in one batch request (issue 17).
@@ -595,16 +615,10 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
             let w = match queued {
                 limiter::Queued::Work(w) => w,
                 limiter::Queued::Handled => continue,
+                // Its writer is on its way, or died: at the head (where it holds the done
+                // mark back), it is counted dead after a grace every drainer shares.
                 limiter::Queued::Unwritten => {
-                    let now = host.now();
-                    let since = match unwritten.iter().find(|(p, _)| *p == pos) {
-                        Some((_, since)) => *since,
-                        None => {
-                            unwritten.push((pos, now));
-                            now
-                        }
-                    };
-                    if now - since >= chrono::Duration::milliseconds(UNWRITTEN_GRACE_MS) {
+                    if pos == first && limiter::head_unwritten_too_long(host, pos)? {
                         limiter::mark_handled(host, pos)?;
                         progressed = true;
                     }

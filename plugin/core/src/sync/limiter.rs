@@ -341,6 +341,34 @@ pub fn queue_head(host: &mut dyn Host, limit: usize) -> Result<Vec<(i64, Queued)
     Ok(out)
 }
 
+/// How long the head position may stay unwritten before it counts as a dead writer's (its
+/// writer fills it within milliseconds; the webhook's guard entry runs a dead one's work).
+pub const UNWRITTEN_GRACE_MS: i64 = 3_000;
+const HEAD_UNWRITTEN_KEY: &str = "wait/qbo/head_unwritten";
+
+/// Whether position `pos`, the head of the queue and found unwritten, has been so for
+/// [`UNWRITTEN_GRACE_MS`]: the first drainer to see it notes when (one key, shared by every
+/// instance and overwritten for the next head), and a drainer that sees it still unwritten
+/// after the grace may mark it handled. Only the head needs this: it is where the done mark
+/// stops (a dead writer's position behind it becomes the head in its turn).
+pub fn head_unwritten_too_long(host: &mut dyn Host, pos: i64) -> Result<bool, KvError> {
+    let now = host.now().timestamp_millis();
+    let seen = host
+        .kv_get(HEAD_UNWRITTEN_KEY)?
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| {
+            let (p, at) = s.split_once(' ')?;
+            Some((p.parse::<i64>().ok()?, at.parse::<i64>().ok()?))
+        });
+    match seen {
+        Some((p, at)) if p == pos => Ok(now - at >= UNWRITTEN_GRACE_MS),
+        _ => {
+            host.kv_set(HEAD_UNWRITTEN_KEY, format!("{pos} {now}").as_bytes())?;
+            Ok(false)
+        }
+    }
+}
+
 /// Marks position `i` handled, and moves the done mark past every handled position at the
 /// head, deleting them. Positions are handled in any order (several drainers run the queue at
 /// once); the mark only ever passes handled ones, so no waiting work is skipped.
