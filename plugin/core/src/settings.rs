@@ -186,6 +186,21 @@ pub fn sweep_interval(host: &mut dyn Host) -> Result<Option<u64>, SettingsError>
     Ok((secs > 0).then_some(secs))
 }
 
+/// `qbo_pacing`: whether the connector keeps itself inside QuickBooks' per-minute limit (`on`,
+/// the default). `off` is for a QuickBooks stand-in without limits (a benchmark of the
+/// connector's own overhead), never for a real company: the 10-at-a-time slots and the wait
+/// queue stay, and a 429 is still honoured.
+pub fn qbo_pacing(host: &mut dyn Host) -> Result<bool, SettingsError> {
+    match optional(host, "qbo_pacing").as_deref().map(str::trim) {
+        None | Some("") | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => Err(SettingsError::Invalid {
+            name: "qbo_pacing",
+            reason: format!("`{other}` is neither `on` nor `off`"),
+        }),
+    }
+}
+
 /// `public_base_url`, checked: an absolute `https://` URL (plain `http://` only for a loopback
 /// host, for local runs), without query or fragment; returned without a trailing slash.
 pub fn public_base_url(host: &mut dyn Host) -> Result<String, SettingsError> {

@@ -1,5 +1,7 @@
 //! Orders benchmark: webhooks in, invoices out, through the real component in the real
-//! harness against the in-process simulators (no injected latency), on loopback.
+//! harness against the in-process simulators (no injected latency), on loopback. This is the
+//! connector's own overhead: QuickBooks' limits are off in its simulator and the connector's
+//! per-minute pacing is off (`qbo_pacing = off`); `bench_flash` runs bursts with both on.
 //!
 //! `cargo run --release -p ml-e2e --bin bench_orders -- [ORDERS] [CONCURRENCY] [unpaid|paid] [--kv sqlite|redis] [--instances N]`
 //!
@@ -86,16 +88,48 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx]
 }
 
-/// Counts and times every key-value operation (all instances together).
+/// Counts and times every key-value operation (all instances together), with the family of
+/// the key it touched.
 #[derive(Default)]
 struct KvStats {
     samples: std::sync::Mutex<Vec<(&'static str, Duration)>>,
+    families: std::sync::Mutex<std::collections::HashMap<(&'static str, String), u64>>,
 }
 
 impl KvStats {
     fn take(&self) -> Vec<(&'static str, Duration)> {
         std::mem::take(&mut *self.samples.lock().unwrap())
     }
+
+    fn take_families(&self) -> std::collections::HashMap<(&'static str, String), u64> {
+        std::mem::take(&mut *self.families.lock().unwrap())
+    }
+}
+
+/// A key's family: every run of digits becomes `#` and a long segment (a name, a hash) `*`.
+fn key_family(key: &str) -> String {
+    key.split('/')
+        .map(|seg| {
+            if seg.len() > 24 {
+                return "*".to_string();
+            }
+            let mut out = String::new();
+            let mut in_digits = false;
+            for c in seg.chars() {
+                if c.is_ascii_digit() {
+                    if !in_digits {
+                        out.push('#');
+                    }
+                    in_digits = true;
+                } else {
+                    out.push(c);
+                    in_digits = false;
+                }
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 struct Timed {
@@ -107,8 +141,16 @@ impl Timed {
     async fn time<T>(
         &self,
         op: &'static str,
+        key: &str,
         f: impl Future<Output = Result<T, BackendError>>,
     ) -> Result<T, BackendError> {
+        *self
+            .stats
+            .families
+            .lock()
+            .unwrap()
+            .entry((op, key_family(key)))
+            .or_default() += 1;
         let started = Instant::now();
         let out = f.await;
         self.stats
@@ -123,19 +165,20 @@ impl Timed {
 #[async_trait::async_trait]
 impl KvBackend for Timed {
     async fn get(&self, s: &str, k: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        self.time("get", self.inner.get(s, k)).await
+        self.time("get", k, self.inner.get(s, k)).await
     }
     async fn set(&self, s: &str, k: &str, v: &[u8]) -> Result<(), BackendError> {
-        self.time("set", self.inner.set(s, k, v)).await
+        self.time("set", k, self.inner.set(s, k, v)).await
     }
     async fn delete(&self, s: &str, k: &str) -> Result<(), BackendError> {
-        self.time("delete", self.inner.delete(s, k)).await
+        self.time("delete", k, self.inner.delete(s, k)).await
     }
     async fn keys(&self, s: &str) -> Result<Vec<String>, BackendError> {
-        self.time("keys", self.inner.keys(s)).await
+        self.time("keys", "", self.inner.keys(s)).await
     }
     async fn increment(&self, s: &str, k: &str, d: i64) -> Result<i64, BackendError> {
-        self.time("increment", self.inner.increment(s, k, d)).await
+        self.time("increment", k, self.inner.increment(s, k, d))
+            .await
     }
     async fn compare_and_swap(
         &self,
@@ -144,12 +187,16 @@ impl KvBackend for Timed {
         e: Option<&[u8]>,
         n: &[u8],
     ) -> Result<bool, BackendError> {
-        self.time("swap", self.inner.compare_and_swap(s, k, e, n))
+        self.time("swap", k, self.inner.compare_and_swap(s, k, e, n))
             .await
     }
 }
 
-fn report_kv(samples: Vec<(&'static str, Duration)>, orders: f64) {
+fn report_kv(
+    samples: Vec<(&'static str, Duration)>,
+    families: std::collections::HashMap<(&'static str, String), u64>,
+    orders: f64,
+) {
     let mut all: Vec<Duration> = samples.iter().map(|(_, d)| *d).collect();
     all.sort();
     println!(
@@ -174,6 +221,15 @@ fn report_kv(samples: Vec<(&'static str, Duration)>, orders: f64) {
             percentile(&d, 0.50).as_secs_f64() * 1e3,
             percentile(&d, 0.99).as_secs_f64() * 1e3,
         );
+    }
+    let mut families: Vec<_> = families.into_iter().collect();
+    families.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    println!("    by key (operations per order, at least 0.05):");
+    for ((op, family), n) in families {
+        let per = n as f64 / orders;
+        if per >= 0.05 {
+            println!("      {per:>6.2}  {op:<9} {family}");
+        }
     }
 }
 
@@ -263,7 +319,8 @@ async fn main() -> anyhow::Result<()> {
         ..BcSimConfig::default()
     })
     .await?;
-    // Pure connector overhead: QuickBooks' limits (10 in flight, 500 a minute, batch) are off.
+    // Pure connector overhead: QuickBooks' limits (10 in flight, 500 a minute, batch) are off,
+    // and so is the connector's own per-minute pacing (`qbo_pacing = off`; its 8 slots stay).
     let qbo = QboSim::start(QboSimConfig::default().without_limits()).await?;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let manifest = Manifest::load(&root.join("spin.toml"))?;
@@ -276,6 +333,7 @@ async fn main() -> anyhow::Result<()> {
                 "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string(),
             ),
             ("admin_token", "bench-admin".to_string()),
+            ("qbo_pacing", "off".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v)),
@@ -311,7 +369,14 @@ async fn main() -> anyhow::Result<()> {
         });
         let harness = Arc::new(Harness::new(&engine, &component, app.clone(), kv)?);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let r = server::serve(harness, listener, ServeOptions::default())?;
+        // The retry timer ticks every 15 s, as deployed (it drains what the webhooks left).
+        let r = server::serve(
+            harness,
+            listener,
+            ServeOptions {
+                retry_interval: Some(Duration::from_secs(15)),
+            },
+        )?;
         urls.push(format!("http://{}/webhooks/bigcommerce", r.addr));
         running.push(r);
     }
@@ -351,6 +416,7 @@ async fn main() -> anyhow::Result<()> {
     bc.control().clear_log();
     qbo.control().clear_log();
     stats.take();
+    stats.take_families();
     let bodies: Vec<String> = (first..=last)
         .rev()
         .map(|id| webhook_body(bc.store_hash(), id))
@@ -382,6 +448,7 @@ async fn main() -> anyhow::Result<()> {
     let invoices = qbo.invoice_count();
     let orders_f = orders as f64;
     let kv_samples = stats.take();
+    let kv_families = stats.take_families();
     println!(
         "orders benchmark: {orders} {} orders, concurrency {concurrency}, KV {kv_kind}, {instances} instance(s), 2-core machine, simulators in-process",
         if paid { "paid" } else { "unpaid" }
@@ -412,7 +479,7 @@ async fn main() -> anyhow::Result<()> {
         warm + orders,
         qbo.count("Payment")
     );
-    report_kv(kv_samples, orders_f);
+    report_kv(kv_samples, kv_families, orders_f);
 
     if paid {
         // Refunds: one item of every fourth measured order, one webhook each.

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::host::{Host, KvError, LogLevel};
 use crate::http::{HttpRequest, HttpResponse, TransportError};
+use crate::settings;
 use crate::sync::pace;
 use crate::sync::record::Entity;
 use crate::sync::store::{self, EventRef, LeaseGuard};
@@ -162,6 +163,9 @@ pub fn admit(host: &mut dyn Host) -> Result<Result<Slot, Wait>, KvError> {
     {
         return Ok(Err(Wait::Throttled { until }));
     }
+    if !pacing(host) {
+        return Ok(try_slot(host)?.ok_or(Wait::Slots));
+    }
     let budget = per_second(host, now)?;
     let used = pace::qbo_used(host, now)?;
     if used >= budget {
@@ -170,6 +174,15 @@ pub fn admit(host: &mut dyn Host) -> Result<Result<Slot, Wait>, KvError> {
         return Ok(Err(Wait::Budget { until }));
     }
     Ok(try_slot(host)?.ok_or(Wait::Slots))
+}
+
+/// Whether the per-second budget applies (`qbo_pacing`; a value that is neither `on` nor `off`
+/// keeps it on, and says so in the log).
+fn pacing(host: &mut dyn Host) -> bool {
+    settings::qbo_pacing(host).unwrap_or_else(|e| {
+        host.log(LogLevel::Warn, &format!("{e}; pacing stays on"));
+        true
+    })
 }
 
 fn try_slot(host: &mut dyn Host) -> Result<Option<Slot>, KvError> {
@@ -480,6 +493,32 @@ mod tests {
 
     fn take(h: &mut FakeHost) -> Slot {
         admit(h).unwrap().expect("a slot is free")
+    }
+
+    #[test]
+    fn pacing_off_drops_the_budget_but_keeps_the_slots_and_an_unknown_value_keeps_it_on() {
+        let mut store = host();
+        let second = store.now().timestamp();
+        store
+            .kv_increment(&format!("pace/qbo/{second}"), 100)
+            .unwrap();
+        assert!(matches!(admit(&mut store), Ok(Err(Wait::Budget { .. }))));
+        store.set_config("qbo_pacing", "sometimes");
+        assert!(
+            matches!(admit(&mut store), Ok(Err(Wait::Budget { .. }))),
+            "an unknown value keeps pacing on"
+        );
+        store.set_config("qbo_pacing", "off");
+        let mut held = Vec::new();
+        for _ in 0..SLOTS {
+            held.push(take(&mut store));
+        }
+        assert!(
+            matches!(admit(&mut store), Ok(Err(Wait::Slots))),
+            "the slots still bound requests in flight"
+        );
+        release(&mut store, held.pop().unwrap()).unwrap();
+        assert!(admit(&mut store).unwrap().is_ok());
     }
 
     #[test]
