@@ -211,7 +211,7 @@ struct Paying {
 /// The payments of the orders whose invoices the batch created: in the next batch window, in
 /// one batch request (as many orders as fit in [`MAX_BATCH_ITEMS`] operations); the rest, or
 /// all of them when fewer than [`MIN_BATCH`] or no window comes free within
-/// [`PAYMENT_WINDOW_TRIES`], one by one with their planned `requestid`s.
+/// [`PAYMENT_WINDOW_TRIES`] windows, one by one with their planned `requestid`s.
 fn post_payments(
     host: &mut dyn Host,
     up: &Upstreams,
@@ -280,9 +280,9 @@ fn post_payments(
     Ok(results)
 }
 
-/// Batch windows a payment batch waits for (one per [`limiter::BATCH_SPACING_MS`]) before its
-/// payments go one by one.
-const PAYMENT_WINDOW_TRIES: u32 = 3;
+/// Batch windows a payment batch waits for (one per [`limiter::BATCH_SPACING_MS`]; the invoice
+/// batch before it owes the budget about 5 s) before its payments go one by one.
+const PAYMENT_WINDOW_TRIES: u32 = 8;
 
 /// Splits staged orders into those whose lease is still held and, as [`RunResult::Busy`],
 /// those whose lease was lost meanwhile (released here: the worker that took the order over

@@ -41,7 +41,7 @@ pub const SLOTS: usize = 8;
 pub const SLOT_TTL_MS: i64 = 20_000;
 /// The QuickBooks calls a second may count before no further job starts in it (about 430 a
 /// minute, plus what running jobs overspend: below QuickBooks' 500).
-pub const PER_SECOND: i64 = 7;
+pub const PER_SECOND: i64 = pace::QBO_PAYBACK_PER_SECOND;
 /// The budget a second for a while after QuickBooks answered 429.
 pub const SLOW_PER_SECOND: i64 = 3;
 /// How long the budget stays low after a 429.
@@ -204,12 +204,15 @@ fn try_slot(host: &mut dyn Host) -> Result<Option<Slot>, KvError> {
 /// Most workers draining the wait queue at once, across every instance (each runs one job at
 /// a time; more would only hold instances open waiting for the same capacity).
 pub const DRAINERS: usize = 8;
+const DRAINER_TRIES: usize = 3;
 
 /// Takes one of the [`DRAINERS`] drainer leases for `ttl_ms`, if one is free.
 pub fn take_drainer(host: &mut dyn Host, ttl_ms: i64) -> Result<Option<LeaseGuard>, KvError> {
     let mut start = [0u8; 1];
     host.random_bytes(&mut start);
-    for k in 0..DRAINERS {
+    // Three tries: three held leases mean drainers are at work (each try is a write, and every
+    // job's end asks for one).
+    for k in 0..DRAINER_TRIES {
         let key = format!(
             "limit/qbo/drainer/{}",
             (usize::from(start[0]) + k) % DRAINERS
@@ -267,14 +270,17 @@ pub fn claim_batch(host: &mut dyn Host) -> Result<bool, KvError> {
 }
 
 /// Claims a batch window for a batch that follows one already sent (the payments after their
-/// invoices): sleeps to the start of the next window and claims it, up to `tries` windows;
-/// `false` when other batches took every one of them.
+/// invoices), once the per-second budget is free again: sleeps to the start of each next
+/// window, up to `tries` windows, and claims the first one in which the budget is not spent
+/// (the batch before it owes a few seconds); `false` when none came free.
 pub fn claim_next_batch(host: &mut dyn Host, tries: u32) -> Result<bool, KvError> {
     for _ in 0..tries {
         let now = host.now().timestamp_millis();
         let next = (now.div_euclid(BATCH_SPACING_MS) + 1) * BATCH_SPACING_MS;
         host.sleep_ms(u64::try_from(next - now).unwrap_or(1).max(1));
-        if claim_batch(host)? {
+        let now = host.now();
+        let spent = pacing(host) && pace::qbo_used(host, now)? >= per_second(host, now)?;
+        if !spent && claim_batch(host)? {
             return Ok(true);
         }
     }

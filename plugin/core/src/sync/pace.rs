@@ -6,9 +6,9 @@
 //!   work starts a job only while the current second's count is below [`QBO_BULK_PER_SECOND`]
 //!   (8 a second, 480 a minute: below the limit, and webhooks counted in the same counters
 //!   make bulk work yield to live traffic). A job may make several calls; they all count, and
-//!   what a second used beyond the budget is carried into the next second's counter (so
-//!   overspending is paid back and any window of `n` seconds holds at most about
-//!   `(n + 1) × 8` calls plus one job's extra calls). Bulk work runs one job at a time under
+//!   what a second used beyond [`QBO_PAYBACK_PER_SECOND`] is carried into the next second's
+//!   counter (so overspending is paid back and any window of `n` seconds holds at most about
+//!   `n × 7` calls plus one second's overspend). Bulk work runs one job at a time under
 //!   one lease, so it adds at most one concurrent request.
 //! - A QuickBooks 429 seen by [`Paced`] (any call) stops bulk work everywhere until its
 //!   `Retry-After` has passed (60 s when it names none, at most a day): `pace/qbo/pause_until`.
@@ -38,6 +38,12 @@ pub const QBO_BULK_PER_SECOND: i64 = 8;
 /// QuickBooks requests one queued order may need (invoice, customer lookup/creation, payment):
 /// how far one job can take a second's count past [`QBO_BULK_PER_SECOND`].
 pub const QBO_COST_PER_JOB: i64 = 4;
+/// How fast what busy seconds overspent is paid back (420 a minute): the long-run rate of every
+/// QuickBooks request the connector makes, whoever makes it. A batch's 30 operations or a second
+/// in which many jobs started owe the seconds after them; paying back at 7 a second keeps any
+/// 60 s window at 420 plus one second's overspend, below QuickBooks' 500 (paying back at the
+/// bulk rate of 8 let a long burst with batches reach 500 and draw a 429).
+pub const QBO_PAYBACK_PER_SECOND: i64 = 7;
 /// The most a busy second carries into the next ones: a minute's worth of the limit.
 const QBO_CARRY_CAP: i64 = QBO_REQUESTS_PER_MINUTE;
 
@@ -70,7 +76,7 @@ fn last_second(host: &mut dyn Host) -> Result<Option<i64>, KvError> {
 /// What a second that counted `count` calls still owes `gap` seconds later.
 fn carry(count: i64, gap: i64) -> i64 {
     count
-        .saturating_sub(QBO_BULK_PER_SECOND.saturating_mul(gap))
+        .saturating_sub(QBO_PAYBACK_PER_SECOND.saturating_mul(gap))
         .clamp(0, QBO_CARRY_CAP)
 }
 
@@ -419,12 +425,13 @@ mod tests {
             check(&mut h).unwrap(),
             Some(Wait::QuickBooks { until: at(1) })
         );
-        // The next second starts with what this one overspent (11 - 8 = 3) already used.
+        // The next second starts with what this one still owes (11 calls, 7 paid back a second:
+        // 4) already used.
         h.advance(Duration::milliseconds(500));
-        assert_eq!(qbo_used(&mut h, at(1)).unwrap(), 3);
+        assert_eq!(qbo_used(&mut h, at(1)).unwrap(), 4);
         assert_eq!(check(&mut h).unwrap(), None);
         qbo_call(&mut h, "query");
-        assert_eq!(qbo_used(&mut h, at(1)).unwrap(), 4);
+        assert_eq!(qbo_used(&mut h, at(1)).unwrap(), 5);
         assert!(!h.kv.contains_key(&qbo_key(second_of(t0()))));
         assert_eq!(counters(&h), 1);
         // Quiet seconds pay nothing back twice: two seconds on, nothing is owed.
@@ -438,19 +445,19 @@ mod tests {
         for _ in 0..20 {
             qbo_call(&mut h, "invoice");
         }
-        // 20 calls: this second's 8 and the next second's 8 are used, 4 of the one after.
+        // 20 calls, paid back at 7 a second: 13 owed in the next second, 6 in the one after.
         assert_eq!(
             check(&mut h).unwrap(),
             Some(Wait::QuickBooks { until: at(2) })
         );
         h.advance(Duration::seconds(1));
-        assert_eq!(qbo_used(&mut h, at(1)).unwrap(), 12);
+        assert_eq!(qbo_used(&mut h, at(1)).unwrap(), 13);
         assert_eq!(
             check(&mut h).unwrap(),
             Some(Wait::QuickBooks { until: at(2) })
         );
         h.advance(Duration::seconds(1));
-        assert_eq!(qbo_used(&mut h, at(2)).unwrap(), 4);
+        assert_eq!(qbo_used(&mut h, at(2)).unwrap(), 6);
         assert_eq!(check(&mut h).unwrap(), None);
         // However long the gaps, the store keeps at most two counters.
         for gap in [1, 5, 60, 3600] {
