@@ -399,9 +399,16 @@ pub fn mark_handled(host: &mut dyn Host, i: i64) -> Result<(), KvError> {
     )?;
     // Each drainer writes its mark before it looks at the head, so whichever looks last sees
     // every mark written before it, and the done mark never stops short for good.
+    let mut first = true;
     loop {
         // Creates the mark (as 0) if it does not exist yet, so the swap below has a value.
         let done = host.kv_increment(QUEUE_DONE, 0)?;
+        if std::mem::take(&mut first) && done >= i {
+            // Another drainer handled it too and the mark passed it (deleting it) before this
+            // mark was written: nothing would ever delete this one.
+            host.kv_delete(&format!("{QUEUE}/{i}"))?;
+            return Ok(());
+        }
         let next = done + 1;
         if next > store::log_len(host, QUEUE)? {
             return Ok(());
@@ -702,6 +709,16 @@ mod tests {
         assert!(!h.kv.contains_key("wait/qbo/1") && !h.kv.contains_key("wait/qbo/2"));
         mark_handled(&mut h, 3).unwrap();
         assert!(queue_is_empty(&mut h).unwrap());
+        // A second drainer that handled the first entry too marks it after the mark passed it:
+        // its mark is removed again, not left behind for good.
+        mark_handled(&mut h, 1).unwrap();
+        assert!(
+            !h.kv
+                .keys()
+                .any(|k| k.starts_with("wait/qbo/") && k[9..].parse::<i64>().is_ok()),
+            "{:?}",
+            h.kv.keys().collect::<Vec<_>>()
+        );
     }
 
     #[test]
