@@ -44,6 +44,16 @@ async fn wait_until(env: &TestEnv, id: u64, what: &str, check: impl Fn(&Value) -
     .await
 }
 
+/// Waits until a run has posted the order's payment and ended: the payment is saved to the record
+/// the moment QuickBooks has it, the invoice's standing at the end of the run, when the record is
+/// posted again.
+async fn wait_paid(env: &TestEnv, id: u64) -> Value {
+    wait_until(env, id, "posted with its payment", |r| {
+        r["state"] == "posted" && !docs_of(r, "Payment").is_empty()
+    })
+    .await
+}
+
 async fn wait_state(env: &TestEnv, id: u64, state: &str) -> Value {
     wait_until(env, id, &format!("is {state}"), |r| r["state"] == state).await
 }
@@ -279,10 +289,7 @@ async fn an_authorized_order_gets_its_payment_when_the_capture_is_seen() {
 
     assert!(env.bc.update_order(1121, capture));
     deliver(&env, "store/order/updated", 1121).await;
-    let rec = wait_until(&env, 1121, "has its payment", |r| {
-        !docs_of(r, "Payment").is_empty()
-    })
-    .await;
+    let rec = wait_paid(&env, 1121).await;
     let payments = payments_for(&env, &inv["Id"]);
     assert_eq!(payments.len(), 1);
     let method = env
@@ -315,10 +322,7 @@ async fn a_lost_payment_answer_is_found_again_and_never_posted_twice() {
         .place_order(generate_paid(1131, &shape(6), Payment::Captured))
         .await
         .unwrap();
-    let rec = wait_until(&env, 1131, "posted with its payment", |r| {
-        r["state"] == "posted" && !docs_of(r, "Payment").is_empty()
-    })
-    .await;
+    let rec = wait_paid(&env, 1131).await;
     let inv = invoices_for(&env, "1131").remove(0);
     let payments = payments_for(&env, &inv["Id"]);
     assert_eq!(payments.len(), 1, "exactly one payment: {payments:#?}");
@@ -479,7 +483,7 @@ async fn a_cancelled_paid_order_keeps_its_invoice_and_the_record_notes_cancelled
         .place_order(generate_paid(1211, &shape(9), Payment::Captured))
         .await
         .unwrap();
-    wait_until(&env, 1211, "paid", |r| !docs_of(r, "Payment").is_empty()).await;
+    wait_paid(&env, 1211).await;
     assert!(env.bc.update_order(1211, |o| set_status(o, 5, "Cancelled")));
     status_updated(&env, 1211, 11, 5).await;
     let rec = wait_until(&env, 1211, "noted", |r| {
@@ -548,7 +552,7 @@ async fn refunds_of_a_paid_order_become_refund_receipts_numbered_in_order_exactl
     let order = generate_paid(1301, &shape(12), Payment::Captured);
     let (raw, products) = (order.order.clone(), order.products.clone());
     env.bc.place_order(order).await.unwrap();
-    wait_until(&env, 1301, "paid", |r| !docs_of(r, "Payment").is_empty()).await;
+    wait_paid(&env, 1301).await;
 
     let first = refund_of(
         &raw,
@@ -714,7 +718,7 @@ async fn bad_refunds_fail_with_what_to_fix_and_a_replay_after_the_fix_posts_exac
     let order = generate_paid(1331, &shape(15), Payment::Captured);
     let (raw, products) = (order.order.clone(), order.products.clone());
     env.bc.place_order(order).await.unwrap();
-    wait_until(&env, 1331, "paid", |r| !docs_of(r, "Payment").is_empty()).await;
+    wait_paid(&env, 1331).await;
 
     // A refund whose items and total do not tie.
     let mut broken = refund_of(
@@ -773,7 +777,7 @@ async fn concurrent_updated_and_refund_events_and_a_lost_answer_post_one_refund_
     let order = generate_paid(1341, &shape(16), Payment::Captured);
     let (raw, products) = (order.order.clone(), order.products.clone());
     env.bc.place_order(order).await.unwrap();
-    wait_until(&env, 1341, "paid", |r| !docs_of(r, "Payment").is_empty()).await;
+    wait_paid(&env, 1341).await;
     env.qbo.control().inject(post_fault(
         "/refundreceipt",
         1,
@@ -829,7 +833,7 @@ async fn an_edit_after_payment_updates_the_invoice_and_the_record_notes_the_new_
         .place_order(generate_paid(1401, &shape(17), Payment::Captured))
         .await
         .unwrap();
-    let rec = wait_until(&env, 1401, "paid", |r| !docs_of(r, "Payment").is_empty()).await;
+    let rec = wait_paid(&env, 1401).await;
     let inv_id = docs_of(&rec, "Invoice")[0]["qbo_id"].clone();
     // The merchant adds a handling charge after payment.
     assert!(env.bc.update_order(1401, |o| {
