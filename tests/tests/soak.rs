@@ -156,7 +156,11 @@ async fn a_thousand_orders_with_injected_faults_and_two_restarts_end_as_one_invo
     let options = TestOptions {
         qbo: QboSimConfig {
             max_concurrent_requests: 10_000,
-            // Per-minute limit off, as before it existed (this test is about exactly-once, not limits).
+            // Per-minute limit off, and the connector's pacing with it (`qbo_pacing` below):
+            // this test is about exactly-once under faults and restarts, not limits. With
+            // pacing on, 1,000 orders need at least 1,000 × ~2.7 QuickBooks operations at 7 a
+            // second (6.5 min) before faults and retries; on CI's 2 cores the run missed its
+            // 600 s. The limits are on in `burst.rs`, `batch.rs` and the scale-out burst.
             max_requests_per_minute: None,
             ..QboSimConfig::default()
         },
@@ -165,7 +169,8 @@ async fn a_thousand_orders_with_injected_faults_and_two_restarts_end_as_one_invo
     .kv_backend(kv)
     .retry_every(Duration::from_millis(100))
     .var("retry_base_seconds", "1")
-    .var("max_attempts", "10");
+    .var("max_attempts", "10")
+    .var("qbo_pacing", "off");
     let mut env = TestEnv::start(options).await;
     let bc_limit = status(
         429,
@@ -206,9 +211,7 @@ async fn a_thousand_orders_with_injected_faults_and_two_restarts_end_as_one_invo
         started.elapsed().as_secs_f64()
     );
 
-    // The shared QuickBooks limiter keeps every job inside QuickBooks' 500 requests a minute
-    // (7 a second, about 2.7 requests an order here): 1,000 orders need about 6.5 minutes of
-    // QuickBooks budget, whatever the simulator allows.
+    // Pacing is off (above); the limiter's 8 slots and its wait queue still order the work.
     let counts = settle(&env, started, Duration::from_secs(600), |env| {
         env.qbo.invoice_count() >= ORDERS as usize
     })
