@@ -712,6 +712,56 @@ async fn an_order_first_seen_refunded_is_invoiced_in_full_paid_and_refunded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_fails_after_the_payment_leaves_the_invoice_paid_on_the_record_and_its_retry_posts_the_refund()
+ {
+    let env = TestEnv::start(TestOptions::default().var("retry_base_seconds", "1")).await;
+    let order = generate_paid(1351, &shape(18), Payment::Captured);
+    let (raw, products) = (order.order.clone(), order.products.clone());
+    env.bc.put_order(order);
+    let refund = refund_of(
+        &raw,
+        &products,
+        &[RefundPart::Product {
+            line: 0,
+            quantity: 1,
+        }],
+        "",
+    );
+    env.bc.add_refund(1351, refund).unwrap();
+    // The invoice and the payment go in; the refund's create fails (a retryable 503).
+    env.qbo.control().inject(post_fault(
+        "/refundreceipt",
+        1,
+        FaultAction::Status {
+            status: 503,
+            headers: vec![],
+            body: String::new(),
+        },
+    ));
+    deliver(&env, "store/order/created", 1351).await;
+    let rec = wait_state(&env, 1351, "retrying").await;
+    assert_eq!(docs_of(&rec, "Payment").len(), 1, "{rec:#}");
+    assert!(docs_of(&rec, "RefundReceipt").is_empty());
+    // The run ended before its last step, yet the record's invoice already says what the
+    // payment made of it.
+    assert_eq!(docs_of(&rec, "Invoice")[0]["state"], "paid", "{rec:#}");
+    assert_eq!(dec(&docs_of(&rec, "Invoice")[0]["balance"]), Decimal::ZERO);
+
+    // The retry is due a second or so later (with jitter): retry-due runs it then.
+    let rec = eventually_named("order 1351: posted by its retry", WAIT, || async {
+        let (status, body) = env.admin_post("/admin/retry-due", &Value::Null).await;
+        assert_eq!(status, 200, "{body}");
+        let (_, rec) = env.admin_get("/admin/records/order/1351").await;
+        (rec["state"] == "posted").then_some(rec)
+    })
+    .await;
+    assert_eq!(docs_of(&rec, "RefundReceipt").len(), 1, "{rec:#}");
+    assert_eq!(refund_docs(&env, "RefundReceipt", "1351-R1").len(), 1);
+    let inv = invoices_for(&env, "1351").remove(0);
+    assert_eq!(payments_for(&env, &inv["Id"]).len(), 1, "the payment once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_refunds_fail_with_what_to_fix_and_a_replay_after_the_fix_posts_exactly_what_is_missing()
  {
     let env = TestEnv::start(TestOptions::default()).await;

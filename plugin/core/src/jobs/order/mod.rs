@@ -675,21 +675,32 @@ fn money_of(v: &Value, key: &str) -> Option<Money> {
     }
 }
 
-/// Brings the current invoice's state and balance up to date with its payments.
+/// Brings the current invoice's state and balance up to date with its payments, and saves the
+/// record when they changed.
 fn refresh_standing(host: &mut dyn Host, job: &mut Job) -> Result<(), Failure> {
-    let docs = job.rec.documents();
-    let Some(current) = documents::current_invoice(&docs).cloned() else {
-        return Ok(());
-    };
-    if current.state == Some(InvoiceState::Voided) {
+    if !update_standing(job) {
         return Ok(());
     }
+    job.save(host).map_err(|e| Failure::storage(&e.to_string()))
+}
+
+/// Brings the current invoice's state and balance up to date with its payments, in the record
+/// only (the caller saves it): whether they changed. A payment's own save carries it, so the
+/// record never shows a payment beside an invoice still `open` for it.
+fn update_standing(job: &mut Job) -> bool {
+    let docs = job.rec.documents();
+    let Some(current) = documents::current_invoice(&docs).cloned() else {
+        return false;
+    };
+    if current.state == Some(InvoiceState::Voided) {
+        return false;
+    }
     let Some(total) = current.total else {
-        return Ok(());
+        return false;
     };
     let (state, balance) = documents::invoice_standing(total, &docs);
     if current.state == Some(state) && current.balance == Some(balance) {
-        return Ok(());
+        return false;
     }
     job.rec.documents = docs;
     if let Some(d) = job
@@ -701,7 +712,7 @@ fn refresh_standing(host: &mut dyn Host, job: &mut Job) -> Result<(), Failure> {
         d.state = Some(state);
         d.balance = Some(balance);
     }
-    job.save(host).map_err(|e| Failure::storage(&e.to_string()))
+    true
 }
 
 /// Notes why the invoice is left as it is, once: the note stays on the invoice document (and

@@ -139,6 +139,7 @@ fn adopt_posted(
     };
     let now = host.now();
     job.rec.document_written(doc, "document_adopted", None, now);
+    update_standing(job);
     job.save(host)
         .map_err(|e| Failure::storage(&e.to_string()))?;
     Ok(true)
@@ -237,6 +238,7 @@ fn record_payment(
     let now = host.now();
     job.rec
         .document_written(doc, "document_created", Some(&staged.rid), now);
+    update_standing(job);
     job.save(host).map_err(|e| Failure::storage(&e.to_string()))
 }
 
