@@ -674,27 +674,30 @@ async fn a_refund_of_an_unpaid_order_becomes_a_credit_memo() {
     assert!(docs_of(&rec, "Payment").is_empty());
 }
 
+/// A captured order stored in BigCommerce with one unit of its first line already refunded,
+/// before any webhook: the order as stored.
+fn put_refunded_order(env: &TestEnv, id: u64, seed: u64) -> Value {
+    let order = generate_paid(id, &shape(seed), Payment::Captured);
+    let (raw, products) = (order.order.clone(), order.products.clone());
+    env.bc.put_order(order);
+    let refund = refund_of(
+        &raw,
+        &products,
+        &[RefundPart::Product {
+            line: 0,
+            quantity: 1,
+        }],
+        "",
+    );
+    env.bc.add_refund(id, refund).unwrap();
+    raw
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_first_seen_refunded_is_invoiced_in_full_paid_and_refunded() {
     let env = TestEnv::start(TestOptions::default()).await;
-    let order = generate_paid(1321, &shape(14), Payment::Captured);
-    let (raw, products) = (order.order.clone(), order.products.clone());
+    let raw = put_refunded_order(&env, 1321, 14);
     let total = dec(&raw["total_inc_tax"]).round_dp(2);
-    env.bc.put_order(order);
-    env.bc
-        .add_refund(
-            1321,
-            refund_of(
-                &raw,
-                &products,
-                &[RefundPart::Product {
-                    line: 0,
-                    quantity: 1,
-                }],
-                "",
-            ),
-        )
-        .unwrap();
     assert_eq!(env.bc.order(1321).unwrap()["status_id"], 14);
     deliver(&env, "store/order/created", 1321).await;
     let rec = wait_state(&env, 1321, "posted").await;
@@ -715,19 +718,7 @@ async fn an_order_first_seen_refunded_is_invoiced_in_full_paid_and_refunded() {
 async fn a_run_that_fails_after_the_payment_leaves_the_invoice_paid_on_the_record_and_its_retry_posts_the_refund()
  {
     let env = TestEnv::start(TestOptions::default().var("retry_base_seconds", "1")).await;
-    let order = generate_paid(1351, &shape(18), Payment::Captured);
-    let (raw, products) = (order.order.clone(), order.products.clone());
-    env.bc.put_order(order);
-    let refund = refund_of(
-        &raw,
-        &products,
-        &[RefundPart::Product {
-            line: 0,
-            quantity: 1,
-        }],
-        "",
-    );
-    env.bc.add_refund(1351, refund).unwrap();
+    put_refunded_order(&env, 1351, 18);
     // The invoice and the payment go in; the refund's create fails (a retryable 503).
     env.qbo.control().inject(post_fault(
         "/refundreceipt",
