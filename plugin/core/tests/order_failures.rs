@@ -337,6 +337,41 @@ fn invalid_grant_parks_the_order_until_a_new_bootstrap_token_is_configured() {
 }
 
 #[test]
+fn one_retry_due_after_reauthorization_resumes_more_parked_orders_than_one_second_can_carry() {
+    // Found by the e2e credentials test: the resumption ran out of this second's QuickBooks
+    // budget after one order, queued that one and left the rest parked until the next tick.
+    let mut w = world_with_order();
+    let ids: Vec<u64> = (0..12).map(|i| ORDER + i).collect();
+    for &id in &ids[1..] {
+        let o = same_customer_order(&w, id);
+        w.put_order(id, o);
+    }
+    w.qbo.borrow_mut().revoke_refresh_tokens();
+    for &id in &ids {
+        w.deliver("store/order/created", id, &hash(id as u32));
+        assert_eq!(w.record(id).state, State::NeedsReauth, "order {id}");
+    }
+
+    let fresh = "GH44operatorReauthorized0004";
+    w.qbo.borrow_mut().valid_refresh.insert(fresh.into());
+    w.set_config("qbo_refresh_token", fresh);
+    w.advance(60);
+    // The route, with the drain that follows its answer (as the adapter runs it).
+    let resp = w.admin("POST", "/admin/retry-due");
+    assert_eq!(resp.status, 200);
+    for &id in &ids {
+        let rec = w.record(id);
+        assert_eq!(
+            rec.state,
+            State::Posted,
+            "order {id}: {:?}",
+            rec.audit.iter().map(|a| &a.step).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(accepted_invoices(&w), ids.len());
+}
+
+#[test]
 fn a_parked_order_posts_on_replay_after_a_new_bootstrap_token() {
     let mut w = world_with_order();
     w.qbo.borrow_mut().revoke_refresh_tokens();

@@ -388,13 +388,18 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
     }
     if !connection::state(host)?.needs_reauth {
         let mut markable = true;
-        for (slot, r) in store::parked_entries(host, RETRY_BATCH)? {
+        let parked = store::parked_entries(host, RETRY_BATCH)?;
+        for (i, (slot, r)) in parked.iter().enumerate() {
             report.examined += 1;
             let result = sync_with_wait(host, r.entity, &r.id, Trigger::Due, 0)?;
             if matches!(result, RunResult::Waiting(_)) {
                 report.count(&result);
-                // As for due entries: the drain after the response resumes it.
-                queue_due_run(host, r.entity, &r.id)?;
+                // No capacity left now: this record and every parked one behind it join the
+                // wait queue in order, so the drain after the response resumes them all (their
+                // parked entries stay until a later call finds them posted).
+                for (_, r) in &parked[i..] {
+                    queue_due_run(host, r.entity, &r.id)?;
+                }
                 break;
             }
             if result == RunResult::Busy {
@@ -411,7 +416,7 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
                 break;
             }
             if markable {
-                store::mark_parked_done(host, slot)?;
+                store::mark_parked_done(host, *slot)?;
             }
         }
     }
