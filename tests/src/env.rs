@@ -45,6 +45,16 @@ pub fn component_wasm_path() -> &'static Path {
     Path::new(env!("ML_COMPONENT_WASM"))
 }
 
+/// The component a benchmark runs: `ML_COMPONENT_WASM` when set (at run time), else the one
+/// this crate's build script built from the current sources (never a stale build at the path
+/// `spin.toml` names, which only `cargo build --target wasm32-wasip2 --profile component`
+/// refreshes).
+pub fn bench_component_path() -> PathBuf {
+    std::env::var_os("ML_COMPONENT_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| component_wasm_path().to_path_buf())
+}
+
 /// The repository root (the directory holding `spin.toml`).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("ML_WORKSPACE_ROOT"))

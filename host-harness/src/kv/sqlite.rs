@@ -10,6 +10,11 @@
 //! savepoint inside one transaction, commits once, and only then answers them all. A request
 //! is answered only after the commit that holds it, so no caller sees a write that could
 //! still be lost; one request's failure rolls back only that request.
+//!
+//! Reads (`get`, `keys`) do not wait for a group's commit: a second thread owns a read-only
+//! connection and answers them from what is committed (WAL lets it read while the writer
+//! writes). Since a write is answered only once committed, a read that starts after a write's
+//! answer sees that write; a read concurrent with an uncommitted write sees the value before it.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -39,9 +44,13 @@ struct Done {
     reply: Box<dyn FnOnce(Result<(), BackendError>) + Send>,
 }
 
-/// SQLite in a single file, served by its own thread.
+/// A read for the reader thread.
+type ReadJob = Box<dyn FnOnce(Result<&Connection, BackendError>) + Send>;
+
+/// SQLite in a single file: writes served by one thread, reads by another.
 pub struct SqliteBackend {
     jobs: mpsc::Sender<Job>,
+    reads: mpsc::Sender<ReadJob>,
 }
 
 impl SqliteBackend {
@@ -68,12 +77,44 @@ impl SqliteBackend {
                 PRIMARY KEY (store, key)
             ) WITHOUT ROWID;",
         )?;
+        let reader = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open {} for reading", path.display()))?;
+        reader.pragma_update(None, "busy_timeout", 5000)?;
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("ml-kv-sqlite".into())
             .spawn(move || serve(conn, rx))
             .context("cannot start the SQLite thread")?;
-        Ok(SqliteBackend { jobs })
+        let (reads, read_rx) = mpsc::channel::<ReadJob>();
+        std::thread::Builder::new()
+            .name("ml-kv-sqlite-read".into())
+            .spawn(move || {
+                while let Ok(job) = read_rx.recv() {
+                    job(Ok(&reader));
+                }
+            })
+            .context("cannot start the SQLite reader thread")?;
+        Ok(SqliteBackend { jobs, reads })
+    }
+
+    /// Runs the read `f` on the reader thread, against what is committed.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, BackendError> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        let (tx, rx) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = tx.send(conn.and_then(f));
+        });
+        self.reads.send(job).map_err(|_| {
+            BackendError("storage error: the SQLite reader thread has stopped".into())
+        })?;
+        rx.await.map_err(|_| {
+            BackendError("storage error: the SQLite reader thread stopped mid-request".into())
+        })?
     }
 
     /// Runs `f` on the SQLite thread (inside its group's transaction) and returns its result
@@ -156,7 +197,7 @@ fn run_one(conn: &Connection, job: Job) -> Done {
 impl KvBackend for SqliteBackend {
     async fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
         let (store, key) = (store.to_string(), key.to_string());
-        self.run(move |c| {
+        self.read(move |c| {
             Ok(
                 c.prepare_cached("SELECT value FROM kv WHERE store = ?1 AND key = ?2")?
                     .query_row(params![store, key], |r| r.get(0))
@@ -191,7 +232,7 @@ impl KvBackend for SqliteBackend {
 
     async fn keys(&self, store: &str) -> Result<Vec<String>, BackendError> {
         let store = store.to_string();
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare_cached("SELECT key FROM kv WHERE store = ?1 ORDER BY key")?;
             let rows = stmt.query_map(params![store], |r| r.get(0))?;
             Ok(rows.collect::<Result<Vec<String>, _>>()?)

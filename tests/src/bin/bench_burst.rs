@@ -385,10 +385,7 @@ async fn main() -> anyhow::Result<()> {
         },
     )?;
     let engine = server::engine()?;
-    let wasm = std::env::var("ML_COMPONENT_WASM")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| manifest.component.source.clone());
-    let component = server::compile(&engine, &wasm)?;
+    let component = server::compile(&engine, &ml_e2e::env::bench_component_path())?;
     let dir = std::env::temp_dir().join(format!("ml-bench-burst-{}", std::process::id()));
     let ops = Arc::new(AtomicU64::new(0));
     let kv = Arc::new(Counted {

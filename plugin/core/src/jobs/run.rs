@@ -616,7 +616,16 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
             }
             None => head,
         };
+        // Once this drainer has run something, the rest of its look at the head is old news:
+        // other drainers may have handled those positions meanwhile, which one read shows
+        // (running them again would take the lease and load the record only to find them done).
+        let mut stale = false;
         for (pos, queued) in singles {
+            let queued = if stale {
+                limiter::position(host, pos)?
+            } else {
+                queued
+            };
             let w = match queued {
                 limiter::Queued::Work(w) => w,
                 limiter::Queued::Handled => continue,
@@ -641,6 +650,7 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
                 other => {
                     report.handled_entry(host, pos, &other)?;
                     progressed = true;
+                    stale = true;
                     if report.handled >= DRAIN_MAX {
                         return Ok(report);
                     }

@@ -348,16 +348,20 @@ pub fn queue_head(host: &mut dyn Host, limit: usize) -> Result<Vec<(i64, Queued)
         if out.len() >= limit {
             break;
         }
-        let queued = match store::log_entry::<Stored>(host, QUEUE, i)? {
-            Some(Stored::Work(w)) => Queued::Work(w),
-            Some(Stored::Handled { .. }) => Queued::Handled,
-            // Deleted meanwhile: another drainer moved the done mark past it.
-            None if done_mark(host)? >= i => Queued::Handled,
-            None => Queued::Unwritten,
-        };
-        out.push((i, queued));
+        out.push((i, position(host, i)?));
     }
     Ok(out)
+}
+
+/// What queue position `i` holds now.
+pub fn position(host: &mut dyn Host, i: i64) -> Result<Queued, KvError> {
+    Ok(match store::log_entry::<Stored>(host, QUEUE, i)? {
+        Some(Stored::Work(w)) => Queued::Work(w),
+        Some(Stored::Handled { .. }) => Queued::Handled,
+        // Deleted meanwhile: another drainer moved the done mark past it.
+        None if done_mark(host)? >= i => Queued::Handled,
+        None => Queued::Unwritten,
+    })
 }
 
 /// How long the head position may stay unwritten before it counts as a dead writer's (its
