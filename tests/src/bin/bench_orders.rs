@@ -3,7 +3,7 @@
 //! connector's own overhead: QuickBooks' limits are off in its simulator and the connector's
 //! per-minute pacing is off (`qbo_pacing = off`); `bench_flash` runs bursts with both on.
 //!
-//! `cargo run --release -p ml-e2e --bin bench_orders -- [ORDERS] [CONCURRENCY] [unpaid|paid] [--kv sqlite|redis] [--instances N]`
+//! `cargo run --release -p ml-e2e --bin bench_orders -- [ORDERS] [CONCURRENCY] [unpaid|paid] [--kv sqlite|redis] [--instances N] [--rate N]`
 //!
 //! Reports orders/s (first webhook sent → last invoice in QuickBooks), webhook response time
 //! percentiles, upstream calls per order at steady state (customers already linked, names
@@ -13,6 +13,9 @@
 //! webhooks are spread over them round-robin. All of it runs on this machine's cores. With
 //! `paid` every order is captured at checkout (invoice + payment), and a second phase refunds a
 //! quarter of them (`store/order/refund/created`) and reports upstream calls per refund.
+//! `--rate N` sends at most N webhooks a second in all (steady traffic instead of a burst: the
+//! wait queue stays empty while the connector keeps up, so the key-value operations per order
+//! are those of a job that finds capacity).
 
 // Floating point only formats the measurements; no money is computed here.
 #![allow(clippy::float_arithmetic)]
@@ -239,16 +242,27 @@ async fn fire(
     urls: &[String],
     bodies: Vec<String>,
     concurrency: usize,
+    rate: Option<u32>,
 ) -> anyhow::Result<Vec<Duration>> {
     let queue = Arc::new(tokio::sync::Mutex::new(bodies));
+    // One ticker shared by every sender: at most `rate` webhooks a second in all.
+    let ticker = rate.map(|r| {
+        let mut interval = tokio::time::interval(Duration::from_secs(1) / r.max(1));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Arc::new(tokio::sync::Mutex::new(interval))
+    });
     let mut tasks = Vec::new();
     for t in 0..concurrency {
         let queue = queue.clone();
+        let ticker = ticker.clone();
         let client = client.clone();
         let url = urls[t % urls.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
+                if let Some(ticker) = &ticker {
+                    ticker.lock().await.tick().await;
+                }
                 let Some(body) = queue.lock().await.pop() else {
                     break;
                 };
@@ -280,12 +294,18 @@ async fn main() -> anyhow::Result<()> {
     let mut positional = Vec::new();
     let mut kv_kind = "sqlite".to_string();
     let mut instances = 1usize;
+    let mut rate = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--kv" => kv_kind = args.next().context("--kv needs sqlite or redis")?,
             "--instances" => {
                 instances = args.next().context("--instances needs a number")?.parse()?
+            }
+            "--rate" => {
+                let r: u32 = args.next().context("--rate needs a number")?.parse()?;
+                anyhow::ensure!(r > 0, "--rate takes webhooks a second, at least 1");
+                rate = Some(r);
             }
             _ => positional.push(arg),
         }
@@ -393,6 +413,7 @@ async fn main() -> anyhow::Result<()> {
             .map(|id| webhook_body(bc.store_hash(), id))
             .collect(),
         4,
+        None,
     )
     .await?;
     wait_for(&qbo, "Invoice", warm as usize, Duration::from_secs(60))
@@ -419,7 +440,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|id| webhook_body(bc.store_hash(), id))
         .collect();
     let started = Instant::now();
-    let mut latencies = fire(&client, &urls, bodies, concurrency).await?;
+    let mut latencies = fire(&client, &urls, bodies, concurrency, rate).await?;
     let acked = started.elapsed();
     wait_for(
         &qbo,
@@ -447,8 +468,10 @@ async fn main() -> anyhow::Result<()> {
     let kv_samples = stats.take();
     let kv_families = stats.take_families();
     println!(
-        "orders benchmark: {orders} {} orders, concurrency {concurrency}, KV {kv_kind}, {instances} instance(s), 2-core machine, simulators in-process",
-        if paid { "paid" } else { "unpaid" }
+        "orders benchmark: {orders} {} orders, concurrency {concurrency}{}, KV {kv_kind}, {instances} instance(s), 2-core machine, simulators in-process",
+        if paid { "paid" } else { "unpaid" },
+        rate.map(|r| format!(" at most {r} a second"))
+            .unwrap_or_default()
     );
     println!(
         "  all webhooks acknowledged in {:.2} s; all invoices posted in {:.2} s",
@@ -505,7 +528,7 @@ async fn main() -> anyhow::Result<()> {
         qbo.control().clear_log();
         let n = refunded.len();
         let started = Instant::now();
-        fire(&client, &urls, bodies, concurrency).await?;
+        fire(&client, &urls, bodies, concurrency, None).await?;
         wait_for(&qbo, "RefundReceipt", n, Duration::from_secs(600)).await?;
         let elapsed = started.elapsed();
         let bc_calls = bc.control().requests().len();
