@@ -45,7 +45,7 @@ struct Done {
 }
 
 /// A read for the reader thread.
-type ReadJob = Box<dyn FnOnce(Result<&Connection, BackendError>) + Send>;
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
 /// SQLite in a single file: writes served by one thread, reads by another.
 pub struct SqliteBackend {
@@ -93,7 +93,7 @@ impl SqliteBackend {
             .name("ml-kv-sqlite-read".into())
             .spawn(move || {
                 while let Ok(job) = read_rx.recv() {
-                    job(Ok(&reader));
+                    job(&reader);
                 }
             })
             .context("cannot start the SQLite reader thread")?;
@@ -107,14 +107,9 @@ impl SqliteBackend {
     ) -> Result<T, BackendError> {
         let (tx, rx) = oneshot::channel();
         let job: ReadJob = Box::new(move |conn| {
-            let _ = tx.send(conn.and_then(f));
+            let _ = tx.send(f(conn));
         });
-        self.reads.send(job).map_err(|_| {
-            BackendError("storage error: the SQLite reader thread has stopped".into())
-        })?;
-        rx.await.map_err(|_| {
-            BackendError("storage error: the SQLite reader thread stopped mid-request".into())
-        })?
+        ask(&self.reads, job, rx, "SQLite reader thread").await
     }
 
     /// Runs `f` on the SQLite thread (inside its group's transaction) and returns its result
@@ -133,13 +128,23 @@ impl SqliteBackend {
                 }),
             }
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| BackendError("storage error: the SQLite thread has stopped".into()))?;
-        rx.await.map_err(|_| {
-            BackendError("storage error: the SQLite thread stopped mid-request".into())
-        })?
+        ask(&self.jobs, job, rx, "SQLite thread").await
     }
+}
+
+/// Hands `job` to the thread behind `sender` and waits for the answer it sends on `answer`.
+async fn ask<J, T>(
+    sender: &mpsc::Sender<J>,
+    job: J,
+    answer: oneshot::Receiver<Result<T, BackendError>>,
+    thread: &str,
+) -> Result<T, BackendError> {
+    sender
+        .send(job)
+        .map_err(|_| BackendError(format!("storage error: the {thread} has stopped")))?;
+    answer
+        .await
+        .map_err(|_| BackendError(format!("storage error: the {thread} stopped mid-request")))?
 }
 
 /// The SQLite thread: runs waiting requests in groups, one transaction per group. It ends when
