@@ -616,15 +616,14 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
             }
             None => head,
         };
-        // Once this drainer has run something, the rest of its look at the head is old news:
-        // other drainers may have handled those positions meanwhile, which one read shows
-        // (running them again would take the lease and load the record only to find them done).
+        // Once this drainer has run something, the work in the rest of its look at the head is
+        // old news: other drainers may have handled it meanwhile, which one read shows (running
+        // it again would take the lease and load the record only to find it done).
         let mut stale = false;
         for (pos, queued) in singles {
-            let queued = if stale {
-                limiter::position(host, pos)?
-            } else {
-                queued
+            let queued = match queued {
+                limiter::Queued::Work(_) if stale => limiter::position(host, pos)?,
+                seen => seen,
             };
             let w = match queued {
                 limiter::Queued::Work(w) => w,
