@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use ml_e2e::env::{TestEnv, TestOptions, eventually_named};
-use ml_sim::bigcommerce::{OrderShape, Payment, RefundPart, capture, generate_paid, refund_of};
+use ml_sim::bigcommerce::{
+    OrderShape, Payment, RefundPart, capture, generate_paid, refund_of, refund_one_unit,
+};
 use ml_sim::control::{FaultAction, FaultRule};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -680,16 +682,9 @@ fn put_refunded_order(env: &TestEnv, id: u64, seed: u64) -> Value {
     let order = generate_paid(id, &shape(seed), Payment::Captured);
     let (raw, products) = (order.order.clone(), order.products.clone());
     env.bc.put_order(order);
-    let refund = refund_of(
-        &raw,
-        &products,
-        &[RefundPart::Product {
-            line: 0,
-            quantity: 1,
-        }],
-        "",
-    );
-    env.bc.add_refund(id, refund).unwrap();
+    env.bc
+        .add_refund(id, refund_one_unit(&raw, &products, ""))
+        .unwrap();
     raw
 }
 
@@ -762,15 +757,7 @@ async fn bad_refunds_fail_with_what_to_fix_and_a_replay_after_the_fix_posts_exac
     wait_paid(&env, 1331).await;
 
     // A refund whose items and total do not tie.
-    let mut broken = refund_of(
-        &raw,
-        &products,
-        &[RefundPart::Product {
-            line: 0,
-            quantity: 1,
-        }],
-        "",
-    );
+    let mut broken = refund_one_unit(&raw, &products, "");
     let real_total = broken["total_amount"].clone();
     broken["total_amount"] = json!(dec(&real_total) + Decimal::new(500, 2));
     let stored = env.bc.refund_order(1331, broken).await.unwrap();

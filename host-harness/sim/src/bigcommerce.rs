@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 pub use r#gen::{
     GeneratedOrder, OrderShape, Payment, RefundPart, capture, generate, generate_paid, refund_of,
-    shapes,
+    refund_one_unit, shapes,
 };
 pub use hooks::{DeliveryReport, Hook, HookDelivery};
 

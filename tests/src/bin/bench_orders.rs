@@ -29,7 +29,7 @@ use ml_harness::kv::{BackendError, KvBackend, RedisBackend, RedisOptions, Sqlite
 use ml_harness::manifest::Manifest;
 use ml_harness::server::{self, AppConfig, Harness, ServeOptions};
 use ml_sim::bigcommerce::{
-    BcSim, BcSimConfig, GeneratedOrder, OrderShape, Payment, RefundPart, generate_paid, refund_of,
+    BcSim, BcSimConfig, GeneratedOrder, OrderShape, Payment, generate_paid, refund_one_unit,
 };
 use ml_sim::quickbooks::{QboSim, QboSimConfig};
 
@@ -508,15 +508,7 @@ async fn main() -> anyhow::Result<()> {
         for &id in &refunded {
             let raw = bc.order(id).context("order stored")?;
             let products = bc.products(id);
-            let refund = refund_of(
-                &raw,
-                &products,
-                &[RefundPart::Product {
-                    line: 0,
-                    quantity: 1,
-                }],
-                "bench",
-            );
+            let refund = refund_one_unit(&raw, &products, "bench");
             let stored = bc.add_refund(id, refund).context("refund stored")?;
             bodies.push(refund_body(
                 bc.store_hash(),

@@ -36,7 +36,7 @@ use anyhow::{Context, bail};
 use ml_e2e::env::WEBHOOK_SECRET_HEADER;
 use ml_e2e::process::{HarnessProcess, ProcessOptions};
 use ml_sim::bigcommerce::{
-    BcSim, BcSimConfig, OrderShape, Payment, RefundPart, generate_paid, refund_of,
+    BcSim, BcSimConfig, OrderShape, Payment, generate_paid, refund_one_unit,
 };
 use ml_sim::control::{Control, FaultAction, LoggedRequest, RandomFault};
 use ml_sim::quickbooks::{QboSim, QboSimConfig, QboSimHandle};
@@ -666,15 +666,7 @@ async fn main() -> anyhow::Result<()> {
     let mut bodies = Vec::with_capacity(refund_ids.len());
     for &id in &refund_ids {
         let raw = bc.order(id).context("the order is in the simulator")?;
-        let refund = refund_of(
-            &raw,
-            &bc.products(id),
-            &[RefundPart::Product {
-                line: 0,
-                quantity: 1,
-            }],
-            "soak",
-        );
+        let refund = refund_one_unit(&raw, &bc.products(id), "soak");
         let stored = bc.add_refund(id, refund).context("the refund is stored")?;
         bodies.push(refund_body(
             bc.store_hash(),

@@ -635,6 +635,20 @@ fn number(d: Decimal) -> Value {
     serde_json::from_str(&round2(d).to_string()).unwrap_or(json!(0))
 }
 
+/// The refund tests and benchmarks use most: one unit of the order's first product, with its
+/// tax ([`refund_of`] with that one part).
+pub fn refund_one_unit(order: &Value, products: &[Value], reason: &str) -> Value {
+    refund_of(
+        order,
+        products,
+        &[RefundPart::Product {
+            line: 0,
+            quantity: 1,
+        }],
+        reason,
+    )
+}
+
 /// A refund of `parts` of an order, as `GET /v3/orders/{id}/payment_actions/refunds` lists it
 /// (the simulator assigns `id`, `created` and the payment's `id` when it is stored). Its items
 /// and totals tie to the cent: a product refunded by quantity is `quantity ×` its ex-tax unit
