@@ -85,9 +85,15 @@ fn keys_per_order_stay_constant_over_five_hundred_orders() {
     let after_500 = kinds(&w);
     let total_500: usize = after_500.values().sum();
 
+    // QuickBooks' window keeps a mark per second that had requests, in a ring of 128 keys.
+    let marks = "pace/qbo/mark/#";
+    assert!(
+        after_500.get(marks).copied().unwrap_or(0) <= 128,
+        "{after_500:#?}"
+    );
     // Only per-order keys grew, each by exactly one per order.
     let mut grew = BTreeMap::new();
-    for (k, n) in &after_500 {
+    for (k, n) in after_500.iter().filter(|(k, _)| *k != marks) {
         let before = after_100.get(k).copied().unwrap_or(0);
         if *n != before {
             grew.insert(k.clone(), n - before);

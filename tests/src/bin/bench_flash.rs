@@ -208,7 +208,13 @@ async fn main() -> anyhow::Result<()> {
     let limit = Duration::from_secs(3 * 3600);
     let mut last_invoice = None;
     let mut last_payment = None;
+    // Documents in QuickBooks every 10 s: how the burst fills QuickBooks' minute.
+    let mut progress = Vec::new();
     loop {
+        let at = started.elapsed().as_secs() / 10;
+        if progress.len() as u64 <= at {
+            progress.push(qbo.count("Invoice") + qbo.count("Payment"));
+        }
         if last_invoice.is_none() && qbo.count("Invoice") >= ids.len() {
             last_invoice = Some(started.elapsed());
         }
@@ -251,6 +257,43 @@ async fn main() -> anyhow::Result<()> {
         floor_calls / per_s,
         done.as_secs_f64() / (floor_calls / per_s)
     );
+    // Every operation QuickBooks counted toward its 500 a minute: each single request, and each
+    // item of a batch (the run injects no faults, so every batch item created its document).
+    let api: Vec<_> = qbo_log
+        .iter()
+        .filter(|r| r.path.contains("/v3/company/"))
+        .collect();
+    let kind = |method: &str, tail: &str| {
+        api.iter()
+            .filter(|r| r.method == method && r.path.ends_with(tail))
+            .count()
+    };
+    let customer_queries = api
+        .iter()
+        .filter(|r| {
+            r.path.ends_with("/query")
+                && r.query
+                    .as_deref()
+                    .is_some_and(|q| q.to_ascii_lowercase().contains("from%20customer"))
+        })
+        .count();
+    let (single_invoices, single_payments) = (kind("POST", "/invoice"), kind("POST", "/payment"));
+    let batches = kind("POST", "/batch");
+    let batched = qbo.count("Invoice") + qbo.count("Payment") - single_invoices - single_payments;
+    let ops = api.len() - batches + batched;
+    println!(
+        "  QuickBooks operations: {ops} ({batched} in {batches} batch requests; single requests: {single_invoices} invoices, {single_payments} payments, {} customer creates, {customer_queries} customer queries, {} other); floor for these operations at 500 a minute: {:.1} s; done / that floor = {:.2}",
+        kind("POST", "/customer"),
+        api.len()
+            - batches
+            - single_invoices
+            - single_payments
+            - kind("POST", "/customer")
+            - customer_queries,
+        ops as f64 / per_s,
+        done.as_secs_f64() / (ops as f64 / per_s)
+    );
+    println!("  documents in QuickBooks every 10 s: {progress:?}");
     println!(
         "  QuickBooks 429 answers: {} (concurrency {}, per minute {}, batch {}); most requests in flight at once: {}",
         qbo.throttled_total(),

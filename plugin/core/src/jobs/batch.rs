@@ -18,7 +18,7 @@
 //!   and retries; the retry finds the planned `requestid` and looks up before it writes.
 //!
 //! Limits: the batch holds one QuickBooks slot for its whole run (its requests are sequential)
-//! and counts as one request per operation toward the per-minute budget; at most one batch
+//! and counts as one operation per item in QuickBooks' minute; at most one batch
 //! request starts per 1.6 s window across all instances ([`limiter::claim_batch`]), inside
 //! QuickBooks' 40 a minute.
 
@@ -65,7 +65,9 @@ pub fn run_batch(
     if orders.len() < MIN_BATCH {
         return Ok(Vec::new());
     }
-    let mut slot = match limiter::admit(host)? {
+    // Room in QuickBooks' minute for the invoices (the payments look for theirs when they go).
+    let ops = i64::try_from(orders.len()).unwrap_or(i64::MAX);
+    let mut slot = match limiter::admit_for(host, ops)? {
         Ok(slot) => slot,
         Err(wait) => {
             return Ok(orders
@@ -230,7 +232,7 @@ fn post_payments(
     }
     let batched = ops >= MIN_BATCH && {
         let mut slotted = SlotHost::new(host, slot);
-        limiter::claim_next_batch(&mut slotted, PAYMENT_WINDOW_TRIES)?
+        limiter::claim_next_batch(&mut slotted, PAYMENT_WINDOW_TRIES, ops as i64)?
     };
     let mut rest = paying;
     let singles = rest.split_off(if batched { fit } else { 0 });

@@ -56,7 +56,7 @@ pub fn sync(
 /// How a job gets QuickBooks capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Admission {
-    /// The limiter decides (queue, per-second budget, slot).
+    /// The limiter decides (queue, the second's budget and the minute's room, slot).
     Limited,
     /// The caller paced it already (bulk work): a slot only, waited for briefly.
     Paced,
@@ -589,7 +589,7 @@ const SLOT_POLL_MS: i64 = 2_000;
 /// stays in the queue until someone has handled it. With nothing runnable in sight, the
 /// drainer looks again shortly; with no slot free, it looks for one for up to 2 s and then
 /// leaves the queue to the slots' holders (each drains when its job ends);
-/// it sleeps through waits for the per-second budget, and stops when a wait (a 429's pause)
+/// it sleeps through waits for QuickBooks' second or minute, and stops when a wait (a 429's pause)
 /// ends after its budget does, or its budget is spent.
 pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport, KvError> {
     let poll = chrono::Duration::milliseconds(DRAIN_POLL_MS);

@@ -6,10 +6,12 @@
 //!   makes requests, given back when it ends). A job's QuickBooks calls are sequential, so 8
 //!   slots mean at most 8 requests in flight; a crashed holder's slot frees itself within
 //!   [`SLOT_TTL_MS`].
-//! - **Per minute.** A job starts only while the current second's count of QuickBooks calls
-//!   (the shared per-second counters of [`crate::sync::pace`], which count every call, with
-//!   overspending carried into the next seconds) is below [`PER_SECOND`] (7): any 60 s then
-//!   hold at most about 61 × 7 plus what the 8 running jobs overspend, about 460 calls.
+//! - **Per minute.** A job starts only while the current second has counted fewer than
+//!   [`PER_SECOND`] (8) QuickBooks requests (QuickBooks allows 10 a second) and QuickBooks'
+//!   sliding minute has room for it ([`crate::sync::pace::window_ops`]); every request it then
+//!   makes is reserved in that window before it is sent ([`SlotHost`]), and waits for room when
+//!   another job took it first. Any 62 s so hold at most [`pace::WINDOW_OPS`] (490) operations,
+//!   a batch's items one by one.
 //! - **A 429 anyway** (another app on the same company): no job starts for its Retry-After
 //!   (60 s when it names none, and never longer: the throttled job itself waits out a longer
 //!   one in its retry), and for [`SLOW_FOR_S`] after it the budget drops to
@@ -29,7 +31,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::host::{Host, KvError, LogLevel};
 use crate::http::{HttpRequest, HttpResponse, TransportError};
-use crate::settings;
 use crate::sync::pace;
 use crate::sync::record::Entity;
 use crate::sync::store::{self, EventRef, LeaseGuard};
@@ -39,11 +40,23 @@ use crate::sync::store::{self, EventRef, LeaseGuard};
 pub const SLOTS: usize = 8;
 /// How long a slot outlives its holder's last sign of life.
 pub const SLOT_TTL_MS: i64 = 20_000;
-/// The QuickBooks calls a second may count before no further job starts in it (about 430 a
-/// minute, plus what running jobs overspend: below QuickBooks' 500).
-pub const PER_SECOND: i64 = pace::QBO_PAYBACK_PER_SECOND;
+/// The QuickBooks requests a second may count before no further job starts in it (QuickBooks
+/// allows 10 a second).
+pub const PER_SECOND: i64 = 8;
 /// The budget a second for a while after QuickBooks answered 429.
 pub const SLOW_PER_SECOND: i64 = 3;
+/// The window's limit for a while after QuickBooks answered 429 (3 a second).
+pub const SLOW_WINDOW_OPS: i64 = SLOW_PER_SECOND * 60;
+// What the jobs running beside one may still reserve: a job admitted with more room than this
+// sends that much without a look at the window.
+const _: () = assert!(
+    pace::IN_FLIGHT_OPS
+        == SLOTS as i64 * pace::QBO_COST_PER_JOB
+            + crate::models::quickbooks::MAX_BATCH_ITEMS as i64
+);
+/// The longest a request waits for room in the window (it frees within [`pace::WINDOW_S`]); past
+/// it the request goes anyway, and a 429 is handled as any other.
+const MAX_ROOM_WAIT_MS: u64 = 65_000;
 /// How long the budget stays low after a 429.
 pub const SLOW_FOR_S: i64 = 300;
 
@@ -78,8 +91,10 @@ impl Wait {
                  (it allows 10 requests at once per company)"
             ),
             Wait::Budget { .. } => format!(
-                "waiting for QuickBooks capacity: this second's {PER_SECOND} requests are used \
-                 (QuickBooks allows 500 a minute per company)"
+                "waiting for QuickBooks capacity: this second's {PER_SECOND} requests or this \
+                 minute's {} operations are used (QuickBooks allows 10 requests a second and \
+                 500 a minute per company)",
+                pace::WINDOW_OPS
             ),
             Wait::Throttled { until } => format!(
                 "waiting for QuickBooks capacity: QuickBooks answered 429 (too many requests); \
@@ -103,6 +118,18 @@ impl Wait {
 pub struct Slot {
     guard: LeaseGuard,
     renewed_at: DateTime<Utc>,
+    /// How the job's requests are paced: `None` with pacing off.
+    window: Option<Window>,
+}
+
+/// A paced job's share of QuickBooks' sliding minute.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    /// The operations the window may hold.
+    limit: i64,
+    /// What the job may still send without a look at the window (room it saw at admission
+    /// beyond what the jobs beside it may take).
+    unchecked: i64,
 }
 
 impl Slot {
@@ -127,14 +154,24 @@ impl Slot {
     }
 }
 
-/// The current second's budget (lower for a while after a 429).
-pub fn per_second(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvError> {
+/// The budgets now: a second's requests and the window's operations (lower for
+/// [`SLOW_FOR_S`] after QuickBooks answered 429).
+fn budgets(host: &mut dyn Host, now: DateTime<Utc>) -> Result<(i64, i64), KvError> {
     let slow = host
         .kv_get(SLOW_KEY)?
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.parse::<i64>().ok())
         .is_some_and(|until| until > now.timestamp());
-    Ok(if slow { SLOW_PER_SECOND } else { PER_SECOND })
+    Ok(if slow {
+        (SLOW_PER_SECOND, SLOW_WINDOW_OPS)
+    } else {
+        (PER_SECOND, pace::WINDOW_OPS)
+    })
+}
+
+/// The current second's budget of requests (lower for a while after a 429).
+pub fn per_second(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvError> {
+    Ok(budgets(host, now)?.0)
 }
 
 /// QuickBooks answered 429 asking for `wait`: no job starts for that long (at most
@@ -157,35 +194,39 @@ pub const MAX_PAUSE: Duration = Duration::seconds(60);
 
 /// Whether a job may talk to QuickBooks now: a slot to hold while it does, or why not.
 pub fn admit(host: &mut dyn Host) -> Result<Result<Slot, Wait>, KvError> {
+    admit_for(host, pace::QBO_COST_PER_JOB)
+}
+
+/// [`admit`] for a job that needs room for `ops` operations in the window (a batch).
+pub fn admit_for(host: &mut dyn Host, ops: i64) -> Result<Result<Slot, Wait>, KvError> {
     let now = host.now();
     if let Some(until) = pace::pause_until(host, PAUSE_KEY)?
         && until > now
     {
         return Ok(Err(Wait::Throttled { until }));
     }
-    if !pacing(host) {
-        return Ok(try_slot(host)?.ok_or(Wait::Slots));
+    if !pace::pacing_on(host) {
+        return Ok(try_slot(host, None)?.ok_or(Wait::Slots));
     }
-    let budget = per_second(host, now)?;
-    let used = pace::qbo_used(host, now)?;
-    if used >= budget {
-        let owed = (used - budget) / budget;
-        let until = DateTime::<Utc>::from_timestamp(now.timestamp() + 1 + owed, 0).unwrap_or(now);
-        return Ok(Err(Wait::Budget { until }));
+    let budget = Wait::Budget {
+        until: pace::next_second(now),
+    };
+    let (per_second, limit) = budgets(host, now)?;
+    if pace::requests_in_second(host, now)? >= per_second {
+        return Ok(Err(budget));
     }
-    Ok(try_slot(host)?.ok_or(Wait::Slots))
+    let room = limit - pace::window_ops(host, now)?;
+    if room < ops {
+        return Ok(Err(budget));
+    }
+    let window = Window {
+        limit,
+        unchecked: room - pace::IN_FLIGHT_OPS,
+    };
+    Ok(try_slot(host, Some(window))?.ok_or(Wait::Slots))
 }
 
-/// Whether the per-second budget applies (`qbo_pacing`; a value that is neither `on` nor `off`
-/// keeps it on, and says so in the log).
-fn pacing(host: &mut dyn Host) -> bool {
-    settings::qbo_pacing(host).unwrap_or_else(|e| {
-        host.log(LogLevel::Warn, &format!("{e}; pacing stays on"));
-        true
-    })
-}
-
-fn try_slot(host: &mut dyn Host) -> Result<Option<Slot>, KvError> {
+fn try_slot(host: &mut dyn Host, window: Option<Window>) -> Result<Option<Slot>, KvError> {
     let now = host.now();
     let mut start = [0u8; 1];
     host.random_bytes(&mut start);
@@ -195,6 +236,7 @@ fn try_slot(host: &mut dyn Host) -> Result<Option<Slot>, KvError> {
             return Ok(Some(Slot {
                 guard,
                 renewed_at: now,
+                window,
             }));
         }
     }
@@ -224,12 +266,21 @@ pub fn take_drainer(host: &mut dyn Host, ttl_ms: i64) -> Result<Option<LeaseGuar
     Ok(None)
 }
 
-/// A slot for work its caller already paced (bulk work checks the per-second budget itself
+/// A slot for work its caller already paced (bulk work checks the second and the minute itself
 /// and runs one job at a time): waits up to `wait_ms` for one.
 pub fn admit_paced(host: &mut dyn Host, wait_ms: u64) -> Result<Result<Slot, Wait>, KvError> {
+    let window = if pace::pacing_on(host) {
+        let now = host.now();
+        Some(Window {
+            limit: budgets(host, now)?.1,
+            unchecked: 0,
+        })
+    } else {
+        None
+    };
     let mut waited = 0;
     loop {
-        if let Some(slot) = try_slot(host)? {
+        if let Some(slot) = try_slot(host, window)? {
             return Ok(Ok(slot));
         }
         if waited >= wait_ms {
@@ -269,17 +320,22 @@ pub fn claim_batch(host: &mut dyn Host) -> Result<bool, KvError> {
     Ok(true)
 }
 
-/// Claims a batch window for a batch that follows one already sent (the payments after their
-/// invoices), once the per-second budget is free again: sleeps to the start of each next
-/// window, up to `tries` windows, and claims the first one in which the budget is not spent
-/// (the batch before it owes a few seconds); `false` when none came free.
-pub fn claim_next_batch(host: &mut dyn Host, tries: u32) -> Result<bool, KvError> {
+/// Claims a batch window for a batch of `ops` operations that follows one already sent (the
+/// payments after their invoices): sleeps to the start of each next window, up to `tries`
+/// windows, and claims the first one in which the second's budget is not spent and the window
+/// has room for it; `false` when none came free.
+pub fn claim_next_batch(host: &mut dyn Host, tries: u32, ops: i64) -> Result<bool, KvError> {
+    let pacing = pace::pacing_on(host);
     for _ in 0..tries {
         let now = host.now().timestamp_millis();
         let next = (now.div_euclid(BATCH_SPACING_MS) + 1) * BATCH_SPACING_MS;
         host.sleep_ms(u64::try_from(next - now).unwrap_or(1).max(1));
         let now = host.now();
-        let spent = pacing(host) && pace::qbo_used(host, now)? >= per_second(host, now)?;
+        let spent = pacing && {
+            let (per_second, limit) = budgets(host, now)?;
+            pace::requests_in_second(host, now)? >= per_second
+                || pace::window_ops(host, now)? + ops > limit
+        };
         if !spent && claim_batch(host)? {
             return Ok(true);
         }
@@ -453,11 +509,66 @@ impl<'h> SlotHost<'h> {
     }
 }
 
+impl SlotHost<'_> {
+    /// Reserves a QuickBooks request's operations in the window before it is sent; while the
+    /// window is full, waits (keeping the slot) for the room to free and reserves again.
+    fn reserve(&mut self, request: &HttpRequest) {
+        let (Some(window), Some(ops)) = (self.slot.window, pace::qbo_operations(request)) else {
+            return;
+        };
+        if ops <= window.unchecked {
+            if let Some(w) = self.slot.window.as_mut() {
+                w.unchecked -= ops;
+            }
+            if let Err(e) = pace::reserve(self.inner, ops, None) {
+                self.inner.log(
+                    LogLevel::Warn,
+                    &format!("QuickBooks request not counted: {e}"),
+                );
+            }
+            return;
+        }
+        let mut waited = 0;
+        loop {
+            match pace::reserve(self.inner, ops, Some(window.limit)) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    self.inner.log(
+                        LogLevel::Warn,
+                        &format!("QuickBooks request not counted: {e}"),
+                    );
+                    return;
+                }
+            }
+            // Another job took the room first: look each second (nothing reserved meanwhile)
+            // until the window holds these operations, then reserve them again.
+            loop {
+                if waited >= MAX_ROOM_WAIT_MS {
+                    self.inner.log(
+                        LogLevel::Warn,
+                        "QuickBooks' minute still looks full after 65 s; sending anyway",
+                    );
+                    return;
+                }
+                self.sleep_ms(1_000);
+                waited += 1_000;
+                let now = self.inner.now();
+                match pace::window_ops(self.inner, now) {
+                    Ok(used) if used + ops > window.limit => {}
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
 impl Host for SlotHost<'_> {
     crate::host::pass_through_to_inner!();
 
     fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         self.slot.renew_if_aging(self.inner);
+        self.reserve(request);
         self.inner.http(request)
     }
 
@@ -543,7 +654,7 @@ mod tests {
         let mut store = host();
         assert!(claim_batch(&mut store).unwrap());
         let start = store.now();
-        assert!(claim_next_batch(&mut store, 3).unwrap());
+        assert!(claim_next_batch(&mut store, 3, 30).unwrap());
         let waited = (store.now() - start).num_milliseconds();
         assert!(
             (1..=BATCH_SPACING_MS).contains(&waited),
@@ -554,7 +665,7 @@ mod tests {
         for w in now + 1..=now + 2 {
             store.kv_increment(&batch_key(w), 1).unwrap();
         }
-        assert!(!claim_next_batch(&mut store, 2).unwrap());
+        assert!(!claim_next_batch(&mut store, 2, 30).unwrap());
     }
 
     #[test]
@@ -637,7 +748,7 @@ mod tests {
     fn a_used_second_holds_new_jobs_until_the_next_and_a_429_pauses_them_then_slows_the_budget() {
         let mut h = host();
         for _ in 0..PER_SECOND {
-            qbo_call(&mut h, "query");
+            pace::reserve(&mut h, 1, None).unwrap();
         }
         let wait = admit(&mut h).unwrap().unwrap_err();
         assert_eq!(
@@ -664,7 +775,7 @@ mod tests {
         let now = h.now();
         assert_eq!(per_second(&mut h, now).unwrap(), SLOW_PER_SECOND);
         for _ in 0..SLOW_PER_SECOND {
-            qbo_call(&mut h, "query");
+            pace::reserve(&mut h, 1, None).unwrap();
         }
         assert!(matches!(
             admit(&mut h).unwrap().unwrap_err(),
@@ -673,6 +784,45 @@ mod tests {
         h.advance(Duration::seconds(SLOW_FOR_S));
         let now = h.now();
         assert_eq!(per_second(&mut h, now).unwrap(), PER_SECOND);
+    }
+
+    #[test]
+    fn a_full_minute_holds_new_jobs_and_a_job_whose_room_was_taken_waits_for_it_keeping_its_slot() {
+        let mut h = host();
+        // Other jobs sent 470 operations this second.
+        assert!(pace::reserve(&mut h, 470, Some(pace::WINDOW_OPS)).unwrap());
+        let mut slot = take(&mut h);
+        // Another instance takes the last 20 before this job sends anything.
+        assert!(pace::reserve(&mut h, 20, Some(pace::WINDOW_OPS)).unwrap());
+        h.advance(Duration::seconds(1));
+        let wait = admit(&mut h).unwrap().unwrap_err();
+        assert_eq!(
+            wait,
+            Wait::Budget {
+                until: t0() + Duration::seconds(2)
+            }
+        );
+        assert!(
+            wait.describe().contains("490 operations"),
+            "{}",
+            wait.describe()
+        );
+        // The job's request waits, its slot kept alive, until the burst has left the window.
+        let before = h.now();
+        let sent = h.calls_to("/v3/company/1/query");
+        {
+            let mut job = SlotHost::new(&mut h, &mut slot);
+            qbo_call(&mut job, "query");
+        }
+        assert_eq!(h.calls_to("/v3/company/1/query"), sent + 1);
+        let waited = (h.now() - before).num_seconds();
+        assert!((60..=64).contains(&waited), "waited {waited} s");
+        assert!(
+            !store::lease_free(&mut h, slot.guard.key()).unwrap(),
+            "the slot was kept"
+        );
+        release(&mut h, slot).unwrap();
+        assert!(admit(&mut h).unwrap().is_ok());
     }
 
     #[test]

@@ -1,15 +1,25 @@
-//! Pacing: keeping bulk work (backfill, sweep) inside what both services allow.
+//! Pacing: keeping the connector inside what both services allow.
 //!
-//! - QuickBooks allows 500 requests per minute per company (and 10 at once, and about 10 a
-//!   second). Every QuickBooks API call made through a [`Paced`] host, webhook or bulk, is
-//!   counted in a per-SECOND KV counter shared by every instance (`pace/qbo/{second}`). Bulk
-//!   work starts a job only while the current second's count is below [`QBO_BULK_PER_SECOND`]
-//!   (8 a second, 480 a minute: below the limit, and webhooks counted in the same counters
-//!   make bulk work yield to live traffic). A job may make several calls; they all count, and
-//!   what a second used beyond [`QBO_PAYBACK_PER_SECOND`] is carried into the next second's
-//!   counter (so overspending is paid back and any window of `n` seconds holds at most about
-//!   `n × 7` calls plus one second's overspend). Bulk work runs one job at a time under
-//!   one lease, so it adds at most one concurrent request.
+//! - **QuickBooks, per minute: a sliding window.** QuickBooks counts every operation (each item
+//!   of a batch request too) in a sliding 60 s window per company, and answers 429 past 500.
+//!   Every QuickBooks request a job makes is reserved before it is sent
+//!   ([`crate::sync::limiter::SlotHost`] calls [`reserve`]): a counter shared by every instance
+//!   (`pace/qbo/ops`, every operation ever reserved) grows by its operations, and the request
+//!   goes out once the operations reserved since a moment at least [`WINDOW_S`] (62) seconds
+//!   back are within the window's limit ([`WINDOW_OPS`], 490). That moment's count comes from
+//!   the marks: the first request of each second notes the counter's value then
+//!   (`pace/qbo/mark/{second mod 128}`, and in `pace/qbo/last` with its anchor, the newest mark
+//!   at least 62 s older than itself). So a burst may use the whole window at once, a second that
+//!   leaves the window frees what it held, and since every request reserves before it looks,
+//!   two instances that look at once never both take the last room.
+//! - **QuickBooks, per second.** QuickBooks also allows 10 requests a second: every reserved
+//!   request (a batch is one) counts in a per-second counter (`pace/qbo/{second}`), and no job
+//!   starts in a second that has counted [`QBO_BULK_PER_SECOND`] (bulk work) or the limiter's
+//!   budget. (Requests made outside a job, the few of connecting a company or checking a
+//!   mapping's names, are not counted.)
+//! - **Bulk work** (backfill, sweep) starts a job only while the second has room and the window
+//!   holds at most [`BULK_WINDOW_OPS`] (440): the rest of the window is left to live traffic.
+//!   Bulk work runs one job at a time under one lease, so it adds at most one concurrent request.
 //! - A QuickBooks 429 seen by [`Paced`] (any call) stops bulk work everywhere until its
 //!   `Retry-After` has passed (60 s when it names none, at most a day): `pace/qbo/pause_until`.
 //!   Every other job waits for it too ([`crate::sync::limiter`]), and the limiter's budget
@@ -18,6 +28,8 @@
 //!   `X-Rate-Limit-Requests-Left` / `X-Rate-Limit-Time-Reset-Ms` it saw, and bulk work stops
 //!   while fewer than [`bc_reserve`] requests are left, until the window resets
 //!   (`pace/bc/pause_until`).
+//! - With `qbo_pacing` off (a QuickBooks stand-in without limits) nothing is counted or
+//!   reserved; the 429 pauses and BigCommerce's window still apply.
 //!
 //! Everything here reads time from the host; nothing here sleeps (a slice waiting for the next
 //! second sleeps through [`Host::sleep_ms`], see [`crate::jobs::bulk`]).
@@ -32,33 +44,46 @@ use crate::sync::failure;
 
 /// QuickBooks Online's documented limit per company and minute.
 pub const QBO_REQUESTS_PER_MINUTE: i64 = 500;
-/// What bulk work may use of a second (480 a minute, 96 % of the limit): a job starts only
-/// while the second's count, webhooks included, is below it.
+/// The operations reserved within [`WINDOW_S`] seconds that may go out: QuickBooks' 500 less
+/// a little headroom (another app's call, a clock a little off).
+pub const WINDOW_OPS: i64 = 490;
+/// How far back the window looks: QuickBooks' 60 s, plus a second for the marks' one-second
+/// grain and one for a request's way to QuickBooks after its reservation.
+pub const WINDOW_S: i64 = 62;
+/// What bulk work leaves of the window to live traffic: it starts a job only while the window
+/// holds at most this many operations.
+pub const BULK_WINDOW_OPS: i64 = 440;
+/// The QuickBooks requests a second may count before bulk work starts no job in it (QuickBooks
+/// allows 10 a second).
 pub const QBO_BULK_PER_SECOND: i64 = 8;
-/// QuickBooks requests one queued order may need (invoice, customer lookup/creation, payment):
-/// how far one job can take a second's count past [`QBO_BULK_PER_SECOND`].
+/// QuickBooks requests one order may need (invoice, customer lookup/creation, payment): the
+/// room a job needs in the window to start.
 pub const QBO_COST_PER_JOB: i64 = 4;
-/// How fast what busy seconds overspent is paid back (420 a minute): the long-run rate of every
-/// QuickBooks request the connector makes, whoever makes it. A batch's 30 operations or a second
-/// in which many jobs started owe the seconds after them; paying back at 7 a second keeps any
-/// 60 s window at 420 plus one second's overspend, below QuickBooks' 500 (paying back at the
-/// bulk rate of 8 let a long burst with batches reach 500 and draw a 429).
-pub const QBO_PAYBACK_PER_SECOND: i64 = 7;
-/// The most a busy second carries into the next ones: a minute's worth of the limit.
-const QBO_CARRY_CAP: i64 = QBO_REQUESTS_PER_MINUTE;
+/// What the jobs running at once may have reserved and not yet sent: each of the limiter's 8
+/// slots' jobs a few requests, and a batch.
+pub const IN_FLIGHT_OPS: i64 = 8 * QBO_COST_PER_JOB + 30;
 
 const BC_PAUSE_KEY: &str = "pace/bc/pause_until";
 const QBO_PAUSE_KEY: &str = "pace/qbo/pause_until";
+/// Every QuickBooks operation ever reserved, by every instance.
+const OPS_KEY: &str = "pace/qbo/ops";
+/// The newest mark (with its anchor): where the window's look-up starts.
+const LAST_KEY: &str = "pace/qbo/last";
+/// Marks are kept for this many seconds (each second's key is reused this much later).
+const MARK_RING: i64 = 128;
+/// How far back along the marks' chain a new mark looks for its anchor.
+const ANCHOR_STEPS: usize = 8;
 
 fn second_of(at: DateTime<Utc>) -> i64 {
     at.timestamp()
 }
 
-/// The second of the newest per-second QuickBooks counter (a cleanup hint, not a counter).
-const QBO_LAST_KEY: &str = "pace/qbo/last";
-
 fn qbo_key(second: i64) -> String {
     format!("pace/qbo/{second}")
+}
+
+fn mark_key(second: i64) -> String {
+    format!("pace/qbo/mark/{}", second.rem_euclid(MARK_RING))
 }
 
 fn read_counter(host: &mut dyn Host, key: &str) -> Result<Option<i64>, KvError> {
@@ -67,49 +92,211 @@ fn read_counter(host: &mut dyn Host, key: &str) -> Result<Option<i64>, KvError> 
         .and_then(|b| super::store::decode_counter(&b)))
 }
 
-fn last_second(host: &mut dyn Host) -> Result<Option<i64>, KvError> {
-    Ok(host
-        .kv_get(QBO_LAST_KEY)?
-        .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok()))
+/// The operations counter's value as the first request of second `at` saw it, with the
+/// previous mark's (the second before `at` that had requests) and its anchor's (the newest mark
+/// at least [`WINDOW_S`] seconds older than `at` that it found). Any of them is a value the
+/// counter had by the end of its second: what was reserved since is at most the counter now
+/// less it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mark {
+    at: i64,
+    ops: i64,
+    prev: (i64, i64),
+    anchor: (i64, i64),
 }
 
-/// What a second that counted `count` calls still owes `gap` seconds later.
-fn carry(count: i64, gap: i64) -> i64 {
-    count
-        .saturating_sub(QBO_PAYBACK_PER_SECOND.saturating_mul(gap))
-        .clamp(0, QBO_CARRY_CAP)
-}
-
-/// QuickBooks requests counted so far in the second of `now`, with what earlier seconds
-/// overspent.
-pub fn qbo_used(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvError> {
-    let second = second_of(now);
-    if let Some(count) = read_counter(host, &qbo_key(second))? {
-        return Ok(count);
+impl Mark {
+    fn encode(&self) -> String {
+        format!(
+            "{} {} {} {} {} {}",
+            self.at, self.ops, self.prev.0, self.prev.1, self.anchor.0, self.anchor.1
+        )
     }
-    // No call yet this second: what the last busy second overspent still counts.
-    match last_second(host)? {
-        Some(last) if last < second => {
-            Ok(read_counter(host, &qbo_key(last))?.map_or(0, |count| carry(count, second - last)))
+
+    fn decode(bytes: &[u8]) -> Option<Mark> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let n: Vec<i64> = text
+            .split(' ')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        match n[..] {
+            [at, ops, p0, p1, a0, a1] => Some(Mark {
+                at,
+                ops,
+                prev: (p0, p1),
+                anchor: (a0, a1),
+            }),
+            _ => None,
         }
-        _ => Ok(0),
     }
 }
 
-/// Counts `extra` QuickBooks operations beyond the request [`Paced`] counted: a batch request
-/// is one request, but each of its operations counts toward the per-minute limit.
-pub fn count_qbo_operations(host: &mut dyn Host, extra: usize) {
-    if extra == 0 {
-        return;
+fn read_mark(host: &mut dyn Host, key: &str) -> Result<Option<Mark>, KvError> {
+    Ok(host.kv_get(key)?.and_then(|b| Mark::decode(&b)))
+}
+
+/// The mark of second `at`, if that second had requests (its key is reused 128 s later).
+fn mark_of(host: &mut dyn Host, at: i64) -> Result<Option<Mark>, KvError> {
+    Ok(read_mark(host, &mark_key(at))?.filter(|m| m.at == at))
+}
+
+/// The newest counter value noted by the end of second `before` that the marks lead to from
+/// `from`: `from` itself, its previous mark, or one further back along the chain; else the
+/// anchor of the last mark reached (older, so the window it gives is wider).
+fn noted_by(host: &mut dyn Host, from: Mark, before: i64) -> Result<(i64, i64), KvError> {
+    let mut m = from;
+    for _ in 0..ANCHOR_STEPS {
+        if m.at <= before {
+            return Ok((m.at, m.ops));
+        }
+        if m.prev.0 <= before {
+            return Ok(m.prev);
+        }
+        match mark_of(host, m.prev.0)? {
+            Some(p) => m = p,
+            None => break,
+        }
     }
-    // Counted in the second the batch request itself was counted in (the newest counter).
-    let second = match last_second(host) {
-        Ok(Some(s)) => s,
-        _ => second_of(host.now()),
+    Ok(if m.anchor.0 <= before {
+        m.anchor
+    } else {
+        (0, 0)
+    })
+}
+
+/// The counter's value at a moment no later than the end of second `second`, the counter
+/// being `total` now: the window's operations are `total` less it.
+fn window_base(host: &mut dyn Host, second: i64, total: i64) -> Result<i64, KvError> {
+    // Once the last marked second is two seconds past, nothing sent since the window's start
+    // went out (every request's second is marked): what was reserved since is requests still on
+    // their way from reservation to QuickBooks, or reservations that found no room and were not
+    // sent. (Two seconds, not one: two instances marking seconds a moment apart may leave the
+    // older one as the last.)
+    let Some(last) = read_mark(host, LAST_KEY)? else {
+        return Ok((total - IN_FLIGHT_OPS).max(0));
     };
-    let key = qbo_key(second);
-    if let Err(e) = host.kv_increment(&key, i64::try_from(extra).unwrap_or(i64::MAX)) {
-        host.log(LogLevel::Warn, &format!("pacing counter not updated: {e}"));
+    if last.at <= second - 2 {
+        return Ok(last.ops.max(total - IN_FLIGHT_OPS));
+    }
+    if last.at <= second {
+        return Ok(last.ops);
+    }
+    // The last mark's anchor: in a busy minute that very second (or one just before it);
+    // otherwise older, so the window it gives is wider, which is as good while even that one
+    // holds at most half the limit.
+    if last.anchor.0 <= second
+        && (last.anchor.0 >= second - 1 || total - last.anchor.1 <= WINDOW_OPS / 2)
+    {
+        return Ok(last.anchor.1);
+    }
+    if let Some(m) = mark_of(host, second)? {
+        return Ok(m.ops);
+    }
+    Ok(noted_by(host, last, second)?.1)
+}
+
+/// QuickBooks operations reserved within the last [`WINDOW_S`] seconds (at most a second more):
+/// at least what QuickBooks' sliding minute holds of the connector's.
+pub fn window_ops(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvError> {
+    let total = read_counter(host, OPS_KEY)?.unwrap_or(0);
+    let base = window_base(host, second_of(now) - WINDOW_S, total)?;
+    Ok((total - base).max(0))
+}
+
+/// Reserves `ops` QuickBooks operations for a request about to be sent, and counts the
+/// request in its second (the second's first request marks it). With a `limit`: `true` when
+/// the window holds them with everything reserved before (the request may go), `false` when it
+/// does not (the reservation stays, counted as if sent: the caller waits for room and reserves
+/// again). Without one (the caller knows it has room): `true`.
+pub fn reserve(host: &mut dyn Host, ops: i64, limit: Option<i64>) -> Result<bool, KvError> {
+    let second = second_of(host.now());
+    let total = host.kv_increment(OPS_KEY, ops)?;
+    let fits = match limit {
+        // This reservation is on its way, not among the others on theirs.
+        Some(limit) => total - window_base(host, second - WINDOW_S, total - ops)? <= limit,
+        None => true,
+    };
+    if host.kv_increment(&qbo_key(second), 1)? == 1 {
+        mark_second(host, second, total)?;
+    }
+    Ok(fits)
+}
+
+/// QuickBooks requests counted so far in the second of `now`.
+pub fn requests_in_second(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvError> {
+    Ok(read_counter(host, &qbo_key(second_of(now)))?.unwrap_or(0))
+}
+
+/// The QuickBooks operations a request carries: `None` for a request that is not a QuickBooks
+/// API call; a batch request's items one by one (QuickBooks counts each toward its minute).
+pub fn qbo_operations(request: &HttpRequest) -> Option<i64> {
+    let path = request.url.split('?').next().unwrap_or_default();
+    if !path.contains("/v3/company/") {
+        return None;
+    }
+    if !path.ends_with("/batch") {
+        return Some(1);
+    }
+    let items = serde_json::from_slice::<serde_json::Value>(&request.body)
+        .ok()
+        .and_then(|v| v.get("BatchItemRequest")?.as_array().map(Vec::len))
+        .unwrap_or(1);
+    Some(i64::try_from(items.max(1)).unwrap_or(i64::MAX))
+}
+
+/// The start of the second after `now`.
+pub fn next_second(now: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(second_of(now) + 1, 0).unwrap_or(now)
+}
+
+/// The first request of `second`: notes the operations counter's value as the second's mark,
+/// with the previous mark and an anchor (the newest mark at least [`WINDOW_S`] seconds older),
+/// makes it the last mark, and deletes the previous second's request counter (only the current
+/// second's is read, so the store keeps about two of them).
+fn mark_second(host: &mut dyn Host, second: i64, ops: i64) -> Result<(), KvError> {
+    let last = read_mark(host, LAST_KEY)?;
+    let mark = match last {
+        Some(l) if l.at < second => {
+            let before = second - WINDOW_S;
+            let anchor = if l.at <= before - 2 {
+                // Nothing was sent in between (see `window_base`).
+                (before, l.ops.max(ops - IN_FLIGHT_OPS))
+            } else if let Some(m) = mark_of(host, before)? {
+                (m.at, m.ops)
+            } else {
+                noted_by(host, l, before)?
+            };
+            Mark {
+                at: second,
+                ops,
+                prev: (l.at, l.ops),
+                anchor,
+            }
+        }
+        // Another instance already marked a later second (a clock a little ahead, or a race
+        // at the turn of the second): this mark borrows its older links.
+        Some(l) => Mark {
+            at: second,
+            ops,
+            prev: if l.prev.0 < second { l.prev } else { (0, 0) },
+            anchor: l.anchor,
+        },
+        None => Mark {
+            at: second,
+            ops,
+            prev: (0, 0),
+            anchor: (0, 0),
+        },
+    };
+    host.kv_set(&mark_key(second), mark.encode().as_bytes())?;
+    match last {
+        Some(l) if l.at >= second => Ok(()),
+        Some(l) => {
+            host.kv_set(LAST_KEY, mark.encode().as_bytes())?;
+            host.kv_delete(&qbo_key(l.at))
+        }
+        None => host.kv_set(LAST_KEY, mark.encode().as_bytes()),
     }
 }
 
@@ -143,10 +330,14 @@ impl Wait {
     pub fn describe(&self) -> String {
         match self {
             Wait::QuickBooks { until } => format!(
-                "pacing: bulk work uses at most {QBO_BULK_PER_SECOND} QuickBooks requests a second                  (QuickBooks allows {QBO_REQUESTS_PER_MINUTE} a minute, webhooks included) and                  they are used; going on at {until}"
+                "pacing: bulk work starts a job only while this second has counted fewer than \
+                 {QBO_BULK_PER_SECOND} QuickBooks requests and the last minute at most \
+                 {BULK_WINDOW_OPS} operations (QuickBooks allows {QBO_REQUESTS_PER_MINUTE} a \
+                 minute, webhooks included); going on at {until}"
             ),
             Wait::QuickBooksThrottled { until } => format!(
-                "pacing: QuickBooks answered 429 (too many requests); bulk work waits for its                  Retry-After and goes on at {until}"
+                "pacing: QuickBooks answered 429 (too many requests); bulk work waits for its \
+                 Retry-After and goes on at {until}"
             ),
             Wait::BigCommerce { until } => format!(
                 "pacing: BigCommerce's rate-limit window is nearly used up; going on at {until}"
@@ -155,19 +346,31 @@ impl Wait {
     }
 }
 
-/// Whether bulk work may start one more job now. Whatever QuickBooks calls the job makes
-/// count when they are made.
+/// Whether the connector paces its QuickBooks requests (`qbo_pacing`; a value that is neither
+/// `on` nor `off` keeps it on, and says so in the log).
+pub fn pacing_on(host: &mut dyn Host) -> bool {
+    settings::qbo_pacing(host).unwrap_or_else(|e| {
+        host.log(LogLevel::Warn, &format!("{e}; pacing stays on"));
+        true
+    })
+}
+
+/// Whether bulk work may start one more job now. Whatever QuickBooks calls the job makes are
+/// reserved when they are made.
 pub fn check(host: &mut dyn Host) -> Result<Option<Wait>, KvError> {
     if let Some(wait) = paused(host)? {
         return Ok(Some(wait));
     }
+    if !pacing_on(host) {
+        return Ok(None);
+    }
     let now = host.now();
-    let used = qbo_used(host, now)?;
-    if used >= QBO_BULK_PER_SECOND {
-        // What is owed beyond this second is paid by the seconds after it.
-        let owed = (used - QBO_BULK_PER_SECOND) / QBO_BULK_PER_SECOND;
-        let until = DateTime::<Utc>::from_timestamp(second_of(now) + 1 + owed, 0).unwrap_or(now);
-        return Ok(Some(Wait::QuickBooks { until }));
+    if requests_in_second(host, now)? >= QBO_BULK_PER_SECOND
+        || window_ops(host, now)? + QBO_COST_PER_JOB > BULK_WINDOW_OPS
+    {
+        return Ok(Some(Wait::QuickBooks {
+            until: next_second(now),
+        }));
     }
     Ok(None)
 }
@@ -215,8 +418,9 @@ pub fn pause_quickbooks(host: &mut dyn Host, until: DateTime<Utc>) -> Result<(),
     host.kv_set(QBO_PAUSE_KEY, until.to_rfc3339().as_bytes())
 }
 
-/// A [`Host`] that counts QuickBooks API calls into the shared per-second counters, pauses
-/// bulk work on a QuickBooks 429, and remembers BigCommerce's rate-limit headers. Everything else passes straight through.
+/// A [`Host`] that counts the QuickBooks API calls it carries ([`Paced::qbo_calls`]; the shared
+/// window counts them where they are reserved, [`reserve`]), pauses bulk work on a QuickBooks
+/// 429, and remembers BigCommerce's rate-limit headers. Everything else passes straight through.
 pub struct Paced<'a> {
     inner: &'a mut dyn Host,
     qbo_prefix: String,
@@ -260,37 +464,6 @@ impl<'a> Paced<'a> {
         Some(self.bc_seen_at? + Duration::milliseconds(i64::try_from(reset).unwrap_or(30_000)))
     }
 
-    fn count_qbo(&mut self) {
-        self.qbo_calls += 1;
-        let second = second_of(self.inner.now());
-        let key = qbo_key(second);
-        match self.inner.kv_increment(&key, 1) {
-            // The first call of a second carries in what the last busy second overspent, and
-            // deletes that second's counter (only the current second is ever read), so the
-            // store keeps at most two of them however long the gaps between busy seconds are.
-            Ok(1) => {
-                let last = last_second(self.inner).ok().flatten();
-                if let Some(last) = last.filter(|l| *l != second) {
-                    let owed = match read_counter(self.inner, &qbo_key(last)) {
-                        Ok(Some(count)) if last < second => carry(count, second - last),
-                        _ => 0,
-                    };
-                    if owed > 0 {
-                        let _ = self.inner.kv_increment(&key, owed);
-                    }
-                    let _ = self.inner.kv_delete(&qbo_key(last));
-                }
-                let _ = self
-                    .inner
-                    .kv_set(QBO_LAST_KEY, second.to_string().as_bytes());
-            }
-            Ok(_) => {}
-            Err(e) => self
-                .inner
-                .log(LogLevel::Warn, &format!("pacing counter not updated: {e}")),
-        }
-    }
-
     /// A QuickBooks 429: bulk work everywhere waits out its Retry-After.
     fn note_qbo_answer(&mut self, resp: &HttpResponse) {
         if resp.status != 429 {
@@ -315,7 +488,7 @@ impl Host for Paced<'_> {
     fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         let qbo = request.url.starts_with(&self.qbo_prefix);
         if qbo {
-            self.count_qbo();
+            self.qbo_calls += 1;
         }
         let result = self.inner.http(request);
         if qbo && let Ok(resp) = &result {
@@ -400,71 +573,131 @@ mod tests {
             .count()
     }
 
+    /// A request of `ops` operations as a job sends it: reserved (which counts the second's
+    /// requests and marks the second), then sent if the window holds it.
+    fn send(h: &mut FakeHost, ops: i64) -> bool {
+        if !reserve(h, ops, Some(WINDOW_OPS)).unwrap() {
+            return false;
+        }
+        qbo_call(h, "batch");
+        true
+    }
+
     #[test]
-    fn quickbooks_calls_are_counted_per_second_and_the_budget_stops_bulk_work_until_the_next() {
+    fn bulk_work_waits_for_a_busy_second_and_for_room_in_the_minute() {
         let mut h = host();
         for _ in 0..(QBO_BULK_PER_SECOND - 1) {
-            qbo_call(&mut h, "query");
+            reserve(&mut h, 1, None).unwrap();
         }
-        assert_eq!(qbo_used(&mut h, t0()).unwrap(), QBO_BULK_PER_SECOND - 1);
+        assert_eq!(
+            requests_in_second(&mut h, t0()).unwrap(),
+            QBO_BULK_PER_SECOND - 1
+        );
         assert_eq!(check(&mut h).unwrap(), None, "one more job may start");
-        // That job makes four calls: they all count, the second is used up.
-        for _ in 0..QBO_COST_PER_JOB {
-            qbo_call(&mut h, "invoice");
-        }
+        reserve(&mut h, 1, None).unwrap();
         let wait = check(&mut h).unwrap().unwrap();
         assert_eq!(wait, Wait::QuickBooks { until: at(1) });
         assert!(
-            wait.describe().contains("8 QuickBooks requests a second"),
+            wait.describe().contains("fewer than 8 QuickBooks requests"),
             "{}",
             wait.describe()
         );
-        // Half a second later it is still this second.
         h.advance(Duration::milliseconds(500));
         assert_eq!(
             check(&mut h).unwrap(),
             Some(Wait::QuickBooks { until: at(1) })
         );
-        // The next second starts with what this one still owes (11 calls, 7 paid back a second:
-        // 4) already used.
         h.advance(Duration::milliseconds(500));
-        assert_eq!(qbo_used(&mut h, at(1)).unwrap(), 4);
+        assert_eq!(check(&mut h).unwrap(), None, "a new second");
+        // The minute: bulk work leaves the last 50 operations of the window to live traffic.
+        let used = window_ops(&mut h, at(1)).unwrap();
+        assert!(send(&mut h, BULK_WINDOW_OPS - QBO_COST_PER_JOB - used));
         assert_eq!(check(&mut h).unwrap(), None);
-        qbo_call(&mut h, "query");
-        assert_eq!(qbo_used(&mut h, at(1)).unwrap(), 5);
-        assert!(!h.kv.contains_key(&qbo_key(second_of(t0()))));
-        assert_eq!(counters(&h), 1);
-        // Quiet seconds pay nothing back twice: two seconds on, nothing is owed.
-        h.advance(Duration::seconds(2));
-        assert_eq!(qbo_used(&mut h, at(3)).unwrap(), 0);
+        assert!(send(&mut h, 1));
+        assert_eq!(
+            check(&mut h).unwrap(),
+            Some(Wait::QuickBooks { until: at(2) })
+        );
+        // With pacing off bulk work is not held back.
+        h.set_config("qbo_pacing", "off");
+        assert_eq!(check(&mut h).unwrap(), None);
     }
 
     #[test]
-    fn a_burst_of_webhook_calls_holds_bulk_work_back_until_it_is_paid_back() {
+    fn the_window_takes_a_burst_at_once_and_frees_it_a_minute_later() {
         let mut h = host();
-        for _ in 0..20 {
-            qbo_call(&mut h, "invoice");
+        for _ in 0..16 {
+            assert!(send(&mut h, 30));
         }
-        // 20 calls, paid back at 7 a second: 13 owed in the next second, 6 in the one after.
-        assert_eq!(
-            check(&mut h).unwrap(),
-            Some(Wait::QuickBooks { until: at(2) })
-        );
-        h.advance(Duration::seconds(1));
-        assert_eq!(qbo_used(&mut h, at(1)).unwrap(), 13);
-        assert_eq!(
-            check(&mut h).unwrap(),
-            Some(Wait::QuickBooks { until: at(2) })
-        );
-        h.advance(Duration::seconds(1));
-        assert_eq!(qbo_used(&mut h, at(2)).unwrap(), 6);
-        assert_eq!(check(&mut h).unwrap(), None);
-        // However long the gaps, the store keeps at most two counters.
-        for gap in [1, 5, 60, 3600] {
-            h.advance(Duration::seconds(gap));
-            qbo_call(&mut h, "query");
-            assert!(counters(&h) <= 2, "{:?}", h.kv.keys().collect::<Vec<_>>());
+        assert!(send(&mut h, 10), "490 operations fit");
+        assert!(!send(&mut h, 1), "the 491st does not");
+        assert!(window_ops(&mut h, t0()).unwrap() > WINDOW_OPS - 1);
+        // Nothing leaves the window for a minute (and the seconds' grain).
+        for secs in [1, 30, 61] {
+            h.advance(Duration::seconds(secs) - (h.now() - t0()));
+            assert!(
+                window_ops(&mut h, at(secs)).unwrap() >= WINDOW_OPS,
+                "{secs} s after the burst"
+            );
+            assert!(!send(&mut h, 1), "{secs} s after the burst");
         }
+        // Then the burst's second has left it: only what may be on its way still counts.
+        h.advance(Duration::seconds(3));
+        assert!(window_ops(&mut h, at(64)).unwrap() <= IN_FLIGHT_OPS);
+        assert!(send(&mut h, 30));
+        // However long the run, the store keeps at most two per-second counters and a mark per
+        // second of the last 128.
+        for step in 0..400 {
+            h.advance(Duration::milliseconds(700));
+            send(&mut h, 1 + step % 3);
+        }
+        assert!(counters(&h) <= 2, "{:?}", h.kv.keys().collect::<Vec<_>>());
+        let marks =
+            h.kv.keys()
+                .filter(|k| k.starts_with("pace/qbo/mark/"))
+                .count();
+        assert!(marks <= 128, "{marks} marks");
+    }
+
+    /// Sends as much as the window lets through, in requests of 1 to 30 operations at uneven
+    /// moments, for ten minutes: no 60 s ever hold more than the window's limit, and the
+    /// window is used (each minute carries nearly its limit).
+    #[test]
+    fn no_sixty_seconds_ever_hold_more_than_the_limit_and_the_limit_is_used() {
+        let mut h = host();
+        let mut sent: Vec<(DateTime<Utc>, i64)> = Vec::new();
+        let mut seed: u64 = 7;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        while h.now() < at(600) {
+            let ops = 1 + i64::try_from(next(30)).unwrap();
+            // A job looks at the window before it reserves (as the limiter's admission does).
+            let now = h.now();
+            if window_ops(&mut h, now).unwrap() + ops <= WINDOW_OPS && send(&mut h, ops) {
+                sent.push((h.now(), ops));
+            }
+            h.advance(Duration::milliseconds(
+                i64::try_from(50 + next(900)).unwrap(),
+            ));
+        }
+        for (i, (t, _)) in sent.iter().enumerate() {
+            let within: i64 = sent[i..]
+                .iter()
+                .take_while(|(u, _)| *u - *t < Duration::seconds(60))
+                .map(|(_, n)| n)
+                .sum();
+            assert!(
+                within <= WINDOW_OPS,
+                "{within} operations within 60 s of {t}"
+            );
+        }
+        let total: i64 = sent.iter().map(|(_, n)| n).sum();
+        // Ten minutes at 490 a window of 62 to 63 s: about 4,700.
+        assert!(total >= 4_400, "{total} operations in ten minutes");
     }
 
     #[test]

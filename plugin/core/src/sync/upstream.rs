@@ -222,8 +222,8 @@ impl Upstreams {
     /// Sends one batch of creates (`POST …/batch` with one `requestid`) and gives each item's
     /// outcome by `bId`: its entity, or its fault classified as the same fault of a single write
     /// would be. An item missing from the map has an unknown outcome. The request counts as one
-    /// toward the in-flight slot and as one per operation toward the per-minute budget
-    /// ([`crate::sync::pace::count_qbo_operations`]). A failure of the request as a whole (transport,
+    /// toward the in-flight slot and the second's requests, and as one per operation toward the
+    /// per-minute window ([`crate::sync::pace::qbo_operations`]). A failure of the request as a whole (transport,
     /// 5xx, 429, a request fault) is the `Err`: every item's outcome is then unknown.
     pub fn qbo_batch(
         &self,
@@ -234,8 +234,6 @@ impl Upstreams {
         let resp = self.qbo_send(host, &|base, realm, token| {
             quickbooks::batch(base, realm, token, items, request_id)
         });
-        // Every operation counts toward QuickBooks' 500 a minute (the safe reading).
-        crate::sync::pace::count_qbo_operations(host, items.len().saturating_sub(1));
         let resp = resp?;
         let answers = quickbooks::parse_batch(&resp, items).map_err(|fault| {
             let failure = failure::classify_quickbooks(resp.status, fault.code(), &resp.headers)
