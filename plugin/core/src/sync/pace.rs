@@ -167,13 +167,18 @@ fn noted_by(host: &mut dyn Host, from: Mark, before: i64) -> Result<(i64, i64), 
 
 /// The counter's value at a moment no later than the end of second `second`, the counter
 /// being `total` now: the window's operations are `total` less it.
-fn window_base(host: &mut dyn Host, second: i64, total: i64) -> Result<i64, KvError> {
+fn window_base(
+    host: &mut dyn Host,
+    second: i64,
+    total: i64,
+    last: Option<Mark>,
+) -> Result<i64, KvError> {
     // Once the last marked second is two seconds past, nothing sent since the window's start
     // went out (every request's second is marked): what was reserved since is requests still on
     // their way from reservation to QuickBooks, or reservations that found no room and were not
     // sent. (Two seconds, not one: two instances marking seconds a moment apart may leave the
     // older one as the last.)
-    let Some(last) = read_mark(host, LAST_KEY)? else {
+    let Some(last) = last else {
         return Ok((total - IN_FLIGHT_OPS).max(0));
     };
     if last.at <= second - 2 {
@@ -190,17 +195,35 @@ fn window_base(host: &mut dyn Host, second: i64, total: i64) -> Result<i64, KvEr
     {
         return Ok(last.anchor.1);
     }
-    if let Some(m) = mark_of(host, second)? {
-        return Ok(m.ops);
+    if let Some((_, ops)) = mark_near(host, second)? {
+        return Ok(ops);
     }
     Ok(noted_by(host, last, second)?.1)
 }
 
+/// The mark of second `at` or of one of the three before it (looks mark their seconds too, so
+/// in a busy minute one of them has one): a value the counter had by the end of `at`.
+fn mark_near(host: &mut dyn Host, at: i64) -> Result<Option<(i64, i64)>, KvError> {
+    for k in (at - 3..=at).rev() {
+        if let Some(m) = mark_of(host, k)? {
+            return Ok(Some((m.at, m.ops)));
+        }
+    }
+    Ok(None)
+}
+
 /// QuickBooks operations reserved within the last [`WINDOW_S`] seconds (at most a second more):
 /// at least what QuickBooks' sliding minute holds of the connector's.
+/// A look marks its second when nothing has yet, so a second in which the window is full and
+/// nothing goes out still has a mark for the looks 62 s later.
 pub fn window_ops(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvError> {
+    let second = second_of(now);
     let total = read_counter(host, OPS_KEY)?.unwrap_or(0);
-    let base = window_base(host, second_of(now) - WINDOW_S, total)?;
+    let last = read_mark(host, LAST_KEY)?;
+    let base = window_base(host, second - WINDOW_S, total, last)?;
+    if last.is_none_or(|l| l.at < second) {
+        mark_second(host, second, total, last)?;
+    }
     Ok((total - base).max(0))
 }
 
@@ -212,13 +235,14 @@ pub fn window_ops(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvErro
 pub fn reserve(host: &mut dyn Host, ops: i64, limit: Option<i64>) -> Result<bool, KvError> {
     let second = second_of(host.now());
     let total = host.kv_increment(OPS_KEY, ops)?;
+    let last = read_mark(host, LAST_KEY)?;
     let fits = match limit {
         // This reservation is on its way, not among the others on theirs.
-        Some(limit) => total - window_base(host, second - WINDOW_S, total - ops)? <= limit,
+        Some(limit) => total - window_base(host, second - WINDOW_S, total - ops, last)? <= limit,
         None => true,
     };
     if host.kv_increment(&qbo_key(second), 1)? == 1 {
-        mark_second(host, second, total)?;
+        mark_second(host, second, total, last)?;
     }
     Ok(fits)
 }
@@ -254,16 +278,20 @@ pub fn next_second(now: DateTime<Utc>) -> DateTime<Utc> {
 /// with the previous mark and an anchor (the newest mark at least [`WINDOW_S`] seconds older),
 /// makes it the last mark, and deletes the previous second's request counter (only the current
 /// second's is read, so the store keeps about two of them).
-fn mark_second(host: &mut dyn Host, second: i64, ops: i64) -> Result<(), KvError> {
-    let last = read_mark(host, LAST_KEY)?;
+fn mark_second(
+    host: &mut dyn Host,
+    second: i64,
+    ops: i64,
+    last: Option<Mark>,
+) -> Result<(), KvError> {
     let mark = match last {
         Some(l) if l.at < second => {
             let before = second - WINDOW_S;
             let anchor = if l.at <= before - 2 {
                 // Nothing was sent in between (see `window_base`).
                 (before, l.ops.max(ops - IN_FLIGHT_OPS))
-            } else if let Some(m) = mark_of(host, before)? {
-                (m.at, m.ops)
+            } else if let Some(m) = mark_near(host, before)? {
+                m
             } else {
                 noted_by(host, l, before)?
             };
