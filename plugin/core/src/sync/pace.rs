@@ -7,7 +7,7 @@
 //!   (`pace/qbo/ops`, every operation ever reserved) grows by its operations, and the request
 //!   goes out once the operations reserved since a moment at least [`WINDOW_S`] (62) seconds
 //!   back are within the window's limit ([`WINDOW_OPS`], 490). That moment's count comes from
-//!   the marks: the first request of each second notes the counter's value then
+//!   the marks: the first request or look of each second notes the counter's value then
 //!   (`pace/qbo/mark/{second mod 128}`, and in `pace/qbo/last` with its anchor, the newest mark
 //!   at least 62 s older than itself). So a burst may use the whole window at once, a second that
 //!   leaves the window frees what it held, and since every request reserves before it looks,
