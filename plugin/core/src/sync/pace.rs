@@ -92,8 +92,8 @@ fn read_counter(host: &mut dyn Host, key: &str) -> Result<Option<i64>, KvError> 
         .and_then(|b| super::store::decode_counter(&b)))
 }
 
-/// The operations counter's value as the first request of second `at` saw it, with the
-/// previous mark's (the second before `at` that had requests) and its anchor's (the newest mark
+/// The operations counter's value as the first request or look of second `at` saw it, with
+/// the previous mark's (the last second before `at` that was marked) and its anchor's (the newest mark
 /// at least [`WINDOW_S`] seconds older than `at` that it found). Any of them is a value the
 /// counter had by the end of its second: what was reserved since is at most the counter now
 /// less it.
@@ -136,7 +136,7 @@ fn read_mark(host: &mut dyn Host, key: &str) -> Result<Option<Mark>, KvError> {
     Ok(host.kv_get(key)?.and_then(|b| Mark::decode(&b)))
 }
 
-/// The mark of second `at`, if that second had requests (its key is reused 128 s later).
+/// The mark of second `at`, if that second was marked (its key is reused 128 s later).
 fn mark_of(host: &mut dyn Host, at: i64) -> Result<Option<Mark>, KvError> {
     Ok(read_mark(host, &mark_key(at))?.filter(|m| m.at == at))
 }
@@ -214,6 +214,7 @@ fn mark_near(host: &mut dyn Host, at: i64) -> Result<Option<(i64, i64)>, KvError
 
 /// QuickBooks operations reserved within the last [`WINDOW_S`] seconds (at most a second more):
 /// at least what QuickBooks' sliding minute holds of the connector's.
+///
 /// A look marks its second when nothing has yet, so a second in which the window is full and
 /// nothing goes out still has a mark for the looks 62 s later.
 pub fn window_ops(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvError> {
@@ -274,7 +275,7 @@ pub fn next_second(now: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(second_of(now) + 1, 0).unwrap_or(now)
 }
 
-/// The first request of `second`: notes the operations counter's value as the second's mark,
+/// The first request or look of `second`: notes the operations counter's value as its mark,
 /// with the previous mark and an anchor (the newest mark at least [`WINDOW_S`] seconds older),
 /// makes it the last mark, and deletes the previous second's request counter (only the current
 /// second's is read, so the store keeps about two of them).
