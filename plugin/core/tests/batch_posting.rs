@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
-use ml_core::sync::limiter;
-use ml_core::sync::record::State;
+use ml_core::sync::record::{Entity, State};
 use ml_core::sync::store::{self, LeaseGuard};
+use ml_core::sync::{limiter, pace};
 use serde_json::Value;
 
 /// Delivers the orders while every QuickBooks slot is held, so they all wait in the queue.
@@ -85,6 +85,67 @@ fn waiting_orders_get_their_invoices_in_one_batch_request_each_exactly_once() {
         );
     }
     assert!(limiter::queue_is_empty(&mut w.host.inner).unwrap());
+}
+
+#[test]
+fn a_batch_that_waits_a_minute_for_room_keeps_its_orders_leases_and_posts_each_once() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let mut w = World::new();
+    let ids: Vec<u64> = (521..=532).collect();
+    let held = queue_orders(&mut w, &ids);
+    // Another instance fills QuickBooks' minute after the batch was admitted, while it stages
+    // its last order: the batch must wait about a minute for room.
+    let filled_at = Rc::new(Cell::new(None));
+    let f = filled_at.clone();
+    w.host.inner.after_get("rec/order/532", move |h| {
+        if f.get().is_none() {
+            f.set(Some(h.now));
+            pace::reserve(h, pace::WINDOW_OPS, None).unwrap();
+        }
+    });
+    // Meanwhile a worker elsewhere keeps trying to take the batch's first order.
+    let taken = Rc::new(Cell::new(0));
+    let t = taken.clone();
+    let f = filled_at.clone();
+    w.host.inner.on_sleep(move |h| {
+        if f.get().is_some() {
+            let key = store::entity_lease_key(Entity::Order, "521");
+            if let Some(g) = store::try_acquire(h, &key, store::ENTITY_LEASE_MS).unwrap() {
+                t.set(t.get() + 1);
+                store::release(h, g).unwrap();
+            }
+        }
+    });
+    free(&mut w, held);
+    w.advance(1);
+    // The minute is nearly full already: the batch is admitted (its 12 fit) but has too little
+    // room to send without a look at the window.
+    pace::reserve(&mut w.host.inner, pace::WINDOW_OPS - 70, None).unwrap();
+    w.clear_log();
+    w.retry_due();
+    let filled_at = filled_at
+        .get()
+        .expect("the window was filled during staging");
+    let sent = w.sent_times("/batch");
+    assert_eq!(sent.len(), 1, "{:?}", w.requests());
+    let waited = (sent[0] - filled_at).num_seconds();
+    assert!(
+        waited >= 55,
+        "the batch waited for room in the window: {waited} s"
+    );
+    assert_eq!(
+        taken.get(),
+        0,
+        "no other worker could take an order's lease while its batch waited"
+    );
+    assert_eq!(w.qbo.borrow().batch_sizes, vec![ids.len()]);
+    assert_eq!(w.qbo.borrow().invoice_creates_accepted, ids.len());
+    for id in &ids {
+        let rec = w.record(*id);
+        assert_eq!(rec.state, State::Posted, "order {id}");
+        assert_eq!(rec.attempts, 1, "order {id}");
+    }
 }
 
 #[test]

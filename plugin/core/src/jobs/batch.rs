@@ -21,6 +21,11 @@
 //! and counts as one operation per item in QuickBooks' minute; at most one batch
 //! request starts per 1.6 s window across all instances ([`limiter::claim_batch`]), inside
 //! QuickBooks' 40 a minute.
+//!
+//! Leases: every wait in a batch run (for room in QuickBooks' minute, for a batch window)
+//! renews the leases of every order the batch holds ([`SlotHost::renewing`]); a batch request
+//! waits for its room first ([`SlotHost::reserve_ahead`]), then proves each order's lease, then
+//! leaves at once, so no order's lease can lapse between its proof and the request.
 
 use serde_json::Value;
 
@@ -107,8 +112,10 @@ fn run_claimed(
         };
         let held = Held::new(guard, store::ENTITY_LEASE_MS, host.now());
         let step = {
+            // Its waits renew the leases of the orders staged before it too.
             let mut leased = LeasedHost::new(host, held.clone());
-            let mut slotted = SlotHost::new(&mut leased, slot);
+            let mut slotted =
+                SlotHost::new(&mut leased, slot).renewing(staged.iter().map(|h| h.held.clone()));
             stage_one(&mut slotted, up, &w.id, &held)
         };
         match step {
@@ -158,6 +165,14 @@ fn run_claimed(
                 lease::release(host, &h.held)?;
             }
         }
+    }
+    // Room in the window first (waiting for it renews the orders' leases), then the proof
+    // that every lease is still ours, then the request: nothing waits between proof and send.
+    if !sending.is_empty() {
+        let leases = sending.iter().map(|(h, _)| h.held.clone());
+        SlotHost::new(host, slot)
+            .renewing(leases)
+            .reserve_ahead(sending.len() as i64);
     }
     let (kept, lost) = still_held(host, sending)?;
     results.extend(lost);
@@ -230,9 +245,16 @@ fn post_payments(
         ops += p.payments.len();
         fit += 1;
     }
+    // Waiting for a batch window and for room renews the orders' leases; the proof that each
+    // is still ours comes after, right before the request.
     let batched = ops >= MIN_BATCH && {
-        let mut slotted = SlotHost::new(host, slot);
-        limiter::claim_next_batch(&mut slotted, PAYMENT_WINDOW_TRIES, ops as i64)?
+        let leases = paying.iter().map(|(p, _)| p.held.clone());
+        let mut slotted = SlotHost::new(host, slot).renewing(leases);
+        let claimed = limiter::claim_next_batch(&mut slotted, PAYMENT_WINDOW_TRIES, ops as i64)?;
+        if claimed {
+            slotted.reserve_ahead(ops as i64);
+        }
+        claimed
     };
     let mut rest = paying;
     let singles = rest.split_off(if batched { fit } else { 0 });

@@ -106,7 +106,7 @@ impl Held {
     }
 
     /// Renews when a quarter of the TTL has passed since the last renewal (for waits).
-    fn renew_if_aging(&mut self, host: &mut dyn Host) {
+    pub(crate) fn renew_if_aging(&mut self, host: &mut dyn Host) {
         let age = (host.now() - self.renewed_at).num_milliseconds();
         if !self.lost && age >= self.ttl_ms / 4 {
             let _ = self.renew(host);

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::host::{Host, KvError, LogLevel};
 use crate::http::{HttpRequest, HttpResponse, TransportError};
+use crate::sync::lease::SharedLease;
 use crate::sync::pace;
 use crate::sync::record::Entity;
 use crate::sync::store::{self, EventRef, LeaseGuard};
@@ -130,6 +131,8 @@ struct Window {
     /// What the job may still send without a look at the window (room it saw at admission
     /// beyond what the jobs beside it may take).
     unchecked: i64,
+    /// Operations reserved ahead of the request that carries them ([`SlotHost::reserve_ahead`]).
+    prepaid: i64,
 }
 
 impl Slot {
@@ -227,6 +230,7 @@ pub fn admit_for(host: &mut dyn Host, ops: i64) -> Result<Result<Slot, Wait>, Kv
     let window = Window {
         limit,
         unchecked: room - pace::IN_FLIGHT_OPS,
+        prepaid: 0,
     };
     Ok(try_slot(host, Some(window))?.ok_or(Wait::Slots))
 }
@@ -279,6 +283,7 @@ pub fn admit_paced(host: &mut dyn Host, wait_ms: u64) -> Result<Result<Slot, Wai
         Some(Window {
             limit: budgets(host, now)?.1,
             unchecked: 0,
+            prepaid: 0,
         })
     } else {
         None
@@ -502,23 +507,59 @@ pub fn slot_free(host: &mut dyn Host) -> Result<bool, KvError> {
     Ok(false)
 }
 
-/// The host a job runs on while it holds a slot: requests and waits keep the slot alive.
+/// The host a job runs on while it holds a slot: requests and waits keep the slot alive, and
+/// waits keep alive the leases of the orders a batch carries ([`SlotHost::renewing`]).
 pub struct SlotHost<'h> {
     inner: &'h mut dyn Host,
     slot: &'h mut Slot,
+    renewing: Vec<SharedLease>,
 }
 
 impl<'h> SlotHost<'h> {
     pub fn new(inner: &'h mut dyn Host, slot: &'h mut Slot) -> Self {
-        SlotHost { inner, slot }
+        SlotHost {
+            inner,
+            slot,
+            renewing: Vec::new(),
+        }
     }
-}
 
-impl SlotHost<'_> {
-    /// Reserves a QuickBooks request's operations in the window before it is sent; while the
-    /// window is full, waits (keeping the slot) for the room to free and reserves again.
+    /// Also renews `leases` while it waits: a batch request runs on the bare host (it carries
+    /// many orders, each under its own lease), so no [`crate::sync::lease::LeasedHost`] does.
+    pub fn renewing(mut self, leases: impl IntoIterator<Item = SharedLease>) -> Self {
+        self.renewing.extend(leases);
+        self
+    }
+
+    /// Reserves `ops` operations now, for a request that goes out a moment later (waiting,
+    /// renewing the slot and the leases, while the window is full): a batch waits for its room
+    /// before it proves its orders' leases, so it leaves right after the proof, never after a
+    /// long wait. The request then spends this reservation instead of making its own.
+    pub fn reserve_ahead(&mut self, ops: i64) {
+        self.reserve_ops(ops);
+        if let Some(w) = self.slot.window.as_mut() {
+            w.prepaid += ops;
+        }
+    }
+
+    /// Reserves a QuickBooks request's operations in the window before it is sent (or spends
+    /// what [`Self::reserve_ahead`] reserved for it).
     fn reserve(&mut self, request: &HttpRequest) {
-        let (Some(window), Some(ops)) = (self.slot.window, pace::qbo_operations(request)) else {
+        let (Some(window), Some(ops)) = (self.slot.window.as_mut(), pace::qbo_operations(request))
+        else {
+            return;
+        };
+        if ops <= window.prepaid {
+            window.prepaid -= ops;
+            return;
+        }
+        self.reserve_ops(ops);
+    }
+
+    /// Reserves `ops` operations in the window; while it is full, waits (keeping the slot) for
+    /// the room to free and reserves again.
+    fn reserve_ops(&mut self, ops: i64) {
+        let Some(window) = self.slot.window else {
             return;
         };
         if ops <= window.unchecked {
@@ -581,6 +622,9 @@ impl Host for SlotHost<'_> {
     fn sleep_ms(&mut self, ms: u64) {
         self.inner.sleep_ms(ms);
         self.slot.renew_if_aging(self.inner);
+        for held in &self.renewing {
+            held.borrow_mut().renew_if_aging(self.inner);
+        }
     }
 }
 
