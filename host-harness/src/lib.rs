@@ -2,8 +2,8 @@
 //!
 //! It runs the same `.wasm` that Spin runs, from the same `spin.toml`: HTTP in and out
 //! (`wasi:http`, outbound limited to the manifest's `allowed_outbound_hosts`), key-value
-//! storage (`wasi:keyvalue` store + atomics over an embedded SQLite file, or a shared Redis
-//! named in a Spin runtime config file) and configuration
+//! storage (`wasi:keyvalue` store + atomics + batch over an embedded SQLite file, or a shared
+//! Redis named in a Spin runtime config file) and configuration
 //! (`wasi:config` from the manifest's variables and `SPIN_VARIABLE_*`). It binds only the
 //! standard interfaces Spin ships, so nothing here is something the component could come to
 //! depend on by accident.
@@ -32,6 +32,7 @@ pub(crate) mod bindings {
             // backend never blocks the workers that run instances.
             "wasi:keyvalue/store": async | trappable,
             "wasi:keyvalue/atomics": async | trappable,
+            "wasi:keyvalue/batch": async | trappable,
             default: trappable,
         },
         with: {

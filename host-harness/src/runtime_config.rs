@@ -221,6 +221,13 @@ impl KvBackend for ByLabel {
     async fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
         self.of(store)?.get(store, key).await
     }
+    async fn get_many(
+        &self,
+        store: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        self.of(store)?.get_many(store, keys).await
+    }
     async fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), BackendError> {
         self.of(store)?.set(store, key, value).await
     }

@@ -4,8 +4,8 @@
 //! contains a chosen text (e.g. the sync record becoming `"state":"posted"`: the link to the
 //! QuickBooks document) fails, and so does every write after it — the host is "dead" from
 //! that moment, so nothing it does afterwards (lease release, counters, logs) reaches storage.
-//! Reads keep working (they change nothing). [`FaultyKv::disarm`] brings the storage back, as a
-//! restarted host would find it.
+//! Reads (`get`, `get_many`, `keys`) keep working (they change nothing). [`FaultyKv::disarm`]
+//! brings the storage back, as a restarted host would find it.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -111,6 +111,15 @@ impl KvBackend for FaultyKv {
         self.inner.get(store, key).await
     }
 
+    async fn get_many(
+        &self,
+        store: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        // A read, like `get`: it keeps working while the host is "dead".
+        self.inner.get_many(store, keys).await
+    }
+
     async fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), BackendError> {
         self.check_write(key, Some(value))?;
         self.inner.set(store, key, value).await
@@ -199,6 +208,16 @@ mod tests {
             kv.get(S, "rec/order/1").await.unwrap().as_deref(),
             Some(&br#"{"state":"pending"}"#[..]),
             "reads still work"
+        );
+        assert_eq!(
+            kv.get_many(S, &["rec/order/1".into(), "count/pending".into()])
+                .await
+                .unwrap(),
+            vec![
+                Some(br#"{"state":"pending"}"#.to_vec()),
+                Some(1i64.to_le_bytes().to_vec())
+            ],
+            "so do batch reads"
         );
         assert_eq!(kv.dropped_writes(), 4);
         kv.disarm();

@@ -26,11 +26,13 @@ pub const WORLD_NAME: &str = "connector";
 /// An entry is `namespace:package@version` (any interface of the package) or
 /// `namespace:package/interface@version` (that interface only). A two-part version such as
 /// `0.2` admits every stable `0.2.x`; a full version, including pre-releases, must match
-/// exactly. keyvalue `batch` is deliberately absent: the connector does not use it.
+/// exactly. keyvalue `batch` is allowed: the connector reads several keys in one round trip
+/// with `get-many`.
 pub const ALLOWED_IMPORT_PACKAGES: &[&str] = &[
     "wasi:http@0.2",
     "wasi:keyvalue/store@0.2.0-draft2",
     "wasi:keyvalue/atomics@0.2.0-draft2",
+    "wasi:keyvalue/batch@0.2.0-draft2",
     "wasi:config@0.2.0-draft-2024-09-27",
     "wasi:cli@0.2",
     "wasi:clocks@0.2",
@@ -562,6 +564,7 @@ mod tests {
         for expected in [
             "wasi:keyvalue/store@0.2.0-draft2",
             "wasi:keyvalue/atomics@0.2.0-draft2",
+            "wasi:keyvalue/batch@0.2.0-draft2",
             "wasi:config/store@0.2.0-draft-2024-09-27",
             "wasi:http/outgoing-handler@0.2.4",
             "wasi:http/types@0.2.4",
@@ -655,6 +658,7 @@ mod tests {
             "wasi:random/random@0.2.4",
             "wasi:keyvalue/store@0.2.0-draft2",
             "wasi:keyvalue/atomics@0.2.0-draft2",
+            "wasi:keyvalue/batch@0.2.0-draft2",
             "wasi:config/store@0.2.0-draft-2024-09-27",
         ]);
         assert_eq!(check_imports_allowed(&ok), Ok(()));
@@ -664,7 +668,8 @@ mod tests {
     fn allow_list_rejects_other_packages_versions_and_unused_interfaces() {
         let bad = strings(&[
             "wasi:filesystem/types@0.2.4",
-            "wasi:keyvalue/batch@0.2.0-draft2",
+            "wasi:keyvalue/watcher@0.2.0-draft2",
+            "wasi:keyvalue/batch@0.2.0-draft",
             "wasi:keyvalue/store@0.2.0-draft",
             "wasi:http/types@0.3.0",
             "wasi:http/types@0.2.0-rc-2023-12-05",

@@ -37,6 +37,7 @@ fn connector_world_imports_exactly_the_host_services_and_http() {
         set(&[
             "wasi:keyvalue/store@0.2.0-draft2",
             "wasi:keyvalue/atomics@0.2.0-draft2",
+            "wasi:keyvalue/batch@0.2.0-draft2",
             "wasi:config/store@0.2.0-draft-2024-09-27",
             "wasi:http/outgoing-handler@0.2.4",
             "wasi:http/types@0.2.4",
@@ -234,6 +235,36 @@ fn keyvalue_atomics_has_cas_increment_and_swap() {
         interface_items(&resolve, iface, |_| true)["type cas-error"],
         "variant {store-error(wasi:keyvalue/store@0.2.0-draft2.error), \
          cas-failed(own<wasi:keyvalue/atomics@0.2.0-draft2.cas>)}"
+    );
+}
+
+/// `get-many` as Spin's host implements it: one `(key, value)` entry per key, `none` for a key
+/// without value. (Earlier copies of the draft2 WIT return `list<option<tuple<string,
+/// list<u8>>>>`; a component built against those would not link on Spin.)
+#[test]
+fn keyvalue_batch_has_get_many_as_spin_implements_it() {
+    let (resolve, _) = load_repo_world().unwrap();
+    let sigs = signatures(&resolve, "wasi:keyvalue/batch@0.2.0-draft2");
+    assert_eq!(names(&sigs), set(&["get-many", "set-many", "delete-many"]));
+    let bucket = "borrow<wasi:keyvalue/store@0.2.0-draft2.bucket>";
+    let error = "wasi:keyvalue/store@0.2.0-draft2.error";
+    assert_eq!(
+        signature_of(&sigs, "get-many"),
+        format!(
+            "func (bucket: {bucket}, keys: list<string>) \
+             -> result<list<tuple<string, option<list<u8>>>>, {error}>"
+        )
+    );
+    assert_eq!(
+        signature_of(&sigs, "set-many"),
+        format!(
+            "func (bucket: {bucket}, key-values: list<tuple<string, list<u8>>>) \
+             -> result<_, {error}>"
+        )
+    );
+    assert_eq!(
+        signature_of(&sigs, "delete-many"),
+        format!("func (bucket: {bucket}, keys: list<string>) -> result<_, {error}>")
     );
 }
 

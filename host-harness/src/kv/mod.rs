@@ -1,4 +1,4 @@
-//! Key-value storage: the `wasi:keyvalue` store and atomics hosts over a [`KvBackend`].
+//! Key-value storage: the `wasi:keyvalue` store, atomics and batch hosts over a [`KvBackend`].
 //!
 //! This capability owns its context ([`KvCtx`]) and is handed a [`KvView`] (its context plus
 //! the resource table) by whoever composes the host state; it knows nothing of that state.
@@ -42,6 +42,20 @@ pub struct BackendError(pub String);
 #[async_trait::async_trait]
 pub trait KvBackend: Send + Sync + 'static {
     async fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError>;
+    /// The values at `keys`, in the order of `keys` (one per key, duplicates included; `None`
+    /// for an absent key). Not atomic: as if each key were read by `get`. The default reads
+    /// them one by one; a backend that can read them in one round trip overrides it.
+    async fn get_many(
+        &self,
+        store: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(store, key).await?);
+        }
+        Ok(values)
+    }
     async fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), BackendError>;
     async fn delete(&self, store: &str, key: &str) -> Result<(), BackendError>;
     async fn keys(&self, store: &str) -> Result<Vec<String>, BackendError>;
@@ -100,14 +114,15 @@ impl HasData for HasKv {
     type Data<'a> = KvView<'a>;
 }
 
-/// Adds `wasi:keyvalue/store` and `wasi:keyvalue/atomics` to `linker`, reaching each
-/// instance's key-value context through `get`.
+/// Adds `wasi:keyvalue/store`, `wasi:keyvalue/atomics` and `wasi:keyvalue/batch` to
+/// `linker`, reaching each instance's key-value context through `get`.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> KvView<'_>,
 ) -> wasmtime::Result<()> {
     crate::bindings::wasi::keyvalue::store::add_to_linker::<T, HasKv>(linker, get)?;
     crate::bindings::wasi::keyvalue::atomics::add_to_linker::<T, HasKv>(linker, get)?;
+    crate::bindings::wasi::keyvalue::batch::add_to_linker::<T, HasKv>(linker, get)?;
     Ok(())
 }
 
@@ -117,6 +132,7 @@ mod host {
 
     use super::{Bucket, Cas, KvView};
     use crate::bindings::wasi::keyvalue::atomics::{self, CasError};
+    use crate::bindings::wasi::keyvalue::batch;
     use crate::bindings::wasi::keyvalue::store::{self, Error, KeyResponse};
 
     type Wr<T> = wasmtime::Result<T>;
@@ -257,6 +273,61 @@ mod host {
         }
     }
 
+    impl batch::Host for KvView<'_> {
+        async fn get_many(
+            &mut self,
+            bucket: Resource<Bucket>,
+            keys: Vec<String>,
+        ) -> Wr<Result<Vec<(String, Option<Vec<u8>>)>, Error>> {
+            let label = self.bucket_label(&bucket)?;
+            if keys.is_empty() {
+                // As on Spin: nothing asked, nothing read.
+                return Ok(Ok(Vec::new()));
+            }
+            let values = match self.ctx.backend.get_many(&label, &keys).await {
+                Ok(values) => values,
+                Err(e) => return Ok(Err(other(e))),
+            };
+            if values.len() != keys.len() {
+                return Ok(Err(Error::Other(format!(
+                    "get-many: the store answered {} values for {} keys",
+                    values.len(),
+                    keys.len()
+                ))));
+            }
+            Ok(Ok(keys.into_iter().zip(values).collect()))
+        }
+
+        async fn set_many(
+            &mut self,
+            bucket: Resource<Bucket>,
+            key_values: Vec<(String, Vec<u8>)>,
+        ) -> Wr<Result<(), Error>> {
+            let label = self.bucket_label(&bucket)?;
+            // Not atomic (as the interface says): the first failure stops, earlier writes stay.
+            for (key, value) in key_values {
+                if let Err(e) = self.ctx.backend.set(&label, &key, &value).await {
+                    return Ok(Err(other(e)));
+                }
+            }
+            Ok(Ok(()))
+        }
+
+        async fn delete_many(
+            &mut self,
+            bucket: Resource<Bucket>,
+            keys: Vec<String>,
+        ) -> Wr<Result<(), Error>> {
+            let label = self.bucket_label(&bucket)?;
+            for key in keys {
+                if let Err(e) = self.ctx.backend.delete(&label, &key).await {
+                    return Ok(Err(other(e)));
+                }
+            }
+            Ok(Ok(()))
+        }
+    }
+
     impl atomics::HostCas for KvView<'_> {
         async fn new(
             &mut self,
@@ -345,6 +416,57 @@ pub mod conformance {
             Some(&b"v2"[..]),
             "a failed increment leaves the value alone"
         );
+        // get_many: one value per key asked, in order, absent and repeated keys included;
+        // a counter as `get` reads it.
+        let n = b.get("default", "n").await.unwrap();
+        assert!(
+            n.as_deref() == Some(&3i64.to_le_bytes()[..]) || n.as_deref() == Some(&b"3"[..]),
+            "a counter is stored as 8-byte little-endian or decimal text: {n:?}"
+        );
+        let ask = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            b.get_many("default", &ask(&["k", "missing", "new", "k", "n"]))
+                .await
+                .unwrap(),
+            vec![
+                Some(b"v2".to_vec()),
+                None,
+                Some(b"x".to_vec()),
+                Some(b"v2".to_vec()),
+                n.clone(),
+            ]
+        );
+        assert_eq!(
+            b.get_many("default", &ask(&["n", "new", "k"]))
+                .await
+                .unwrap(),
+            vec![n, Some(b"x".to_vec()), Some(b"v2".to_vec())],
+            "the order asked, not the stored order"
+        );
+        assert_eq!(
+            b.get_many("default", &ask(&["missing", "also-missing"]))
+                .await
+                .unwrap(),
+            vec![None, None]
+        );
+        assert_eq!(b.get_many("default", &[]).await.unwrap(), vec![]);
+        // More keys than one SQL query binds; present ones on both sides of its chunk edges.
+        let many: Vec<String> = (0..1200).map(|i| format!("many/{i}")).collect();
+        let present = [0, 250, 499, 500, 501, 999, 1000, 1199];
+        for &i in &present {
+            b.set("default", &many[i], many[i].as_bytes())
+                .await
+                .unwrap();
+        }
+        let values = b.get_many("default", &many).await.unwrap();
+        assert_eq!(values.len(), many.len());
+        for (i, (key, value)) in many.iter().zip(&values).enumerate() {
+            let expected = present.contains(&i).then(|| key.as_bytes().to_vec());
+            assert_eq!(value, &expected, "{key}");
+        }
+        for &i in &present {
+            b.delete("default", &many[i]).await.unwrap();
+        }
         let mut keys = b.keys("default").await.unwrap();
         keys.sort();
         assert_eq!(keys, vec!["k", "n", "new"]);
@@ -357,6 +479,119 @@ pub mod conformance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A backend that fails every call: what the host must not reach.
+    struct Unreachable;
+
+    #[async_trait::async_trait]
+    impl KvBackend for Unreachable {
+        async fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, BackendError> {
+            Err(BackendError("get reached the backend".into()))
+        }
+        async fn get_many(
+            &self,
+            _: &str,
+            _: &[String],
+        ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+            Err(BackendError("get_many reached the backend".into()))
+        }
+        async fn set(&self, _: &str, _: &str, _: &[u8]) -> Result<(), BackendError> {
+            Err(BackendError("set reached the backend".into()))
+        }
+        async fn delete(&self, _: &str, _: &str) -> Result<(), BackendError> {
+            Err(BackendError("delete reached the backend".into()))
+        }
+        async fn keys(&self, _: &str) -> Result<Vec<String>, BackendError> {
+            Err(BackendError("keys reached the backend".into()))
+        }
+        async fn increment(&self, _: &str, _: &str, _: i64) -> Result<i64, BackendError> {
+            Err(BackendError("increment reached the backend".into()))
+        }
+        async fn compare_and_swap(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&[u8]>,
+            _: &[u8],
+        ) -> Result<bool, BackendError> {
+            Err(BackendError("compare_and_swap reached the backend".into()))
+        }
+    }
+
+    fn ctx(backend: Arc<dyn KvBackend>) -> KvCtx {
+        KvCtx {
+            backend,
+            allowed_labels: Arc::new(vec!["default".into()]),
+        }
+    }
+
+    #[tokio::test]
+    async fn batch_host_pairs_each_key_with_its_value_and_skips_the_backend_for_no_keys() {
+        use crate::bindings::wasi::keyvalue::batch::Host as _;
+        use wasmtime::component::Resource;
+
+        let mut table = ResourceTable::new();
+        let bucket = table
+            .push(Bucket {
+                label: "default".into(),
+            })
+            .unwrap();
+        let borrow = || Resource::<Bucket>::new_borrow(bucket.rep());
+
+        let backend = Arc::new(MemoryBackend::default());
+        backend.set("default", "a", b"1").await.unwrap();
+        backend.set("default", "c", b"3").await.unwrap();
+        let mut kv = ctx(backend.clone());
+        let mut view = KvView {
+            ctx: &mut kv,
+            table: &mut table,
+        };
+        let keys = ["c", "b", "a", "c"].map(String::from).to_vec();
+        assert_eq!(
+            view.get_many(borrow(), keys).await.unwrap().unwrap(),
+            vec![
+                ("c".to_string(), Some(b"3".to_vec())),
+                ("b".to_string(), None),
+                ("a".to_string(), Some(b"1".to_vec())),
+                ("c".to_string(), Some(b"3".to_vec())),
+            ]
+        );
+        let pairs = vec![
+            ("b".to_string(), b"2".to_vec()),
+            ("d".to_string(), b"4".to_vec()),
+        ];
+        view.set_many(borrow(), pairs).await.unwrap().unwrap();
+        assert_eq!(
+            backend.get("default", "b").await.unwrap(),
+            Some(b"2".to_vec())
+        );
+        let gone = ["a", "d", "never-there"].map(String::from).to_vec();
+        view.delete_many(borrow(), gone).await.unwrap().unwrap();
+        let mut left = backend.keys("default").await.unwrap();
+        left.sort();
+        assert_eq!(left, vec!["b", "c"]);
+
+        let mut kv = ctx(Arc::new(Unreachable));
+        let mut view = KvView {
+            ctx: &mut kv,
+            table: &mut table,
+        };
+        assert_eq!(
+            view.get_many(borrow(), vec![]).await.unwrap().unwrap(),
+            vec![]
+        );
+        view.set_many(borrow(), vec![]).await.unwrap().unwrap();
+        view.delete_many(borrow(), vec![]).await.unwrap().unwrap();
+        let err = view
+            .get_many(borrow(), vec!["a".into()])
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&err, crate::bindings::wasi::keyvalue::store::Error::Other(m) if m.contains("get_many reached")),
+            "a backend failure is error::other: {err:?}"
+        );
+    }
 
     #[tokio::test]
     async fn memory_backend_behaves_as_a_store_with_real_compare_and_swap() {

@@ -8,6 +8,7 @@
 //!
 //! - Compare-and-swap is one Lua script (see [`CAS_SCRIPT`]), not `WATCH`/`MULTI`/`EXEC`.
 //! - Listing keys uses `SCAN`, which does not stall the server as `KEYS *` does.
+//! - `get_many` is one `MGET` (one value or nil per key, in order).
 //! - Every operation has a deadline: a Redis that is down or unreachable gives the component
 //!   a storage error (the record is retried later), never a hang.
 
@@ -178,6 +179,30 @@ impl KvBackend for RedisBackend {
             c.get::<_, Option<Vec<u8>>>(key).await
         })
         .await
+    }
+
+    async fn get_many(
+        &self,
+        _store: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        if keys.is_empty() {
+            // `MGET` with no key is a syntax error.
+            return Ok(Vec::new());
+        }
+        // One `MGET`: the same keys `get` reads, one value (or nil) per key, in order.
+        let values: Vec<Option<Vec<u8>>> = self
+            .op("MGET", |mut c| async move {
+                redis::cmd("MGET").arg(keys).query_async(&mut c).await
+            })
+            .await?;
+        if values.len() != keys.len() {
+            return Err(self.error(
+                "MGET",
+                format!("{} values for {} keys", values.len(), keys.len()),
+            ));
+        }
+        Ok(values)
     }
 
     async fn set(&self, _store: &str, key: &str, value: &[u8]) -> Result<(), BackendError> {

@@ -11,10 +11,11 @@
 //! is answered only after the commit that holds it, so no caller sees a write that could
 //! still be lost; one request's failure rolls back only that request.
 //!
-//! Reads (`get`, `keys`) do not wait for a group's commit: a second thread owns a read-only
-//! connection and answers them from what is committed (WAL lets it read while the writer
-//! writes). Since a write is answered only once committed, a read that starts after a write's
-//! answer sees that write; a read concurrent with an uncommitted write sees the value before it.
+//! Reads (`get`, `get_many`, `keys`) do not wait for a group's commit: a second thread owns a
+//! read-only connection and answers them from what is committed (WAL lets it read while the
+//! writer writes). Since a write is answered only once committed, a read that starts after a
+//! write's answer sees that write; a read concurrent with an uncommitted write sees the value
+//! before it.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -33,6 +34,10 @@ impl From<rusqlite::Error> for BackendError {
 
 /// Most requests one transaction groups.
 const MAX_GROUP: usize = 256;
+
+/// Most keys one `get_many` query binds (SQLite allows 999 parameters in older builds; one is
+/// the store). More keys are read in several queries, in one read transaction.
+const MAX_KEYS_PER_QUERY: usize = 500;
 
 /// One request for the SQLite thread: given the connection (or why there is none), it does its
 /// work and says whether it succeeded and how to answer once the group is committed.
@@ -208,6 +213,51 @@ impl KvBackend for SqliteBackend {
                     .query_row(params![store, key], |r| r.get(0))
                     .optional()?,
             )
+        })
+        .await
+    }
+
+    async fn get_many(
+        &self,
+        store: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (store, keys) = (store.to_string(), keys.to_vec());
+        self.read(move |c| {
+            // Several queries read in one transaction, so they all see the same commit.
+            let tx = if keys.len() > MAX_KEYS_PER_QUERY {
+                Some(c.unchecked_transaction()?)
+            } else {
+                None
+            };
+            let mut found = std::collections::HashMap::with_capacity(keys.len());
+            for chunk in keys.chunks(MAX_KEYS_PER_QUERY) {
+                // Bound the number of distinct statements (they share the connection's
+                // statement cache with `get`): bind a power-of-two number of keys, repeating
+                // the last one, which `IN` does not mind.
+                let marks = chunk.len().next_power_of_two().min(MAX_KEYS_PER_QUERY);
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT key, value FROM kv WHERE store = ? AND key IN ({})",
+                    vec!["?"; marks].join(", ")
+                ))?;
+                let last = chunk.last().expect("chunks are never empty");
+                let args = std::iter::once(&store)
+                    .chain(chunk)
+                    .chain(std::iter::repeat_n(last, marks - chunk.len()));
+                let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })?;
+                for row in rows {
+                    let (key, value) = row?;
+                    found.insert(key, value);
+                }
+            }
+            drop(tx);
+            // In the order asked; a key asked twice is answered twice.
+            Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
         })
         .await
     }

@@ -11,7 +11,7 @@ use wasi::http::types::{
 use wasi::io::poll::poll;
 
 use crate::bindings::wasi::config::store as config;
-use crate::bindings::wasi::keyvalue::{atomics, store};
+use crate::bindings::wasi::keyvalue::{atomics, batch, store};
 
 /// The label Spin always provides (ARCHITECTURE decision 4).
 const BUCKET: &str = "default";
@@ -29,11 +29,17 @@ const MAX_UPSTREAM_BODY: usize = 4 << 20;
 /// The WASI-backed host. The bucket is opened lazily, once per request.
 pub struct WasiHost {
     bucket: Option<store::Bucket>,
+    /// `get-many` failed once in this instance: every later read of many keys is made key by
+    /// key (see [`Host::kv_get_many`] below).
+    batch_failed: bool,
 }
 
 impl WasiHost {
     pub fn new() -> Self {
-        WasiHost { bucket: None }
+        WasiHost {
+            bucket: None,
+            batch_failed: false,
+        }
     }
 
     fn bucket(&mut self) -> Result<&store::Bucket, KvError> {
@@ -297,6 +303,42 @@ impl Host for WasiHost {
 
     fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         self.bucket()?.get(key).map_err(kv_err)
+    }
+
+    fn kv_get_many(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let owned: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let found = if self.batch_failed {
+            None
+        } else {
+            match batch::get_many(self.bucket()?, &owned) {
+                Ok(found) => Some(found),
+                Err(e) => {
+                    // Some stores fail `get-many` where `get` works (Spin's Redis store sends
+                    // it as `KEYS`, which takes one argument): the keys are read one by one.
+                    self.batch_failed = true;
+                    eprintln!(
+                        "ml-connector Warn: reading several keys at once failed ({}); reading \
+                         them one by one",
+                        kv_err(e)
+                    );
+                    None
+                }
+            }
+        };
+        let Some(found) = found else {
+            return keys.iter().map(|k| self.kv_get(k)).collect();
+        };
+        // Entries are matched by key, not by position: Spin's SQLite store answers only the
+        // keys it holds, in no particular order, and each key once. A key left out is absent.
+        let by_key: std::collections::HashMap<String, Option<Vec<u8>>> =
+            found.into_iter().collect();
+        Ok(keys
+            .iter()
+            .map(|k| by_key.get(*k).cloned().flatten())
+            .collect())
     }
 
     fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {

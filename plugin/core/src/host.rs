@@ -37,6 +37,14 @@ pub trait Host {
     fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError>;
 
     fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+
+    /// The values at `keys`, in their order, read in one round trip where the host can
+    /// (`wasi:keyvalue/batch`'s `get-many`). Not a snapshot: each key is read as by
+    /// [`Host::kv_get`]. Worth it only where several keys are needed at the same moment.
+    fn kv_get_many(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        keys.iter().map(|k| self.kv_get(k)).collect()
+    }
+
     fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError>;
     fn kv_delete(&mut self, key: &str) -> Result<(), KvError>;
 
@@ -80,6 +88,13 @@ macro_rules! pass_through_to_inner {
             self.inner.kv_get(key)
         }
 
+        fn kv_get_many(
+            &mut self,
+            keys: &[&str],
+        ) -> Result<Vec<Option<Vec<u8>>>, $crate::host::KvError> {
+            self.inner.kv_get_many(keys)
+        }
+
         fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), $crate::host::KvError> {
             self.inner.kv_set(key, value)
         }
@@ -115,4 +130,137 @@ pub enum LogLevel {
     Info,
     Warn,
     Error,
+}
+
+/// A host that has read a few keys ahead, in one round trip ([`Host::kv_get_many`]), for a
+/// step that is about to read them one by one: each key's first read is answered from what
+/// was read ahead, every later read goes to the store. What was read ahead is good only
+/// until the step talks to the outside or waits: the first request or sleep drops all of
+/// it, and a write to a key drops that key. So an answer is never older than the key-value
+/// calls made since the read ahead, which a plain read could not tell apart from the store
+/// changing just after it.
+pub struct Prefetched<'h> {
+    inner: &'h mut dyn Host,
+    ready: std::collections::HashMap<String, Option<Vec<u8>>>,
+}
+
+impl<'h> Prefetched<'h> {
+    /// Reads `keys` ahead. A failed read ahead is not an error: every read then goes to the
+    /// store, which reports the failure where it matters.
+    pub fn new(inner: &'h mut dyn Host, keys: &[&str]) -> Self {
+        let ready = match inner.kv_get_many(keys) {
+            Ok(values) => keys.iter().map(|k| k.to_string()).zip(values).collect(),
+            Err(_) => std::collections::HashMap::new(),
+        };
+        Prefetched { inner, ready }
+    }
+
+    /// Whether `key` was read ahead and not yet used (for tests).
+    pub fn holds(&self, key: &str) -> bool {
+        self.ready.contains_key(key)
+    }
+}
+
+impl Host for Prefetched<'_> {
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.now()
+    }
+
+    fn random_bytes(&mut self, buf: &mut [u8]) {
+        self.inner.random_bytes(buf)
+    }
+
+    fn config(&mut self, name: &str) -> Option<String> {
+        self.inner.config(name)
+    }
+
+    fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        self.ready.clear();
+        self.inner.http(request)
+    }
+
+    fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        match self.ready.remove(key) {
+            Some(value) => Ok(value),
+            None => self.inner.kv_get(key),
+        }
+    }
+
+    fn kv_get_many(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        for k in keys {
+            self.ready.remove(*k);
+        }
+        self.inner.kv_get_many(keys)
+    }
+
+    fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.ready.remove(key);
+        self.inner.kv_set(key, value)
+    }
+
+    fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
+        self.ready.remove(key);
+        self.inner.kv_delete(key)
+    }
+
+    fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.ready.remove(key);
+        self.inner.kv_increment(key, delta)
+    }
+
+    fn kv_cas(&mut self, key: &str, expected: &[u8], new: &[u8]) -> Result<CasOutcome, KvError> {
+        self.ready.remove(key);
+        self.inner.kv_cas(key, expected, new)
+    }
+
+    fn sleep_ms(&mut self, ms: u64) {
+        self.ready.clear();
+        self.inner.sleep_ms(ms)
+    }
+
+    fn log(&mut self, level: LogLevel, message: &str) {
+        self.inner.log(level, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Method;
+    use crate::testing::FakeHost;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-02T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_key_read_ahead_answers_its_first_read_only_and_nothing_survives_a_request_or_a_write() {
+        let mut h = FakeHost::new(t0());
+        h.route("http://up.test", |_| Ok(HttpResponse::new(200, "ok")));
+        for k in ["a", "b", "c", "d"] {
+            h.kv_set(k, k.as_bytes()).unwrap();
+        }
+        let mut p = Prefetched::new(&mut h, &["a", "b", "c", "missing"]);
+        // Another instance changes `a` after the read ahead: the first read gives what was
+        // read ahead (as a plain read a moment earlier would), the next one the store's.
+        p.inner.kv_set("a", b"A2").unwrap();
+        assert_eq!(p.kv_get("a").unwrap().as_deref(), Some(&b"a"[..]));
+        assert_eq!(p.kv_get("a").unwrap().as_deref(), Some(&b"A2"[..]));
+        assert_eq!(p.kv_get("missing").unwrap(), None);
+        assert!(!p.holds("missing"));
+        // A write through it drops the key.
+        p.kv_set("b", b"B2").unwrap();
+        assert_eq!(p.kv_get("b").unwrap().as_deref(), Some(&b"B2"[..]));
+        // A request drops everything.
+        assert!(p.holds("c"));
+        p.http(&HttpRequest::new(Method::Get, "http://up.test/x"))
+            .unwrap();
+        assert!(!p.holds("c"));
+        p.inner.kv_set("c", b"C2").unwrap();
+        assert_eq!(p.kv_get("c").unwrap().as_deref(), Some(&b"C2"[..]));
+        // A key not read ahead goes to the store.
+        assert_eq!(p.kv_get("d").unwrap().as_deref(), Some(&b"d"[..]));
+    }
 }

@@ -121,6 +121,15 @@ impl KvBackend for Counted {
         self.ops.fetch_add(1, Ordering::Relaxed);
         self.inner.get(s, k).await
     }
+    async fn get_many(
+        &self,
+        s: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        // One operation: one round trip, however many keys.
+        self.ops.fetch_add(1, Ordering::Relaxed);
+        self.inner.get_many(s, keys).await
+    }
     async fn set(&self, s: &str, k: &str, v: &[u8]) -> Result<(), BackendError> {
         self.ops.fetch_add(1, Ordering::Relaxed);
         self.inner.set(s, k, v).await

@@ -172,6 +172,16 @@ impl KvBackend for Timed {
     async fn get(&self, s: &str, k: &str) -> Result<Option<Vec<u8>>, BackendError> {
         self.time("get", k, self.inner.get(s, k)).await
     }
+    async fn get_many(
+        &self,
+        s: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        // One operation (one round trip), counted under the first key's family.
+        let first = keys.first().map_or("", String::as_str);
+        self.time("get_many", first, self.inner.get_many(s, keys))
+            .await
+    }
     async fn set(&self, s: &str, k: &str, v: &[u8]) -> Result<(), BackendError> {
         self.time("set", k, self.inner.set(s, k, v)).await
     }
@@ -210,7 +220,15 @@ fn report_kv(
         percentile(&all, 0.50).as_secs_f64() * 1e3,
         percentile(&all, 0.99).as_secs_f64() * 1e3,
     );
-    for op in ["get", "set", "increment", "swap", "delete", "keys"] {
+    for op in [
+        "get",
+        "get_many",
+        "set",
+        "increment",
+        "swap",
+        "delete",
+        "keys",
+    ] {
         let mut d: Vec<Duration> = samples
             .iter()
             .filter(|(o, _)| *o == op)

@@ -5,7 +5,7 @@
 //! Every step lands in the record's audit trail; every failure is classified into retry
 //! later, needs a human, or needs re-authorization.
 
-use crate::host::{Host, KvError, LogLevel};
+use crate::host::{Host, KvError, LogLevel, Prefetched};
 use crate::jobs::{Done, Job, batch, customer, order};
 use crate::settings::{self, RetrySettings};
 use crate::sync::connection::{self, Vault};
@@ -131,6 +131,11 @@ fn sync_locked(
     admission: Admission,
 ) -> Result<RunResult, LeaseError> {
     let now = host.now();
+    // The record and what admission reads, in one round trip.
+    let mut ahead = vec![store::record_key(entity, id)];
+    ahead.extend(limiter::admission_keys(host, now));
+    let ahead: Vec<&str> = ahead.iter().map(String::as_str).collect();
+    let host: &mut dyn Host = &mut Prefetched::new(host, &ahead);
     let loaded = store::load_record(host, entity, id)?;
     let previous = loaded.as_ref().map(|r| r.state);
     let mut rec = loaded.unwrap_or_else(|| SyncRecord::new(entity, id, now));

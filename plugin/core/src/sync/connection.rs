@@ -20,6 +20,12 @@ use crate::sync::store;
 const TOKENS_KEY: &str = "cred/qbo/tokens";
 const BOOTSTRAP_FP_KEY: &str = "cred/qbo/bootstrap-fingerprint";
 const STATE_KEY: &str = "cred/qbo/state";
+
+/// The keys reading the QuickBooks access reads when its credentials are in order (for a
+/// caller that reads them ahead, [`crate::host::Prefetched`]).
+pub fn access_keys() -> [&'static str; 3] {
+    [BOOTSTRAP_FP_KEY, STATE_KEY, TOKENS_KEY]
+}
 /// Held by whoever writes the token set: a refresh, an OAuth connect, a re-seal.
 const REFRESH_LEASE_KEY: &str = "lease/qbo-refresh";
 /// Outlives what its holder does: one token request (at most

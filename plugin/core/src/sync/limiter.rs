@@ -235,6 +235,22 @@ pub fn admit_for(host: &mut dyn Host, ops: i64) -> Result<Result<Slot, Wait>, Kv
     Ok(try_slot(host, Some(window))?.ok_or(Wait::Slots))
 }
 
+/// The keys admitting a job reads (the wait queue's ends, the pause and slow marks, and with
+/// pacing on the window's first keys), for a caller that reads them ahead
+/// ([`crate::host::Prefetched`]).
+pub fn admission_keys(host: &mut dyn Host, now: DateTime<Utc>) -> Vec<String> {
+    let mut keys = vec![
+        store::log_len_key(QUEUE),
+        QUEUE_DONE.to_string(),
+        PAUSE_KEY.to_string(),
+        SLOW_KEY.to_string(),
+    ];
+    if pace::pacing_on(host) {
+        keys.extend(pace::look_keys(now));
+    }
+    keys
+}
+
 fn try_slot(host: &mut dyn Host, window: Option<Window>) -> Result<Option<Slot>, KvError> {
     let now = host.now();
     let mut start = [0u8; 1];
@@ -400,9 +416,17 @@ fn done_mark(host: &mut dyn Host) -> Result<i64, KvError> {
         .unwrap_or(0))
 }
 
-/// Whether work is waiting (cheap: two reads).
+/// Whether work is waiting (cheap: two keys, read in one round trip).
 pub fn queue_is_empty(host: &mut dyn Host) -> Result<bool, KvError> {
-    Ok(store::log_len(host, QUEUE)? <= done_mark(host)?)
+    let len = store::log_len_key(QUEUE);
+    let counter = |v: &Option<Vec<u8>>| v.as_deref().and_then(store::decode_counter).unwrap_or(0);
+    match host.kv_get_many(&[&len, QUEUE_DONE])?.as_slice() {
+        [n, done] => Ok(counter(n) <= counter(done)),
+        other => Err(KvError(format!(
+            "the store answered {} values for 2 keys",
+            other.len()
+        ))),
+    }
 }
 
 /// The oldest positions past the done mark, at most `limit`, with what each holds.

@@ -249,6 +249,17 @@ pub fn reserve(host: &mut dyn Host, ops: i64, limit: Option<i64>) -> Result<bool
 }
 
 /// QuickBooks requests counted so far in the second of `now`.
+/// The keys a look at the window at `now` starts with: the second's request counter, the
+/// operations counter, the newest mark and the marks a window's base is looked for in (for
+/// a caller that reads them ahead, [`crate::host::Prefetched`]).
+pub fn look_keys(now: DateTime<Utc>) -> Vec<String> {
+    let second = second_of(now);
+    let base = second - WINDOW_S;
+    let mut keys = vec![qbo_key(second), OPS_KEY.to_string(), LAST_KEY.to_string()];
+    keys.extend((base - 3..=base).rev().map(mark_key));
+    keys
+}
+
 pub fn requests_in_second(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvError> {
     Ok(read_counter(host, &qbo_key(second_of(now)))?.unwrap_or(0))
 }

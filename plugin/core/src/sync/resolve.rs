@@ -74,7 +74,7 @@ pub(crate) fn first_id(v: &[Value]) -> Option<String> {
 
 /// Where every name resolved in a realm is also kept together, so an order reads all its
 /// names in one round trip: `cache/qbo/{realm}/names`, a map `"{kind}/{name}"` → id.
-fn names_key(realm: &str) -> String {
+pub fn names_key(realm: &str) -> String {
     format!("cache/qbo/{realm}/names")
 }
 

@@ -209,7 +209,8 @@ pub fn entity_lease_key(entity: Entity, id: &str) -> String {
     format!("lease/{entity}/{id}")
 }
 
-fn record_key(entity: Entity, id: &str) -> String {
+/// Where an entity's sync record lives.
+pub fn record_key(entity: Entity, id: &str) -> String {
     format!("rec/{entity}/{id}")
 }
 
@@ -423,7 +424,12 @@ pub fn append<T: Serialize>(host: &mut dyn Host, log: &str, value: &T) -> Result
 
 /// The number of slots ever appended to `log`.
 pub fn log_len(host: &mut dyn Host, log: &str) -> Result<i64, KvError> {
-    read_counter(host, &format!("{log}/n"))
+    read_counter(host, &log_len_key(log))
+}
+
+/// Where `log`'s length is counted.
+pub fn log_len_key(log: &str) -> String {
+    format!("{log}/n")
 }
 
 /// Reads slot `i` of `log` (`None` if its writer died before writing it).

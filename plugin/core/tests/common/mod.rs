@@ -155,6 +155,11 @@ impl Host for Recorder {
         self.kv_ops.push(("get", key.to_string()));
         self.inner.kv_get(key)
     }
+    fn kv_get_many(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        // One round trip, named by its keys.
+        self.kv_ops.push(("get_many", keys.join(",")));
+        self.inner.kv_get_many(keys)
+    }
     fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
         self.kv_ops.push(("set", key.to_string()));
         self.events.push(Event::KvWrite(key.to_string()));

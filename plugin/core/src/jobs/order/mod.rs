@@ -15,7 +15,7 @@ use crate::books::documents::{
     PlannedPayment, PlannedRefund,
 };
 use crate::books::mapping::{self, GuestMode, MappingConfig, OrderContext};
-use crate::host::Host;
+use crate::host::{Host, Prefetched};
 use crate::jobs::{Done, Job};
 use crate::models::bigcommerce::{
     self, CatalogProduct, Order, OrderId, OrderProduct, ProductId, Refund,
@@ -24,6 +24,7 @@ use crate::models::money::Money;
 use crate::models::quickbooks::{self, LinkedTxn, PaymentLine, Ref, SalesReturn, request_id};
 use crate::sync::company;
 use crate::sync::connection;
+use crate::sync::customers;
 use crate::sync::failure::{Failure, Service};
 use crate::sync::resolve::{self, Matched};
 use crate::sync::store;
@@ -165,6 +166,10 @@ pub fn prepare_order(
     mut fetched: FetchedOrder,
     dry_run: bool,
 ) -> Result<Prepared, Failure> {
+    // What mapping a known customer's order reads, read in one round trip.
+    let ahead = keys_read_by_prepare(up, &fetched);
+    let ahead: Vec<&str> = ahead.iter().map(String::as_str).collect();
+    let host: &mut dyn Host = &mut Prefetched::new(host, &ahead);
     let config = store::mapping_config(host)?;
     // BigCommerce's own identity is checked before QuickBooks is asked anything.
     mapping::check_totals(&fetched.order, &fetched.lines).map_err(mapping_failure)?;
@@ -223,6 +228,29 @@ pub fn prepare_order(
         realm_id: access.realm_id.clone(),
         written_totals: std::cell::Cell::new(None),
     })
+}
+
+/// The keys [`prepare_order`] reads when nothing needs fetching: the mapping, the store's
+/// cached facts, the QuickBooks credentials, the company's cached tax facts and names, and a
+/// registered customer's link. (An order in a foreign currency links its customer under
+/// another key, which it reads itself.)
+fn keys_read_by_prepare(up: &Upstreams, fetched: &FetchedOrder) -> Vec<String> {
+    let mut keys = vec![
+        store::MAPPING_KEY.to_string(),
+        store_facts::STORE_CACHE_KEY.to_string(),
+    ];
+    keys.extend(connection::access_keys().map(str::to_string));
+    if let Some(realm) = &up.qbo.realm_id {
+        keys.push(company::cache_key(realm));
+        keys.push(resolve::names_key(realm));
+    }
+    if !fetched.order.is_guest() {
+        keys.push(customers::link_key(&CustomerSource {
+            bc_customer_id: Some(fetched.order.customer_id.0),
+            ..CustomerSource::default()
+        }));
+    }
+    keys
 }
 
 /// Runs the order job for `job.rec`: the invoice, then the documents that follow it.
