@@ -416,12 +416,12 @@ fn done_mark(host: &mut dyn Host) -> Result<i64, KvError> {
         .unwrap_or(0))
 }
 
-/// Whether work is waiting (cheap: two keys, read in one round trip).
-pub fn queue_is_empty(host: &mut dyn Host) -> Result<bool, KvError> {
+/// The queue's length and its done mark, read in one round trip.
+fn queue_ends(host: &mut dyn Host) -> Result<(i64, i64), KvError> {
     let len = store::log_len_key(QUEUE);
     let counter = |v: &Option<Vec<u8>>| v.as_deref().and_then(store::decode_counter).unwrap_or(0);
     match host.kv_get_many(&[&len, QUEUE_DONE])?.as_slice() {
-        [n, done] => Ok(counter(n) <= counter(done)),
+        [n, done] => Ok((counter(n), counter(done))),
         other => Err(KvError(format!(
             "the store answered {} values for 2 keys",
             other.len()
@@ -429,16 +429,42 @@ pub fn queue_is_empty(host: &mut dyn Host) -> Result<bool, KvError> {
     }
 }
 
-/// The oldest positions past the done mark, at most `limit`, with what each holds.
+/// Whether work is waiting (cheap: two keys, read in one round trip).
+pub fn queue_is_empty(host: &mut dyn Host) -> Result<bool, KvError> {
+    let (n, done) = queue_ends(host)?;
+    Ok(n <= done)
+}
+
+/// The oldest positions past the done mark, at most `limit`, with what each holds (two
+/// round trips: the queue's ends, then the positions).
 pub fn queue_head(host: &mut dyn Host, limit: usize) -> Result<Vec<(i64, Queued)>, KvError> {
-    let n = store::log_len(host, QUEUE)?;
-    let done = done_mark(host)?;
+    let (n, done) = queue_ends(host)?;
+    let last = n.min(done.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX)));
+    if last <= done {
+        return Ok(Vec::new());
+    }
+    let stored = store::log_entries::<Stored>(host, QUEUE, done + 1, last)?;
+    // A position found empty was deleted by a drainer that moved the done mark past it, or
+    // its writer has not written it yet: one more read of the mark tells them apart.
+    let mut mark = None;
     let mut out = Vec::new();
-    for i in (done + 1)..=n {
-        if out.len() >= limit {
-            break;
-        }
-        out.push((i, position(host, i)?));
+    for (i, s) in (done + 1..=last).zip(stored) {
+        let queued = match s {
+            Some(Stored::Work(w)) => Queued::Work(w),
+            Some(Stored::Handled { .. }) => Queued::Handled,
+            None => {
+                let m = match mark {
+                    Some(m) => m,
+                    None => *mark.insert(done_mark(host)?),
+                };
+                if m >= i {
+                    Queued::Handled
+                } else {
+                    Queued::Unwritten
+                }
+            }
+        };
+        out.push((i, queued));
     }
     Ok(out)
 }

@@ -441,6 +441,28 @@ pub fn log_entry<T: for<'de> Deserialize<'de>>(
     get_json(host, &format!("{log}/{i}"))
 }
 
+/// Reads slots `first..=last` of `log` in one round trip, in order (`None` for a slot whose
+/// writer died before writing it, or that was deleted).
+pub fn log_entries<T: for<'de> Deserialize<'de>>(
+    host: &mut dyn Host,
+    log: &str,
+    first: i64,
+    last: i64,
+) -> Result<Vec<Option<T>>, KvError> {
+    let keys: Vec<String> = (first..=last).map(|i| format!("{log}/{i}")).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let values = host.kv_get_many(&refs)?;
+    keys.iter()
+        .zip(values)
+        .map(|(key, value)| match value {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| KvError(format!("stored value at `{key}` is corrupt: {e}"))),
+        })
+        .collect()
+}
+
 /// Something to look at once its time has come.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DueEntry {
