@@ -254,8 +254,11 @@ async fn a_batch_whose_answer_is_lost_makes_no_second_invoice() {
             looked_up += 1;
         }
     }
+    // How many orders the lost batch carried depends on how the burst met the queue (one CI
+    // run saw a lost batch whose retry found a single order this way); every one of them was
+    // looked up, and none became a second invoice (asserted above).
     assert!(
-        looked_up >= 2,
+        looked_up >= 1,
         "the lost batch's orders were found by DocNumber and marker ({looked_up})"
     );
 }
