@@ -147,8 +147,9 @@ pub struct Prefetched<'h> {
 impl<'h> Prefetched<'h> {
     /// Reads `keys` ahead. A failed read ahead is not an error: every read then goes to the
     /// store, which reports the failure where it matters.
-    pub fn new(inner: &'h mut dyn Host, keys: &[&str]) -> Self {
-        let ready = match inner.kv_get_many(keys) {
+    pub fn new<K: AsRef<str>>(inner: &'h mut dyn Host, keys: &[K]) -> Self {
+        let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        let ready = match inner.kv_get_many(&keys) {
             Ok(values) => keys.iter().map(|k| k.to_string()).zip(values).collect(),
             Err(_) => std::collections::HashMap::new(),
         };

@@ -134,7 +134,6 @@ fn sync_locked(
     // The record and what admission reads, in one round trip.
     let mut ahead = vec![store::record_key(entity, id)];
     ahead.extend(limiter::admission_keys(host, now));
-    let ahead: Vec<&str> = ahead.iter().map(String::as_str).collect();
     let host: &mut dyn Host = &mut Prefetched::new(host, &ahead);
     let loaded = store::load_record(host, entity, id)?;
     let previous = loaded.as_ref().map(|r| r.state);

@@ -450,18 +450,13 @@ pub fn queue_head(host: &mut dyn Host, limit: usize) -> Result<Vec<(i64, Queued)
     let mut out = Vec::new();
     for (i, s) in (done + 1..=last).zip(stored) {
         let queued = match s {
-            Some(Stored::Work(w)) => Queued::Work(w),
-            Some(Stored::Handled { .. }) => Queued::Handled,
+            Some(s) => queued(Some(s), i, 0),
             None => {
                 let m = match mark {
                     Some(m) => m,
                     None => *mark.insert(done_mark(host)?),
                 };
-                if m >= i {
-                    Queued::Handled
-                } else {
-                    Queued::Unwritten
-                }
+                queued(None, i, m)
             }
         };
         out.push((i, queued));
@@ -472,12 +467,21 @@ pub fn queue_head(host: &mut dyn Host, limit: usize) -> Result<Vec<(i64, Queued)
 /// What queue position `i` holds now.
 pub fn position(host: &mut dyn Host, i: i64) -> Result<Queued, KvError> {
     Ok(match store::log_entry::<Stored>(host, QUEUE, i)? {
+        Some(s) => queued(Some(s), i, 0),
+        None => queued(None, i, done_mark(host)?),
+    })
+}
+
+/// What position `i` holds, given what is stored there and (for an empty position) the done
+/// mark read after it.
+fn queued(stored: Option<Stored>, i: i64, done: i64) -> Queued {
+    match stored {
         Some(Stored::Work(w)) => Queued::Work(w),
         Some(Stored::Handled { .. }) => Queued::Handled,
         // Deleted meanwhile: another drainer moved the done mark past it.
-        None if done_mark(host)? >= i => Queued::Handled,
+        None if done >= i => Queued::Handled,
         None => Queued::Unwritten,
-    })
+    }
 }
 
 /// How long the head position may stay unwritten before it counts as a dead writer's (its

@@ -168,7 +168,6 @@ pub fn prepare_order(
 ) -> Result<Prepared, Failure> {
     // What mapping a known customer's order reads, read in one round trip.
     let ahead = keys_read_by_prepare(up, &fetched);
-    let ahead: Vec<&str> = ahead.iter().map(String::as_str).collect();
     let host: &mut dyn Host = &mut Prefetched::new(host, &ahead);
     let config = store::mapping_config(host)?;
     // BigCommerce's own identity is checked before QuickBooks is asked anything.
