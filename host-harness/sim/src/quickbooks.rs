@@ -277,6 +277,18 @@ impl QboSimHandle {
     pub fn peak_in_flight(&self) -> usize {
         self.shared.peak_in_flight.load(Ordering::SeqCst)
     }
+    /// Operations in the per-minute limit's sliding window now (what QuickBooks' minute holds).
+    pub fn minute_in_use(&self) -> usize {
+        let mut w = lock(&self.shared.minute);
+        let now = Instant::now();
+        while w
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            w.pop_front();
+        }
+        w.len()
+    }
     /// API requests accepted past the limits (each operation of a batch counts once).
     pub fn accepted_requests(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use ml_core::host::Host;
+use ml_core::jobs::run;
 use ml_core::sync::limiter;
 use ml_core::sync::record::State;
 use ml_core::sync::store;
@@ -163,4 +164,39 @@ fn a_writer_that_died_holding_the_head_of_the_queue_does_not_wedge_it_for_the_wo
         limiter::queue_is_empty(&mut w.host.inner).unwrap(),
         "the dead writer's position was passed"
     );
+}
+
+#[test]
+fn a_drainer_that_keeps_handling_work_goes_on_past_its_budget() {
+    let mut w = World::new();
+    // One order more than a batch request carries: the last runs on its own after the batch.
+    let ids: Vec<u64> = (701..=731).collect();
+    for id in &ids {
+        w.put_order(*id, order_json(*id, &plain_shape(*id)));
+    }
+    let held = hold_every_slot(&mut w);
+    for (n, id) in ids.iter().enumerate() {
+        w.deliver("store/order/created", *id, &hash(n as u32 + 1));
+    }
+    for slot in held {
+        store::release(&mut w.host.inner, slot).unwrap();
+    }
+    // The second's budget is spent for 4 s, and again for 3 s after the batch's second: the
+    // last order can go only 8 s from now, past the drainer's 5 s budget, but less than 5 s
+    // after the batch.
+    let second = w.now().timestamp();
+    for s in (second..second + 4).chain(second + 5..second + 8) {
+        w.host
+            .inner
+            .kv_increment(&format!("pace/qbo/{s}"), 30)
+            .unwrap();
+    }
+    let report = run::drain_waiting(&mut w.host, 5_000).unwrap();
+    assert!(
+        report.emptied,
+        "the drainer stayed until the queue was empty"
+    );
+    for id in ids {
+        assert_eq!(w.record(id).state, State::Posted, "order {id}");
+    }
 }

@@ -135,11 +135,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut running = Vec::new();
     let mut urls = Vec::new();
+    let mut first_kv = None;
     for _ in 0..instances {
         let kv: Arc<dyn KvBackend> = match &redis {
             Some(r) => Arc::new(RedisBackend::new(&r.url(), RedisOptions::default())?),
             None => Arc::new(SqliteBackend::open_in(&dir)?),
         };
+        first_kv.get_or_insert_with(|| kv.clone());
         let harness = Arc::new(Harness::new(&engine, &component, app.clone(), kv)?);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let r = server::serve(
@@ -210,10 +212,16 @@ async fn main() -> anyhow::Result<()> {
     let mut last_payment = None;
     // Documents in QuickBooks every 10 s: how the burst fills QuickBooks' minute.
     let mut progress = Vec::new();
+    // QuickBooks' minute each second (operations in its sliding 60 s): how full the limiter
+    // keeps it.
+    let mut minute = Vec::new();
     loop {
         let at = started.elapsed().as_secs() / 10;
         if progress.len() as u64 <= at {
             progress.push(qbo.count("Invoice") + qbo.count("Payment"));
+        }
+        if minute.len() as u64 <= started.elapsed().as_secs() {
+            minute.push(qbo.minute_in_use());
         }
         if last_invoice.is_none() && qbo.count("Invoice") >= ids.len() {
             last_invoice = Some(started.elapsed());
@@ -294,6 +302,35 @@ async fn main() -> anyhow::Result<()> {
         done.as_secs_f64() / (ops as f64 / per_s)
     );
     println!("  documents in QuickBooks every 10 s: {progress:?}");
+    // From the first minute's end to the last minute's start, QuickBooks' minute is what the
+    // limiter lets the burst use.
+    let busy = minute
+        .get(60..minute.len().saturating_sub(60))
+        .unwrap_or_default();
+    if !busy.is_empty() {
+        println!(
+            "  QuickBooks' minute in use, sampled each second from 60 s to 60 s before the end: mean {:.1}, min {}, max {} (of 500)",
+            busy.iter().sum::<usize>() as f64 / busy.len() as f64,
+            busy.iter().min().unwrap_or(&0),
+            busy.iter().max().unwrap_or(&0)
+        );
+    }
+    if std::env::var_os("ML_BENCH_TRACE").is_some() {
+        println!("  QuickBooks' minute each second: {minute:?}");
+    }
+    // The limiter's count of operations reserved (a reservation that found no room stays
+    // counted): what it reserved beyond what QuickBooks received is window room it wasted.
+    if let Some(kv) = &first_kv {
+        let reserved = kv
+            .get("default", "pace/qbo/ops")
+            .await?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, i64::from_le_bytes);
+        println!(
+            "  operations the limiter reserved: {reserved} ({} beyond those QuickBooks received)",
+            reserved - ops as i64
+        );
+    }
     println!(
         "  QuickBooks 429 answers: {} (concurrency {}, per minute {}, batch {}); most requests in flight at once: {}",
         qbo.throttled_total(),

@@ -72,7 +72,7 @@ pub fn run_batch(
     }
     // Room in QuickBooks' minute for the invoices (the payments look for theirs when they go).
     let ops = i64::try_from(orders.len()).unwrap_or(i64::MAX);
-    let mut slot = match limiter::admit_for(host, ops)? {
+    let mut slot = match limiter::admit_batch(host, ops)? {
         Ok(slot) => slot,
         Err(wait) => {
             return Ok(orders

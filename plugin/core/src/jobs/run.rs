@@ -584,9 +584,13 @@ const DRAIN_MAX: usize = 500;
 const DRAIN_POLL_MS: i64 = 150;
 /// How long a drainer looks for a free slot before it leaves the queue to the slots' holders.
 const SLOT_POLL_MS: i64 = 2_000;
+/// How far past its budget a drainer that keeps handling work may go on.
+pub const DRAIN_EXTENDS_MS: i64 = 45_000;
 
 /// Runs work waiting for QuickBooks capacity, oldest first, while capacity lasts, until the
-/// queue is empty or `budget_ms` has passed.
+/// queue is empty or `budget_ms` has passed since it last handled something (and never more
+/// than [`DRAIN_EXTENDS_MS`] past its budget): a drainer that is using the capacity as it frees
+/// keeps at it rather than leaving a gap until the next retry-due.
 ///
 /// Several drainers (on every instance) run the queue at once: an entry whose lease is held is
 /// left to its holder (a worker running it, or another drainer) and the next one is tried; it
@@ -594,10 +598,12 @@ const SLOT_POLL_MS: i64 = 2_000;
 /// drainer looks again shortly; with no slot free, it looks for one for up to 2 s and then
 /// leaves the queue to the slots' holders (each drains when its job ends);
 /// it sleeps through waits for QuickBooks' second or minute, and stops when a wait (a 429's pause)
-/// ends after its budget does, or its budget is spent.
+/// ends after its budget does, or its budget is spent (counted from the last work it handled).
 pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport, KvError> {
     let poll = chrono::Duration::milliseconds(DRAIN_POLL_MS);
-    let deadline = host.now() + chrono::Duration::milliseconds(budget_ms);
+    let budget = chrono::Duration::milliseconds(budget_ms);
+    let mut deadline = host.now() + budget;
+    let last_deadline = deadline + chrono::Duration::milliseconds(DRAIN_EXTENDS_MS);
     let mut report = DrainReport::default();
     loop {
         let head = limiter::queue_head(host, DRAIN_SCAN)?;
@@ -660,8 +666,11 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
                 }
             }
         }
-        if progressed && wait.is_none() {
-            continue;
+        if progressed {
+            deadline = deadline.max((host.now() + budget).min(last_deadline));
+            if wait.is_none() {
+                continue;
+            }
         }
         let now = host.now();
         let until = match &wait {

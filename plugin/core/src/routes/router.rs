@@ -183,9 +183,10 @@ pub fn run(work: Work, host: &mut dyn Host) {
     }
 }
 
-/// How long the work after a webhook may go on running waiting work.
+/// How long the work after a webhook may go on running waiting work without handling any
+/// (a drainer that handles work goes on, see [`run::drain_waiting`]).
 const DRAIN_AFTER_JOB_MS: i64 = 20_000;
-/// How long the work after retry-due may go on running waiting work (below its 15 s tick).
+/// The same after retry-due (below its 15 s tick).
 const DRAIN_AFTER_RETRY_MS: i64 = 12_000;
 
 /// How long a drainer's lease outlives its budget (its last job may still be running).
@@ -199,7 +200,9 @@ fn drain(host: &mut dyn Host, budget_ms: i64) {
             return Ok(());
         }
         // A few drainers at once are enough to use the capacity; the rest leave it to them.
-        let Some(drainer) = limiter::take_drainer(host, budget_ms + DRAINER_GRACE_MS)? else {
+        let Some(drainer) =
+            limiter::take_drainer(host, budget_ms + run::DRAIN_EXTENDS_MS + DRAINER_GRACE_MS)?
+        else {
             return Ok(());
         };
         let drained = run::drain_waiting(host, budget_ms).map(|_| ());

@@ -199,14 +199,27 @@ pub const MAX_PAUSE: Duration = Duration::seconds(60);
 /// A single job needs room for its own requests and a batch's: when the minute is nearly
 /// full, the room that frees goes to batch requests (many orders each) first.
 pub fn admit(host: &mut dyn Host) -> Result<Result<Slot, Wait>, KvError> {
-    admit_for(
+    admit_with(
         host,
         pace::QBO_COST_PER_JOB + crate::models::quickbooks::MAX_BATCH_ITEMS as i64,
+        0,
     )
 }
 
-/// [`admit`] for a job that needs room for `ops` operations in the window (a batch).
-pub fn admit_for(host: &mut dyn Host, ops: i64) -> Result<Result<Slot, Wait>, KvError> {
+/// [`admit`] for a batch request of `ops` operations. It is admitted once the window has room
+/// for them, or will have within [`BATCH_STAGE_AHEAD_S`] seconds (what was reserved more than
+/// a window ago by then leaves it): it stages its orders (reads them from BigCommerce, maps
+/// and plans them) meanwhile, and its request waits for the room
+/// ([`SlotHost::reserve_ahead`]). So the room a batch's request takes is used the moment it
+/// frees, not after the batch's staging.
+pub fn admit_batch(host: &mut dyn Host, ops: i64) -> Result<Result<Slot, Wait>, KvError> {
+    admit_with(host, ops, BATCH_STAGE_AHEAD_S)
+}
+
+/// How far ahead a batch's room may be when it is admitted (its staging takes about this long).
+pub const BATCH_STAGE_AHEAD_S: i64 = 2;
+
+fn admit_with(host: &mut dyn Host, ops: i64, ahead_s: i64) -> Result<Result<Slot, Wait>, KvError> {
     let now = host.now();
     if let Some(until) = pace::pause_until(host, PAUSE_KEY)?
         && until > now
@@ -224,7 +237,7 @@ pub fn admit_for(host: &mut dyn Host, ops: i64) -> Result<Result<Slot, Wait>, Kv
         return Ok(Err(budget));
     }
     let room = limit - pace::window_ops(host, now)?;
-    if room < ops {
+    if room < ops && (ahead_s == 0 || limit - pace::window_ops_ahead(host, now, ahead_s)? < ops) {
         return Ok(Err(budget));
     }
     let window = Window {
@@ -658,8 +671,10 @@ impl<'h> SlotHost<'h> {
                 );
                 return;
             }
-            self.sleep_ms(1_000);
-            waited += 1_000;
+            // Room frees as seconds leave the window: look again as the next one starts.
+            let pause = ms_until(now, pace::next_second(now));
+            self.sleep_ms(pause);
+            waited += pause;
         }
     }
 }
@@ -928,6 +943,38 @@ mod tests {
         );
         release(&mut h, slot).unwrap();
         assert!(admit(&mut h).unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_batch_is_admitted_two_seconds_before_its_room_frees_and_its_request_takes_the_room_as_it_frees()
+     {
+        let mut h = host();
+        // A burst filled the window at t0; every second since was looked at (and marked).
+        assert!(pace::reserve(&mut h, 480, Some(pace::WINDOW_OPS)).unwrap());
+        for _ in 0..59 {
+            h.advance(Duration::seconds(1));
+            let now = h.now();
+            pace::window_ops(&mut h, now).unwrap();
+        }
+        // At t0 + 59 the burst leaves the window only in three seconds: no batch yet.
+        assert!(matches!(
+            admit_batch(&mut h, 20).unwrap().unwrap_err(),
+            Wait::Budget { .. }
+        ));
+        // At t0 + 60 it leaves in two: a batch is admitted (it stages its orders meanwhile), a
+        // single job is not.
+        h.advance(Duration::seconds(1));
+        assert!(matches!(
+            admit(&mut h).unwrap().unwrap_err(),
+            Wait::Budget { .. }
+        ));
+        let mut slot = admit_batch(&mut h, 20).unwrap().expect("admitted ahead");
+        // Its request waits for the room and takes it as the burst's second leaves the window.
+        SlotHost::new(&mut h, &mut slot).reserve_ahead(20);
+        assert_eq!(h.now(), t0() + Duration::seconds(pace::WINDOW_S));
+        let now = h.now();
+        assert_eq!(pace::window_ops(&mut h, now).unwrap(), 20);
+        release(&mut h, slot).unwrap();
     }
 
     #[test]

@@ -228,6 +228,22 @@ pub fn window_ops(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvErro
     Ok((total - base).max(0))
 }
 
+/// What the window will hold `ahead_s` seconds from `now` of what is reserved by now: the
+/// operations reserved since the mark of the second that window starts after (or of one of
+/// the three before it). With no such mark, what it holds now (it only shrinks as time
+/// passes). An estimate for admission: reserving still looks at the window itself.
+pub fn window_ops_ahead(
+    host: &mut dyn Host,
+    now: DateTime<Utc>,
+    ahead_s: i64,
+) -> Result<i64, KvError> {
+    let total = read_counter(host, OPS_KEY)?.unwrap_or(0);
+    match mark_near(host, second_of(now) + ahead_s - WINDOW_S)? {
+        Some((_, ops)) => Ok((total - ops).max(0)),
+        None => window_ops(host, now),
+    }
+}
+
 /// Reserves `ops` QuickBooks operations for a request about to be sent, and counts the
 /// request in its second (the second's first request marks it). With a `limit`: `true` when
 /// the window holds them with everything reserved before (the request may go), `false` when it
