@@ -10,7 +10,7 @@
 //!   [`PER_SECOND`] (8) QuickBooks requests (QuickBooks allows 10 a second) and QuickBooks'
 //!   sliding minute has room for it ([`crate::sync::pace::window_ops`]); every request it then
 //!   makes is reserved in that window before it is sent ([`SlotHost`]), and waits for room when
-//!   another job took it first. Any 61 s so hold at most [`pace::WINDOW_OPS`] (490) operations,
+//!   another job took it first. Any 62 s so hold at most [`pace::WINDOW_OPS`] (490) operations,
 //!   a batch's items one by one.
 //! - **A 429 anyway** (another app on the same company): no job starts for its Retry-After
 //!   (60 s when it names none, and never longer: the throttled job itself waits out a longer
@@ -951,18 +951,18 @@ mod tests {
         let mut h = host();
         // A burst filled the window at t0; every second since was looked at (and marked).
         assert!(pace::reserve(&mut h, 480, Some(pace::WINDOW_OPS)).unwrap());
-        for _ in 0..pace::WINDOW_S - 3 {
+        for _ in 0..59 {
             h.advance(Duration::seconds(1));
             let now = h.now();
             pace::window_ops(&mut h, now).unwrap();
         }
-        // Three seconds before the burst leaves the window: no batch yet.
+        // At t0 + 59 the burst leaves the window only in three seconds: no batch yet.
         assert!(matches!(
             admit_batch(&mut h, 20).unwrap().unwrap_err(),
             Wait::Budget { .. }
         ));
-        // Two seconds before: a batch is admitted (it stages its orders meanwhile), a single job
-        // is not.
+        // At t0 + 60 it leaves in two: a batch is admitted (it stages its orders meanwhile), a
+        // single job is not.
         h.advance(Duration::seconds(1));
         assert!(matches!(
             admit(&mut h).unwrap().unwrap_err(),

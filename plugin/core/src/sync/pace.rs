@@ -5,11 +5,11 @@
 //!   Every QuickBooks request a job makes is reserved before it is sent
 //!   ([`crate::sync::limiter::SlotHost`] calls [`reserve`]): a counter shared by every instance
 //!   (`pace/qbo/ops`, every operation ever reserved) grows by its operations, and the request
-//!   goes out once the operations reserved since a moment at least [`WINDOW_S`] (61) seconds
+//!   goes out once the operations reserved since a moment at least [`WINDOW_S`] (62) seconds
 //!   back are within the window's limit ([`WINDOW_OPS`], 490). That moment's count comes from
 //!   the marks: the first request or look of each second notes the counter's value then
 //!   (`pace/qbo/mark/{second mod 128}`, and in `pace/qbo/last` with its anchor, the newest mark
-//!   at least 61 s older than itself). So a burst may use the whole window at once, a second that
+//!   at least 62 s older than itself). So a burst may use the whole window at once, a second that
 //!   leaves the window frees what it held, and since every request reserves before it looks,
 //!   two instances that look at once never both take the last room.
 //! - **QuickBooks, per second.** QuickBooks also allows 10 requests a second: every reserved
@@ -48,11 +48,8 @@ pub const QBO_REQUESTS_PER_MINUTE: i64 = 500;
 /// a little headroom (another app's call, a clock a little off).
 pub const WINDOW_OPS: i64 = 490;
 /// How far back the window looks: QuickBooks' 60 s, plus a second for the marks' one-second
-/// grain. A request's way to QuickBooks after its reservation needs no second of its own: an
-/// operation the window no longer counts was reserved before its second's mark was read,
-/// more than 60 s ago, so it could still be in QuickBooks' minute only if its way took that
-/// much longer than the new request's; the 10 operations of headroom cover that.
-pub const WINDOW_S: i64 = 61;
+/// grain and one for a request's way to QuickBooks after its reservation.
+pub const WINDOW_S: i64 = 62;
 /// What bulk work leaves of the window to live traffic: it starts a job only while the window
 /// holds at most this many operations.
 pub const BULK_WINDOW_OPS: i64 = 440;
@@ -219,7 +216,7 @@ fn mark_near(host: &mut dyn Host, at: i64) -> Result<Option<(i64, i64)>, KvError
 /// at least what QuickBooks' sliding minute holds of the connector's.
 ///
 /// A look marks its second when nothing has yet, so a second in which the window is full and
-/// nothing goes out still has a mark for the looks 61 s later.
+/// nothing goes out still has a mark for the looks 62 s later.
 pub fn window_ops(host: &mut dyn Host, now: DateTime<Utc>) -> Result<i64, KvError> {
     let second = second_of(now);
     let total = read_counter(host, OPS_KEY)?.unwrap_or(0);
@@ -692,7 +689,7 @@ mod tests {
         assert!(!send(&mut h, 1), "the 491st does not");
         assert!(window_ops(&mut h, t0()).unwrap() > WINDOW_OPS - 1);
         // Nothing leaves the window for a minute (and the seconds' grain).
-        for secs in [1, 30, 60] {
+        for secs in [1, 30, 61] {
             h.advance(Duration::seconds(secs) - (h.now() - t0()));
             assert!(
                 window_ops(&mut h, at(secs)).unwrap() >= WINDOW_OPS,
@@ -755,7 +752,7 @@ mod tests {
             );
         }
         let total: i64 = sent.iter().map(|(_, n)| n).sum();
-        // Ten minutes at 490 a window of 61 to 62 s: about 4,800.
+        // Ten minutes at 490 a window of 62 to 63 s: about 4,700.
         assert!(total >= 4_400, "{total} operations in ten minutes");
     }
 
