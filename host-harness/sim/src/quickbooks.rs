@@ -280,13 +280,7 @@ impl QboSimHandle {
     /// Operations in the per-minute limit's sliding window now (what QuickBooks' minute holds).
     pub fn minute_in_use(&self) -> usize {
         let mut w = lock(&self.shared.minute);
-        let now = Instant::now();
-        while w
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-        {
-            w.pop_front();
-        }
+        drop_older_than_a_minute(&mut w, Instant::now());
         w.len()
     }
     /// API requests accepted past the limits (each operation of a batch counts once).
@@ -503,6 +497,16 @@ async fn throttle(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Res
     next.run(req).await
 }
 
+/// Forgets the requests that left the sliding 60 s window by `now`.
+fn drop_older_than_a_minute(window: &mut VecDeque<Instant>, now: Instant) {
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+    {
+        window.pop_front();
+    }
+}
+
 /// Takes `n` requests from a sliding 60 s window holding at most `limit` (`None`: no limit).
 /// `false`, taking nothing, when they do not fit.
 fn take_from_window(window: &Mutex<VecDeque<Instant>>, limit: Option<usize>, n: usize) -> bool {
@@ -511,12 +515,7 @@ fn take_from_window(window: &Mutex<VecDeque<Instant>>, limit: Option<usize>, n: 
     };
     let mut w = lock(window);
     let now = Instant::now();
-    while w
-        .front()
-        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-    {
-        w.pop_front();
-    }
+    drop_older_than_a_minute(&mut w, now);
     if w.len().saturating_add(n) > limit {
         return false;
     }
