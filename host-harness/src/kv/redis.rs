@@ -218,6 +218,17 @@ impl KvBackend for RedisBackend {
             .await
     }
 
+    async fn delete_many(&self, _store: &str, keys: &[String]) -> Result<(), BackendError> {
+        if keys.is_empty() {
+            // `DEL` with no key is a syntax error.
+            return Ok(());
+        }
+        // One `DEL` of every key.
+        let keys = keys.to_vec();
+        self.op("DEL", |mut c| async move { c.del::<_, ()>(keys).await })
+            .await
+    }
+
     async fn keys(&self, _store: &str) -> Result<Vec<String>, BackendError> {
         self.op("SCAN", |mut c| async move {
             let mut keys = Vec::new();

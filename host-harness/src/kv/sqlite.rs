@@ -285,6 +285,19 @@ impl KvBackend for SqliteBackend {
         .await
     }
 
+    async fn delete_many(&self, store: &str, keys: &[String]) -> Result<(), BackendError> {
+        let (store, keys) = (store.to_string(), keys.to_vec());
+        // One job: every delete lands in the same group commit.
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached("DELETE FROM kv WHERE store = ?1 AND key = ?2")?;
+            for key in &keys {
+                stmt.execute(params![store, key])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn keys(&self, store: &str) -> Result<Vec<String>, BackendError> {
         let store = store.to_string();
         self.read(move |c| {

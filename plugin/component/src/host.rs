@@ -349,6 +349,21 @@ impl Host for WasiHost {
         self.bucket()?.delete(key).map_err(kv_err)
     }
 
+    fn kv_delete_many(&mut self, keys: &[&str]) -> Result<(), KvError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        if self.batch_failed {
+            return keys.iter().try_for_each(|k| self.kv_delete(k));
+        }
+        let owned: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        match batch::delete_many(self.bucket()?, &owned) {
+            Ok(()) => Ok(()),
+            // A store that cannot delete many keys at once may still delete them one by one.
+            Err(_) => keys.iter().try_for_each(|k| self.kv_delete(k)),
+        }
+    }
+
     fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
         let bucket = self.bucket()?;
         atomics::increment(bucket, key, delta).map_err(kv_err)

@@ -48,6 +48,13 @@ pub trait Host {
     fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError>;
     fn kv_delete(&mut self, key: &str) -> Result<(), KvError>;
 
+    /// Deletes every key of `keys` in one round trip where the host can
+    /// (`wasi:keyvalue/batch`'s `delete-many`). Not atomic: as if each were deleted by
+    /// [`Host::kv_delete`].
+    fn kv_delete_many(&mut self, keys: &[&str]) -> Result<(), KvError> {
+        keys.iter().try_for_each(|k| self.kv_delete(k))
+    }
+
     /// Atomically adds `delta` to the little-endian i64 at `key` (absent = 0) and returns the
     /// sum. Only ever used on keys that hold such counters: Spin's SQLite store aborts on
     /// anything else.
@@ -101,6 +108,10 @@ macro_rules! pass_through_to_inner {
 
         fn kv_delete(&mut self, key: &str) -> Result<(), $crate::host::KvError> {
             self.inner.kv_delete(key)
+        }
+
+        fn kv_delete_many(&mut self, keys: &[&str]) -> Result<(), $crate::host::KvError> {
+            self.inner.kv_delete_many(keys)
         }
 
         fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, $crate::host::KvError> {
@@ -188,6 +199,14 @@ impl Host for Prefetched<'_> {
     }
 
     fn kv_get_many(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        // Answered from what was read ahead only when every key was (each once, as `kv_get`).
+        let all_ready = keys
+            .iter()
+            .enumerate()
+            .all(|(i, k)| self.ready.contains_key(*k) && !keys[..i].contains(k));
+        if all_ready {
+            return Ok(keys.iter().filter_map(|k| self.ready.remove(*k)).collect());
+        }
         for k in keys {
             self.ready.remove(*k);
         }
@@ -202,6 +221,13 @@ impl Host for Prefetched<'_> {
     fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
         self.ready.remove(key);
         self.inner.kv_delete(key)
+    }
+
+    fn kv_delete_many(&mut self, keys: &[&str]) -> Result<(), KvError> {
+        for k in keys {
+            self.ready.remove(*k);
+        }
+        self.inner.kv_delete_many(keys)
     }
 
     fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {

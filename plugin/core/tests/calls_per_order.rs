@@ -345,3 +345,65 @@ fn an_order_changed_while_its_write_waits_for_a_retry_is_read_again() {
     let inv = w.qbo.borrow().invoices.values().next().cloned().unwrap();
     assert!(inv.to_string().contains("ring twice"), "{inv}");
 }
+
+#[test]
+fn checking_forty_webhooks_guard_entries_costs_a_handful_of_key_value_round_trips() {
+    let mut w = World::new();
+    w.put_order(101, order_json(101, &plain_shape(1)));
+    w.deliver("store/order/created", 101, &hash(1));
+    for id in 102..=141 {
+        let o = order_for(&w, 101, id);
+        w.put_order(id, o);
+        w.deliver("store/order/created", id, &hash(id as u32));
+        assert_eq!(w.record(id).state, State::Posted);
+    }
+    // The guard entries come due 30 s after their webhooks; the scheduler finds every order
+    // handled by its own worker.
+    w.advance(45);
+    w.retry_due();
+    w.clear_log();
+    w.advance(1);
+    w.retry_due();
+    let before = w.host.kv_ops.len();
+    assert!(before < 40, "the quiet call is cheap: {:#?}", w.host.kv_ops);
+    w.clear_log();
+    // Same again with the 41 guards filed anew (a second event per order), all due now.
+    for id in 101..=141 {
+        w.deliver("store/order/updated", id, &hash(1000 + id as u32));
+    }
+    w.advance(45);
+    w.clear_log();
+    w.retry_due();
+    let due_ops: Vec<String> = w
+        .host
+        .kv_ops
+        .iter()
+        .filter(|(_, k)| k.starts_with("due/") || k.starts_with("rec/") || k.starts_with("cred/"))
+        .map(|(op, k)| format!("{op} {k}"))
+        .collect();
+    // The cursor, the minutes' ends, the entries, the records, the connection's state, the
+    // done marks and their deletes: no round trip per entry.
+    assert!(
+        due_ops.len() <= 16,
+        "{} round trips: {due_ops:#?}",
+        due_ops.len()
+    );
+    assert!(
+        !due_ops.iter().any(|o| o.starts_with("get rec/")),
+        "records are read together: {due_ops:#?}"
+    );
+    // Every entry was marked done and deleted: a later call reads none of them.
+    let left = w
+        .host
+        .inner
+        .kv
+        .keys()
+        .filter(|k| {
+            k.starts_with("due/")
+                && k.matches('/').count() == 2
+                && !k.ends_with("/n")
+                && !k.ends_with("/done")
+        })
+        .count();
+    assert_eq!(left, 0);
+}

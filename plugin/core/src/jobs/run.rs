@@ -356,9 +356,20 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
     let now = host.now();
     readopt_bootstrap(host);
     let entries = store::due_entries(host, now, DUE_SCAN)?;
+    let reauthorized = !connection::state(host)?.needs_reauth;
+    // Most entries are webhooks' guards whose own worker handled the event: their records
+    // are read in one round trip, and looking at them is all there is to do.
+    let guarded: Vec<(Entity, &str)> = entries
+        .iter()
+        .filter(|d| d.entry.event.is_some())
+        .map(|d| (d.entry.entity, d.entry.id.as_str()))
+        .collect();
+    let records = store::load_records(host, &guarded)?;
     // Minutes with an entry whose worker is still running: that entry stays on file, so the
     // minute's done mark cannot move past it (the entries behind it still run now).
     let mut held_back = std::collections::BTreeSet::new();
+    // How far each minute's done mark moves, once every entry up to there is handled.
+    let mut marks = std::collections::BTreeMap::new();
     for due in entries {
         if report.ran >= RETRY_BATCH {
             break;
@@ -369,7 +380,11 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
             None => Trigger::Due,
         };
         let queued_by_job = matches!(trigger, Trigger::Event(_));
-        let result = run_due_entry(host, &due.entry, trigger)?;
+        let known = records
+            .get(&store::record_key(due.entry.entity, &due.entry.id))
+            .cloned()
+            .flatten();
+        let result = run_due_entry(host, &due.entry, trigger, known, reauthorized)?;
         report.count(&result);
         if matches!(result, RunResult::Waiting(_)) {
             // No QuickBooks capacity: this entry and everything behind it wait for the next
@@ -387,8 +402,11 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
             continue;
         }
         if due.markable && !held_back.contains(&due.minute) {
-            store::mark_due_done(host, due.minute, due.slot)?;
+            marks.insert(due.minute, due.slot);
         }
+    }
+    for (minute, slot) in marks {
+        store::mark_due_done(host, minute, slot)?;
     }
     if !connection::state(host)?.needs_reauth {
         let mut markable = true;
@@ -462,18 +480,22 @@ fn readopt_bootstrap(host: &mut dyn Host) {
     }
 }
 
+/// Runs one due entry. `known` is the entry's record as read a moment ago (for an event's
+/// guard, read with the others of its call): it decides only whether there is anything to do,
+/// since whatever runs reads the record again under its lease.
 fn run_due_entry(
     host: &mut dyn Host,
     entry: &DueEntry,
     trigger: Trigger,
+    known: Option<SyncRecord>,
+    reauthorized: bool,
 ) -> Result<RunResult, KvError> {
     if let Trigger::Event(ev) = &trigger {
         // The event's own worker usually handled it already: then this is only a check.
-        if let Some(rec) = store::load_record(host, entry.entity, &entry.id)?
+        if let Some(rec) = known
             && rec.has_seen(&ev.key())
         {
             let now = host.now();
-            let reauthorized = !connection::state(host)?.needs_reauth;
             // Still `pending` (its worker may have died mid-job): `Trigger::Due` runs it if the
             // lease is free, and reports busy if the worker is alive.
             if !rec.is_due(now, reauthorized) && rec.state != State::Pending {

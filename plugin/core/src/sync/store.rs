@@ -223,6 +223,28 @@ pub fn load_record(
     get_json(host, &record_key(entity, id))
 }
 
+/// Reads many records in one round trip (`wasi:keyvalue/batch`'s `get-many`), by record key
+/// ([`record_key`]); a record that is absent or does not decode reads as `None`.
+pub fn load_records(
+    host: &mut dyn Host,
+    which: &[(Entity, &str)],
+) -> Result<std::collections::HashMap<String, Option<SyncRecord>>, KvError> {
+    let keys: Vec<String> = which.iter().map(|(e, id)| record_key(*e, id)).collect();
+    if keys.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let values = host.kv_get_many(&refs)?;
+    Ok(keys
+        .into_iter()
+        .zip(values)
+        .map(|(key, value)| {
+            let record = value.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            (key, record)
+        })
+        .collect())
+}
+
 /// Writes a record (caller holds its lease), keeping the per-state counts and logs in step.
 /// `previous` is the state it had when loaded (`None` for a new record).
 ///
@@ -532,72 +554,114 @@ pub struct Due {
 ///
 /// Processing is at-least-once: an entry is marked done only after it was handled, so a
 /// crash in between means it is looked at again (harmless: the work itself is idempotent).
+///
+/// Round trips: the cursor; the ends (length and done mark) of up to [`MINUTES_PER_READ`]
+/// minutes at once; a minute's entries [`ENTRIES_PER_READ`] at a time; and, when minutes were
+/// finished, one swap of the cursor and one delete of their counters.
 pub fn due_entries(
     host: &mut dyn Host,
     now: DateTime<Utc>,
     limit: usize,
 ) -> Result<Vec<Due>, KvError> {
     let now_minute = minute(now);
-    let mut stored = counter(host, "due/cursor")?;
+    let stored = counter(host, "due/cursor")?;
     let start = if stored == 0 {
         now_minute - FIRST_LOOKBACK_MINUTES
     } else {
         stored
     };
     let mut out = Vec::new();
-    let mut contiguous = true;
+    // Every minute before `finished_to` is finished: nothing in it is left to handle.
+    let mut finished_to = start;
+    // Their counters, deleted once the cursor has moved past them.
+    let mut spent = Vec::new();
     let mut m = start;
-    while m <= now_minute && out.len() < limit {
-        let log = format!("due/{m}");
-        let n = log_len(host, &log)?;
-        let done = read_counter(host, &format!("{log}/done"))?;
-        let mut blocked = false;
-        // Whether an entry of this minute before slot `i` is in `out`: handed to the caller,
-        // not handled yet, so no done mark may move past it here.
-        let mut collected = false;
-        for i in (done + 1)..=n {
+    'minutes: while m <= now_minute && out.len() < limit {
+        let last_minute = (m + MINUTES_PER_READ - 1).min(now_minute);
+        for (n, done) in minute_ends(host, m, last_minute)? {
             if out.len() >= limit {
-                break;
+                break 'minutes;
             }
-            match log_entry::<DueEntry>(host, &log, i)? {
-                // Not yet due (only in the current minute): later slots may be, so keep looking.
-                Some(e) if e.at > now => blocked = true,
-                Some(entry) => {
-                    collected = true;
-                    out.push(Due {
-                        minute: m,
-                        slot: i,
-                        entry,
-                        markable: !blocked,
-                    })
+            let log = format!("due/{m}");
+            let mut blocked = false;
+            // Whether an entry of this minute before the current slot is in `out`: handed to
+            // the caller, not handled yet, so no done mark may move past it here.
+            let mut collected = false;
+            let mut i = done + 1;
+            while i <= n && out.len() < limit {
+                let last = n.min(i + ENTRIES_PER_READ - 1);
+                for entry in log_entries::<DueEntry>(host, &log, i, last)? {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    match entry {
+                        // Not yet due (only in the current minute): later slots may be, so keep
+                        // looking.
+                        Some(e) if e.at > now => blocked = true,
+                        Some(entry) => {
+                            collected = true;
+                            out.push(Due {
+                                minute: m,
+                                slot: i,
+                                entry,
+                                markable: !blocked,
+                            })
+                        }
+                        // Its writer is between taking the slot and filling it: look again later.
+                        None if m >= now_minute - 2 => blocked = true,
+                        // A writer died between taking the slot and filling it: nothing to do
+                        // there. Marked done only when every slot before it is done already (a
+                        // mark covers the slots before it too); otherwise the mark of a later
+                        // entry, or the next call, moves past it once the entries before it are
+                        // handled.
+                        None if !blocked && !collected => mark_due_done(host, m, i)?,
+                        None => {}
+                    }
+                    i += 1;
                 }
-                // Its writer is between taking the slot and filling it: look again later.
-                None if m >= now_minute - 2 => blocked = true,
-                // A writer died between taking the slot and filling it: nothing to do there.
-                // Marked done only when every slot before it is done already (a mark covers
-                // the slots before it too); otherwise the mark of a later entry, or the next
-                // call, moves past it once the entries before it are handled.
-                None if !blocked && !collected => mark_due_done(host, m, i)?,
-                None => {}
             }
-        }
-        contiguous &= n == done && m < now_minute;
-        if contiguous {
-            // Every minute up to this one is finished: never read them again.
-            if cas_counter(host, "due/cursor", stored, m + 1)? {
-                stored = m + 1;
+            if finished_to == m && n == done && m < now_minute {
+                finished_to = m + 1;
                 if n > 0 {
-                    // Its entries went as they were marked; its counters go now.
-                    host.kv_delete(&format!("{log}/n"))?;
-                    host.kv_delete(&format!("{log}/done"))?;
+                    spent.push(m);
                 }
-            } else {
-                contiguous = false;
             }
+            m += 1;
         }
-        m += 1;
+    }
+    // Every minute up to `finished_to` is finished: never read them again.
+    if finished_to > start
+        && cas_counter(host, "due/cursor", stored, finished_to)?
+        && !spent.is_empty()
+    {
+        // Their entries went as they were marked; their counters go now.
+        let keys: Vec<String> = spent
+            .iter()
+            .flat_map(|m| [format!("due/{m}/n"), format!("due/{m}/done")])
+            .collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        host.kv_delete_many(&refs)?;
     }
     Ok(out)
+}
+
+/// How many minutes' ends [`due_entries`] reads in one round trip.
+const MINUTES_PER_READ: i64 = 60;
+/// How many of a minute's entries [`due_entries`] reads in one round trip.
+const ENTRIES_PER_READ: i64 = 250;
+
+/// The length and the done mark of every minute from `first` to `last`, in one round trip.
+fn minute_ends(host: &mut dyn Host, first: i64, last: i64) -> Result<Vec<(i64, i64)>, KvError> {
+    let keys: Vec<String> = (first..=last)
+        .flat_map(|m| [format!("due/{m}/n"), format!("due/{m}/done")])
+        .collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let values = host.kv_get_many(&refs)?;
+    let counter = |v: &Option<Vec<u8>>| v.as_deref().and_then(decode_counter).unwrap_or(0);
+    Ok(values
+        .chunks(2)
+        .map(|pair| (counter(&pair[0]), pair.get(1).map_or(0, counter)))
+        .collect())
 }
 
 fn read_counter(host: &mut dyn Host, key: &str) -> Result<i64, KvError> {
@@ -621,10 +685,11 @@ pub fn mark_due_done(host: &mut dyn Host, m: i64, i: i64) -> Result<(), KvError>
             return Ok(());
         }
         if cas_counter(host, &key, done, i)? {
-            for slot in (done + 1)..=i {
-                host.kv_delete(&format!("due/{m}/{slot}"))?;
-            }
-            return Ok(());
+            let slots: Vec<String> = ((done + 1)..=i)
+                .map(|slot| format!("due/{m}/{slot}"))
+                .collect();
+            let refs: Vec<&str> = slots.iter().map(String::as_str).collect();
+            return host.kv_delete_many(&refs);
         }
     }
 }

@@ -170,6 +170,13 @@ impl Host for Recorder {
         self.events.push(Event::KvWrite(key.to_string()));
         self.inner.kv_delete(key)
     }
+    fn kv_delete_many(&mut self, keys: &[&str]) -> Result<(), KvError> {
+        self.kv_ops.push(("delete_many", keys.join(",")));
+        for key in keys {
+            self.events.push(Event::KvWrite(key.to_string()));
+        }
+        self.inner.kv_delete_many(keys)
+    }
     fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
         self.kv_ops.push(("increment", key.to_string()));
         if delta != 0 {
