@@ -130,7 +130,7 @@ pub fn release(host: &mut dyn Host, held: &SharedLease) -> Result<(), KvError> {
     if held.lost {
         return Ok(());
     }
-    store::release(host, held.guard.clone())
+    store::release_renewed(host, held.guard.clone(), held.renewed_at, held.ttl_ms)
 }
 
 /// The host a job runs on while it holds a lease: every upstream request first renews the

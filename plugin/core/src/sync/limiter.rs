@@ -119,6 +119,8 @@ impl Wait {
 pub struct Slot {
     guard: LeaseGuard,
     renewed_at: DateTime<Utc>,
+    /// Its renewal found it taken by another job (this one stalled past its TTL).
+    lost: bool,
     /// How the job's requests are paced: `None` with pacing off.
     window: Option<Window>,
 }
@@ -138,7 +140,7 @@ struct Window {
 impl Slot {
     fn renew_if_aging(&mut self, host: &mut dyn Host) {
         let now = host.now();
-        if (now - self.renewed_at).num_milliseconds() < SLOT_TTL_MS / 4 {
+        if self.lost || (now - self.renewed_at).num_milliseconds() < SLOT_TTL_MS / 4 {
             return;
         }
         match store::renew(host, &mut self.guard, SLOT_TTL_MS) {
@@ -146,7 +148,7 @@ impl Slot {
             // Lost (this job stalled past the TTL): the job goes on; one more job may be
             // talking to QuickBooks for a moment, within the headroom below 10.
             Ok(false) => {
-                self.renewed_at = now;
+                self.lost = true;
                 host.log(
                     LogLevel::Warn,
                     &format!("QuickBooks slot `{}` expired while held", self.guard.key()),
@@ -270,10 +272,11 @@ fn try_slot(host: &mut dyn Host, window: Option<Window>) -> Result<Option<Slot>,
     host.random_bytes(&mut start);
     for k in 0..SLOTS {
         let key = slot_key((usize::from(start[0]) + k) % SLOTS);
-        if let Some(guard) = store::try_acquire(host, &key, SLOT_TTL_MS)? {
+        if let Some(guard) = store::try_acquire_reused(host, &key, SLOT_TTL_MS)? {
             return Ok(Some(Slot {
                 guard,
                 renewed_at: now,
+                lost: false,
                 window,
             }));
         }
@@ -384,7 +387,10 @@ pub fn claim_next_batch(host: &mut dyn Host, tries: u32, ops: i64) -> Result<boo
 
 /// Gives a slot back.
 pub fn release(host: &mut dyn Host, slot: Slot) -> Result<(), KvError> {
-    store::release(host, slot.guard)
+    if slot.lost {
+        return Ok(());
+    }
+    store::release_renewed(host, slot.guard, slot.renewed_at, SLOT_TTL_MS)
 }
 
 /// One piece of waiting work.

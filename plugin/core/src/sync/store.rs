@@ -106,6 +106,8 @@ pub(crate) fn set_json<T: Serialize>(
 pub struct LeaseGuard {
     key: String,
     value: i64,
+    /// The host keeps this counter as decimal text (Redis) rather than 8-byte little-endian.
+    text: bool,
 }
 
 impl LeaseGuard {
@@ -146,24 +148,76 @@ pub fn try_acquire(
     if !crate::models::token::lease_is_free(&current.to_le_bytes(), now) {
         return Ok(None);
     }
-    let mut nonce = [0u8; 2];
-    host.random_bytes(&mut nonce);
-    let value = Lease {
-        expires_at_ms: now.timestamp_millis() + ttl_ms,
-        nonce: u16::from_le_bytes(nonce) | 1,
-    }
-    .to_i64();
+    let value = new_lease(host, now, ttl_ms);
     if !cas_counter(host, key, current, value)? {
         return Ok(None);
     }
-    // Ours only if it reads back as ours (see the module docs: a host may report a lost swap
-    // as done). The value carries random bits, so another holder's value differs.
-    if read_counter(host, key)? != value {
+    read_back(host, key, value)
+}
+
+/// [`try_acquire`] for a lease key that is taken over and over (the limiter's slots): it
+/// normally exists and holds the free value its last holder left, so the first swap is from
+/// that, without the read that creates the key. A key that is absent is taken as
+/// [`try_acquire`] takes it.
+pub fn try_acquire_reused(
+    host: &mut dyn Host,
+    key: &str,
+    ttl_ms: i64,
+) -> Result<Option<LeaseGuard>, KvError> {
+    let now = host.now();
+    let value = new_lease(host, now, ttl_ms);
+    match host.kv_cas(key, &0i64.to_le_bytes(), &value.to_le_bytes())? {
+        CasOutcome::Swapped => {}
+        CasOutcome::Conflict(None) => return try_acquire(host, key, ttl_ms),
+        CasOutcome::Conflict(Some(stored)) => {
+            let Some(current) = decode_counter(&stored) else {
+                return Ok(None);
+            };
+            if !crate::models::token::lease_is_free(&current.to_le_bytes(), now) {
+                return Ok(None);
+            }
+            // Free (given back, or expired): swapped in the encoding the key holds.
+            let new = if is_text(&stored) {
+                value.to_string().into_bytes()
+            } else {
+                value.to_le_bytes().to_vec()
+            };
+            if host.kv_cas(key, &stored, &new)? != CasOutcome::Swapped {
+                return Ok(None);
+            }
+        }
+    }
+    read_back(host, key, value)
+}
+
+/// A new lease value: expiry and random bits, so no two holders' values are alike.
+fn new_lease(host: &mut dyn Host, now: DateTime<Utc>, ttl_ms: i64) -> i64 {
+    let mut nonce = [0u8; 2];
+    host.random_bytes(&mut nonce);
+    Lease {
+        expires_at_ms: now.timestamp_millis() + ttl_ms,
+        nonce: u16::from_le_bytes(nonce) | 1,
+    }
+    .to_i64()
+}
+
+/// Whether a stored counter is decimal text (Redis) rather than 8-byte little-endian.
+fn is_text(stored: &[u8]) -> bool {
+    stored.len() != 8 || stored[7].is_ascii_digit()
+}
+
+/// The lease just swapped in is ours only if it reads back as ours (see the module docs: a
+/// host may report a lost swap as done). The value carries random bits, so another holder's
+/// value differs.
+fn read_back(host: &mut dyn Host, key: &str, value: i64) -> Result<Option<LeaseGuard>, KvError> {
+    let stored = host.kv_get(key)?;
+    if stored.as_deref().and_then(decode_counter) != Some(value) {
         return Ok(None);
     }
     Ok(Some(LeaseGuard {
         key: key.to_string(),
         value,
+        text: stored.is_some_and(|b| is_text(&b)),
     }))
 }
 
@@ -202,6 +256,32 @@ pub fn lease_free(host: &mut dyn Host, key: &str) -> Result<bool, KvError> {
 /// Gives a lease back (only if it is still ours).
 pub fn release(host: &mut dyn Host, guard: LeaseGuard) -> Result<(), KvError> {
     cas_counter(host, &guard.key, guard.value, 0).map(|_| ())
+}
+
+/// What a lease must have left, when its holder gives it back with a plain write, for that
+/// write to land while the lease is certainly still the holder's.
+pub const RELEASE_MARGIN_MS: i64 = 3_000;
+
+/// Gives back a lease last renewed (or taken) at `renewed_at` for `ttl_ms`. While at least
+/// [`RELEASE_MARGIN_MS`] of it is left it is certainly still ours (nobody takes an unexpired
+/// lease), so one plain write of the free value gives it back; an older one is given back by
+/// [`release`]'s swap, which leaves a lease someone else took alone.
+pub fn release_renewed(
+    host: &mut dyn Host,
+    guard: LeaseGuard,
+    renewed_at: DateTime<Utc>,
+    ttl_ms: i64,
+) -> Result<(), KvError> {
+    let age = (host.now() - renewed_at).num_milliseconds();
+    if !(0..ttl_ms - RELEASE_MARGIN_MS).contains(&age) {
+        return release(host, guard);
+    }
+    let free: Vec<u8> = if guard.text {
+        b"0".to_vec()
+    } else {
+        0i64.to_le_bytes().to_vec()
+    };
+    host.kv_set(&guard.key, &free)
 }
 
 /// The lease key of an entity.
