@@ -353,15 +353,14 @@ impl Host for WasiHost {
         if keys.is_empty() {
             return Ok(());
         }
-        if self.batch_failed {
-            return keys.iter().try_for_each(|k| self.kv_delete(k));
+        if !self.batch_failed {
+            let owned: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+            if batch::delete_many(self.bucket()?, &owned).is_ok() {
+                return Ok(());
+            }
         }
-        let owned: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        match batch::delete_many(self.bucket()?, &owned) {
-            Ok(()) => Ok(()),
-            // A store that cannot delete many keys at once may still delete them one by one.
-            Err(_) => keys.iter().try_for_each(|k| self.kv_delete(k)),
-        }
+        // A store that cannot delete many keys at once may still delete them one by one.
+        keys.iter().try_for_each(|k| self.kv_delete(k))
     }
 
     fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {

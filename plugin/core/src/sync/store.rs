@@ -177,11 +177,7 @@ pub fn try_acquire_reused(
                 return Ok(None);
             }
             // Free (given back, or expired): swapped in the encoding the key holds.
-            let new = if is_text(&stored) {
-                value.to_string().into_bytes()
-            } else {
-                value.to_le_bytes().to_vec()
-            };
+            let new = encode_counter(value, is_text(&stored));
             if host.kv_cas(key, &stored, &new)? != CasOutcome::Swapped {
                 return Ok(None);
             }
@@ -201,9 +197,19 @@ fn new_lease(host: &mut dyn Host, now: DateTime<Utc>, ttl_ms: i64) -> i64 {
     .to_i64()
 }
 
-/// Whether a stored counter is decimal text (Redis) rather than 8-byte little-endian.
+/// Whether a stored counter is decimal text (Redis) rather than 8-byte little-endian (see
+/// [`decode_counter`]).
 fn is_text(stored: &[u8]) -> bool {
     stored.len() != 8 || stored[7].is_ascii_digit()
+}
+
+/// `value` as a counter in either host encoding: decimal text, or 8-byte little-endian.
+fn encode_counter(value: i64, text: bool) -> Vec<u8> {
+    if text {
+        value.to_string().into_bytes()
+    } else {
+        value.to_le_bytes().to_vec()
+    }
 }
 
 /// The lease just swapped in is ours only if it reads back as ours (see the module docs: a
@@ -276,12 +282,7 @@ pub fn release_renewed(
     if !(0..ttl_ms - RELEASE_MARGIN_MS).contains(&age) {
         return release(host, guard);
     }
-    let free: Vec<u8> = if guard.text {
-        b"0".to_vec()
-    } else {
-        0i64.to_le_bytes().to_vec()
-    };
-    host.kv_set(&guard.key, &free)
+    host.kv_set(&guard.key, &encode_counter(0, guard.text))
 }
 
 /// The lease key of an entity.
@@ -484,7 +485,7 @@ pub fn recount(host: &mut dyn Host) -> Result<Recount, KvError> {
 /// is below `'0'` (0x30) for every value under about 3.4 * 10^18 and 0xFF for negative ones.
 pub fn decode_counter(bytes: &[u8]) -> Option<i64> {
     match <[u8; 8]>::try_from(bytes) {
-        Ok(le) if !le[7].is_ascii_digit() => Some(i64::from_le_bytes(le)),
+        Ok(le) if !is_text(&le) => Some(i64::from_le_bytes(le)),
         _ => std::str::from_utf8(bytes).ok()?.trim().parse().ok(),
     }
 }
@@ -715,10 +716,7 @@ pub fn due_entries(
         && !spent.is_empty()
     {
         // Their entries went as they were marked; their counters go now.
-        let keys: Vec<String> = spent
-            .iter()
-            .flat_map(|m| [format!("due/{m}/n"), format!("due/{m}/done")])
-            .collect();
+        let keys: Vec<String> = spent.iter().flat_map(|&m| minute_counters(m)).collect();
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         host.kv_delete_many(&refs)?;
     }
@@ -730,11 +728,14 @@ const MINUTES_PER_READ: i64 = 60;
 /// How many of a minute's entries [`due_entries`] reads in one round trip.
 const ENTRIES_PER_READ: i64 = 250;
 
+/// The keys of minute `m`'s length and done mark.
+fn minute_counters(m: i64) -> [String; 2] {
+    [log_len_key(&format!("due/{m}")), format!("due/{m}/done")]
+}
+
 /// The length and the done mark of every minute from `first` to `last`, in one round trip.
 fn minute_ends(host: &mut dyn Host, first: i64, last: i64) -> Result<Vec<(i64, i64)>, KvError> {
-    let keys: Vec<String> = (first..=last)
-        .flat_map(|m| [format!("due/{m}/n"), format!("due/{m}/done")])
-        .collect();
+    let keys: Vec<String> = (first..=last).flat_map(minute_counters).collect();
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     let values = host.kv_get_many(&refs)?;
     let counter = |v: &Option<Vec<u8>>| v.as_deref().and_then(decode_counter).unwrap_or(0);
