@@ -246,3 +246,91 @@ fn due_entries_logs_and_counts_work_where_counters_are_decimal_text() {
         .unwrap();
     assert_eq!(posted.1, 3);
 }
+
+/// The free value as the key's encoding writes it.
+fn free_value(text: bool) -> Vec<u8> {
+    if text {
+        b"0".to_vec()
+    } else {
+        0i64.to_le_bytes().to_vec()
+    }
+}
+
+#[test]
+fn a_reused_slot_is_taken_held_given_back_and_taken_again_in_both_encodings() {
+    let mut redis = redis_like();
+    let mut plain = FakeHost::new(DateTime::from_timestamp(1_750_000_000, 0).unwrap());
+    for (h, text) in [(&mut redis as &mut dyn Host, true), (&mut plain, false)] {
+        // Absent: taken as `try_acquire` takes it (which creates the key in the host's encoding).
+        let first = try_acquire_reused(h, "slot/0", 10_000)
+            .unwrap()
+            .expect("an absent slot is taken");
+        assert!(
+            try_acquire_reused(h, "slot/0", 10_000).unwrap().is_none(),
+            "held (text: {text})"
+        );
+        let taken_at = h.now();
+        release_renewed(h, first, taken_at, 10_000).unwrap();
+        assert_eq!(
+            h.kv_get("slot/0").unwrap().unwrap(),
+            free_value(text),
+            "given back as the free value in the key's encoding (text: {text})"
+        );
+        // Taken again from the free value, and still a counter the host can increment.
+        let again = try_acquire_reused(h, "slot/0", 10_000)
+            .unwrap()
+            .expect("a given-back slot is taken again");
+        assert_eq!(is_text(&h.kv_get("slot/0").unwrap().unwrap()), text);
+        assert!(h.kv_increment("slot/0", 0).is_ok());
+        // Left to expire (its holder died): taken by the next one once it has.
+        drop(again);
+        assert!(try_acquire_reused(h, "slot/0", 10_000).unwrap().is_none());
+        h.sleep_ms(10_001);
+        assert!(
+            try_acquire_reused(h, "slot/0", 10_000).unwrap().is_some(),
+            "an expired slot is taken (text: {text})"
+        );
+    }
+}
+
+#[test]
+fn a_reused_slot_swap_that_lost_the_race_but_was_reported_done_is_not_taken() {
+    let mut h = redis_like();
+    let guard = try_acquire_reused(&mut h, "slot/0", 10_000)
+        .unwrap()
+        .unwrap();
+    let at = h.now();
+    release_renewed(&mut h, guard, at, 10_000).unwrap();
+    let rival = Lease {
+        expires_at_ms: h.now().timestamp_millis() + 60_000,
+        nonce: 0x4243,
+    }
+    .to_i64();
+    h.rival = Some(("slot/0".into(), rival.to_string().into_bytes()));
+    assert_eq!(try_acquire_reused(&mut h, "slot/0", 10_000).unwrap(), None);
+    assert_eq!(read_counter(&mut h, "slot/0").unwrap(), rival);
+}
+
+#[test]
+fn a_lease_near_or_past_its_end_is_given_back_only_if_still_ours() {
+    let mut redis = redis_like();
+    let mut plain = FakeHost::new(DateTime::from_timestamp(1_750_000_000, 0).unwrap());
+    for (h, text) in [(&mut redis as &mut dyn Host, true), (&mut plain, false)] {
+        let start = h.now();
+        let ours = try_acquire(h, "lease/x", 10_000).unwrap().unwrap();
+        // Expired and taken by another instance before we give it back: the swap leaves
+        // theirs alone.
+        h.sleep_ms(11_000);
+        let theirs = try_acquire(h, "lease/x", 10_000).unwrap().expect("expired");
+        release_renewed(h, ours, start, 10_000).unwrap();
+        assert!(
+            try_acquire(h, "lease/x", 10_000).unwrap().is_none(),
+            "the other holder keeps it (text: {text})"
+        );
+        // Within the margin of its end, a lease still ours is given back by the swap.
+        let at = h.now();
+        h.sleep_ms(10_000 - RELEASE_MARGIN_MS as u64 + 1);
+        release_renewed(h, theirs, at, 10_000).unwrap();
+        assert_eq!(h.kv_get("lease/x").unwrap().unwrap(), free_value(text));
+    }
+}
