@@ -11,8 +11,11 @@
 //!   [`decode_counter`], which takes both, and swapped with [`cas_counter`], which writes
 //!   the encoding the key already has (an `increment` after it must still work).
 //! - Spin's Redis store can report a swap that lost the race as done (its `WATCH`ed
-//!   transaction is aborted, but the abort is not reported), so a lease taken by swap is read
-//!   back before it is trusted.
+//!   transaction is aborted, but the abort is not reported), so a lease taken or renewed by
+//!   swap on a key that holds decimal text is read back before it is trusted. A swap of a
+//!   little-endian counter is trusted as reported: the stores that keep counters so (Spin's
+//!   SQLite store and ours) swap only where the key still holds the expected value, and
+//!   report a swap that found another value as not done.
 //!
 //! Layout:
 //! - `rec/{entity}/{id}`: the [`SyncRecord`] (source of truth), written under `lease/{entity}/{id}`.
@@ -126,10 +129,12 @@ pub fn renew(host: &mut dyn Host, guard: &mut LeaseGuard, ttl_ms: i64) -> Result
         nonce,
     }
     .to_i64();
-    // Like `try_acquire`: ours only if it reads back as ours (a host may report a lost swap as done).
-    if !cas_counter(host, &guard.key, guard.value, value)?
-        || read_counter(host, &guard.key)? != value
-    {
+    // Like `try_acquire`: ours only if it reads back as ours where the key is text (see the
+    // module docs: a host may report a lost swap as done).
+    let Some(text) = swap_counter(host, &guard.key, guard.value, value)? else {
+        return Ok(false);
+    };
+    if text && read_counter(host, &guard.key)? != value {
         return Ok(false);
     }
     guard.value = value;
@@ -149,10 +154,10 @@ pub fn try_acquire(
         return Ok(None);
     }
     let value = new_lease(host, now, ttl_ms);
-    if !cas_counter(host, key, current, value)? {
-        return Ok(None);
+    match swap_counter(host, key, current, value)? {
+        None => Ok(None),
+        Some(text) => taken(host, key, value, text),
     }
-    read_back(host, key, value)
 }
 
 /// [`try_acquire`] for a lease key that is taken over and over (the limiter's slots): it
@@ -166,8 +171,8 @@ pub fn try_acquire_reused(
 ) -> Result<Option<LeaseGuard>, KvError> {
     let now = host.now();
     let value = new_lease(host, now, ttl_ms);
-    match host.kv_cas(key, &0i64.to_le_bytes(), &value.to_le_bytes())? {
-        CasOutcome::Swapped => {}
+    let text = match host.kv_cas(key, &0i64.to_le_bytes(), &value.to_le_bytes())? {
+        CasOutcome::Swapped => false,
         CasOutcome::Conflict(None) => return try_acquire(host, key, ttl_ms),
         CasOutcome::Conflict(Some(stored)) => {
             let Some(current) = decode_counter(&stored) else {
@@ -177,13 +182,14 @@ pub fn try_acquire_reused(
                 return Ok(None);
             }
             // Free (given back, or expired): swapped in the encoding the key holds.
-            let new = encode_counter(value, is_text(&stored));
-            if host.kv_cas(key, &stored, &new)? != CasOutcome::Swapped {
+            let text = is_text(&stored);
+            if host.kv_cas(key, &stored, &encode_counter(value, text))? != CasOutcome::Swapped {
                 return Ok(None);
             }
+            text
         }
-    }
-    read_back(host, key, value)
+    };
+    taken(host, key, value, text)
 }
 
 /// A new lease value: expiry and random bits, so no two holders' values are alike.
@@ -212,18 +218,22 @@ fn encode_counter(value: i64, text: bool) -> Vec<u8> {
     }
 }
 
-/// The lease just swapped in is ours only if it reads back as ours (see the module docs: a
-/// host may report a lost swap as done). The value carries random bits, so another holder's
-/// value differs.
-fn read_back(host: &mut dyn Host, key: &str, value: i64) -> Result<Option<LeaseGuard>, KvError> {
-    let stored = host.kv_get(key)?;
-    if stored.as_deref().and_then(decode_counter) != Some(value) {
+/// The lease just swapped in at `key`, in the encoding `text` says. Where the key is decimal
+/// text it is ours only if it reads back as ours (see the module docs: a host may report a
+/// lost swap as done); the value carries random bits, so another holder's value differs.
+fn taken(
+    host: &mut dyn Host,
+    key: &str,
+    value: i64,
+    text: bool,
+) -> Result<Option<LeaseGuard>, KvError> {
+    if text && read_counter(host, key)? != value {
         return Ok(None);
     }
     Ok(Some(LeaseGuard {
         key: key.to_string(),
         value,
-        text: stored.is_some_and(|b| is_text(&b)),
+        text,
     }))
 }
 
@@ -499,15 +509,26 @@ pub fn cas_counter(
     expected: i64,
     new: i64,
 ) -> Result<bool, KvError> {
+    swap_counter(host, key, expected, new).map(|swapped| swapped.is_some())
+}
+
+/// [`cas_counter`], saying in which encoding it swapped: `Some(true)` decimal text,
+/// `Some(false)` little-endian, `None` not swapped.
+fn swap_counter(
+    host: &mut dyn Host,
+    key: &str,
+    expected: i64,
+    new: i64,
+) -> Result<Option<bool>, KvError> {
     match host.kv_cas(key, &expected.to_le_bytes(), &new.to_le_bytes())? {
-        CasOutcome::Swapped => Ok(true),
+        CasOutcome::Swapped => Ok(Some(false)),
         CasOutcome::Conflict(Some(text)) if text == expected.to_string().as_bytes() => {
             match host.kv_cas(key, &text, new.to_string().as_bytes())? {
-                CasOutcome::Swapped => Ok(true),
-                CasOutcome::Conflict(_) => Ok(false),
+                CasOutcome::Swapped => Ok(Some(true)),
+                CasOutcome::Conflict(_) => Ok(None),
             }
         }
-        CasOutcome::Conflict(_) => Ok(false),
+        CasOutcome::Conflict(_) => Ok(None),
     }
 }
 
