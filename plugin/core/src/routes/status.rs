@@ -584,7 +584,8 @@ mod tests {
     #[test]
     fn missing_variables_are_reported_per_side_without_failing_the_route() {
         let mut h = FakeHost::new(t0());
-        h.kv_increment("count/pending", 2).unwrap();
+        // Two records listed, neither in any other state: both pending.
+        h.kv_increment("log/records/n", 2).unwrap();
         let v = status_of(&mut h);
         assert_eq!(v["bigcommerce"]["ok"], false);
         assert!(

@@ -30,8 +30,11 @@
 //! - `wait/qbo/n`, `wait/qbo/{i}`, `wait/qbo/done`: work waiting for QuickBooks capacity, in
 //!   arrival order (`sync::limiter`); `limit/qbo/slot/{0..8}` and `limit/qbo/drainer/{0..8}`:
 //!   the limiter's leases; `limit/qbo/pause_until`, `limit/qbo/slow_until`: after a 429.
-//! - `count/{state}`: records per state, adjusted on every transition and repaired from the
-//!   records by [`recount`] (`count/recounted_at`: when it last ran).
+//! - `count/{state}`: records per state but `pending`, adjusted on every transition and
+//!   repaired from the records by [`recount`] (`count/recounted_at`: when it last ran);
+//!   `count/unlisted`: the slots of `log/records` that list no record of their own, kept by
+//!   [`recount`]. `pending` is what is left: every record is listed before it is first saved,
+//!   so a new record costs no counter, and leaving `pending` costs one.
 //!
 //! Bounded growth without listing keys: a due entry is deleted once it is marked handled, a
 //! minute's counters once the cursor moves past it, a parked slot once it is resumed, a waiting slot once it is run. What
@@ -380,12 +383,19 @@ pub fn save_record(
     }
     set_json(host, &record_key(record.entity, &record.id), record)?;
     if changed {
-        if let Some(p) = previous {
-            host.kv_increment(&format!("count/{}", p.as_str()), -1)?;
+        if let Some(key) = previous.and_then(count_key) {
+            host.kv_increment(&key, -1)?;
         }
-        host.kv_increment(&format!("count/{}", record.state.as_str()), 1)?;
+        if let Some(key) = count_key(record.state) {
+            host.kv_increment(&key, 1)?;
+        }
     }
     Ok(())
+}
+
+/// The counter of records in `state`; `None` for `pending`, which is derived (see [`counts`]).
+fn count_key(state: State) -> Option<String> {
+    (state != State::Pending).then(|| format!("count/{}", state.as_str()))
 }
 
 const STATES: [State; 6] = [
@@ -397,17 +407,40 @@ const STATES: [State; 6] = [
     State::Skipped,
 ];
 
-/// Record counts per state.
-pub fn counts(host: &mut dyn Host) -> Result<Vec<(State, i64)>, KvError> {
-    STATES
+/// Slots of `log/records` that list no record of their own (see [`recount`]).
+const UNLISTED: &str = "count/unlisted";
+
+/// What the counts are made of, read in one round trip: the length of `log/records`, the
+/// slots that list no record ([`UNLISTED`]), and the counter of every state but `pending`
+/// (in [`STATES`] order, `pending` first, as 0).
+fn count_inputs(host: &mut dyn Host) -> Result<(i64, i64, [i64; STATES.len()]), KvError> {
+    let mut keys = vec![log_len_key("log/records"), UNLISTED.to_string()];
+    keys.extend(STATES.iter().filter_map(|s| count_key(*s)));
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let values: Vec<i64> = host
+        .kv_get_many(&refs)?
         .into_iter()
-        .map(|s| {
-            Ok((
-                s,
-                read_counter(host, &format!("count/{}", s.as_str()))?.max(0),
-            ))
-        })
-        .collect()
+        .map(|v| v.as_deref().and_then(decode_counter).unwrap_or(0))
+        .collect();
+    let mut by_state = [0i64; STATES.len()];
+    by_state[1..].copy_from_slice(&values[2..]);
+    Ok((values[0], values[1], by_state))
+}
+
+/// `pending`: the records listed, less the slots that list none, less every other state's.
+fn derived_pending(listed: i64, unlisted: i64, by_state: &[i64; STATES.len()]) -> i64 {
+    listed - unlisted - by_state[1..].iter().sum::<i64>()
+}
+
+/// Record counts per state (one round trip).
+pub fn counts(host: &mut dyn Host) -> Result<Vec<(State, i64)>, KvError> {
+    let (listed, unlisted, mut by_state) = count_inputs(host)?;
+    by_state[0] = derived_pending(listed, unlisted, &by_state);
+    Ok(STATES
+        .into_iter()
+        .zip(by_state)
+        .map(|(s, n)| (s, n.max(0)))
+        .collect())
 }
 
 /// How often [`recount`] recounts the records (seconds).
@@ -429,34 +462,33 @@ pub enum Recount {
     Done(Vec<(State, i64)>),
 }
 
-/// Repairs `count/{state}` from the records themselves, at most every [`RECOUNT_EVERY_S`].
+/// Repairs `count/{state}` and `count/unlisted` from the records themselves, at most every
+/// [`RECOUNT_EVERY_S`].
 ///
-/// A save writes the record and then adjusts two counters: no host makes that atomic, and an
-/// instance dying in between (or two workers saving one record after a lease expired) leaves
-/// a count off by one. No ordering of those writes lets a later save tell whether the counters
-/// were adjusted, so the counts are recounted instead: every record listed in `log/records`
-/// (each once), read while the counters stand still. The correction is applied with
-/// `increment`, so a save that lands meanwhile keeps its own adjustment; if one finished
-/// during the count (a counter moved), nothing is applied and the next call counts again. A
-/// save caught between its record write and its counter adjustments for the whole count can
-/// still leave a count off by one, until the next recount.
+/// A save writes the record and then adjusts up to two counters: no host makes that atomic,
+/// and an instance dying in between (or two workers saving one record after a lease expired)
+/// leaves a count off by one; one dying between listing a new record and saving it leaves a
+/// slot that lists nothing, or lists the record a second time when it runs again, which
+/// `pending` would count. No ordering of those writes lets a later save tell whether the
+/// counters were adjusted, so the counts are recounted instead: every record listed in
+/// `log/records` (each once), read while the counters and the log stand still. The correction
+/// is applied with `increment`, so a save that lands meanwhile keeps its own adjustment; if
+/// one finished during the count (a counter moved), nothing is applied and the next call
+/// counts again. A save caught between its record write and its counter adjustments for the
+/// whole count can still leave a count off by one, until the next recount.
+///
+/// The corrections are reported per state as the counts change, `pending`'s included.
 pub fn recount(host: &mut dyn Host) -> Result<Recount, KvError> {
     let now = host.now().timestamp();
     let last = counter(host, RECOUNTED_AT)?;
     if now - last < RECOUNT_EVERY_S || !cas_counter(host, RECOUNTED_AT, last, now)? {
         return Ok(Recount::NotDue);
     }
-    let n = log_len(host, "log/records")?;
+    let before = count_inputs(host)?;
+    let (n, unlisted, counted) = before;
     if n > RECOUNT_MAX_SLOTS {
         return Ok(Recount::TooMany);
     }
-    let read_all = |host: &mut dyn Host| -> Result<Vec<i64>, KvError> {
-        STATES
-            .iter()
-            .map(|s| read_counter(host, &format!("count/{}", s.as_str())))
-            .collect()
-    };
-    let before = read_all(host)?;
     let mut seen = std::collections::HashSet::new();
     let mut tally = [0i64; STATES.len()];
     for i in 1..=n {
@@ -472,18 +504,26 @@ pub fn recount(host: &mut dyn Host) -> Result<Recount, KvError> {
             tally[k] += 1;
         }
     }
-    if read_all(host)? != before {
+    if count_inputs(host)? != before {
         // Give the turn back, so that the next call counts again.
         cas_counter(host, RECOUNTED_AT, now, last)?;
         return Ok(Recount::Busy);
     }
     let mut fixed = Vec::new();
-    for (k, s) in STATES.iter().enumerate() {
-        let delta = tally[k] - before[k];
+    let pending = tally[0] - derived_pending(n, unlisted, &counted);
+    if pending != 0 {
+        fixed.push((State::Pending, pending));
+    }
+    for (k, s) in STATES.iter().enumerate().skip(1) {
+        let delta = tally[k] - counted[k];
         if delta != 0 {
             host.kv_increment(&format!("count/{}", s.as_str()), delta)?;
             fixed.push((*s, delta));
         }
+    }
+    let unlisted_delta = (n - tally.iter().sum::<i64>()) - unlisted;
+    if unlisted_delta != 0 {
+        host.kv_increment(UNLISTED, unlisted_delta)?;
     }
     Ok(Recount::Done(fixed))
 }
