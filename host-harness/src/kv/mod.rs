@@ -57,6 +57,19 @@ pub trait KvBackend: Send + Sync + 'static {
         Ok(values)
     }
     async fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), BackendError>;
+    /// Writes every `(key, value)` of `entries`, in order (a later one wins over an earlier
+    /// one of the same key). The default writes them one by one, and the first failure stops
+    /// it; a backend that can write them in one round trip overrides it.
+    async fn set_many(
+        &self,
+        store: &str,
+        entries: &[(String, Vec<u8>)],
+    ) -> Result<(), BackendError> {
+        for (key, value) in entries {
+            self.set(store, key, value).await?;
+        }
+        Ok(())
+    }
     async fn delete(&self, store: &str, key: &str) -> Result<(), BackendError>;
     /// Deletes every key of `keys` (absent ones are no error). The default deletes them one by
     /// one; a backend that can delete them in one round trip overrides it.
@@ -312,13 +325,15 @@ mod host {
             key_values: Vec<(String, Vec<u8>)>,
         ) -> Wr<Result<(), Error>> {
             let label = self.bucket_label(&bucket)?;
-            // Not atomic (as the interface says): the first failure stops, earlier writes stay.
-            for (key, value) in key_values {
-                if let Err(e) = self.ctx.backend.set(&label, &key, &value).await {
-                    return Ok(Err(other(e)));
-                }
+            if key_values.is_empty() {
+                return Ok(Ok(()));
             }
-            Ok(Ok(()))
+            Ok(self
+                .ctx
+                .backend
+                .set_many(&label, &key_values)
+                .await
+                .map_err(other))
         }
 
         async fn delete_many(
@@ -475,6 +490,23 @@ pub mod conformance {
             let expected = present.contains(&i).then(|| key.as_bytes().to_vec());
             assert_eq!(value, &expected, "{key}");
         }
+        // set_many: every entry written, in order (the later of one key's two wins).
+        let written: Vec<(String, Vec<u8>)> = vec![
+            ("sm/a".into(), b"1".to_vec()),
+            ("sm/b".into(), b"2".to_vec()),
+            ("sm/a".into(), b"3".to_vec()),
+        ];
+        b.set_many("default", &written).await.unwrap();
+        b.set_many("default", &[]).await.unwrap();
+        assert_eq!(
+            b.get_many("default", &ask(&["sm/a", "sm/b"]))
+                .await
+                .unwrap(),
+            vec![Some(b"3".to_vec()), Some(b"2".to_vec())]
+        );
+        b.delete_many("default", &ask(&["sm/a", "sm/b"]))
+            .await
+            .unwrap();
         // delete_many: every key asked, absent ones no error, nothing else.
         let mut gone: Vec<String> = present.iter().map(|&i| many[i].clone()).collect();
         gone.push("never-there".into());

@@ -213,6 +213,24 @@ impl KvBackend for RedisBackend {
         .await
     }
 
+    async fn set_many(
+        &self,
+        _store: &str,
+        entries: &[(String, Vec<u8>)],
+    ) -> Result<(), BackendError> {
+        if entries.is_empty() {
+            // `MSET` with no key is a syntax error.
+            return Ok(());
+        }
+        // One `MSET` of every entry (atomic in Redis).
+        let entries = entries.to_vec();
+        self.op(
+            "MSET",
+            |mut c| async move { c.mset::<_, _, ()>(&entries).await },
+        )
+        .await
+    }
+
     async fn delete(&self, _store: &str, key: &str) -> Result<(), BackendError> {
         self.op("DEL", |mut c| async move { c.del::<_, ()>(key).await })
             .await

@@ -275,6 +275,26 @@ impl KvBackend for SqliteBackend {
         .await
     }
 
+    async fn set_many(
+        &self,
+        store: &str,
+        entries: &[(String, Vec<u8>)],
+    ) -> Result<(), BackendError> {
+        let (store, entries) = (store.to_string(), entries.to_vec());
+        // One job: every write lands in the same group commit.
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "INSERT INTO kv (store, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
+            )?;
+            for (key, value) in &entries {
+                stmt.execute(params![store, key, value])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn delete(&self, store: &str, key: &str) -> Result<(), BackendError> {
         let (store, key) = (store.to_string(), key.to_string());
         self.run(move |c| {

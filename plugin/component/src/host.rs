@@ -345,6 +345,23 @@ impl Host for WasiHost {
         self.bucket()?.set(key, value).map_err(kv_err)
     }
 
+    fn kv_set_many(&mut self, entries: &[(&str, &[u8])]) -> Result<(), KvError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if !self.batch_failed {
+            let owned: Vec<(String, Vec<u8>)> = entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_vec()))
+                .collect();
+            if batch::set_many(self.bucket()?, &owned).is_ok() {
+                return Ok(());
+            }
+        }
+        // A store that cannot write many keys at once may still write them one by one.
+        entries.iter().try_for_each(|(k, v)| self.kv_set(k, v))
+    }
+
     fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
         self.bucket()?.delete(key).map_err(kv_err)
     }

@@ -46,6 +46,14 @@ pub trait Host {
     }
 
     fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError>;
+
+    /// Writes every `(key, value)` of `entries` in one round trip where the host can
+    /// (`wasi:keyvalue/batch`'s `set-many`). Not atomic: as if each were written by
+    /// [`Host::kv_set`], in order (a failure may leave the earlier ones written).
+    fn kv_set_many(&mut self, entries: &[(&str, &[u8])]) -> Result<(), KvError> {
+        entries.iter().try_for_each(|(k, v)| self.kv_set(k, v))
+    }
+
     fn kv_delete(&mut self, key: &str) -> Result<(), KvError>;
 
     /// Deletes every key of `keys` in one round trip where the host can
@@ -104,6 +112,10 @@ macro_rules! pass_through_to_inner {
 
         fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), $crate::host::KvError> {
             self.inner.kv_set(key, value)
+        }
+
+        fn kv_set_many(&mut self, entries: &[(&str, &[u8])]) -> Result<(), $crate::host::KvError> {
+            self.inner.kv_set_many(entries)
         }
 
         fn kv_delete(&mut self, key: &str) -> Result<(), $crate::host::KvError> {
@@ -216,6 +228,13 @@ impl Host for Prefetched<'_> {
     fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
         self.ready.remove(key);
         self.inner.kv_set(key, value)
+    }
+
+    fn kv_set_many(&mut self, entries: &[(&str, &[u8])]) -> Result<(), KvError> {
+        for (k, _) in entries {
+            self.ready.remove(*k);
+        }
+        self.inner.kv_set_many(entries)
     }
 
     fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {

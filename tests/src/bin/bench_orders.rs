@@ -193,6 +193,12 @@ impl KvBackend for Timed {
     async fn set(&self, s: &str, k: &str, v: &[u8]) -> Result<(), BackendError> {
         self.time("set", k, self.inner.set(s, k, v)).await
     }
+    async fn set_many(&self, s: &str, entries: &[(String, Vec<u8>)]) -> Result<(), BackendError> {
+        // One operation (one round trip), counted under the first key's family.
+        let first = entries.first().map_or("", |(k, _)| k.as_str());
+        self.time("set_many", first, self.inner.set_many(s, entries))
+            .await
+    }
     async fn delete(&self, s: &str, k: &str) -> Result<(), BackendError> {
         self.time("delete", k, self.inner.delete(s, k)).await
     }
@@ -238,6 +244,7 @@ fn report_kv(
         "get",
         "get_many",
         "set",
+        "set_many",
         "increment",
         "swap",
         "delete",

@@ -99,13 +99,27 @@ fn sync_admitted(
         return Ok(RunResult::Busy);
     };
     let held = Held::new(guard, store::ENTITY_LEASE_MS, host.now());
+    // The plain writes that give back what the job held (its QuickBooks slot, its lease), made
+    // together in one round trip.
+    let mut free = Vec::new();
     let result = {
         // Every upstream request of the job renews the lease first (and refuses to leave
         // once it is lost); saving the record checks it too.
         let mut leased = LeasedHost::new(host, held.clone());
-        sync_locked(&mut leased, entity, id, trigger, &held, admission)
+        sync_locked(
+            &mut leased,
+            entity,
+            id,
+            trigger,
+            &held,
+            admission,
+            &mut free,
+        )
     };
-    lease::release(host, &held)?;
+    let lease_free = lease::release_later(host, &held).map(|w| free.extend(w));
+    let given_back = store::give_back(host, free);
+    lease_free?;
+    given_back?;
     match result {
         Err(LeaseError::Lost(_)) => {
             host.log(
@@ -129,6 +143,7 @@ fn sync_locked(
     trigger: Trigger,
     held: &SharedLease,
     admission: Admission,
+    free: &mut Vec<store::FreeWrite>,
 ) -> Result<RunResult, LeaseError> {
     let now = host.now();
     // The record and what admission reads, in one round trip.
@@ -213,7 +228,7 @@ fn sync_locked(
         }
     };
     let result = run_admitted(host, entity, rec, previous, &trigger, held, &mut slot);
-    let released = limiter::release(host, slot);
+    let released = limiter::release_later(host, slot).map(|w| free.extend(w));
     let state = result?;
     released?;
     Ok(RunResult::Ran(state))

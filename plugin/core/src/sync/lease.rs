@@ -126,11 +126,21 @@ impl Held {
 
 /// Releases a held lease unless it was lost (a lost key belongs to someone else now).
 pub fn release(host: &mut dyn Host, held: &SharedLease) -> Result<(), KvError> {
+    let free = release_later(host, held)?;
+    store::give_back(host, free)
+}
+
+/// [`release`], handing back the plain write that gives the lease back instead of making it
+/// (`store::release_later`): the caller makes it at once, with the others it has.
+pub fn release_later(
+    host: &mut dyn Host,
+    held: &SharedLease,
+) -> Result<Option<store::FreeWrite>, KvError> {
     let held = held.borrow();
     if held.lost {
-        return Ok(());
+        return Ok(None);
     }
-    store::release_renewed(host, held.guard.clone(), held.renewed_at, held.ttl_ms)
+    store::release_later(host, held.guard.clone(), held.renewed_at, held.ttl_ms)
 }
 
 /// The host a job runs on while it holds a lease: every upstream request first renews the

@@ -387,10 +387,17 @@ pub fn claim_next_batch(host: &mut dyn Host, tries: u32, ops: i64) -> Result<boo
 
 /// Gives a slot back.
 pub fn release(host: &mut dyn Host, slot: Slot) -> Result<(), KvError> {
+    let free = release_later(host, slot)?;
+    store::give_back(host, free)
+}
+
+/// [`release`], handing back the plain write that gives the slot back instead of making it
+/// (`store::release_later`): the caller makes it at once, with the others it has.
+pub fn release_later(host: &mut dyn Host, slot: Slot) -> Result<Option<store::FreeWrite>, KvError> {
     if slot.lost {
-        return Ok(());
+        return Ok(None);
     }
-    store::release_renewed(host, slot.guard, slot.renewed_at, SLOT_TTL_MS)
+    store::release_later(host, slot.guard, slot.renewed_at, SLOT_TTL_MS)
 }
 
 /// One piece of waiting work.

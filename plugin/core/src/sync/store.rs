@@ -102,9 +102,12 @@ pub(crate) fn set_json<T: Serialize>(
     key: &str,
     value: &T,
 ) -> Result<(), KvError> {
-    let bytes =
-        serde_json::to_vec(value).map_err(|e| KvError(format!("cannot encode `{key}`: {e}")))?;
-    host.kv_set(key, &bytes)
+    host.kv_set(key, &encode(key, value)?)
+}
+
+/// `value` as the JSON stored at `key`.
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, KvError> {
+    serde_json::to_vec(value).map_err(|e| KvError(format!("cannot encode `{key}`: {e}")))
 }
 
 /// A held lease; release it with [`release`].
@@ -291,11 +294,46 @@ pub fn release_renewed(
     renewed_at: DateTime<Utc>,
     ttl_ms: i64,
 ) -> Result<(), KvError> {
+    let free = release_later(host, guard, renewed_at, ttl_ms)?;
+    give_back(host, free)
+}
+
+/// A plain write that gives a lease back: its key and the free value.
+pub type FreeWrite = (String, Vec<u8>);
+
+/// [`release_renewed`], except that the plain write is handed back instead of made, so that
+/// several leases a job held are given back in one round trip ([`give_back`]). The caller
+/// makes it at once: it is safe only while the lease is certainly still ours. An older lease
+/// is given back here, by swap, and `None` is returned.
+pub fn release_later(
+    host: &mut dyn Host,
+    guard: LeaseGuard,
+    renewed_at: DateTime<Utc>,
+    ttl_ms: i64,
+) -> Result<Option<FreeWrite>, KvError> {
     let age = (host.now() - renewed_at).num_milliseconds();
     if !(0..ttl_ms - RELEASE_MARGIN_MS).contains(&age) {
-        return release(host, guard);
+        return release(host, guard).map(|()| None);
     }
-    host.kv_set(&guard.key, &encode_counter(0, guard.text))
+    let free = encode_counter(0, guard.text);
+    Ok(Some((guard.key, free)))
+}
+
+/// Makes the writes [`release_later`] handed back, in one round trip.
+pub fn give_back(
+    host: &mut dyn Host,
+    writes: impl IntoIterator<Item = FreeWrite>,
+) -> Result<(), KvError> {
+    let writes: Vec<FreeWrite> = writes.into_iter().collect();
+    let entries: Vec<(&str, &[u8])> = writes
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    match entries.as_slice() {
+        [] => Ok(()),
+        [(k, v)] => host.kv_set(k, v),
+        _ => host.kv_set_many(&entries),
+    }
 }
 
 /// The lease key of an entity.
@@ -371,17 +409,23 @@ pub fn save_record(
         }
         _ => {}
     }
+    let key = record_key(record.entity, &record.id);
+    let bytes = encode(&key, record)?;
     if previous.is_none() {
-        append(
-            host,
-            "log/records",
-            &EntityRef {
-                entity: record.entity,
-                id: record.id.clone(),
-            },
-        )?;
+        // A new record: its listing slot and the record in one round trip, the slot first
+        // (where a host writes them one by one, as where it writes them at once, the record
+        // is never saved unlisted).
+        let listed = EntityRef {
+            entity: record.entity,
+            id: record.id.clone(),
+        };
+        let n = host.kv_increment(&log_len_key("log/records"), 1)?;
+        let slot = format!("log/records/{n}");
+        let slot_bytes = encode(&slot, &listed)?;
+        host.kv_set_many(&[(&slot, &slot_bytes), (&key, &bytes)])?;
+    } else {
+        host.kv_set(&key, &bytes)?;
     }
-    set_json(host, &record_key(record.entity, &record.id), record)?;
     if changed {
         if let Some(key) = previous.and_then(count_key) {
             host.kv_increment(&key, -1)?;

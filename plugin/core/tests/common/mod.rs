@@ -165,6 +165,14 @@ impl Host for Recorder {
         self.events.push(Event::KvWrite(key.to_string()));
         self.inner.kv_set(key, value)
     }
+    fn kv_set_many(&mut self, entries: &[(&str, &[u8])]) -> Result<(), KvError> {
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
+        self.kv_ops.push(("set_many", keys.join(",")));
+        for key in keys {
+            self.events.push(Event::KvWrite(key.to_string()));
+        }
+        self.inner.kv_set_many(entries)
+    }
     fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
         self.kv_ops.push(("delete", key.to_string()));
         self.events.push(Event::KvWrite(key.to_string()));
