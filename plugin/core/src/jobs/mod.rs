@@ -47,11 +47,21 @@ impl Job {
     /// Saves the record — only after renewing the lease proves it is still ours, so a worker
     /// that outlived its lease never overwrites the record of the one that took over.
     pub(crate) fn save(&mut self, host: &mut dyn Host) -> Result<(), LeaseError> {
+        let writes = self.save_later(host)?;
+        Ok(store::write_together(host, writes)?)
+    }
+
+    /// [`Job::save`], except that the record's write is handed back for the caller to make at
+    /// once, with the writes that give back what the job held (`store::save_record_later`).
+    pub(crate) fn save_later(
+        &mut self,
+        host: &mut dyn Host,
+    ) -> Result<Vec<store::Write>, LeaseError> {
         if let Some(lease) = &self.lease {
             lease.borrow_mut().ensure(host)?;
         }
-        store::save_record(host, &self.rec, self.saved_state)?;
+        let writes = store::save_record_later(host, &self.rec, self.saved_state)?;
         self.saved_state = Some(self.rec.state);
-        Ok(())
+        Ok(writes)
     }
 }

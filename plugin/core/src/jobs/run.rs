@@ -99,9 +99,9 @@ fn sync_admitted(
         return Ok(RunResult::Busy);
     };
     let held = Held::new(guard, store::ENTITY_LEASE_MS, host.now());
-    // The plain writes that give back what the job held (its QuickBooks slot, its lease), made
-    // together in one round trip.
-    let mut free = Vec::new();
+    // The job's last plain writes, made together in one round trip: the record's last save,
+    // then the free values that give back its QuickBooks slot and its lease.
+    let mut closing = Vec::new();
     let result = {
         // Every upstream request of the job renews the lease first (and refuses to leave
         // once it is lost); saving the record checks it too.
@@ -113,11 +113,11 @@ fn sync_admitted(
             trigger,
             &held,
             admission,
-            &mut free,
+            &mut closing,
         )
     };
-    let lease_free = lease::release_later(host, &held).map(|w| free.extend(w));
-    let given_back = store::give_back(host, free);
+    let lease_free = lease::release_later(host, &held).map(|w| closing.extend(w));
+    let given_back = store::write_together(host, closing);
     lease_free?;
     given_back?;
     match result {
@@ -143,7 +143,7 @@ fn sync_locked(
     trigger: Trigger,
     held: &SharedLease,
     admission: Admission,
-    free: &mut Vec<store::FreeWrite>,
+    closing: &mut Vec<store::Write>,
 ) -> Result<RunResult, LeaseError> {
     let now = host.now();
     // The record and what admission reads, in one round trip.
@@ -227,8 +227,8 @@ fn sync_locked(
             return Ok(RunResult::Waiting(wait));
         }
     };
-    let result = run_admitted(host, entity, rec, previous, &trigger, held, &mut slot);
-    let released = limiter::release_later(host, slot).map(|w| free.extend(w));
+    let result = run_admitted(host, rec, previous, &trigger, held, &mut slot, closing);
+    let released = limiter::release_later(host, slot).map(|w| closing.extend(w));
     let state = result?;
     released?;
     Ok(RunResult::Ran(state))
@@ -236,13 +236,14 @@ fn sync_locked(
 
 fn run_admitted(
     host: &mut dyn Host,
-    entity: Entity,
     rec: SyncRecord,
     previous: Option<State>,
     trigger: &Trigger,
     held: &SharedLease,
     slot: &mut limiter::Slot,
+    closing: &mut Vec<store::Write>,
 ) -> Result<State, LeaseError> {
+    let entity = rec.entity;
     store::save_record(host, &rec, previous)?;
     let mut job = Job {
         saved_state: Some(rec.state),
@@ -262,7 +263,9 @@ fn run_admitted(
             },
         }
     };
-    finish(host, &mut job, outcome)?;
+    // The record's last write goes with the writes that give back the slot and the lease.
+    file_outcome(host, &mut job, outcome);
+    closing.extend(job.save_later(host)?);
     Ok(job.rec.state)
 }
 
@@ -273,6 +276,12 @@ pub(crate) fn finish(
     job: &mut Job,
     outcome: Result<Done, Failure>,
 ) -> Result<(), LeaseError> {
+    file_outcome(host, job, outcome);
+    job.save(host)
+}
+
+/// Files a run's outcome on its record, unsaved.
+fn file_outcome(host: &mut dyn Host, job: &mut Job, outcome: Result<Done, Failure>) {
     let now = host.now();
     match outcome {
         Ok(Done::Posted {
@@ -319,7 +328,6 @@ pub(crate) fn finish(
             );
         }
     }
-    job.save(host)
 }
 
 /// What `POST /admin/retry-due` did.

@@ -127,7 +127,7 @@ impl Held {
 /// Releases a held lease unless it was lost (a lost key belongs to someone else now).
 pub fn release(host: &mut dyn Host, held: &SharedLease) -> Result<(), KvError> {
     let free = release_later(host, held)?;
-    store::give_back(host, free)
+    store::write_together(host, free)
 }
 
 /// [`release`], handing back the plain write that gives the lease back instead of making it
@@ -135,7 +135,7 @@ pub fn release(host: &mut dyn Host, held: &SharedLease) -> Result<(), KvError> {
 pub fn release_later(
     host: &mut dyn Host,
     held: &SharedLease,
-) -> Result<Option<store::FreeWrite>, KvError> {
+) -> Result<Option<store::Write>, KvError> {
     let held = held.borrow();
     if held.lost {
         return Ok(None);

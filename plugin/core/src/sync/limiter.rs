@@ -388,12 +388,12 @@ pub fn claim_next_batch(host: &mut dyn Host, tries: u32, ops: i64) -> Result<boo
 /// Gives a slot back.
 pub fn release(host: &mut dyn Host, slot: Slot) -> Result<(), KvError> {
     let free = release_later(host, slot)?;
-    store::give_back(host, free)
+    store::write_together(host, free)
 }
 
 /// [`release`], handing back the plain write that gives the slot back instead of making it
 /// (`store::release_later`): the caller makes it at once, with the others it has.
-pub fn release_later(host: &mut dyn Host, slot: Slot) -> Result<Option<store::FreeWrite>, KvError> {
+pub fn release_later(host: &mut dyn Host, slot: Slot) -> Result<Option<store::Write>, KvError> {
     if slot.lost {
         return Ok(None);
     }

@@ -295,14 +295,14 @@ pub fn release_renewed(
     ttl_ms: i64,
 ) -> Result<(), KvError> {
     let free = release_later(host, guard, renewed_at, ttl_ms)?;
-    give_back(host, free)
+    write_together(host, free)
 }
 
-/// A plain write that gives a lease back: its key and the free value.
-pub type FreeWrite = (String, Vec<u8>);
+/// A plain write still to make: a key and its value (see [`write_together`]).
+pub type Write = (String, Vec<u8>);
 
 /// [`release_renewed`], except that the plain write is handed back instead of made, so that
-/// several leases a job held are given back in one round trip ([`give_back`]). The caller
+/// a job's last writes go in one round trip ([`write_together`]). The caller
 /// makes it at once: it is safe only while the lease is certainly still ours. An older lease
 /// is given back here, by swap, and `None` is returned.
 pub fn release_later(
@@ -310,7 +310,7 @@ pub fn release_later(
     guard: LeaseGuard,
     renewed_at: DateTime<Utc>,
     ttl_ms: i64,
-) -> Result<Option<FreeWrite>, KvError> {
+) -> Result<Option<Write>, KvError> {
     let age = (host.now() - renewed_at).num_milliseconds();
     if !(0..ttl_ms - RELEASE_MARGIN_MS).contains(&age) {
         return release(host, guard).map(|()| None);
@@ -319,12 +319,13 @@ pub fn release_later(
     Ok(Some((guard.key, free)))
 }
 
-/// Makes the writes [`release_later`] handed back, in one round trip.
-pub fn give_back(
+/// Makes the writes [`save_record_later`] and [`release_later`] handed back, in their order,
+/// in one round trip.
+pub fn write_together(
     host: &mut dyn Host,
-    writes: impl IntoIterator<Item = FreeWrite>,
+    writes: impl IntoIterator<Item = Write>,
 ) -> Result<(), KvError> {
-    let writes: Vec<FreeWrite> = writes.into_iter().collect();
+    let writes: Vec<Write> = writes.into_iter().collect();
     let entries: Vec<(&str, &[u8])> = writes
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_slice()))
@@ -389,6 +390,19 @@ pub fn save_record(
     record: &SyncRecord,
     previous: Option<State>,
 ) -> Result<(), KvError> {
+    let writes = save_record_later(host, record, previous)?;
+    write_together(host, writes)
+}
+
+/// [`save_record`], except that its plain writes (a new record's listing slot, then the
+/// record) are handed back instead of made, for the caller to make at once with others of
+/// its own ([`write_together`]), while it still holds the record's lease. The counts are
+/// adjusted before the record is written.
+pub fn save_record_later(
+    host: &mut dyn Host,
+    record: &SyncRecord,
+    previous: Option<State>,
+) -> Result<Vec<Write>, KvError> {
     let changed = previous != Some(record.state);
     match record.state {
         // Every new retry time needs its own entry, also when rescheduled within `retrying`.
@@ -409,23 +423,23 @@ pub fn save_record(
         }
         _ => {}
     }
-    let key = record_key(record.entity, &record.id);
-    let bytes = encode(&key, record)?;
+    let mut writes = Vec::with_capacity(2);
     if previous.is_none() {
-        // A new record: its listing slot and the record in one round trip, the slot first
-        // (where a host writes them one by one, as where it writes them at once, the record
-        // is never saved unlisted).
+        // A new record: its listing slot goes with the record, first (where a host writes
+        // them one by one, as where it writes them at once, the record is never saved
+        // unlisted).
         let listed = EntityRef {
             entity: record.entity,
             id: record.id.clone(),
         };
         let n = host.kv_increment(&log_len_key("log/records"), 1)?;
         let slot = format!("log/records/{n}");
-        let slot_bytes = encode(&slot, &listed)?;
-        host.kv_set_many(&[(&slot, &slot_bytes), (&key, &bytes)])?;
-    } else {
-        host.kv_set(&key, &bytes)?;
+        let bytes = encode(&slot, &listed)?;
+        writes.push((slot, bytes));
     }
+    let key = record_key(record.entity, &record.id);
+    let bytes = encode(&key, record)?;
+    writes.push((key, bytes));
     if changed {
         if let Some(key) = previous.and_then(count_key) {
             host.kv_increment(&key, -1)?;
@@ -434,7 +448,7 @@ pub fn save_record(
             host.kv_increment(&key, 1)?;
         }
     }
-    Ok(())
+    Ok(writes)
 }
 
 /// The counter of records in `state`; `None` for `pending`, which is derived (see [`counts`]).
@@ -509,7 +523,7 @@ pub enum Recount {
 /// Repairs `count/{state}` and `count/unlisted` from the records themselves, at most every
 /// [`RECOUNT_EVERY_S`].
 ///
-/// A save writes the record and then adjusts up to two counters: no host makes that atomic,
+/// A save adjusts up to two counters and then writes the record: no host makes that atomic,
 /// and an instance dying in between (or two workers saving one record after a lease expired)
 /// leaves a count off by one; one dying between listing a new record and saving it leaves a
 /// slot that lists nothing, or lists the record a second time when it runs again, which
@@ -518,7 +532,7 @@ pub enum Recount {
 /// `log/records` (each once), read while the counters and the log stand still. The correction
 /// is applied with `increment`, so a save that lands meanwhile keeps its own adjustment; if
 /// one finished during the count (a counter moved), nothing is applied and the next call
-/// counts again. A save caught between its record write and its counter adjustments for the
+/// counts again. A save caught between its counter adjustments and its record write for the
 /// whole count can still leave a count off by one, until the next recount.
 ///
 /// The corrections are reported per state as the counts change, `pending`'s included.
