@@ -72,8 +72,7 @@ pub(super) fn changed_key(id: u64) -> String {
 
 /// Drops a kept order once its retry no longer needs it.
 pub(super) fn forget_kept_order(host: &mut dyn Host, id: u64) {
-    let _ = host.kv_delete(&kept_order_key(id));
-    let _ = host.kv_delete(&changed_key(id));
+    let _ = host.kv_delete_many(&[&kept_order_key(id), &changed_key(id)]);
 }
 
 /// The sweep saw order `id` changed at `modified` while its record waits for a retry (or
