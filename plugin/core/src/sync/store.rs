@@ -302,9 +302,9 @@ pub fn release_renewed(
 pub type Write = (String, Vec<u8>);
 
 /// [`release_renewed`], except that the plain write is handed back instead of made, so that
-/// a job's last writes go in one round trip ([`write_together`]). The caller
-/// makes it at once: it is safe only while the lease is certainly still ours. An older lease
-/// is given back here, by swap, and `None` is returned.
+/// a job's last writes go in one round trip ([`write_together`]). The caller makes it at
+/// once: it is safe only while the lease is certainly still ours. An older lease is given
+/// back here, by swap, and `None` is returned.
 pub fn release_later(
     host: &mut dyn Host,
     guard: LeaseGuard,
