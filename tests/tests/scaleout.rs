@@ -263,14 +263,22 @@ async fn each_order_delivered_to_every_instance_at_once_and_again_makes_one_invo
         assert!(reports.iter().all(|(s, _)| *s == 200), "{reports:?}");
     }
     // Jobs of the redeliveries may still be running after their 200: wait until every record
-    // is back to posted, as counted by the last instance (the counts are shared).
-    let status = eventually_named("every record is posted again", WAIT, || async {
+    // is back to posted (asking the last instance), then until the shared counts say so.
+    cluster.wait_posted(n - 1, &ids, WAIT).await;
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
         let (_, status) = cluster.admin(n - 1, "GET", "/admin/status").await;
-        (status["records"]["posted"].as_i64() == Some(ids.len() as i64)
-            && status["records"]["pending"] == 0)
-            .then_some(status)
-    })
-    .await;
+        if status["records"]["posted"].as_i64() == Some(ids.len() as i64)
+            && status["records"]["pending"] == 0
+        {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "every record is posted, but the counts do not say so within {WAIT:?}: {status:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(status["records"]["failed"], 0, "{status}");
     assert_eq!(status["records"]["retrying"], 0, "{status}");
     for id in &ids {

@@ -422,10 +422,18 @@ fn status_counts_left_wrong_by_a_crash_between_counting_a_record_and_saving_it_a
 
     // The scheduler's next tick runs the order again (its guard entry has come) and recounts
     // (the first one, then every ten minutes): the job counts it posted a second time, and the
-    // recount takes the extra one off.
+    // recount finds the extra one; a tick a minute later counts again, confirms it and takes
+    // it off.
     w.advance(60);
     w.retry_due();
     assert_eq!(w.record(ORDER).state, State::Posted);
+    assert_eq!(
+        count(&mut w, State::Posted),
+        2,
+        "not repaired on the first finding"
+    );
+    w.advance(ml_core::sync::store::RECOUNT_CONFIRM_AFTER_S);
+    w.retry_due();
     assert_eq!(
         (count(&mut w, State::Pending), count(&mut w, State::Posted)),
         (0, 1)

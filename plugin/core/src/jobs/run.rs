@@ -475,6 +475,14 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
             LogLevel::Warn,
             &format!("status counts were off and are repaired (state, correction): {fixed:?}"),
         ),
+        Ok(store::Recount::Unconfirmed(off)) => host.log(
+            LogLevel::Info,
+            &format!(
+                "status counts look off (state, correction): {off:?}; counted again in {} s \
+                 before anything is repaired (a save may have been in flight)",
+                store::RECOUNT_CONFIRM_AFTER_S
+            ),
+        ),
         Ok(_) => {}
         Err(e) => host.log(
             LogLevel::Warn,

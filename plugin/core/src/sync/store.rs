@@ -31,7 +31,8 @@
 //!   arrival order (`sync::limiter`); `limit/qbo/slot/{0..8}` and `limit/qbo/drainer/{0..8}`:
 //!   the limiter's leases; `limit/qbo/pause_until`, `limit/qbo/slow_until`: after a 429.
 //! - `count/{state}`: records per state but `pending`, adjusted on every transition and
-//!   repaired from the records by [`recount`] (`count/recounted_at`: when it last ran);
+//!   repaired from the records by [`recount`] (`count/recounted_at`: when it last ran or is
+//!   next due; `count/unconfirmed`: what it found off, until a second count confirms it);
 //!   `count/unlisted`: the slots of `log/records` that list no record of their own, kept by
 //!   [`recount`]. `pending` is what is left: every record is listed before it is first saved,
 //!   so a new record costs no counter, and leaving `pending` costs one.
@@ -503,9 +504,18 @@ pub fn counts(host: &mut dyn Host) -> Result<Vec<(State, i64)>, KvError> {
 
 /// How often [`recount`] recounts the records (seconds).
 pub const RECOUNT_EVERY_S: i64 = 600;
+/// How long after a recount found the counts off it counts again to confirm it (seconds):
+/// longer than any save can be in flight (it renews its entity lease, [`ENTITY_LEASE_MS`],
+/// just before it moves the counts).
+pub const RECOUNT_CONFIRM_AFTER_S: i64 = 60;
 /// Most listing slots one recount reads; with more records the counts are only adjusted.
 pub const RECOUNT_MAX_SLOTS: i64 = 10_000;
+/// Listing slots (and records) read per round trip while recounting.
+const RECOUNT_CHUNK: i64 = 500;
 const RECOUNTED_AT: &str = "count/recounted_at";
+/// What the last recount found off, still to be confirmed ([`Unconfirmed`]); written only by
+/// the recount that holds the turn (`count/recounted_at`).
+const UNCONFIRMED: &str = "count/unconfirmed";
 
 /// What [`recount`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -516,8 +526,23 @@ pub enum Recount {
     TooMany,
     /// A record changed state while it counted: tried again on the next call.
     Busy,
+    /// The counts were found off (state, correction) for the first time: nothing is applied
+    /// yet, a save may have been in flight; they are counted again in
+    /// [`RECOUNT_CONFIRM_AFTER_S`].
+    Unconfirmed(Vec<(State, i64)>),
     /// Recounted; the corrections applied (state, delta), empty when the counts were right.
     Done(Vec<(State, i64)>),
+}
+
+/// Corrections a recount found, kept until the next one confirms them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Unconfirmed {
+    /// When they were found (Unix seconds).
+    found_at: i64,
+    /// Per state (`pending` included, as the counts change), nonzero only.
+    states: Vec<(State, i64)>,
+    /// The correction of `count/unlisted`.
+    unlisted: i64,
 }
 
 /// Repairs `count/{state}` and `count/unlisted` from the records themselves, at most every
@@ -529,13 +554,18 @@ pub enum Recount {
 /// slot that lists nothing, or lists the record a second time when it runs again, which
 /// `pending` would count. No ordering of those writes lets a later save tell whether the
 /// counters were adjusted, so the counts are recounted instead: every record listed in
-/// `log/records` (each once), read while the counters and the log stand still. The correction
-/// is applied with `increment`, so a save that lands meanwhile keeps its own adjustment; if
-/// one finished during the count (a counter moved), nothing is applied and the next call
-/// counts again. A save caught between its counter adjustments and its record write for the
-/// whole count can still leave a count off by one, until the next recount.
+/// `log/records` (each once), read while the counters and the log stand still (else nothing
+/// is applied and the next call counts again).
 ///
-/// The corrections are reported per state as the counts change, `pending`'s included.
+/// A save whose counters moved before the count began and whose record is written after it
+/// ended looks exactly like one that died in between, so a difference is applied only once
+/// a second count, at least [`RECOUNT_CONFIRM_AFTER_S`] later (when every save then in
+/// flight has landed), finds the same one; a difference that went away needed no repair.
+/// The correction is applied with `increment`, so a save that lands meanwhile keeps its own
+/// adjustment.
+///
+/// Both the first finding and the applied corrections are reported per state as the counts
+/// change, `pending`'s included.
 pub fn recount(host: &mut dyn Host) -> Result<Recount, KvError> {
     let now = host.now().timestamp();
     let last = counter(host, RECOUNTED_AT)?;
@@ -549,17 +579,18 @@ pub fn recount(host: &mut dyn Host) -> Result<Recount, KvError> {
     }
     let mut seen = std::collections::HashSet::new();
     let mut tally = [0i64; STATES.len()];
-    for i in 1..=n {
-        let Some(r) = log_entry::<EntityRef>(host, "log/records", i)? else {
-            continue;
-        };
-        if !seen.insert((r.entity, r.id.clone())) {
-            continue;
-        }
-        if let Some(rec) = load_record(host, r.entity, &r.id)?
-            && let Some(k) = STATES.iter().position(|s| *s == rec.state)
-        {
-            tally[k] += 1;
+    for first in (1..=n).step_by(RECOUNT_CHUNK as usize) {
+        let last = (first + RECOUNT_CHUNK - 1).min(n);
+        let listed: Vec<EntityRef> = log_entries::<EntityRef>(host, "log/records", first, last)?
+            .into_iter()
+            .flatten()
+            .filter(|r| seen.insert((r.entity, r.id.clone())))
+            .collect();
+        let which: Vec<(Entity, &str)> = listed.iter().map(|r| (r.entity, r.id.as_str())).collect();
+        for rec in load_records(host, &which)?.into_values().flatten() {
+            if let Some(k) = STATES.iter().position(|s| *s == rec.state) {
+                tally[k] += 1;
+            }
         }
     }
     if count_inputs(host)? != before {
@@ -567,23 +598,60 @@ pub fn recount(host: &mut dyn Host) -> Result<Recount, KvError> {
         cas_counter(host, RECOUNTED_AT, now, last)?;
         return Ok(Recount::Busy);
     }
-    let mut fixed = Vec::new();
+    let mut found = Unconfirmed {
+        found_at: now,
+        states: Vec::new(),
+        unlisted: (n - tally.iter().sum::<i64>()) - unlisted,
+    };
     let pending = tally[0] - derived_pending(n, unlisted, &counted);
-    if pending != 0 {
-        fixed.push((State::Pending, pending));
-    }
+    found
+        .states
+        .extend((pending != 0).then_some((State::Pending, pending)));
     for (k, s) in STATES.iter().enumerate().skip(1) {
         let delta = tally[k] - counted[k];
         if delta != 0 {
-            host.kv_increment(&format!("count/{}", s.as_str()), delta)?;
-            fixed.push((*s, delta));
+            found.states.push((*s, delta));
         }
     }
-    let unlisted_delta = (n - tally.iter().sum::<i64>()) - unlisted;
-    if unlisted_delta != 0 {
-        host.kv_increment(UNLISTED, unlisted_delta)?;
+    // (One that does not decode is as good as none: it is only ever a first finding.)
+    let earlier: Option<Unconfirmed> = host
+        .kv_get(UNCONFIRMED)?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    if found.states.is_empty() && found.unlisted == 0 {
+        if earlier.is_some() {
+            host.kv_delete(UNCONFIRMED)?;
+        }
+        return Ok(Recount::Done(Vec::new()));
     }
-    Ok(Recount::Done(fixed))
+    let confirmed = earlier.as_ref().is_some_and(|e| {
+        e.states == found.states
+            && e.unlisted == found.unlisted
+            && now - e.found_at >= RECOUNT_CONFIRM_AFTER_S
+    });
+    if !confirmed {
+        if earlier
+            .as_ref()
+            .is_none_or(|e| (&e.states, e.unlisted) != (&found.states, found.unlisted))
+        {
+            set_json(host, UNCONFIRMED, &found)?;
+        }
+        // Count again once every save now in flight has landed.
+        cas_counter(
+            host,
+            RECOUNTED_AT,
+            now,
+            now - RECOUNT_EVERY_S + RECOUNT_CONFIRM_AFTER_S,
+        )?;
+        return Ok(Recount::Unconfirmed(found.states));
+    }
+    for (s, delta) in found.states.iter().filter(|(s, _)| *s != State::Pending) {
+        host.kv_increment(&format!("count/{}", s.as_str()), *delta)?;
+    }
+    if found.unlisted != 0 {
+        host.kv_increment(UNLISTED, found.unlisted)?;
+    }
+    host.kv_delete(UNCONFIRMED)?;
+    Ok(Recount::Done(found.states))
 }
 
 /// Reads a stored counter in either host encoding: 8-byte little-endian, or decimal text.
