@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 
 const READY: Duration = Duration::from_secs(120);
 const WAIT: Duration = Duration::from_secs(60);
+/// How often [`Cluster::wait_posted`] calls the scheduler (the harness's own timer's default).
+const SCHEDULER_EVERY: Duration = Duration::from_secs(15);
 
 /// N harness processes sharing one Redis, and the simulators they talk to.
 struct Cluster {
@@ -157,15 +159,26 @@ impl Cluster {
             .count()
     }
 
-    /// Waits until every order in `ids` is `posted` (asking instance `via`).
+    /// Waits until every order in `ids` is `posted` (asking instance `via`), calling
+    /// `POST /admin/retry-due` on `via` every [`SCHEDULER_EVERY`] meanwhile, as a deployment's
+    /// scheduler does (the instances run without their own timer, so that the tests decide
+    /// when the scheduler runs): work left to a guard entry or to the wait queue by a run that
+    /// could not finish it is the scheduler's to pick up.
     /// On timeout, panics with the record and the status, so a failure says where it stuck.
     async fn wait_posted(&self, via: usize, ids: &[u64], within: Duration) {
+        let mut scheduled = Instant::now();
         for id in ids {
             let deadline = Instant::now() + within;
             loop {
                 let record = self.record(via, *id).await;
                 if record["state"] == "posted" {
                     break;
+                }
+                if scheduled.elapsed() >= SCHEDULER_EVERY {
+                    let (code, report) = self.admin(via, "POST", "/admin/retry-due").await;
+                    assert_eq!(code, 200, "{report}");
+                    eprintln!("order {id} not posted yet; the scheduler's tick: {report}");
+                    scheduled = Instant::now();
                 }
                 if Instant::now() >= deadline {
                     let (_, status) = self.admin(via, "GET", "/admin/status").await;
