@@ -203,3 +203,77 @@ impl Host for FakeHost {
         self.logs.push((level, message.to_string()));
     }
 }
+
+/// A host that notes the name of every key-value operation it passes on (one name per round
+/// trip: `get_many`, `set_many` and `delete_many` each count once).
+pub struct Counted<'a> {
+    inner: &'a mut dyn Host,
+    ops: Vec<&'static str>,
+}
+
+impl<'a> Counted<'a> {
+    pub fn new(inner: &'a mut dyn Host) -> Self {
+        Counted {
+            inner,
+            ops: Vec::new(),
+        }
+    }
+
+    /// The operations noted since the last call.
+    pub fn take(&mut self) -> Vec<&'static str> {
+        std::mem::take(&mut self.ops)
+    }
+}
+
+impl Host for Counted<'_> {
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.now()
+    }
+    fn random_bytes(&mut self, buf: &mut [u8]) {
+        self.inner.random_bytes(buf)
+    }
+    fn config(&mut self, name: &str) -> Option<String> {
+        self.inner.config(name)
+    }
+    fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        self.inner.http(request)
+    }
+    fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.ops.push("get");
+        self.inner.kv_get(key)
+    }
+    fn kv_get_many(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        self.ops.push("get_many");
+        self.inner.kv_get_many(keys)
+    }
+    fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.ops.push("set");
+        self.inner.kv_set(key, value)
+    }
+    fn kv_set_many(&mut self, entries: &[(&str, &[u8])]) -> Result<(), KvError> {
+        self.ops.push("set_many");
+        self.inner.kv_set_many(entries)
+    }
+    fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
+        self.ops.push("delete");
+        self.inner.kv_delete(key)
+    }
+    fn kv_delete_many(&mut self, keys: &[&str]) -> Result<(), KvError> {
+        self.ops.push("delete_many");
+        self.inner.kv_delete_many(keys)
+    }
+    fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.ops.push("increment");
+        self.inner.kv_increment(key, delta)
+    }
+    fn kv_cas(&mut self, key: &str, expected: &[u8], new: &[u8]) -> Result<CasOutcome, KvError> {
+        self.ops.push("cas");
+        self.inner.kv_cas(key, expected, new)
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.inner.sleep_ms(ms)
+    }
+    fn log(&mut self, level: LogLevel, message: &str) {
+        self.inner.log(level, message)
+    }
+}

@@ -70,6 +70,10 @@ fn slot_key(i: usize) -> String {
     format!("limit/qbo/slot/{i}")
 }
 
+fn slot_keys() -> Vec<String> {
+    (0..SLOTS).map(slot_key).collect()
+}
+
 /// Why a job may not start now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wait {
@@ -250,8 +254,8 @@ fn admit_with(host: &mut dyn Host, ops: i64, ahead_s: i64) -> Result<Result<Slot
     Ok(try_slot(host, Some(window))?.ok_or(Wait::Slots))
 }
 
-/// The keys admitting a job reads (the wait queue's ends, the pause and slow marks, and with
-/// pacing on the window's first keys), for a caller that reads them ahead
+/// The keys admitting a job reads (the wait queue's ends, the pause and slow marks, the slots,
+/// and with pacing on the window's first keys), for a caller that reads them ahead
 /// ([`crate::host::Prefetched`]).
 pub fn admission_keys(host: &mut dyn Host, now: DateTime<Utc>) -> Vec<String> {
     let mut keys = vec![
@@ -260,18 +264,23 @@ pub fn admission_keys(host: &mut dyn Host, now: DateTime<Utc>) -> Vec<String> {
         PAUSE_KEY.to_string(),
         SLOW_KEY.to_string(),
     ];
+    keys.extend(slot_keys());
     if pace::pacing_on(host) {
         keys.extend(pace::look_keys(now));
     }
     keys
 }
 
+/// Takes a slot that looks free (all of them read in one round trip, which a job's admission
+/// reads ahead with its other keys, see [`admission_keys`]), starting at a random one; `None`
+/// at once when none looks free (a slot freed since the look is found by the next one).
 fn try_slot(host: &mut dyn Host, window: Option<Window>) -> Result<Option<Slot>, KvError> {
     let now = host.now();
+    let free = slots_looking_free(host)?;
     let mut start = [0u8; 1];
     host.random_bytes(&mut start);
-    for k in 0..SLOTS {
-        let key = slot_key((usize::from(start[0]) + k) % SLOTS);
+    for k in 0..free.len() {
+        let key = slot_key(free[(usize::from(start[0]) + k) % free.len()]);
         if let Some(guard) = store::try_acquire_reused(host, &key, SLOT_TTL_MS)? {
             return Ok(Some(Slot {
                 guard,
@@ -577,14 +586,28 @@ pub fn mark_handled(host: &mut dyn Host, i: i64) -> Result<(), KvError> {
     }
 }
 
-/// Whether a slot looks free now (a look only: eight reads, nothing taken).
+/// Whether a slot looks free now (a look only: one round trip, nothing taken).
 pub fn slot_free(host: &mut dyn Host) -> Result<bool, KvError> {
-    for i in 0..SLOTS {
-        if store::lease_free(host, &slot_key(i))? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    Ok(!slots_looking_free(host)?.is_empty())
+}
+
+/// The slots that look free now (never taken, given back, or expired), read in one round trip.
+fn slots_looking_free(host: &mut dyn Host) -> Result<Vec<usize>, KvError> {
+    let keys = slot_keys();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let now = host.now();
+    Ok(host
+        .kv_get_many(&refs)?
+        .into_iter()
+        .enumerate()
+        .filter(|(_, value)| match value {
+            None => true,
+            Some(bytes) => store::decode_counter(bytes).is_some_and(|current| {
+                crate::models::token::lease_is_free(&current.to_le_bytes(), now)
+            }),
+        })
+        .map(|(i, _)| i)
+        .collect())
 }
 
 /// The host a job runs on while it holds a slot: requests and waits keep the slot alive, and
@@ -720,7 +743,7 @@ mod tests {
     use super::*;
     use crate::http::Method;
     use crate::sync::pace::Paced;
-    use crate::testing::FakeHost;
+    use crate::testing::{Counted, FakeHost};
 
     fn t0() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-03-02T10:00:05Z")
@@ -1061,6 +1084,33 @@ mod tests {
         );
         mark_handled(&mut h, 1).unwrap();
         assert!(queue_is_empty(&mut h).unwrap());
+    }
+
+    #[test]
+    fn the_slots_are_read_in_one_round_trip_and_none_is_swapped_while_all_are_held() {
+        let mut h = host();
+        h.set_config("qbo_pacing", "off");
+        let held: Vec<Slot> = (0..SLOTS).map(|_| take(&mut h)).collect();
+        let mut c = Counted::new(&mut h);
+        assert!(!slot_free(&mut c).unwrap());
+        assert_eq!(c.take(), ["get_many"]);
+        assert_eq!(admit(&mut c).unwrap().unwrap_err(), Wait::Slots);
+        assert_eq!(c.take(), ["get", "get_many"], "the pause, then the slots");
+        // A job reads them ahead with its other keys: its admission then costs nothing more.
+        let now = c.now();
+        let keys = admission_keys(&mut c, now);
+        {
+            let mut ahead = crate::host::Prefetched::new(&mut c, &keys);
+            assert_eq!(admit(&mut ahead).unwrap().unwrap_err(), Wait::Slots);
+        }
+        assert_eq!(c.take(), ["get_many"], "the read ahead only");
+        // One given back: the next admission swaps that one, and only that one.
+        let mut held = held;
+        release(&mut h, held.pop().unwrap()).unwrap();
+        let mut c = Counted::new(&mut h);
+        let slot = admit(&mut c).unwrap().expect("the free slot");
+        assert_eq!(c.take(), ["get", "get_many", "cas"]);
+        drop((held, slot));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use super::*;
 use crate::host::LogLevel;
 use crate::http::{HttpRequest, HttpResponse, TransportError};
-use crate::testing::FakeHost;
+use crate::testing::{Counted, FakeHost};
 
 /// A host that keeps data the way Spin's Redis store does: counters as decimal text
 /// (`INCRBY`), and a swap that lost its race reported as done. `rival` is a value another
@@ -375,66 +375,10 @@ fn a_lease_near_or_past_its_end_is_given_back_only_if_still_ours() {
     }
 }
 
-/// A host that notes the name of every key-value operation it passes on.
-struct Counted<'a> {
-    inner: &'a mut dyn Host,
-    ops: Vec<&'static str>,
-}
-
-impl Counted<'_> {
-    fn take(&mut self) -> Vec<&'static str> {
-        std::mem::take(&mut self.ops)
-    }
-}
-
-impl Host for Counted<'_> {
-    fn now(&self) -> DateTime<Utc> {
-        self.inner.now()
-    }
-    fn random_bytes(&mut self, buf: &mut [u8]) {
-        self.inner.random_bytes(buf)
-    }
-    fn config(&mut self, name: &str) -> Option<String> {
-        self.inner.config(name)
-    }
-    fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        self.inner.http(request)
-    }
-    fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.ops.push("get");
-        self.inner.kv_get(key)
-    }
-    fn kv_set(&mut self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.ops.push("set");
-        self.inner.kv_set(key, value)
-    }
-    fn kv_delete(&mut self, key: &str) -> Result<(), KvError> {
-        self.ops.push("delete");
-        self.inner.kv_delete(key)
-    }
-    fn kv_increment(&mut self, key: &str, delta: i64) -> Result<i64, KvError> {
-        self.ops.push("increment");
-        self.inner.kv_increment(key, delta)
-    }
-    fn kv_cas(&mut self, key: &str, expected: &[u8], new: &[u8]) -> Result<CasOutcome, KvError> {
-        self.ops.push("cas");
-        self.inner.kv_cas(key, expected, new)
-    }
-    fn sleep_ms(&mut self, ms: u64) {
-        self.inner.sleep_ms(ms)
-    }
-    fn log(&mut self, level: LogLevel, message: &str) {
-        self.inner.log(level, message)
-    }
-}
-
 #[test]
 fn a_swap_of_a_little_endian_counter_is_trusted_without_reading_it_back() {
     let mut plain = FakeHost::new(DateTime::from_timestamp(1_750_000_000, 0).unwrap());
-    let mut h = Counted {
-        inner: &mut plain,
-        ops: Vec::new(),
-    };
+    let mut h = Counted::new(&mut plain);
     let mut lease = try_acquire(&mut h, "lease/x", 10_000).unwrap().unwrap();
     assert_eq!(h.take(), ["increment", "cas"], "created, then swapped");
     assert!(renew(&mut h, &mut lease, 10_000).unwrap());
@@ -451,10 +395,7 @@ fn a_swap_of_a_little_endian_counter_is_trusted_without_reading_it_back() {
 
     // Where counters are text, every swap is read back (a lost one may be reported as done).
     let mut redis = redis_like();
-    let mut r = Counted {
-        inner: &mut redis,
-        ops: Vec::new(),
-    };
+    let mut r = Counted::new(&mut redis);
     let mut lease = try_acquire(&mut r, "lease/x", 10_000).unwrap().unwrap();
     assert_eq!(r.take(), ["increment", "cas", "cas", "get"]);
     assert!(renew(&mut r, &mut lease, 10_000).unwrap());
