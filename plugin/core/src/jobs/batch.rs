@@ -106,7 +106,8 @@ fn run_claimed(
     let mut staged: Vec<Held1> = Vec::new();
     for (index, w) in orders {
         let key = store::entity_lease_key(Entity::Order, &w.id);
-        let Some(guard) = store::try_acquire(host, &key, store::ENTITY_LEASE_MS)? else {
+        // A waiting order has run before: its lease key holds the free value.
+        let Some(guard) = store::try_acquire_reused(host, &key, store::ENTITY_LEASE_MS)? else {
             results.push((*index, RunResult::Busy));
             continue;
         };

@@ -95,7 +95,14 @@ fn sync_admitted(
     admission: Admission,
 ) -> Result<RunResult, KvError> {
     let key = store::entity_lease_key(entity, id);
-    let Some(guard) = store::acquire(host, &key, store::ENTITY_LEASE_MS, wait_ms)? else {
+    // The scheduler's runs (the wait queue's, retries) are of entities that have run before:
+    // their lease key holds the free value its last holder left.
+    let guard = if trigger == Trigger::Due && wait_ms == 0 {
+        store::try_acquire_reused(host, &key, store::ENTITY_LEASE_MS)?
+    } else {
+        store::acquire(host, &key, store::ENTITY_LEASE_MS, wait_ms)?
+    };
+    let Some(guard) = guard else {
         return Ok(RunResult::Busy);
     };
     let held = Held::new(guard, store::ENTITY_LEASE_MS, host.now());
