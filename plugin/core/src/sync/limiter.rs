@@ -453,8 +453,14 @@ fn done_mark(host: &mut dyn Host) -> Result<i64, KvError> {
 
 /// The queue's length and its done mark, read in one round trip.
 fn queue_ends(host: &mut dyn Host) -> Result<(i64, i64), KvError> {
+    let (n, done) = stored_ends(host)?;
+    Ok((n.unwrap_or(0), done.unwrap_or(0)))
+}
+
+/// The queue's length and its done mark as stored (`None`: absent), in one round trip.
+fn stored_ends(host: &mut dyn Host) -> Result<(Option<i64>, Option<i64>), KvError> {
     let len = store::log_len_key(QUEUE);
-    let counter = |v: &Option<Vec<u8>>| v.as_deref().and_then(store::decode_counter).unwrap_or(0);
+    let counter = |v: &Option<Vec<u8>>| v.as_deref().and_then(store::decode_counter);
     match host.kv_get_many(&[&len, QUEUE_DONE])?.as_slice() {
         [n, done] => Ok((counter(n), counter(done))),
         other => Err(KvError(format!(
@@ -550,6 +556,11 @@ pub fn head_unwritten_too_long(host: &mut dyn Host, pos: i64) -> Result<bool, Kv
 /// Marks position `i` handled, and moves the done mark past every handled position at the
 /// head, deleting them. Positions are handled in any order (several drainers run the queue at
 /// once); the mark only ever passes handled ones, so no waiting work is skipped.
+///
+/// Each look reads the queue's ends, then the positions past the mark (up to
+/// [`MARK_SCAN`]), in two round trips, and moves the mark past all the handled ones at the
+/// head with one swap (the mark only grows, so a swap from the value read means nobody moved
+/// it meanwhile, and the positions read as handled are still there), then deletes them at once.
 pub fn mark_handled(host: &mut dyn Host, i: i64) -> Result<(), KvError> {
     store::set_json(
         host,
@@ -560,30 +571,58 @@ pub fn mark_handled(host: &mut dyn Host, i: i64) -> Result<(), KvError> {
     // every mark written before it, and the done mark never stops short for good.
     let mut first = true;
     loop {
-        // Creates the mark (as 0) if it does not exist yet, so the swap below has a value.
-        let done = host.kv_increment(QUEUE_DONE, 0)?;
+        let (n, done) = queue_ends_for_swap(host)?;
         if std::mem::take(&mut first) && done >= i {
             // Another drainer handled it too and the mark passed it (deleting it) before this
             // mark was written: nothing would ever delete this one.
             host.kv_delete(&format!("{QUEUE}/{i}"))?;
             return Ok(());
         }
-        let next = done + 1;
-        if next > store::log_len(host, QUEUE)? {
+        if done >= n {
             return Ok(());
         }
-        match store::log_entry::<Stored>(host, QUEUE, next)? {
-            Some(Stored::Handled { .. }) => {
-                if store::cas_counter(host, QUEUE_DONE, done, next)? {
-                    host.kv_delete(&format!("{QUEUE}/{next}"))?;
-                }
+        let last = n.min(done + MARK_SCAN);
+        let stored = store::log_entries::<Stored>(host, QUEUE, done + 1, last)?;
+        let handled = stored
+            .iter()
+            .take_while(|s| matches!(s, Some(Stored::Handled { .. })))
+            .count();
+        let to = done + handled as i64;
+        if handled == 0 {
+            match stored.first() {
+                // Deleted by whoever moved the mark past it: look again.
+                Some(None) if done_mark(host)? > done => continue,
+                // Not handled yet, or not written yet: its handler looks after its own mark.
+                _ => return Ok(()),
             }
-            // Not handled yet (or deleted by whoever moved the mark: the loop reads it again).
-            Some(Stored::Work(_)) => return Ok(()),
-            None if done_mark(host)? > done => {}
-            None => return Ok(()),
+        }
+        if !store::cas_counter(host, QUEUE_DONE, done, to)? {
+            // Another drainer moved the mark: look again from where it is.
+            continue;
+        }
+        let keys: Vec<String> = (done + 1..=to).map(|p| format!("{QUEUE}/{p}")).collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        host.kv_delete_many(&refs)?;
+        if to < last || last == n {
+            // The head stops at work not handled (or not written) yet, or at the queue's end
+            // as it was read (work queued since is marked, and looked at, by its handler).
+            return Ok(());
         }
     }
+}
+
+/// Most positions past the done mark one look of [`mark_handled`] reads.
+const MARK_SCAN: i64 = 32;
+
+/// The queue's length and its done mark in one round trip, the mark created (as 0) if it does
+/// not exist yet, so that a swap has a value to swap from.
+fn queue_ends_for_swap(host: &mut dyn Host) -> Result<(i64, i64), KvError> {
+    let (n, done) = stored_ends(host)?;
+    let done = match done {
+        Some(done) => done,
+        None => host.kv_increment(QUEUE_DONE, 0)?,
+    };
+    Ok((n.unwrap_or(0), done))
 }
 
 /// Whether a slot looks free now (a look only: one round trip, nothing taken).
@@ -1111,6 +1150,50 @@ mod tests {
         let slot = admit(&mut c).unwrap().expect("the free slot");
         assert_eq!(c.take(), ["get", "get_many", "cas"]);
         drop((held, slot));
+    }
+
+    #[test]
+    fn the_last_handled_position_moves_the_mark_past_all_handled_ones_in_one_swap() {
+        let mut h = host();
+        for id in 1..=40 {
+            let w = Waiting {
+                entity: Entity::Order,
+                id: id.to_string(),
+                event: None,
+                since: t0(),
+            };
+            enqueue(&mut h, &w).unwrap();
+        }
+        // Handled out of order: the mark waits for the first.
+        for i in 2..=40 {
+            mark_handled(&mut h, i).unwrap();
+        }
+        assert_eq!(done_mark(&mut h).unwrap(), 0);
+        let mut c = Counted::new(&mut h);
+        mark_handled(&mut c, 1).unwrap();
+        assert_eq!(
+            c.take(),
+            [
+                "set",
+                "get_many",
+                "get_many",
+                "cas",
+                "delete_many", // 1..=32
+                "get_many",
+                "get_many",
+                "cas",
+                "delete_many", // 33..=40
+            ]
+        );
+        assert_eq!(done_mark(&mut h).unwrap(), 40);
+        assert!(queue_is_empty(&mut h).unwrap());
+        assert!(
+            !h.kv
+                .keys()
+                .any(|k| k.starts_with("wait/qbo/") && k[9..].parse::<i64>().is_ok()),
+            "every handled position is deleted: {:?}",
+            h.kv.keys().collect::<Vec<_>>()
+        );
     }
 
     #[test]
