@@ -309,7 +309,9 @@ pub fn take_drainer(host: &mut dyn Host, ttl_ms: i64) -> Result<Option<LeaseGuar
             "limit/qbo/drainer/{}",
             (usize::from(start[0]) + k) % DRAINERS
         );
-        if let Some(guard) = store::try_acquire(host, &key, ttl_ms)? {
+        // Taken over and over: the key holds the free value its last holder left (a read to
+        // see it held, not the write that would create it).
+        if let Some(guard) = store::try_acquire_reused(host, &key, ttl_ms)? {
             return Ok(Some(guard));
         }
     }
