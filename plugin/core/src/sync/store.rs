@@ -580,8 +580,8 @@ pub fn recount(host: &mut dyn Host) -> Result<Recount, KvError> {
     let mut seen = std::collections::HashSet::new();
     let mut tally = [0i64; STATES.len()];
     for first in (1..=n).step_by(RECOUNT_CHUNK as usize) {
-        let last = (first + RECOUNT_CHUNK - 1).min(n);
-        let listed: Vec<EntityRef> = log_entries::<EntityRef>(host, "log/records", first, last)?
+        let end = (first + RECOUNT_CHUNK - 1).min(n);
+        let listed: Vec<EntityRef> = log_entries::<EntityRef>(host, "log/records", first, end)?
             .into_iter()
             .flatten()
             .filter(|r| seen.insert((r.entity, r.id.clone())))
@@ -623,16 +623,11 @@ pub fn recount(host: &mut dyn Host) -> Result<Recount, KvError> {
         }
         return Ok(Recount::Done(Vec::new()));
     }
-    let confirmed = earlier.as_ref().is_some_and(|e| {
-        e.states == found.states
-            && e.unlisted == found.unlisted
-            && now - e.found_at >= RECOUNT_CONFIRM_AFTER_S
-    });
-    if !confirmed {
-        if earlier
-            .as_ref()
-            .is_none_or(|e| (&e.states, e.unlisted) != (&found.states, found.unlisted))
-        {
+    let same = earlier
+        .as_ref()
+        .filter(|e| (&e.states, e.unlisted) == (&found.states, found.unlisted));
+    if same.is_none_or(|e| now - e.found_at < RECOUNT_CONFIRM_AFTER_S) {
+        if same.is_none() {
             set_json(host, UNCONFIRMED, &found)?;
         }
         // Count again once every save now in flight has landed.
