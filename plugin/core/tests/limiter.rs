@@ -191,7 +191,7 @@ fn a_drainer_that_keeps_handling_work_goes_on_past_its_budget() {
             .kv_increment(&format!("pace/qbo/{s}"), 30)
             .unwrap();
     }
-    let report = run::drain_waiting(&mut w.host, 5_000).unwrap();
+    let report = run::drain_waiting(&mut w.host, 5_000, 0).unwrap();
     assert!(
         report.emptied,
         "the drainer stayed until the queue was empty"
@@ -199,4 +199,56 @@ fn a_drainer_that_keeps_handling_work_goes_on_past_its_budget() {
     for id in ids {
         assert_eq!(w.record(id).state, State::Posted, "order {id}");
     }
+}
+
+#[test]
+fn a_drainer_batches_its_own_lane_of_the_queue_and_skips_orders_another_is_running() {
+    let mut w = World::new();
+    let ids: Vec<u64> = (801..=890).collect();
+    for id in &ids {
+        w.put_order(*id, order_json(*id, &plain_shape(*id)));
+    }
+    let held = hold_every_slot(&mut w);
+    for (n, id) in ids.iter().enumerate() {
+        w.deliver("store/order/created", *id, &hash(n as u32 + 1));
+    }
+    for slot in held {
+        store::release(&mut w.host.inner, slot).unwrap();
+    }
+    // Another drainer is staging the queue's second batch's worth (it holds their leases).
+    let running: Vec<_> = ids[30..60]
+        .iter()
+        .map(|id| {
+            store::try_acquire(&mut w.host.inner, &format!("lease/order/{id}"), 60_000)
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    w.clear_log();
+    // Drainer lane 1's part of the head is the second batch's worth: as it is held, this
+    // drainer takes the next free orders, and then the first batch's worth.
+    let report = run::drain_waiting(&mut w.host, 5_000, 1).unwrap();
+    assert!(
+        !report.emptied,
+        "the orders another drainer holds stay queued"
+    );
+    let reads = order_reads(&w);
+    assert_eq!(
+        reads[..30],
+        ids[60..90],
+        "lane 1's batch: the free orders past the held ones"
+    );
+    assert_eq!(reads[30..60], ids[..30], "then the head's first batch");
+    assert!(
+        reads.iter().all(|id| !ids[30..60].contains(id)),
+        "no order another drainer runs is read or tried"
+    );
+    for lease in running {
+        store::release(&mut w.host.inner, lease).unwrap();
+    }
+    run::drain_waiting(&mut w.host, 5_000, 0).unwrap();
+    for id in ids {
+        assert_eq!(w.record(id).state, State::Posted, "order {id}");
+    }
+    assert!(limiter::queue_is_empty(&mut w.host.inner).unwrap());
 }

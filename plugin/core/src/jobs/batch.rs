@@ -18,11 +18,13 @@
 //!   and retries; the retry finds the planned `requestid` and looks up before it writes.
 //!
 //! Limits: the batch holds one QuickBooks slot for its whole run (its requests are sequential)
-//! and counts as one operation per item in QuickBooks' minute; at most one batch
-//! request starts per 1.6 s window across all instances ([`limiter::claim_batch`]), inside
-//! QuickBooks' 40 a minute.
+//! and counts as one operation per item in QuickBooks' minute; every batch request takes one of
+//! 38 batch tickets shared by all instances, which frees 62 s after its request left
+//! ([`limiter::claim_batch`], [`limiter::stamp_batch`]), inside QuickBooks' 40 a minute. So
+//! the drainers send their batches back to back when the minute's room frees, not one per
+//! fixed spacing.
 //!
-//! Leases: every wait in a batch run (for room in QuickBooks' minute, for a batch window)
+//! Leases: every wait in a batch run (for room in QuickBooks' minute, for a batch ticket)
 //! renews the leases of every order the batch holds ([`SlotHost::renewing`]); a batch request
 //! waits for its room first ([`SlotHost::reserve_ahead`]), then proves each order's lease, then
 //! leaves at once, so no order's lease can lapse between its proof and the request.
@@ -55,8 +57,8 @@ struct Held1 {
 /// Runs the waiting orders `entries` (at most [`MAX_BATCH_ITEMS`] are taken) with their
 /// invoices created in one batch request. Gives each handled entry's result by its index in
 /// `entries`; an entry not in the answer (not an order, beyond the first 30) was not touched.
-/// An empty answer means no batch could be sent now (fewer than [`MIN_BATCH`] orders, or this
-/// window's batch request is taken): the caller runs the entries one by one as before.
+/// An empty answer means no batch could be sent now (fewer than [`MIN_BATCH`] orders, or no
+/// batch ticket is free): the caller runs the entries one by one as before.
 pub fn run_batch(
     host: &mut dyn Host,
     entries: &[Waiting],
@@ -82,12 +84,12 @@ pub fn run_batch(
         }
     };
     let result = match limiter::claim_batch(host) {
-        Ok(true) => match upstream::upstreams(host) {
-            Ok(up) => run_claimed(host, &up, &orders, &mut slot),
+        Ok(Some(ticket)) => match upstream::upstreams(host) {
+            Ok(up) => run_claimed(host, &up, &orders, &mut slot, ticket),
             // The single path files the configuration failure on each record.
             Err(_) => Ok(Vec::new()),
         },
-        Ok(false) => Ok(Vec::new()),
+        Ok(None) => Ok(Vec::new()),
         Err(e) => Err(e),
     };
     let released = limiter::release(host, slot);
@@ -101,6 +103,7 @@ fn run_claimed(
     up: &Upstreams,
     orders: &[(usize, &Waiting)],
     slot: &mut limiter::Slot,
+    mut ticket: limiter::BatchTicket,
 ) -> Result<Vec<(usize, RunResult)>, KvError> {
     let mut results = Vec::new();
     let mut staged: Vec<Held1> = Vec::new();
@@ -192,7 +195,7 @@ fn run_claimed(
             (item, rid.clone())
         })
         .unzip();
-    let outcomes = send(host, up, slot, items, &rids);
+    let outcomes = send(host, up, slot, &mut ticket, items, &rids);
     let mut paying = Vec::new();
     for ((h, _), outcome) in kept.into_iter().zip(outcomes) {
         let Held1 {
@@ -226,10 +229,10 @@ struct Paying {
     job: Job,
 }
 
-/// The payments of the orders whose invoices the batch created: in the next batch window, in
-/// one batch request (as many orders as fit in [`MAX_BATCH_ITEMS`] operations); the rest, or
-/// all of them when fewer than [`MIN_BATCH`] or no window comes free within
-/// [`PAYMENT_WINDOW_TRIES`] windows, one by one with their planned `requestid`s.
+/// The payments of the orders whose invoices the batch created: in one batch request of their
+/// own (as many orders as fit in [`MAX_BATCH_ITEMS`] operations) on a ticket of its own; the
+/// rest, or all of them when fewer than [`MIN_BATCH`] or no ticket and budget come free within
+/// [`PAYMENT_TICKET_TRIES`] seconds, one by one with their planned `requestid`s.
 fn post_payments(
     host: &mut dyn Host,
     up: &Upstreams,
@@ -246,19 +249,21 @@ fn post_payments(
         ops += p.payments.len();
         fit += 1;
     }
-    // Waiting for a batch window and for room renews the orders' leases; the proof that each
+    // Waiting for a batch ticket and for room renews the orders' leases; the proof that each
     // is still ours comes after, right before the request.
-    let batched = ops >= MIN_BATCH && {
+    let ticket = if ops >= MIN_BATCH {
         let leases = paying.iter().map(|(p, _)| p.held.clone());
         let mut slotted = SlotHost::new(host, slot).renewing(leases);
-        let claimed = limiter::claim_next_batch(&mut slotted, PAYMENT_WINDOW_TRIES, ops as i64)?;
-        if claimed {
+        let ticket = limiter::claim_next_batch(&mut slotted, PAYMENT_TICKET_TRIES, ops as i64)?;
+        if ticket.is_some() {
             slotted.reserve_ahead(ops as i64);
         }
-        claimed
+        ticket
+    } else {
+        None
     };
     let mut rest = paying;
-    let singles = rest.split_off(if batched { fit } else { 0 });
+    let singles = rest.split_off(if ticket.is_some() { fit } else { 0 });
     let (kept, lost) = still_held(host, rest)?;
     results.extend(lost);
     let mut items = Vec::new();
@@ -273,10 +278,9 @@ fn post_payments(
             rids.push(s.rid.clone());
         }
     }
-    let mut outcomes = if items.is_empty() {
-        Vec::new()
-    } else {
-        send(host, up, slot, items, &rids)
+    let mut outcomes = match ticket {
+        Some(mut ticket) if !items.is_empty() => send(host, up, slot, &mut ticket, items, &rids),
+        _ => Vec::new(),
     }
     .into_iter();
     let with_outcomes = kept.into_iter().map(|(o, p)| {
@@ -305,9 +309,9 @@ fn post_payments(
     Ok(results)
 }
 
-/// Batch windows a payment batch waits for (one per [`limiter::BATCH_SPACING_MS`]; the invoice
-/// batch before it owes the budget about 5 s) before its payments go one by one.
-const PAYMENT_WINDOW_TRIES: u32 = 8;
+/// Seconds a payment batch looks for a ticket and the budget (the invoice batch before it may
+/// have spent the second's) before its payments go one by one.
+const PAYMENT_TICKET_TRIES: u32 = 8;
 
 /// Splits staged orders into those whose lease is still held and, as [`RunResult::Busy`],
 /// those whose lease was lost meanwhile (released here: the worker that took the order over
@@ -355,14 +359,20 @@ impl HeldOrder for Paying {
 }
 
 /// Sends one batch request of `items` (their `bId`s set, `rids` their items' own request ids)
-/// and says what it did to each item, in order.
+/// on `ticket`, and says what it did to each item, in order. A ticket lost meanwhile (or a
+/// store that fails to stamp it) sends nothing: every item is written on its own
+/// ([`BatchOutcome::NotSent`]).
 fn send(
     host: &mut dyn Host,
     up: &Upstreams,
     slot: &mut limiter::Slot,
+    ticket: &mut limiter::BatchTicket,
     items: Vec<BatchCreate>,
     rids: &[String],
 ) -> Vec<BatchOutcome> {
+    if !matches!(limiter::stamp_batch(host, ticket), Ok(true)) {
+        return items.iter().map(|_| BatchOutcome::NotSent).collect();
+    }
     let ids: Vec<&str> = rids.iter().map(String::as_str).collect();
     let batch_rid = quickbooks::batch_request_id(&ids);
     let answer = {

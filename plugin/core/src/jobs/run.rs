@@ -7,6 +7,7 @@
 
 use crate::host::{Host, KvError, LogLevel, Prefetched};
 use crate::jobs::{Done, Job, batch, customer, order};
+use crate::models::quickbooks::MAX_BATCH_ITEMS;
 use crate::settings::{self, RetrySettings};
 use crate::sync::connection::{self, Vault};
 use crate::sync::failure::Failure;
@@ -473,7 +474,7 @@ pub fn retry_due(host: &mut dyn Host) -> Result<RetryReport, KvError> {
         }
     }
     // Work waiting for QuickBooks capacity, as far as capacity goes now (no sleeping here).
-    let drained = drain_waiting(host, 0)?;
+    let drained = drain_waiting(host, 0, 0)?;
     report.examined += drained.handled;
     report.ran += drained.ran;
     // Now and then, the status counts are checked against the records (see `store::recount`).
@@ -636,8 +637,10 @@ impl DrainReport {
     }
 }
 
-/// Most queue positions one drain pass looks at (as many as one batch request carries).
-const DRAIN_SCAN: usize = crate::models::quickbooks::MAX_BATCH_ITEMS;
+/// Most queue positions one drain pass looks at: a batch request's worth for each drainer.
+const HEAD_SCAN: usize = limiter::DRAINERS * MAX_BATCH_ITEMS;
+/// Most entries one drain pass runs one by one (as many as one batch request carries).
+const DRAIN_SCAN: usize = MAX_BATCH_ITEMS;
 /// Most queue entries one drain handles (capacity stops it long before, in practice).
 const DRAIN_MAX: usize = 500;
 /// How often a drainer looks again while no slot is free or every entry it sees is busy.
@@ -652,30 +655,37 @@ pub const DRAIN_EXTENDS_MS: i64 = 45_000;
 /// than [`DRAIN_EXTENDS_MS`] past its budget): a drainer that is using the capacity as it frees
 /// keeps at it rather than leaving a gap until the next retry-due.
 ///
-/// Several drainers (on every instance) run the queue at once: an entry whose lease is held is
-/// left to its holder (a worker running it, or another drainer) and the next one is tried; it
-/// stays in the queue until someone has handled it. With nothing runnable in sight, the
+/// Several drainers (on every instance) run the queue at once: an entry whose lease looks held
+/// is left to its holder (a worker running it, or another drainer), seen in one read of the
+/// head's leases, and each drainer batches its own `lane` of the head first
+/// ([`limiter::Drainer::lane`]; retry-due's pass is lane 0), so drainers that wake in the same
+/// second send one full batch each. An entry stays in the queue until someone has handled it. With nothing runnable in sight, the
 /// drainer looks again shortly; with no slot free, it looks for one for up to 2 s and then
 /// leaves the queue to the slots' holders (each drains when its job ends);
 /// it sleeps through waits for QuickBooks' second or minute, and stops when a wait (a 429's pause)
 /// ends after its budget does, or its budget is spent (counted from the last work it handled).
-pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport, KvError> {
+pub fn drain_waiting(
+    host: &mut dyn Host,
+    budget_ms: i64,
+    lane: usize,
+) -> Result<DrainReport, KvError> {
     let poll = chrono::Duration::milliseconds(DRAIN_POLL_MS);
     let budget = chrono::Duration::milliseconds(budget_ms);
     let mut deadline = host.now() + budget;
     let last_deadline = deadline + chrono::Duration::milliseconds(DRAIN_EXTENDS_MS);
     let mut report = DrainReport::default();
     loop {
-        let head = limiter::queue_head(host, DRAIN_SCAN)?;
+        let head = limiter::queue_head(host, HEAD_SCAN)?;
         if head.is_empty() {
             report.emptied = true;
             return Ok(report);
         }
         let first = head[0].0;
+        let head = limiter::without_held(host, head)?;
         let mut progressed = false;
         let mut wait: Option<limiter::Wait> = None;
         // Several orders waiting: their invoices go out in one batch request (issue 17).
-        let singles = match drain_batch(host, &head, &mut report)? {
+        let singles = match drain_batch(host, first, &head, lane, &mut report)? {
             Some(step) => {
                 progressed = step.progressed;
                 wait = step.wait;
@@ -684,7 +694,7 @@ pub fn drain_waiting(host: &mut dyn Host, budget_ms: i64) -> Result<DrainReport,
                 }
                 Vec::new()
             }
-            None => head,
+            None => head.into_iter().take(DRAIN_SCAN).collect(),
         };
         // Once this drainer has run something, the work in the rest of its look at the head is
         // old news: other drainers may have handled it meanwhile, which one read shows (running
@@ -774,20 +784,30 @@ struct BatchStep {
 
 /// Hands the orders waiting in `head` (at least [`batch::MIN_BATCH`], at most one batch
 /// request's worth) to [`batch::run_batch`], and marks each one it handled. `None`: no batch
-/// now (too few orders, or this window's batch request is taken); the drain runs them one by
-/// one. Entries the batch found busy or could not run stay queued, as in the single path.
+/// now (too few orders, or no batch ticket free); the drain runs them one by one. Entries the
+/// batch found busy or could not run stay queued, as in the single path.
+///
+/// The orders are taken from the drainer's `lane` of the head on (a batch's worth of
+/// positions per lane, counted from the queue's `first` position, wrapping around), so drainers that look at once form different batches
+/// rather than each a few orders of the same one.
 fn drain_batch(
     host: &mut dyn Host,
+    first: i64,
     head: &[(i64, limiter::Queued)],
+    lane: usize,
     report: &mut DrainReport,
 ) -> Result<Option<BatchStep>, KvError> {
-    let (positions, waiting): (Vec<i64>, Vec<limiter::Waiting>) = head
+    let lane_first = first + i64::try_from(lane * MAX_BATCH_ITEMS).unwrap_or(i64::MAX);
+    let lane_start = head.iter().position(|(pos, _)| *pos >= lane_first);
+    let (before, from_lane) = head.split_at(lane_start.unwrap_or(0));
+    let (positions, waiting): (Vec<i64>, Vec<limiter::Waiting>) = from_lane
         .iter()
+        .chain(before)
         .filter_map(|(pos, queued)| match queued {
             limiter::Queued::Work(w) if w.entity == Entity::Order => Some((*pos, w.clone())),
             _ => None,
         })
-        .take(crate::models::quickbooks::MAX_BATCH_ITEMS)
+        .take(MAX_BATCH_ITEMS)
         .unzip();
     if waiting.len() < batch::MIN_BATCH {
         return Ok(None);

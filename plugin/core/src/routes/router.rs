@@ -205,8 +205,8 @@ fn drain(host: &mut dyn Host, budget_ms: i64) {
         else {
             return Ok(());
         };
-        let drained = run::drain_waiting(host, budget_ms).map(|_| ());
-        store::release(host, drainer)?;
+        let drained = run::drain_waiting(host, budget_ms, drainer.lane).map(|_| ());
+        store::release(host, drainer.guard)?;
         drained
     });
     if let Err(e) = result {

@@ -22,7 +22,11 @@
 //!   empty, new work queues behind it. [`crate::jobs::run::drain_waiting`] runs the queue's
 //!   head as capacity frees: after every webhook job and after every retry-due, several
 //!   drainers at once, each position marked handled on its own ([`mark_handled`]; the done
-//!   mark moves only past handled positions).
+//!   mark moves only past handled positions). A drainer skips work whose lease looks held
+//!   ([`without_held`]) and batches its own lane of the head first ([`Drainer::lane`]).
+//! - **Batch requests.** Each takes one of [`BATCH_TICKETS`] (38) tickets, which frees
+//!   [`BATCH_TICKET_MS`] (62 s) after its request left: at most 38 batch requests in any 62 s
+//!   (QuickBooks allows 40 a minute), sent as fast as the minute's room frees.
 //!
 //! Sans-IO: time comes from the host, waiting is the caller's business.
 
@@ -298,21 +302,26 @@ fn try_slot(host: &mut dyn Host, window: Option<Window>) -> Result<Option<Slot>,
 pub const DRAINERS: usize = 8;
 const DRAINER_TRIES: usize = 3;
 
+/// A drainer's lease, and its lane: which part of the queue's head it batches first, so
+/// drainers that look at once each form a batch of their own.
+pub struct Drainer {
+    pub guard: LeaseGuard,
+    pub lane: usize,
+}
+
 /// Takes one of the [`DRAINERS`] drainer leases for `ttl_ms`, if one is free.
-pub fn take_drainer(host: &mut dyn Host, ttl_ms: i64) -> Result<Option<LeaseGuard>, KvError> {
+pub fn take_drainer(host: &mut dyn Host, ttl_ms: i64) -> Result<Option<Drainer>, KvError> {
     let mut start = [0u8; 1];
     host.random_bytes(&mut start);
     // Three tries: three held leases mean drainers are at work (each try is a write, and every
     // job's end asks for one).
     for k in 0..DRAINER_TRIES {
-        let key = format!(
-            "limit/qbo/drainer/{}",
-            (usize::from(start[0]) + k) % DRAINERS
-        );
+        let lane = (usize::from(start[0]) + k) % DRAINERS;
+        let key = format!("limit/qbo/drainer/{lane}");
         // Taken over and over: the key holds the free value its last holder left (a read to
         // see it held, not the write that would create it).
         if let Some(guard) = store::try_acquire_reused(host, &key, ttl_ms)? {
-            return Ok(Some(guard));
+            return Ok(Some(Drainer { guard, lane }));
         }
     }
     Ok(None)
@@ -344,56 +353,98 @@ pub fn admit_paced(host: &mut dyn Host, wait_ms: u64) -> Result<Result<Slot, Wai
     }
 }
 
-/// How far apart batch requests start, across every instance: one per 1.6 s window, so any
-/// 60 s hold at most 39 of them (QuickBooks allows 40 batch requests a minute per company).
-pub const BATCH_SPACING_MS: i64 = 1_600;
-const BATCH_LAST_KEY: &str = "limit/qbo/batch/last";
+/// Batch requests that may leave within any [`BATCH_TICKET_MS`], across every instance
+/// (QuickBooks allows 40 batch requests a minute per company): each request takes one of these
+/// tickets (`limit/qbo/batch/ticket/{i}`, leases that are never given back), and a ticket frees
+/// [`BATCH_TICKET_MS`] after its request left. So a burst may send its batches back to back, as
+/// fast as the minute's room allows, not one per fixed spacing.
+pub const BATCH_TICKETS: usize = 38;
+/// How long a ticket stays taken after its request leaves: QuickBooks' minute and the margins
+/// of [`pace::WINDOW_S`] (the second's grain, a request's way to QuickBooks).
+pub const BATCH_TICKET_MS: i64 = pace::WINDOW_S * 1_000;
+/// How long after its claim a ticket still covers a request that has not left: a request that
+/// leaves later stamps its ticket again first ([`stamp_batch`]).
+const BATCH_TICKET_SLACK_MS: i64 = 3_000;
 
-fn batch_key(window: i64) -> String {
-    format!("limit/qbo/batch/{window}")
+fn batch_ticket_keys() -> Vec<String> {
+    (0..BATCH_TICKETS)
+        .map(|i| format!("limit/qbo/batch/ticket/{i}"))
+        .collect()
 }
 
-/// Claims the current 1.6 s window for one batch request: `true` for the first caller of the
-/// window (it may send a batch), `false` for every other one (it posts one document per request
-/// instead, or waits for the next window). The previous window's counter is deleted when a new
-/// one is claimed, so the store keeps about one.
-pub fn claim_batch(host: &mut dyn Host) -> Result<bool, KvError> {
-    let window = host.now().timestamp_millis().div_euclid(BATCH_SPACING_MS);
-    if host.kv_increment(&batch_key(window), 1)? != 1 {
+/// A batch request's ticket: while it is taken, until [`BATCH_TICKET_MS`] after the request
+/// left, no other batch request uses it.
+#[derive(Debug)]
+pub struct BatchTicket {
+    guard: store::LeaseGuard,
+    /// The ticket stays taken at least until then (ms since the epoch).
+    taken_until_ms: i64,
+}
+
+/// Takes a batch ticket that looks free (all of them read in one round trip), starting at a
+/// random one: `None` when none is free (the caller posts one document per request instead,
+/// or waits).
+pub fn claim_batch(host: &mut dyn Host) -> Result<Option<BatchTicket>, KvError> {
+    let keys = batch_ticket_keys();
+    let free = leases_looking_free(host, &keys)?;
+    let mut start = [0u8; 1];
+    host.random_bytes(&mut start);
+    let ttl_ms = BATCH_TICKET_MS + BATCH_TICKET_SLACK_MS;
+    for k in 0..free.len() {
+        let key = &keys[free[(usize::from(start[0]) + k) % free.len()]];
+        let now = host.now().timestamp_millis();
+        if let Some(guard) = store::try_acquire_reused(host, key, ttl_ms)? {
+            return Ok(Some(BatchTicket {
+                guard,
+                taken_until_ms: now + ttl_ms,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Right before the batch request leaves: keeps `ticket` taken until [`BATCH_TICKET_MS`] from
+/// now (no round trip while its claim still covers that). `false`: the ticket was lost (its
+/// request waited past the claim's whole term and another took it), and the request must not
+/// leave on it.
+pub fn stamp_batch(host: &mut dyn Host, ticket: &mut BatchTicket) -> Result<bool, KvError> {
+    let needed = host.now().timestamp_millis() + BATCH_TICKET_MS;
+    if needed <= ticket.taken_until_ms {
+        return Ok(true);
+    }
+    if !store::renew(host, &mut ticket.guard, BATCH_TICKET_MS)? {
         return Ok(false);
     }
-    let last = host
-        .kv_get(BATCH_LAST_KEY)?
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.parse::<i64>().ok());
-    if let Some(last) = last.filter(|l| *l < window) {
-        let _ = host.kv_delete(&batch_key(last));
-    }
-    let _ = host.kv_set(BATCH_LAST_KEY, window.to_string().as_bytes());
+    ticket.taken_until_ms = needed;
     Ok(true)
 }
 
-/// Claims a batch window for a batch of `ops` operations that follows one already sent (the
-/// payments after their invoices): sleeps to the start of each next window, up to `tries`
-/// windows, and claims the first one in which the second's budget is not spent and the window
-/// has room for it; `false` when none came free.
-pub fn claim_next_batch(host: &mut dyn Host, tries: u32, ops: i64) -> Result<bool, KvError> {
+/// Claims a batch ticket for a batch of `ops` operations that follows one already sent (the
+/// payments after their invoices): looks once a second, up to `tries` times, and claims a
+/// ticket in the first second whose budget is not spent and whose window has room for the
+/// batch; `None` when none came free.
+pub fn claim_next_batch(
+    host: &mut dyn Host,
+    tries: u32,
+    ops: i64,
+) -> Result<Option<BatchTicket>, KvError> {
     let pacing = pace::pacing_on(host);
-    for _ in 0..tries {
-        let now = host.now().timestamp_millis();
-        let next = (now.div_euclid(BATCH_SPACING_MS) + 1) * BATCH_SPACING_MS;
-        host.sleep_ms(u64::try_from(next - now).unwrap_or(1).max(1));
+    for k in 0..tries {
+        if k > 0 {
+            let now = host.now();
+            host.sleep_ms(ms_until(now, pace::next_second(now)));
+        }
         let now = host.now();
         let spent = pacing && {
             let (per_second, limit) = budgets(host, now)?;
             pace::requests_in_second(host, now)? >= per_second
                 || pace::window_ops(host, now)? + ops > limit
         };
-        if !spent && claim_batch(host)? {
-            return Ok(true);
+        if !spent && let Some(ticket) = claim_batch(host)? {
+            return Ok(Some(ticket));
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// Gives a slot back.
@@ -505,6 +556,37 @@ pub fn queue_head(host: &mut dyn Host, limit: usize) -> Result<Vec<(i64, Queued)
         out.push((i, queued));
     }
     Ok(out)
+}
+
+/// `head` without the work whose entity lease looks held (its holder, a worker or another
+/// drainer, runs it): every lease read in one round trip, so several drainers each find work
+/// of their own past what the others are running, instead of trying the same leases in turn.
+pub fn without_held(
+    host: &mut dyn Host,
+    head: Vec<(i64, Queued)>,
+) -> Result<Vec<(i64, Queued)>, KvError> {
+    let keys: Vec<String> = head
+        .iter()
+        .filter_map(|(_, q)| match q {
+            Queued::Work(w) => Some(store::entity_lease_key(w.entity, &w.id)),
+            _ => None,
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(head);
+    }
+    let free = leases_looking_free(host, &keys)?;
+    let mut k = 0;
+    Ok(head
+        .into_iter()
+        .filter(|(_, q)| {
+            if !matches!(q, Queued::Work(_)) {
+                return true;
+            }
+            k += 1;
+            free.binary_search(&(k - 1)).is_ok()
+        })
+        .collect())
 }
 
 /// What queue position `i` holds now.
@@ -634,7 +716,12 @@ pub fn slot_free(host: &mut dyn Host) -> Result<bool, KvError> {
 
 /// The slots that look free now (never taken, given back, or expired), read in one round trip.
 fn slots_looking_free(host: &mut dyn Host) -> Result<Vec<usize>, KvError> {
-    let keys = slot_keys();
+    leases_looking_free(host, &slot_keys())
+}
+
+/// Which of the leases at `keys` look free (absent, given back or expired), read in one round
+/// trip: their indexes in `keys`.
+fn leases_looking_free(host: &mut dyn Host, keys: &[String]) -> Result<Vec<usize>, KvError> {
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     let now = host.now();
     Ok(host
@@ -668,8 +755,19 @@ impl<'h> SlotHost<'h> {
         }
     }
 
-    /// Also renews `leases` while it waits: a batch request runs on the bare host (it carries
-    /// many orders, each under its own lease), so no [`crate::sync::lease::LeasedHost`] does.
+    /// Renews the slot and the leases it keeps alive where they are aging: before every request
+    /// (a batch stages its orders one after the other, each with a request of its own, so the
+    /// first staged must not lapse while the last are) and after every wait.
+    fn renew_if_aging(&mut self) {
+        self.slot.renew_if_aging(self.inner);
+        for held in &self.renewing {
+            held.borrow_mut().renew_if_aging(self.inner);
+        }
+    }
+
+    /// Also renews `leases` while it waits and before each request: a batch request runs on the
+    /// bare host (it carries many orders, each under its own lease), so no
+    /// [`crate::sync::lease::LeasedHost`] does.
     pub fn renewing(mut self, leases: impl IntoIterator<Item = SharedLease>) -> Self {
         self.renewing.extend(leases);
         self
@@ -760,17 +858,14 @@ impl Host for SlotHost<'_> {
     crate::host::pass_through_to_inner!();
 
     fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        self.slot.renew_if_aging(self.inner);
+        self.renew_if_aging();
         self.reserve(request);
         self.inner.http(request)
     }
 
     fn sleep_ms(&mut self, ms: u64) {
         self.inner.sleep_ms(ms);
-        self.slot.renew_if_aging(self.inner);
-        for held in &self.renewing {
-            held.borrow_mut().renew_if_aging(self.inner);
-        }
+        self.renew_if_aging();
     }
 }
 
@@ -846,58 +941,101 @@ mod tests {
     }
 
     #[test]
-    fn a_following_batch_sleeps_to_the_next_window_and_gives_up_when_others_take_them() {
+    fn a_following_batch_takes_a_ticket_at_once_and_gives_up_when_every_ticket_is_taken() {
         let mut store = host();
-        assert!(claim_batch(&mut store).unwrap());
+        let first = claim_batch(&mut store).unwrap().expect("a free ticket");
         let start = store.now();
-        assert!(claim_next_batch(&mut store, 3, 30).unwrap());
-        let waited = (store.now() - start).num_milliseconds();
-        assert!(
-            (1..=BATCH_SPACING_MS).contains(&waited),
-            "slept to the next window: {waited} ms"
-        );
-        // Another instance already holds the next windows: this one gives up after its tries.
-        let now = store.now().timestamp_millis().div_euclid(BATCH_SPACING_MS);
-        for w in now + 1..=now + 2 {
-            store.kv_increment(&batch_key(w), 1).unwrap();
-        }
-        assert!(!claim_next_batch(&mut store, 2, 30).unwrap());
+        let second = claim_next_batch(&mut store, 3, 30).unwrap();
+        assert!(second.is_some(), "a free ticket is taken at once");
+        assert_eq!(store.now(), start, "no wait while a ticket is free");
+        assert_ne!(first.guard.key(), second.unwrap().guard.key());
+        // Every ticket taken (by this instance or another): the follower looks once a second
+        // for its tries, then gives up.
+        while claim_batch(&mut store).unwrap().is_some() {}
+        assert!(claim_next_batch(&mut store, 2, 30).unwrap().is_none());
+        assert_eq!((store.now() - start).num_milliseconds(), 1_000);
+        // The first ticket frees its term after its claim, not before.
+        store.advance(Duration::milliseconds(
+            BATCH_TICKET_MS + BATCH_TICKET_SLACK_MS - 1_001,
+        ));
+        assert!(claim_batch(&mut store).unwrap().is_none());
+        store.advance(Duration::milliseconds(1));
+        assert!(claim_batch(&mut store).unwrap().is_some());
     }
 
     #[test]
-    fn batch_requests_across_instances_stay_below_forty_in_any_minute() {
+    fn batch_requests_across_instances_stay_below_forty_in_any_minute_however_late_they_leave() {
         let mut store = host();
-        let mut claimed = Vec::new();
-        // Two instances asking every 100 ms for five minutes.
-        for step in 0..3_000 {
-            for _ in 0..2 {
-                if claim_batch(&mut store).unwrap() {
-                    claimed.push(step);
+        let mut leaving: Vec<(i64, BatchTicket)> = Vec::new();
+        let mut sent = Vec::new();
+        let mut not_sent = 0;
+        // Two instances asking every 100 ms for five minutes; each request leaves 0 to 9.9 s
+        // after its claim (staging, waiting for room).
+        for step in 0..3_000i64 {
+            for k in 0..2 {
+                if let Some(ticket) = claim_batch(&mut store).unwrap() {
+                    leaving.push((step + (step * 7 + k * 31) % 100, ticket));
+                }
+            }
+            let (due, later): (Vec<_>, Vec<_>) = leaving.drain(..).partition(|(at, _)| *at <= step);
+            leaving = later;
+            for (_, mut ticket) in due {
+                if stamp_batch(&mut store, &mut ticket).unwrap() {
+                    sent.push(step);
+                } else {
+                    not_sent += 1;
                 }
             }
             store.advance(Duration::milliseconds(100));
         }
-        for (i, first) in claimed.iter().enumerate() {
-            let within = claimed[i..]
-                .iter()
-                .take_while(|s| **s < first + 600)
-                .count();
+        sent.sort_unstable();
+        for (i, first) in sent.iter().enumerate() {
+            let within = sent[i..].iter().take_while(|s| **s < first + 600).count();
             assert!(
-                within <= 39,
+                within <= BATCH_TICKETS,
                 "{within} batch requests within 60 s from step {first}"
             );
         }
-        assert!(
-            claimed.len() >= 185,
-            "a window each 1.6 s: {}",
-            claimed.len()
-        );
-        let left = store
+        assert_eq!(not_sent, 0, "no request waits past its ticket's term here");
+        // Each ticket leaves a request about every 62 s and a little.
+        assert!(sent.len() >= 4 * BATCH_TICKETS, "{} sent", sent.len());
+        let keys = store
             .kv
             .keys()
             .filter(|k| k.starts_with("limit/qbo/batch/"))
             .count();
-        assert!(left <= 3, "old windows are deleted: {left} keys");
+        assert_eq!(
+            keys, BATCH_TICKETS,
+            "the tickets are all the keys batching keeps"
+        );
+    }
+
+    #[test]
+    fn a_ticket_whose_request_waited_past_its_term_is_not_sent_on() {
+        let mut store = host();
+        let mut late = claim_batch(&mut store).unwrap().unwrap();
+        // Its request waits past the claim's whole term; another caller takes the ticket.
+        store.advance(Duration::milliseconds(
+            BATCH_TICKET_MS + BATCH_TICKET_SLACK_MS,
+        ));
+        let mut taken = Vec::new();
+        while let Some(t) = claim_batch(&mut store).unwrap() {
+            taken.push(t);
+        }
+        assert!(taken.iter().any(|t| t.guard.key() == late.guard.key()));
+        assert!(!stamp_batch(&mut store, &mut late).unwrap());
+        // A request that leaves within the slack needs no round trip; a later one stamps its
+        // ticket to 62 s after it leaves.
+        let mut ticket = taken.pop().unwrap();
+        let mut counted = Counted::new(&mut store);
+        assert!(stamp_batch(&mut counted, &mut ticket).unwrap());
+        assert!(counted.take().is_empty());
+        store.advance(Duration::milliseconds(BATCH_TICKET_SLACK_MS + 1));
+        assert!(stamp_batch(&mut store, &mut ticket).unwrap());
+        assert_eq!(
+            ticket.taken_until_ms,
+            store.now().timestamp_millis() + BATCH_TICKET_MS
+        );
     }
 
     #[test]
