@@ -252,7 +252,14 @@ fn admit_with(host: &mut dyn Host, ops: i64, ahead_s: i64) -> Result<Result<Slot
     }
     let window = Window {
         limit,
-        unchecked: room - pace::IN_FLIGHT_OPS,
+        // A single job may send a few requests on the room it saw (the jobs beside it take at
+        // most `IN_FLIGHT_OPS`). A batch checks every reservation: the drainers admit several
+        // batches at once, each of many operations, and the room each saw is the others' too.
+        unchecked: if ahead_s == 0 {
+            room - pace::IN_FLIGHT_OPS
+        } else {
+            0
+        },
         prepaid: 0,
     };
     Ok(try_slot(host, Some(window))?.ok_or(Wait::Slots))
@@ -1190,6 +1197,35 @@ mod tests {
         let now = h.now();
         assert_eq!(pace::window_ops(&mut h, now).unwrap(), 20);
         release(&mut h, slot).unwrap();
+    }
+
+    #[test]
+    fn batches_admitted_at_once_on_the_same_room_reserve_no_more_than_the_window_holds() {
+        let mut h = host();
+        // Room for five batches of 30: eight drainers admit a batch each at once.
+        assert!(pace::reserve(&mut h, pace::WINDOW_OPS - 150, Some(pace::WINDOW_OPS)).unwrap());
+        let mut slots: Vec<Slot> = (0..SLOTS)
+            .map(|_| {
+                admit_batch(&mut h, 30)
+                    .unwrap()
+                    .expect("admitted on the room it saw")
+            })
+            .collect();
+        // Their requests reserve in turn: the first five take the room, the next waits for
+        // the reservation at t0 to leave the window.
+        for (k, slot) in slots.iter_mut().take(6).enumerate() {
+            SlotHost::new(&mut h, slot).reserve_ahead(30);
+            let now = h.now();
+            assert!(
+                pace::window_ops(&mut h, now).unwrap() <= pace::WINDOW_OPS,
+                "batch {k} overfilled the window"
+            );
+            let waited = now > t0();
+            assert_eq!(waited, k == 5, "batch {k} waited: {waited}");
+        }
+        for slot in slots {
+            release(&mut h, slot).unwrap();
+        }
     }
 
     #[test]
