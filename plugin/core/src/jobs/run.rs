@@ -659,11 +659,12 @@ pub const DRAIN_EXTENDS_MS: i64 = 45_000;
 /// is left to its holder (a worker running it, or another drainer), seen in one read of the
 /// head's leases, and each drainer batches its own `lane` of the head first
 /// ([`limiter::Drainer::lane`]; retry-due's pass is lane 0), so drainers that wake in the same
-/// second send one full batch each. An entry stays in the queue until someone has handled it. With nothing runnable in sight, the
-/// drainer looks again shortly; with no slot free, it looks for one for up to 2 s and then
-/// leaves the queue to the slots' holders (each drains when its job ends);
-/// it sleeps through waits for QuickBooks' second or minute, and stops when a wait (a 429's pause)
-/// ends after its budget does, or its budget is spent (counted from the last work it handled).
+/// second send one full batch each. An entry stays in the queue until someone has handled it.
+/// With nothing runnable in sight, the drainer looks again shortly; with no slot free, it looks
+/// for one for up to 2 s and then leaves the queue to the slots' holders (each drains when its
+/// job ends); it sleeps through waits for QuickBooks' second or minute, and stops when a wait
+/// (a 429's pause) ends after its budget does, or its budget is spent (counted from the last
+/// work it handled).
 pub fn drain_waiting(
     host: &mut dyn Host,
     budget_ms: i64,
@@ -788,8 +789,8 @@ struct BatchStep {
 /// batch found busy or could not run stay queued, as in the single path.
 ///
 /// The orders are taken from the drainer's `lane` of the head on (a batch's worth of
-/// positions per lane, counted from the queue's `first` position, wrapping around), so drainers that look at once form different batches
-/// rather than each a few orders of the same one.
+/// positions per lane, counted from the queue's `first` position, wrapping around), so drainers
+/// that look at once form different batches rather than each a few orders of the same one.
 fn drain_batch(
     host: &mut dyn Host,
     first: i64,
